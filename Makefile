@@ -1,0 +1,46 @@
+# ChargeShed: `make run` sets up and serves the demo; `make test` runs the tests.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app chargeshed
+CATALOGUES := $(wildcard chargeshed/translations/*/LC_MESSAGES/messages.po)
+
+.PHONY: run test install translations migrate demo worker serve lint bench clean
+
+run: install translations migrate demo
+	CHARGESHED_ENV=demo SIM_SPEED=$${SIM_SPEED:-30} WORKER_INTERVAL_SECONDS=$${WORKER_INTERVAL_SECONDS:-2} \
+		$(FLASK) serve --host 127.0.0.1 --port 5000 --with-worker
+
+test: install translations
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+translations: install $(CATALOGUES:.po=.mo)
+
+%.mo: %.po
+	$(BIN)/pybabel compile --use-fuzzy -i $< -o $@
+
+migrate: install
+	$(FLASK) db upgrade
+
+demo: install
+	$(FLASK) demo
+
+worker: install
+	$(FLASK) worker
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache

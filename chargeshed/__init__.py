@@ -1,0 +1,77 @@
+"""ChargeShed: shared e-bike charging sheds for housing compounds."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the application: configuration, extensions, blueprints, CLI."""
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("CHARGESHED_INSTANCE", os.path.join(ROOT, "instance")),
+        instance_relative_config=True,
+        template_folder=os.path.join(ROOT, "templates"),
+        static_folder=os.path.join(ROOT, "static"),
+    )
+    from chargeshed import config as settings
+
+    app.config.from_mapping(settings.defaults(app.instance_path))
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_mapping(settings.from_environment())
+    if config:
+        app.config.from_mapping(config)
+    app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+    app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
+    os.makedirs(app.instance_path, exist_ok=True)
+
+    _init_extensions(app)
+    _register_blueprints(app)
+    from chargeshed import cli
+
+    cli.register(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    from datetime import timedelta
+
+    from chargeshed import i18n, models  # noqa: F401  (models: register every table)
+    from chargeshed.extensions import babel, csrf, db, htmx, limiter, login_manager, migrate
+    from chargeshed.ports.runtime import init_ports
+    from chargeshed.web import hardening, jinja
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"))
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=i18n.select_locale, default_translation_directories="translations")
+    limiter.init_app(app)
+    htmx.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    app.config["REMEMBER_COOKIE_DURATION"] = timedelta(days=app.config["REMEMBER_COOKIE_DURATION_DAYS"])
+    app.config["REMEMBER_COOKIE_HTTPONLY"] = True
+    app.config["REMEMBER_COOKIE_SAMESITE"] = "Lax"
+    app.config["REMEMBER_COOKIE_SECURE"] = app.config["SESSION_COOKIE_SECURE"]
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        from chargeshed.accounts.models import User
+
+        return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+
+    init_ports(app)
+    jinja.init_app(app)
+    hardening.init_app(app)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from chargeshed.web import auth, errors, health, resident, stripe_webhook
+
+    for module in (health, auth, resident, stripe_webhook):
+        app.register_blueprint(module.bp)
+    errors.init_app(app)

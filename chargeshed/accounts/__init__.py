@@ -1,0 +1,1 @@
+"""People: residents and staff, their bikes, and access helpers."""

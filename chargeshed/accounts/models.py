@@ -1,0 +1,68 @@
+"""User (resident or staff) and Bike."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from chargeshed.extensions import db
+from chargeshed.timeutil import now as clock_now
+
+ROLE_RESIDENT = "resident"
+ROLE_ADMIN = "admin"
+ROLE_SITE_MANAGER = "site_manager"
+ROLE_OPERATOR_STAFF = "operator_staff"
+ROLE_PATROL = "patrol"
+STAFF_ROLES = (ROLE_ADMIN, ROLE_SITE_MANAGER, ROLE_OPERATOR_STAFF, ROLE_PATROL)
+
+
+class User(UserMixin, db.Model):
+    """A person who signs in: residents by phone number, staff by user name."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20), default=ROLE_RESIDENT)
+    display_name: Mapped[str] = mapped_column(String(80), default="")
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"), index=True)
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operator.id"), index=True)
+    building: Mapped[int | None]
+    unit: Mapped[int | None]
+    locale: Mapped[str | None] = mapped_column(String(8))
+    is_active_account: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=clock_now)
+
+    bikes: Mapped[list[Bike]] = relationship(back_populates="owner", order_by="Bike.id")
+
+    def set_password(self, password: str) -> None:
+        """Store a salted hash of the password, never the password."""
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        """True when the password matches the stored hash."""
+        return check_password_hash(self.password_hash, password)
+
+    @property
+    def is_active(self) -> bool:  # flask-login
+        return self.is_active_account
+
+    @property
+    def is_staff(self) -> bool:
+        """True for back-office roles."""
+        return self.role in STAFF_ROLES
+
+
+class Bike(db.Model):
+    """A registered e-bike (plate), owned by a resident."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("user.id"), index=True)
+    plate: Mapped[str] = mapped_column(String(20), unique=True)
+    note: Mapped[str] = mapped_column(String(80), default="")
+    created_at: Mapped[datetime] = mapped_column(default=clock_now)
+
+    owner: Mapped[User] = relationship(back_populates="bikes")

@@ -1,0 +1,92 @@
+"""Account services: register, authenticate, bikes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from chargeshed.accounts.models import ROLE_RESIDENT, Bike, User
+from chargeshed.extensions import db
+from chargeshed.sites.models import Site
+
+# A real hash to compare against when the login is unknown, so timing does not reveal accounts.
+_DUMMY_HASH = None
+
+
+def authenticate(login: str, password: str, normalise: Callable[[str], str]) -> User | None:
+    """The active user with this login (phone normalised, or staff name) and password."""
+    global _DUMMY_HASH
+    login = (login or "").strip()
+    candidates = {login, normalise(login)} - {""}
+    user = db.session.execute(select(User).where(User.login.in_(candidates))).scalars().first()
+    if user is None:
+        from werkzeug.security import check_password_hash, generate_password_hash
+
+        _DUMMY_HASH = _DUMMY_HASH or generate_password_hash("not-a-password")
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    if not user.is_active or not user.check_password(password):
+        return None
+    return user
+
+
+def default_site_id() -> int | None:
+    """The site new residents join (the first; one compound per deployment today)."""
+    return db.session.execute(select(Site.id).order_by(Site.id).limit(1)).scalar_one_or_none()
+
+
+def register_resident(phone: str, password: str, building: int | None, unit: int | None,
+                      site_id: int | None) -> User | None:
+    """Create a resident; None when the phone number is taken."""
+    user = User(login=phone, role=ROLE_RESIDENT, building=building, unit=unit, site_id=site_id)
+    user.set_password(password)
+    db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return None
+    return user
+
+
+def create_user(login: str, password: str, role: str, **fields) -> User:
+    """Create any user (CLI and demo); raises ValueError when the login exists."""
+    user = User(login=login, role=role, **fields)
+    user.set_password(password)
+    db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise ValueError(f"user {login} exists") from None
+    return user
+
+
+def set_locale(user: User, locale: str) -> None:
+    """Remember the user's language."""
+    user.locale = locale
+    db.session.commit()
+
+
+def add_bike(user: User, plate: str, note: str = "") -> Bike | None:
+    """Register a bike; None when the plate is registered already."""
+    bike = Bike(owner_id=user.id, plate=plate, note=note)
+    db.session.add(bike)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return None
+    return bike
+
+
+def remove_bike(user: User, bike_id: int) -> bool:
+    """Remove one of the user's own bikes."""
+    bike = db.session.get(Bike, bike_id)
+    if bike is None or bike.owner_id != user.id:
+        return False
+    db.session.delete(bike)
+    db.session.commit()
+    return True

@@ -1,0 +1,1 @@
+"""Tariffs (pure pricing), charge sessions and the supervisor."""

@@ -1,0 +1,232 @@
+"""Charge session services: start, confirm, end, fail. Each is one DB transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from chargeshed.charging.models import (
+    CHARGING,
+    ENDED,
+    FAILED,
+    LIVE_STATES,
+    PENDING,
+    ChargeSession,
+    SessionEvent,
+)
+from chargeshed.extensions import db
+from chargeshed.money import ledger
+from chargeshed.ports import outbox
+from chargeshed.ports.driver import FAULTED, OFFLINE_STATE, UNAVAILABLE
+from chargeshed.ports.models import CMD_START, CMD_STOP
+from chargeshed.sites.models import PORT_MAINTENANCE, PORT_RETIRED, Port
+from chargeshed.timeutil import now as clock_now
+
+# End reasons, in the words residents see (translated in templates via END_REASONS).
+FULL = "full"
+TIME_UP = "time_up"
+HOLD_EXHAUSTED = "hold_exhausted"
+UNPLUGGED = "unplugged"
+OVERLOAD = "overload"
+USER_STOP = "user_stop"
+STAFF_STOP = "staff_stop"
+PORT_FAULT = "port_fault"
+OFFLINE = "offline"
+START_FAILED = "start_failed"
+
+OFFLINE_AFTER_SECONDS = 4 * 60
+
+
+class StartRefused(Exception):
+    """A start that cannot happen; `code` says why (shown to the resident)."""
+
+    def __init__(self, code: str, session: ChargeSession | None = None):
+        super().__init__(code)
+        self.code = code
+        self.session = session
+
+
+def live_session_on_port(port_id: int) -> ChargeSession | None:
+    """The pending or charging session on a port, if any."""
+    return db.session.execute(
+        select(ChargeSession).where(ChargeSession.port_id == port_id, ChargeSession.state.in_(LIVE_STATES))
+    ).scalar_one_or_none()
+
+
+def port_offline(port: Port, now: datetime) -> bool:
+    """True when the port has not been heard from for the offline debounce."""
+    if port.ocpp_state == OFFLINE_STATE:
+        return True
+    return port.last_seen_at is not None and (now - port.last_seen_at).total_seconds() >= OFFLINE_AFTER_SECONDS
+
+
+def refusal_for_port(port: Port, now: datetime) -> str | None:
+    """Why a start on this port is impossible now, or None when it may start."""
+    if port.status == PORT_RETIRED:
+        return "port_retired"
+    if port.status == PORT_MAINTENANCE or port.ocpp_state == UNAVAILABLE:
+        return "port_maintenance"
+    if port.ocpp_state == FAULTED or port.fault:
+        return "port_fault"
+    if port_offline(port, now):
+        return "port_offline"
+    if live_session_on_port(port.id) is not None:
+        return "port_busy"
+    return None
+
+
+def _event(session: ChargeSession, kind: str, at: datetime, detail: str = "") -> None:
+    db.session.add(SessionEvent(session_id=session.id, kind=kind, at=at, detail=detail[:255]))
+
+
+def start_session(user_id: int, port: Port, *, now: datetime | None = None, topup=None) -> ChargeSession:
+    """Reserve the hold from the wallet and queue the start command, in one transaction.
+
+    A second start by the same resident on a port they already hold (a double tap)
+    returns their live session. Raises StartRefused otherwise.
+    """
+    now = now or clock_now()
+    refusal = refusal_for_port(port, now)
+    if refusal == "port_busy":
+        existing = live_session_on_port(port.id)
+        if existing is not None and existing.user_id == user_id:
+            return existing
+    if refusal:
+        raise StartRefused(refusal)
+    terms = port.shed.tariff.terms
+    if ledger.wallet_balance(user_id) < terms.hold_fen:
+        raise StartRefused("insufficient_funds")
+    session = ChargeSession(
+        user_id=user_id, port_id=port.id, shed_id=port.shed_id, rules=terms.to_dict(),
+        state=PENDING, hold_fen=terms.hold_fen, created_at=now,
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.add(session)
+            db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        existing = live_session_on_port(port.id)
+        if existing is not None and existing.user_id == user_id:
+            return existing
+        raise StartRefused("port_busy") from None
+    try:
+        ledger.post(
+            f"hold:{session.id}", "hold",
+            [ledger.Leg(ledger.wallet_account(user_id), -session.hold_fen),
+             ledger.Leg(ledger.holds_account(), session.hold_fen)],
+            memo=f"hold for session {session.id}",
+        )
+    except ledger.InsufficientFunds:
+        db.session.rollback()
+        raise StartRefused("insufficient_funds") from None
+    outbox.enqueue(port.id, CMD_START, session_id=session.id)
+    _event(session, "requested", now, f"port {port.code}")
+    if topup is not None:
+        topup.started_session_id = session.id
+    db.session.commit()
+    return session
+
+
+def mark_charging(session: ChargeSession, now: datetime) -> None:
+    """The port reports the relay closed: the session is charging from now (caller commits)."""
+    if session.state != PENDING:
+        return
+    session.state = CHARGING
+    session.confirmed_at = now
+    session.bucket_started_at = now
+    session.bucket_start_wh = 0
+    _event(session, "charging", now)
+
+
+def current_tier_watts(session: ChargeSession, now: datetime) -> int:
+    """Power that decides the tier: the highest 5-minute average, or the average so far."""
+    if session.tier_watts or session.confirmed_at is None:
+        return session.tier_watts
+    seconds = (now - session.confirmed_at).total_seconds()
+    if seconds <= 0:
+        return session.watts
+    return int(session.energy_wh * 3600 / seconds)
+
+
+def compute_cost(session: ChargeSession, at: datetime) -> int:
+    """What the session costs if it ends at `at` (fen, never above the hold)."""
+    return session.terms.cost(session.charged_seconds(at), current_tier_watts(session, at), session.energy_wh)
+
+
+def cost_now(session: ChargeSession, now: datetime) -> int:
+    """The booked cost of a finished session, or the running cost of a live one."""
+    if session.state in (ENDED, FAILED):
+        return session.cost_fen
+    return compute_cost(session, now)
+
+
+def _claim_end(session: ChargeSession, state: str, reason: str, now: datetime) -> bool:
+    """Move a live session to its final state; False if someone else ended it first."""
+    claimed = db.session.execute(
+        update(ChargeSession)
+        .where(ChargeSession.id == session.id, ChargeSession.state.in_(LIVE_STATES))
+        .values(state=state, end_reason=reason, ended_at=now)
+    ).rowcount
+    if not claimed:
+        db.session.rollback()
+        return False
+    db.session.refresh(session)
+    return True
+
+
+def _settle(session: ChargeSession, cost_fen: int) -> None:
+    """Book the end of the hold: cost to the shed's revenue, the rest back to the wallet."""
+    if not 0 <= cost_fen <= session.hold_fen:
+        raise ledger.LedgerError(f"cost {cost_fen} outside hold {session.hold_fen}")
+    session.cost_fen = cost_fen
+    ledger.post(
+        f"settle:{session.id}", "settle",
+        [ledger.Leg(ledger.holds_account(), -session.hold_fen),
+         ledger.Leg(ledger.revenue_account(session.shed_id), cost_fen),
+         ledger.Leg(ledger.wallet_account(session.user_id), session.hold_fen - cost_fen)],
+        memo=f"session {session.id}",
+    )
+
+
+def end_session(session: ChargeSession, reason: str, now: datetime | None = None, *,
+                detail: str = "", stop_port: bool = True) -> bool:
+    """End a charging (or pending) session for `reason` and settle it, in one transaction.
+
+    Returns False when the session had already ended (nothing changes).
+    """
+    now = now or clock_now()
+    if not _claim_end(session, ENDED, reason, now):
+        return False
+    _settle(session, compute_cost(session, now))
+    if stop_port:
+        outbox.enqueue(session.port_id, CMD_STOP, session_id=session.id, argument=reason)
+    _event(session, "ended", now, detail or reason)
+    db.session.commit()
+    return True
+
+
+def fail_session(session: ChargeSession, reason: str = START_FAILED, now: datetime | None = None,
+                 detail: str = "") -> bool:
+    """A start that never became a charge: release the whole hold, open the relay to be safe."""
+    now = now or clock_now()
+    if not _claim_end(session, FAILED, reason, now):
+        return False
+    _settle(session, 0)
+    outbox.enqueue(session.port_id, CMD_STOP, session_id=session.id, argument=reason)
+    _event(session, "failed", now, detail or reason)
+    db.session.commit()
+    return True
+
+
+def holds_problems() -> list[str]:
+    """The holds account must equal the holds of live sessions."""
+    live = db.session.execute(
+        select(func.coalesce(func.sum(ChargeSession.hold_fen), 0)).where(ChargeSession.state.in_(LIVE_STATES))
+    ).scalar_one()
+    held = ledger.holds_account().balance_fen
+    if live != held:
+        return [f"holds account has {held} fen but live sessions hold {live} fen"]
+    return []

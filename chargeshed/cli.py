@@ -1,0 +1,134 @@
+"""flask commands: demo, ports, worker, serve, check-ledger, create-user."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from chargeshed.accounts.models import STAFF_ROLES
+from chargeshed.extensions import db
+
+
+def register(app: Flask) -> None:
+    """Attach the commands to the app's CLI."""
+    for command in (demo_command, ports_command, worker_command, serve_command, check_ledger_command,
+                    create_user_command):
+        app.cli.add_command(command)
+
+
+@click.command("demo")
+@click.option("--days", default=30, show_default=True, help="Days of simulated history.")
+@click.option("--per-day", default=40, show_default=True, help="Charges a day in the history.")
+@with_appcontext
+def demo_command(days: int, per_day: int) -> None:
+    """Load the demo compound (idempotent: does nothing if it exists)."""
+    from chargeshed.demo import DEMO_PASSWORD, load_demo
+
+    result = load_demo(days, per_day)
+    if not result["created"]:
+        click.echo("Demo compound already loaded.")
+        return
+    click.echo(f"Demo compound loaded: {result['ports']} ports, {result['residents']} residents, "
+               f"{result['sessions']} past charges.")
+    click.echo(f"Sign in as resident 13800000001, or staff admin / manager / operator; password {DEMO_PASSWORD}")
+
+
+@click.command("ports")
+@click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="text", show_default=True)
+@with_appcontext
+def ports_command(fmt: str) -> None:
+    """List every port with its public URL."""
+    from chargeshed.sites.models import Port
+    from chargeshed.sites.qr import port_url
+
+    base = current_app.config["PUBLIC_BASE_URL"]
+    ports = db.session.execute(select(Port).options(joinedload(Port.shed)).order_by(Port.shed_id, Port.number))
+    rows = [{"code": p.code, "shed": p.shed.name, "shed_id": p.shed_id, "number": p.number,
+             "url": port_url(base, p.code)} for p in ports.scalars()]
+    if fmt == "json":
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+    else:
+        for row in rows:
+            click.echo(f"{row['code']}  {row['shed']} #{row['number']:<3} {row['url']}")
+
+
+@click.command("worker")
+@click.option("--interval", type=float, default=None, help="Seconds between ticks.")
+@with_appcontext
+def worker_command(interval: float | None) -> None:
+    """Run the supervisor loop (port commands, readings, rules) until SIGTERM."""
+    from chargeshed.ports.runtime import Worker
+
+    app = current_app._get_current_object()
+    worker = Worker(app, interval or app.config["WORKER_INTERVAL_SECONDS"])
+    worker.install_signal_handlers()
+    click.echo(f"worker: ticking every {worker.interval}s")
+    worker.run()
+    click.echo("worker: stopped")
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+@click.option("--with-worker", is_flag=True, help="Also run the supervisor in this process (demo).")
+@with_appcontext
+def serve_command(host: str, port: int, with_worker: bool) -> None:
+    """Serve the app. For production use gunicorn (see README) and a separate `worker`."""
+    from werkzeug.serving import run_simple
+
+    from chargeshed.ports.runtime import Worker
+
+    app = current_app._get_current_object()
+    worker = None
+    if with_worker:
+        worker = Worker(app, app.config["WORKER_INTERVAL_SECONDS"])
+        threading.Thread(target=worker.run, name="supervisor", daemon=True).start()
+        click.echo("supervisor running in this process")
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
+@click.command("check-ledger")
+@with_appcontext
+def check_ledger_command() -> None:
+    """Verify the books: balanced transactions, cached balances, holds. Exits 1 on any problem."""
+    from chargeshed.charging.sessions import holds_problems
+    from chargeshed.money.ledger import check_ledger
+
+    problems = check_ledger() + holds_problems()
+    for problem in problems:
+        click.echo(f"PROBLEM: {problem}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo("ledger OK")
+
+
+@click.command("create-user")
+@click.argument("login")
+@click.option("--role", type=click.Choice(STAFF_ROLES), default="admin", show_default=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--site-id", type=int, default=None)
+@click.option("--operator-id", type=int, default=None)
+@with_appcontext
+def create_user_command(login: str, role: str, password: str, site_id: int | None,
+                        operator_id: int | None) -> None:
+    """Create a staff user (e.g. the first admin)."""
+    from chargeshed.accounts.services import create_user
+
+    if len(password) < 8:
+        raise click.BadParameter("use at least 8 characters", param_hint="--password")
+    try:
+        user = create_user(login, password, role, site_id=site_id, operator_id=operator_id)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {user.role} {user.login} (id {user.id})")

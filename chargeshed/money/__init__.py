@@ -1,0 +1,1 @@
+"""Double-entry ledger in integer fen, wallets, and money formatting."""

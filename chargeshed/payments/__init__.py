@@ -1,0 +1,1 @@
+"""Wallet top-ups: provider interface, Stripe and demo providers, fulfilment."""

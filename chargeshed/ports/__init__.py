@@ -1,0 +1,1 @@
+"""Port drivers (simulated now, OCPP later) and the command outbox."""

@@ -1,0 +1,249 @@
+"""SimDriver: deterministic simulated charging units for demos and tests.
+
+Each port may have a simulated bike plugged in with a charge profile. Power is a
+closed-form function of simulated time since the relay closed, so readings are
+exact and repeatable for a given clock, seed and speed factor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from chargeshed.ports.driver import (
+    AVAILABLE,
+    CHARGING,
+    FAULTED,
+    FINISHING,
+    PREPARING,
+    SUSPENDED_EV,
+    UNAVAILABLE,
+    PortOffline,
+    PortReading,
+    PortRejected,
+)
+
+LITHIUM = "lithium"
+LEAD_ACID = "lead_acid"
+UNPLUGGED = "unplugged"
+OVERLOAD = "overload"
+STUCK_RELAY = "stuck_relay"
+FAULT = "fault"
+PROFILES = (LITHIUM, LEAD_ACID, UNPLUGGED, OVERLOAD, STUCK_RELAY, FAULT)
+
+
+@dataclass
+class Bike:
+    """A simulated bike and charger: constant-current watts and minutes, then a taper."""
+
+    profile: str
+    cc_watts: int = 220
+    cc_minutes: int = 180
+    taper_minutes: int = 40
+    float_watts: int = 0
+
+
+@dataclass
+class SimPort:
+    """Simulated state of one port."""
+
+    bike: Bike | None = None
+    relay_on: bool = False
+    relay_closed_at: datetime | None = None
+    session_ref: str | None = None
+    delivered_wh_before: float = 0.0
+    available: bool = True
+    offline: bool = False
+    faulted: str | None = None
+    unplug_at: datetime | None = None
+
+
+def bike_for(profile: str, seed: int) -> Bike:
+    """A bike of the given profile with deterministic, plausible charger figures."""
+    rnd = _unit_floats(seed, 3)
+    if profile == LEAD_ACID:
+        return Bike(LEAD_ACID, cc_watts=140 + int(60 * rnd[0]), cc_minutes=200 + int(100 * rnd[1]),
+                    taper_minutes=60, float_watts=8)
+    if profile == OVERLOAD:
+        return Bike(OVERLOAD, cc_watts=1500, cc_minutes=10_000)
+    if profile == UNPLUGGED:
+        return Bike(UNPLUGGED, cc_watts=0, cc_minutes=0)
+    return Bike(profile, cc_watts=180 + int(120 * rnd[0]), cc_minutes=120 + int(120 * rnd[1]),
+                taper_minutes=30 + int(20 * rnd[2]))
+
+
+def _unit_floats(seed: int, count: int) -> list[float]:
+    digest = hashlib.sha256(str(seed).encode()).digest()
+    return [int.from_bytes(digest[i * 4:(i + 1) * 4], "big") / 2**32 for i in range(count)]
+
+
+def power_at(bike: Bike, minutes: float) -> float:
+    """Charger power (W) `minutes` after the relay closed."""
+    if bike.profile == UNPLUGGED or minutes < 0:
+        return 0.0
+    if minutes <= bike.cc_minutes:
+        return float(bike.cc_watts)
+    taper = bike.cc_watts * math.exp(-(minutes - bike.cc_minutes) / bike.taper_minutes)
+    if bike.float_watts:
+        return max(float(bike.float_watts), taper)
+    return taper if taper >= 3 else 0.0
+
+
+def energy_wh_at(bike: Bike, minutes: float) -> float:
+    """Energy (Wh) delivered in `minutes` since the relay closed: the integral of power_at."""
+    if bike.profile == UNPLUGGED or minutes <= 0:
+        return 0.0
+    cc = min(minutes, bike.cc_minutes)
+    wh = bike.cc_watts * cc / 60
+    if minutes > bike.cc_minutes:
+        tail = minutes - bike.cc_minutes
+        tau = bike.taper_minutes
+        if bike.float_watts:
+            # Taper until it meets the float level, then float.
+            meet = tau * math.log(bike.cc_watts / bike.float_watts)
+            t1 = min(tail, meet)
+            wh += bike.cc_watts * tau * (1 - math.exp(-t1 / tau)) / 60
+            wh += bike.float_watts * max(0.0, tail - meet) / 60
+        else:
+            cutoff = tau * math.log(bike.cc_watts / 3)
+            t1 = min(tail, cutoff)
+            wh += bike.cc_watts * tau * (1 - math.exp(-t1 / tau)) / 60
+    return wh
+
+
+class SimDriver:
+    """A PortDriver over simulated ports, driven by an injectable clock.
+
+    `speed` compresses simulated time (60 = one real second is one simulated minute).
+    With `auto_plug`, starting a port with no bike plugs a deterministic random bike,
+    so the demo needs no set-up; tests plug bikes explicitly with `plug()`.
+    """
+
+    def __init__(self, clock: Callable[[], datetime], *, seed: int = 0, speed: float = 1.0,
+                 auto_plug: bool = True, pickup_minutes: float = 90):
+        self.clock = clock
+        self.seed = seed
+        self.speed = speed
+        self.auto_plug = auto_plug
+        self.pickup_minutes = pickup_minutes
+        self._ports: dict[str, SimPort] = {}
+        self._lock = threading.Lock()
+
+    def _port(self, code: str) -> SimPort:
+        return self._ports.setdefault(code, SimPort())
+
+    def _sim_minutes(self, since: datetime) -> float:
+        return (self.clock() - since).total_seconds() * self.speed / 60
+
+    # Test and demo controls
+    def plug(self, port_code: str, profile: str = LITHIUM, bike: Bike | None = None) -> None:
+        """Plug a simulated bike into a port."""
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile}")
+        with self._lock:
+            self._port(port_code).bike = bike or bike_for(profile, hash((self.seed, port_code)) & 0xFFFF)
+
+    def unplug(self, port_code: str) -> None:
+        """Take the bike away (power drops to zero at once)."""
+        with self._lock:
+            port = self._port(port_code)
+            port.delivered_wh_before = self._energy(port)
+            port.bike = None
+
+    def set_offline(self, port_code: str, offline: bool = True) -> None:
+        """Make a port stop (or resume) answering."""
+        with self._lock:
+            self._port(port_code).offline = offline
+
+    def set_fault(self, port_code: str, fault: str | None) -> None:
+        """Raise or clear a hardware fault; a fault opens the relay."""
+        with self._lock:
+            port = self._port(port_code)
+            port.faulted = fault
+            if fault and port.bike and port.bike.profile != STUCK_RELAY:
+                port.relay_on = False
+
+    # PortDriver
+    def start(self, port_code: str, session_ref: str) -> None:
+        """Close the relay for a session."""
+        with self._lock:
+            port = self._port(port_code)
+            if port.offline:
+                raise PortOffline(port_code)
+            if port.faulted or not port.available:
+                raise PortRejected(port.faulted or "unavailable")
+            if port.bike is None and self.auto_plug:
+                digest = hashlib.sha256(f"{self.seed}:{session_ref}".encode()).digest()
+                roll = digest[0] / 256
+                profile = LITHIUM if roll < 0.62 else LEAD_ACID if roll < 0.95 else UNPLUGGED
+                port.bike = bike_for(profile, int.from_bytes(digest[1:4], "big"))
+            port.relay_on = True
+            port.relay_closed_at = self.clock()
+            port.session_ref = session_ref
+            port.delivered_wh_before = 0.0
+            port.unplug_at = None
+
+    def stop(self, port_code: str, reason: str) -> None:
+        """Open the relay (a stuck relay ignores this)."""
+        with self._lock:
+            port = self._port(port_code)
+            if port.offline:
+                raise PortOffline(port_code)
+            if port.bike and port.bike.profile == STUCK_RELAY:
+                return
+            if port.relay_on:
+                port.delivered_wh_before = self._energy(port)
+            port.relay_on = False
+            if port.bike is not None and self.auto_plug:
+                port.unplug_at = self.clock()
+
+    def set_available(self, port_code: str, available: bool) -> None:
+        """Take a port in or out of service."""
+        with self._lock:
+            self._port(port_code).available = available
+
+    def read(self, port_code: str) -> PortReading:
+        """The port's reading now."""
+        with self._lock:
+            port = self._port(port_code)
+            if port.offline:
+                raise PortOffline(port_code)
+            self._maybe_pickup(port)
+            watts = self._watts(port)
+            energy = int(self._energy(port))
+            if port.faulted:
+                state = FAULTED
+            elif not port.available:
+                state = UNAVAILABLE
+            elif port.bike is None:
+                state = AVAILABLE
+            elif not port.relay_on:
+                state = FINISHING
+            elif port.bike.profile == FAULT and self._sim_minutes(port.relay_closed_at) >= 1:
+                port.faulted = "ground_fault"
+                state, watts = FAULTED, 0
+            elif watts == 0:
+                state = SUSPENDED_EV if energy > 0 else PREPARING
+            else:
+                state = CHARGING
+            return PortReading(state=state, watts=watts, energy_wh=energy, fault=port.faulted,
+                               relay_on=port.relay_on)
+
+    def _maybe_pickup(self, port: SimPort) -> None:
+        if self.auto_plug and port.unplug_at and self._sim_minutes(port.unplug_at) >= self.pickup_minutes:
+            port.bike = None
+            port.unplug_at = None
+
+    def _watts(self, port: SimPort) -> int:
+        if not port.relay_on or port.bike is None:
+            return 0
+        return int(round(power_at(port.bike, self._sim_minutes(port.relay_closed_at))))
+
+    def _energy(self, port: SimPort) -> float:
+        if not port.relay_on or port.bike is None:
+            return port.delivered_wh_before
+        return energy_wh_at(port.bike, self._sim_minutes(port.relay_closed_at))

@@ -1,0 +1,1 @@
+"""Sites, buildings, sheds and ports; port codes and QR images."""

@@ -1,0 +1,19 @@
+"""Short, stable port codes that survive being typed from a sticker."""
+
+from __future__ import annotations
+
+import secrets
+
+# No 0/O, 1/I/L: easy to read aloud and type.
+ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+CODE_LENGTH = 6
+
+
+def new_port_code() -> str:
+    """A random 6-character code (about 887 million possibilities)."""
+    return "".join(secrets.choice(ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def normalise_code(code: str) -> str:
+    """Upper-case a scanned or typed code."""
+    return (code or "").strip().upper()

@@ -1,0 +1,1 @@
+"""Web layer: thin blueprints by audience."""

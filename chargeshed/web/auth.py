@@ -1,0 +1,76 @@
+"""Sign up, sign in, sign out, language."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, login_user, logout_user
+
+from chargeshed.accounts import services as accounts
+from chargeshed.extensions import limiter
+from chargeshed.i18n import LANG_COOKIE
+from chargeshed.web.forms import LoginForm, RegisterForm, normalise_phone
+
+bp = Blueprint("auth", __name__)
+
+
+def safe_next(target: str | None, default: str = "resident.home") -> str:
+    """Only same-site relative paths are followed after sign-in."""
+    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+        return target
+    return url_for(default)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit("10/minute;50/hour", methods=["POST"])
+def login():
+    """Sign in by phone (or staff user name) and password."""
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = accounts.authenticate(form.login.data, form.password.data, normalise_phone)
+        if user is None:
+            form.password.errors.append(_("Phone number or password is wrong."))
+        else:
+            login_user(user, remember=form.remember.data)
+            return redirect(safe_next(request.args.get("next")))
+    return render_template("auth/login.html", form=form, next=request.args.get("next", ""))
+
+
+@bp.route("/register", methods=["GET", "POST"])
+@limiter.limit("5/minute;30/hour", methods=["POST"])
+def register():
+    """Create a resident account; the phone number is the login."""
+    form = RegisterForm()
+    if form.validate_on_submit():
+        user = accounts.register_resident(form.phone.data, form.password.data, form.building.data,
+                                          form.unit.data, site_id=accounts.default_site_id())
+        if user is None:
+            form.phone.errors.append(_("This phone number already has an account. Sign in instead."))
+        else:
+            login_user(user, remember=True)
+            flash(_("Welcome! Your account is ready."), "ok")
+            return redirect(safe_next(request.args.get("next")))
+    return render_template("auth/register.html", form=form, next=request.args.get("next", ""))
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    """Sign out."""
+    logout_user()
+    return redirect(url_for("resident.home"))
+
+
+@bp.get("/lang/<code>")
+def set_language(code: str):
+    """Switch language (zh_CN or en), remembered in a cookie."""
+    if code not in current_app.config["LANGUAGES"]:
+        code = current_app.config["BABEL_DEFAULT_LOCALE"]
+    response = redirect(safe_next(request.args.get("next")))
+    response.set_cookie(LANG_COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax", httponly=True,
+                        secure=current_app.config["SESSION_COOKIE_SECURE"])
+    if current_user.is_authenticated:
+        accounts.set_locale(current_user, code)
+    return response

@@ -1,0 +1,74 @@
+"""Forms (Flask-WTF: CSRF on every POST) with messages residents understand."""
+
+from __future__ import annotations
+
+import re
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, IntegerField, PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optional, Regexp, ValidationError
+
+PHONE_RE = r"^1[3-9]\d{9}$"
+# Chinese plates for e-bikes vary by city; accept letters, digits and CJK, 4-12 characters.
+PLATE_RE = re.compile(r"^[0-9A-Z\u4e00-\u9fff·-]{4,12}$")
+
+
+def normalise_phone(value: str | None) -> str:
+    """Digits only, without +86 or spaces."""
+    digits = re.sub(r"\D", "", value or "")
+    return digits[2:] if digits.startswith("86") and len(digits) == 13 else digits
+
+
+def normalise_plate(value: str | None) -> str:
+    """Upper case, no spaces."""
+    return re.sub(r"\s", "", value or "").upper()
+
+
+class LoginForm(FlaskForm):
+    """Sign in with phone (residents) or user name (staff)."""
+
+    login = StringField(_l("Phone number"), validators=[DataRequired(_l("Enter your phone number.")),
+                                                        Length(max=64)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(_l("Enter your password.")),
+                                                         Length(max=128)])
+    remember = BooleanField(_l("Keep me signed in on this phone"), default=True)
+
+
+class RegisterForm(FlaskForm):
+    """A new resident account."""
+
+    phone = StringField(_l("Phone number"), filters=[normalise_phone], validators=[
+        DataRequired(_l("Enter your phone number.")),
+        Regexp(PHONE_RE, message=_l("Enter an 11-digit mainland mobile number."))])
+    password = PasswordField(_l("Password"), validators=[
+        DataRequired(_l("Choose a password.")),
+        Length(min=8, max=128, message=_l("Use at least 8 characters."))])
+    confirm = PasswordField(_l("Repeat password"), validators=[
+        EqualTo("password", message=_l("The passwords do not match."))])
+    building = IntegerField(_l("Building (栋)"), validators=[
+        Optional(), NumberRange(min=1, max=99, message=_l("Enter a building number from 1 to 99."))])
+    unit = IntegerField(_l("Unit (单元)"), validators=[
+        Optional(), NumberRange(min=1, max=20, message=_l("Enter a unit number from 1 to 20."))])
+
+
+class BikeForm(FlaskForm):
+    """Register a bike by plate."""
+
+    plate = StringField(_l("Plate"), filters=[normalise_plate], validators=[
+        DataRequired(_l("Enter the plate."))])
+    note = StringField(_l("Note (colour, model)"), validators=[Length(max=80)])
+
+    def validate_plate(self, field):
+        if not PLATE_RE.match(field.data or ""):
+            raise ValidationError(_l("Use 4 to 12 letters, digits or Chinese characters."))
+
+
+class ActionForm(FlaskForm):
+    """A button that only needs the CSRF token (start, stop, pay)."""
+
+
+class TopUpForm(FlaskForm):
+    """Choose a top-up amount (fen); checked against the configured amounts."""
+
+    amount = IntegerField(validators=[DataRequired(_l("Choose an amount."))])

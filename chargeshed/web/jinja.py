@@ -1,0 +1,59 @@
+"""Template filters and globals shared by every page."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_babel import lazy_gettext as _l
+
+from chargeshed.money.format import format_fen
+from chargeshed.timeutil import to_local
+
+END_REASONS = {
+    "full": _l("Full"),
+    "time_up": _l("Time used up"),
+    "hold_exhausted": _l("Prepaid amount used up"),
+    "unplugged": _l("Unplugged"),
+    "overload": _l("Overload – power too high"),
+    "user_stop": _l("Stopped by you"),
+    "staff_stop": _l("Stopped by staff"),
+    "port_fault": _l("Port fault"),
+    "offline": _l("Port went offline"),
+    "start_failed": _l("Start failed"),
+}
+
+SESSION_STATES = {
+    "pending": _l("Starting…"),
+    "charging": _l("Charging"),
+    "ended": _l("Ended"),
+    "failed": _l("Did not start"),
+}
+
+PORT_STATES = {
+    "free": _l("Free"),
+    "charging": _l("Charging"),
+    "occupied": _l("Occupied – bike still plugged in"),
+    "fault": _l("Fault"),
+    "offline": _l("Offline"),
+    "maintenance": _l("Under maintenance"),
+    "retired": _l("Retired"),
+}
+
+
+def local_time(moment, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """Format a stored UTC time in the compound's time zone."""
+    local = to_local(moment)
+    return local.strftime(fmt) if local else "–"
+
+
+def duration(seconds: int) -> str:
+    """Seconds as H:MM:SS."""
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def init_app(app: Flask) -> None:
+    """Register filters and globals."""
+    app.jinja_env.filters["yuan"] = format_fen
+    app.jinja_env.filters["localtime"] = local_time
+    app.jinja_env.filters["duration"] = duration
+    app.jinja_env.globals.update(END_REASONS=END_REASONS, SESSION_STATES=SESSION_STATES, PORT_STATES=PORT_STATES)

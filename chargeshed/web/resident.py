@@ -1,0 +1,312 @@
+"""Resident pages: scan a port, start, watch, stop, top up, history, bikes."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from chargeshed.accounts import services as accounts
+from chargeshed.accounts.access import get_own_session_or_404, get_own_topup_or_404
+from chargeshed.charging import sessions as charging
+from chargeshed.charging.models import LIVE_STATES, ChargeSession
+from chargeshed.extensions import db
+from chargeshed.htmx import make_response, render_page_or_partial
+from chargeshed.money import ledger
+from chargeshed.money.format import format_fen
+from chargeshed.payments import fulfilment
+from chargeshed.payments.models import CREDITED, TopUp
+from chargeshed.payments.providers import CheckoutUrls, provider_from_config
+from chargeshed.sites import qr
+from chargeshed.sites.services import get_port_by_code_or_404, port_state_now
+from chargeshed.timeutil import now as clock_now
+from chargeshed.web.forms import ActionForm, BikeForm, TopUpForm
+
+bp = Blueprint("resident", __name__)
+
+# Polling stops itself: htmx stops polling on HTTP 286.
+STOP_POLLING = 286
+HISTORY_PAGE = 20
+
+
+def _provider():
+    return provider_from_config(current_app.config)
+
+
+def _topup_amounts() -> list[int]:
+    return list(current_app.config["TOPUP_AMOUNTS_FEN"])
+
+
+def _refusal_message(code: str) -> str:
+    return {
+        "port_busy": _("This port is in use. Please choose another free port."),
+        "port_maintenance": _("This port is under maintenance. Please use another port."),
+        "port_retired": _("This port is no longer in service."),
+        "port_fault": _("This port has a fault and cannot charge now. Please use another port."),
+        "port_offline": _("This port is not responding. Please use another port."),
+        "insufficient_funds": _("Your wallet does not cover the prepaid amount. Please top up."),
+        "expired": _("The payment took too long, so the charge was not started. Scan the port again."),
+        "amount": _("Choose one of the offered amounts."),
+    }.get(code, _("The charge could not be started."))
+
+
+@bp.get("/")
+def home():
+    """Signed in: wallet, live charges, last charges. Otherwise: how it works."""
+    if not current_user.is_authenticated:
+        return render_template("resident/welcome.html")
+    live = db.session.execute(
+        select(ChargeSession).where(ChargeSession.user_id == current_user.id,
+                                    ChargeSession.state.in_(LIVE_STATES)).order_by(ChargeSession.id.desc())
+    ).scalars().all()
+    return render_template("resident/home.html", live=live, balance=ledger.wallet_balance(current_user.id),
+                           amounts=_topup_amounts(), form=ActionForm(), now=clock_now())
+
+
+@bp.get("/p/<code>")
+def port_page(code: str):
+    """The scan target: which port this is, its state, the price, and Start or Top up and start."""
+    port = get_port_by_code_or_404(code)
+    now = clock_now()
+    live = charging.live_session_on_port(port.id)
+    state = port_state_now(port, live, now)
+    refusal = charging.refusal_for_port(port, now)
+    terms = port.shed.tariff.terms
+    balance = ledger.wallet_balance(current_user.id) if current_user.is_authenticated else None
+    mine = live if live is not None and current_user.is_authenticated and live.user_id == current_user.id else None
+    amounts = _topup_amounts()
+    shortfall = max(0, terms.hold_fen - (balance or 0))
+    suggested = next((a for a in amounts if a >= shortfall), amounts[-1])
+    return render_template(
+        "resident/port.html", port=port, shed=port.shed, state=state, refusal=refusal, terms=terms,
+        balance=balance, mine=mine, amounts=amounts, suggested=suggested, form=ActionForm(),
+        refusal_message=_refusal_message(refusal) if refusal else None, provider=_provider(),
+    )
+
+
+@bp.post("/p/<code>/start")
+@login_required
+def start(code: str):
+    """Reserve the hold and start; a double tap lands on the same session."""
+    port = get_port_by_code_or_404(code)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        session = charging.start_session(current_user.id, port)
+    except charging.StartRefused as refused:
+        flash(_refusal_message(refused.code), "error")
+        return redirect(url_for(".port_page", code=port.code))
+    return redirect(url_for(".session_page", session_id=session.id))
+
+
+@bp.post("/p/<code>/topup")
+@login_required
+def topup_and_start(code: str):
+    """Top up the wallet and start this port as soon as the payment is confirmed."""
+    port = get_port_by_code_or_404(code)
+    return _begin_topup(start_port=port, cancel=url_for(".port_page", code=port.code, _external=True))
+
+
+@bp.post("/wallet/topup")
+@login_required
+def topup():
+    """Top up the wallet."""
+    return _begin_topup(start_port=None, cancel=url_for(".wallet", _external=True))
+
+
+def _begin_topup(start_port, cancel: str):
+    form = TopUpForm()
+    if not form.validate_on_submit():
+        flash(_refusal_message("amount"), "error")
+        return redirect(cancel)
+    provider = _provider()
+    try:
+        topup_row = fulfilment.create_topup(current_user.id, form.amount.data, _topup_amounts(),
+                                            current_app.config["CURRENCY"], provider.name, start_port)
+    except fulfilment.TopUpRefused as refused:
+        flash(_refusal_message(str(refused)), "error")
+        return redirect(cancel)
+    urls = CheckoutUrls(
+        success=url_for(".topup_done", topup_id=topup_row.id, _external=True),
+        cancel=cancel,
+        demo=url_for(".demo_pay", topup_id=topup_row.id),
+    )
+    try:
+        checkout_url = provider.create_checkout(topup_row, urls, _("ChargeShed wallet top-up"))
+    except Exception:  # the provider is down or refused: nothing was charged
+        current_app.logger.exception("checkout creation failed for top-up %s", topup_row.id)
+        db.session.rollback()
+        flash(_("Payment is not available right now. Please try again in a minute."), "error")
+        return redirect(cancel)
+    db.session.commit()
+    return redirect(checkout_url, code=303)
+
+
+@bp.route("/demo-pay/<int:topup_id>", methods=["GET", "POST"])
+@login_required
+def demo_pay(topup_id: int):
+    """The demo provider's checkout page: clearly a demo, no money moves."""
+    topup_row = get_own_topup_or_404(current_user, topup_id)
+    provider = _provider()
+    if not provider.is_demo or topup_row.provider != "demo":
+        abort(404)
+    form = ActionForm()
+    if request.method == "POST" and form.validate_on_submit():
+        return _after_payment(topup_row, provider.paid_payment(topup_row))
+    return render_template("resident/demo_pay.html", topup=topup_row, form=form)
+
+
+@bp.get("/topup/<int:topup_id>/done")
+@login_required
+def topup_done(topup_id: int):
+    """Stripe's success redirect: confirm with Stripe and fulfil (same function as the webhook)."""
+    topup_row = get_own_topup_or_404(current_user, topup_id)
+    if topup_row.status == CREDITED:
+        return _after_payment(topup_row, None)
+    provider = _provider()
+    if provider.is_demo:
+        abort(404)
+    try:
+        payment = provider.paid_payment(topup_row)
+    except Exception:
+        current_app.logger.exception("could not confirm top-up %s", topup_row.id)
+        payment = None
+    if payment is None:
+        return render_template("resident/topup_waiting.html", topup=topup_row)
+    return _after_payment(topup_row, payment)
+
+
+def _after_payment(topup_row: TopUp, payment):
+    result = fulfilment.fulfil(topup_row.id, payment,
+                               start_ttl_seconds=current_app.config["PENDING_START_TTL_SECONDS"]) \
+        if payment is not None else fulfilment.Fulfilment(topup_row, session_id=topup_row.started_session_id)
+    if result.problem:
+        flash(_("We could not confirm this payment. If money was taken, it will be credited or refunded."),
+              "error")
+        return redirect(url_for(".wallet"))
+    if result.session_id:
+        return redirect(url_for(".session_page", session_id=result.session_id))
+    if result.start_refused:
+        flash(_refusal_message(result.start_refused), "error")
+    else:
+        flash(_("%(amount)s added to your wallet.", amount=format_fen(topup_row.amount_fen)), "ok")
+    if topup_row.start_port_id is not None:
+        return redirect(url_for(".port_page", code=topup_row.start_port.code))
+    return redirect(url_for(".wallet"))
+
+
+@bp.get("/s/<int:session_id>")
+@login_required
+def session_page(session_id: int):
+    """A charge in progress or finished; the live part polls itself."""
+    session = get_own_session_or_404(current_user, session_id)
+    return render_page_or_partial("resident/session.html", "resident/_session_live.html",
+                                  **_session_context(session))
+
+
+@bp.get("/s/<int:session_id>/live")
+@login_required
+def session_live(session_id: int):
+    """The live fragment; answers 286 once the session is over so polling stops."""
+    session = get_own_session_or_404(current_user, session_id)
+    response = render_page_or_partial("resident/session.html", "resident/_session_live.html",
+                                      **_session_context(session))
+    if not session.is_live:
+        response.status_code = STOP_POLLING if response.status_code == 200 and request.htmx else 200
+    return response
+
+
+def _session_context(session: ChargeSession) -> dict:
+    now = clock_now()
+    terms = session.terms
+    elapsed = session.charged_seconds(now)
+    limit = terms.paid_seconds(charging.current_tier_watts(session, now))
+    progress = 100 if not session.is_live else min(100, int(elapsed * 100 / limit)) if limit else 0
+    return dict(session=session, port=session.port, cost=charging.cost_now(session, now), elapsed=elapsed,
+                limit_seconds=limit, progress=progress, form=ActionForm(), terms=terms,
+                balance=ledger.wallet_balance(session.user_id))
+
+
+@bp.post("/s/<int:session_id>/stop")
+@login_required
+def stop(session_id: int):
+    """Stop my charge now and settle: pay for what was used, the rest back to the wallet."""
+    session = get_own_session_or_404(current_user, session_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    if session.is_live:
+        if session.state == "pending":
+            charging.fail_session(session, charging.USER_STOP, detail="cancelled before start")
+        else:
+            charging.end_session(session, charging.USER_STOP)
+    if request.htmx:
+        return make_response("", 204, redirect=url_for(".session_page", session_id=session.id))
+    return redirect(url_for(".session_page", session_id=session.id))
+
+
+@bp.get("/wallet")
+@login_required
+def wallet():
+    """Balance, top-up buttons, recent top-ups."""
+    topups = db.session.execute(
+        select(TopUp).where(TopUp.user_id == current_user.id, TopUp.status == CREDITED)
+        .order_by(TopUp.id.desc()).limit(HISTORY_PAGE)
+    ).scalars().all()
+    return render_template("resident/wallet.html", balance=ledger.wallet_balance(current_user.id),
+                           amounts=_topup_amounts(), topups=topups, form=ActionForm(), provider=_provider())
+
+
+@bp.get("/history")
+@login_required
+def history():
+    """My charges, newest first, with cost and end reason."""
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    sessions = db.session.execute(
+        select(ChargeSession).where(ChargeSession.user_id == current_user.id)
+        .order_by(ChargeSession.id.desc()).offset((page - 1) * HISTORY_PAGE).limit(HISTORY_PAGE + 1)
+    ).scalars().all()
+    return render_template("resident/history.html", sessions=sessions[:HISTORY_PAGE], page=page,
+                           has_more=len(sessions) > HISTORY_PAGE)
+
+
+@bp.route("/bikes", methods=["GET", "POST"])
+@login_required
+def bikes():
+    """Register my bikes by plate."""
+    form = BikeForm()
+    if form.validate_on_submit():
+        if accounts.add_bike(current_user, form.plate.data, form.note.data or "") is None:
+            form.plate.errors.append(_("This plate is already registered."))
+        else:
+            flash(_("Bike registered."), "ok")
+            return redirect(url_for(".bikes"))
+    return render_template("resident/bikes.html", form=form, delete_form=ActionForm())
+
+
+@bp.post("/bikes/<int:bike_id>/delete")
+@login_required
+def delete_bike(bike_id: int):
+    """Remove one of my bikes."""
+    if not ActionForm().validate_on_submit() or not accounts.remove_bike(current_user, bike_id):
+        abort(404)
+    flash(_("Bike removed."), "ok")
+    return redirect(url_for(".bikes"))
+
+
+@bp.get("/p/<code>/qr.svg")
+def port_qr_svg(code: str):
+    """The port's QR code as SVG (encodes PUBLIC_BASE_URL/p/<code>)."""
+    port = get_port_by_code_or_404(code)
+    body = qr.qr_svg(qr.port_url(current_app.config["PUBLIC_BASE_URL"], port.code))
+    return current_app.response_class(body, mimetype="image/svg+xml",
+                                      headers={"Cache-Control": "public, max-age=86400"})
+
+
+@bp.get("/p/<code>/qr.png")
+def port_qr_png(code: str):
+    """The port's QR code as PNG."""
+    port = get_port_by_code_or_404(code)
+    body = qr.qr_png(qr.port_url(current_app.config["PUBLIC_BASE_URL"], port.code))
+    return current_app.response_class(body, mimetype="image/png",
+                                      headers={"Cache-Control": "public, max-age=86400"})

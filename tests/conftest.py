@@ -1,0 +1,194 @@
+"""Fixtures: app per test on SQLite (and PostgreSQL when asked), a fake clock, factories."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from chargeshed import create_app
+from chargeshed.accounts.models import ROLE_RESIDENT
+from chargeshed.charging.models import Tariff
+from chargeshed.charging.tariff import default_tariff
+from chargeshed.extensions import db as _db
+from chargeshed.ports.sim import SimDriver
+
+PG_URL = os.environ.get("CHARGESHED_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+START = datetime(2026, 11, 20, 10, 0, 0)
+
+
+def pg_wanted() -> bool:
+    """PostgreSQL tests run when CHARGESHED_TEST_PG is set or on CI."""
+    return bool(os.environ.get("CHARGESHED_TEST_PG") or os.environ.get("CI"))
+
+
+def must_not_skip() -> bool:
+    """On CI a PostgreSQL or browser test that cannot run is a failure, not a skip."""
+    return bool(os.environ.get("CI") or os.environ.get("CHARGESHED_REQUIRE_ALL"))
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip locally, fail on CI."""
+    if must_not_skip():
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+BACKENDS = ["sqlite"] + (["pg"] if pg_wanted() else [])
+
+
+def _pg_ready() -> bool:
+    try:
+        with create_engine(PG_URL).connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime = START):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> datetime:
+        """Move forward by timedelta(**delta) and return the new time."""
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def driver(clock) -> SimDriver:
+    """A simulated charging unit on the fake clock; bikes are plugged by the test."""
+    return SimDriver(clock, seed=1, auto_plug=False)
+
+
+@pytest.fixture(params=[pytest.param(b, marks=pytest.mark.pg) if b == "pg" else b for b in BACKENDS])
+def db_url(request, tmp_path):
+    """The database of one test: a fresh SQLite file, or the real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    if not _pg_ready():
+        skip_or_fail(f"PostgreSQL not reachable at {PG_URL}")
+    return PG_URL
+
+
+@pytest.fixture
+def app(db_url, driver, tmp_path):
+    """The app with a clean schema, the simulated driver and the demo payment provider."""
+    app = create_app({
+        "TESTING": True,
+        "DATABASE_URL": db_url,
+        "SECRET_KEY": "test",
+        "WTF_CSRF_ENABLED": False,
+        "PAYMENTS": "demo",
+        "PUBLIC_BASE_URL": "https://charge.example.cn",
+        "RATELIMIT_ENABLED": False,
+        "SERVER_NAME": None,
+    })
+    app.extensions["port_driver"] = driver
+    app.extensions["clock"] = driver.clock
+    with app.app_context():
+        _db.drop_all()
+        _db.create_all()
+        yield app
+        _db.session.remove()
+        if db_url.startswith("postgresql"):
+            _db.drop_all()
+        _db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_site(app):
+    """Create a site with one operator, the default tariff and sheds of N ports; returns the site."""
+    from chargeshed.sites.models import Building, Operator, Port, Shed, Site
+
+    counter = {"n": 0}
+
+    def factory(name: str = "信中央皇庭小区", sheds: tuple[int, ...] = (4,), tariff=None):
+        counter["n"] += 1
+        n = counter["n"]
+        site = Site(name=name if n == 1 else f"{name} {n}")
+        operator = Operator(name=f"运营公司 {n}")
+        tariff_row = Tariff(name="标准", rules=(tariff or default_tariff()).to_dict())
+        _db.session.add_all([site, operator, tariff_row])
+        _db.session.flush()
+        _db.session.add_all(Building(site_id=site.id, number=b) for b in range(1, 13))
+        for s, count in enumerate(sheds, start=1):
+            shed = Shed(site_id=site.id, operator_id=operator.id, tariff_id=tariff_row.id, name=f"{s}号车棚")
+            _db.session.add(shed)
+            _db.session.flush()
+            _db.session.add_all(
+                Port(shed_id=shed.id, number=p, code=f"T{n}{s}{p:03d}", label=f"{s}号车棚 {p}号")
+                for p in range(1, count + 1)
+            )
+        _db.session.commit()
+        return site
+
+    return factory
+
+
+@pytest.fixture
+def make_resident(app):
+    """Create a resident (password 'secret-pass'), optionally with a wallet credited by a real top-up."""
+    from chargeshed.accounts.services import create_user
+    from chargeshed.payments import fulfilment
+    from chargeshed.payments.providers import Payment
+
+    counter = {"n": 0}
+
+    def factory(balance_fen: int = 0, phone: str | None = None):
+        counter["n"] += 1
+        user = create_user(phone or f"1390000{counter['n']:04d}", "secret-pass", ROLE_RESIDENT)
+        if balance_fen:
+            topup = fulfilment.create_topup(user.id, balance_fen, [balance_fen], "cny", "demo")
+            topup.checkout_ref = f"demo_{topup.id}"
+            _db.session.commit()
+            assert fulfilment.fulfil(topup.id, Payment(topup.checkout_ref, None, balance_fen, "cny")).credited
+        return user
+
+    return factory
+
+
+@pytest.fixture
+def login(client):
+    """Sign a user in through the real login form."""
+
+    def do(user, password: str = "secret-pass"):
+        response = client.post("/login", data={"login": user.login, "password": password})
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return user
+
+    return do
+
+
+@pytest.fixture
+def tick(app, driver, clock):
+    """Run one supervisor tick at the fake clock's time."""
+    from chargeshed.charging.supervisor import tick as run_tick
+
+    def do():
+        return run_tick(driver, clock.now)
+
+    return do

@@ -1,0 +1,54 @@
+"""Pricing: tier boundaries, started units, the hold cap, nothing for an empty charge."""
+
+import pytest
+
+from chargeshed.charging.tariff import Tariff, Tier, default_tariff
+
+T = default_tariff()  # 25/50/75/100 fen per hour at <=200/400/600/800 W, hold 300, 12 h
+
+
+@pytest.mark.parametrize("watts, price", [(0, 25), (200, 25), (201, 50), (400, 50), (401, 75), (800, 100),
+                                          (950, 100)])
+def test_tier_bounds_are_inclusive_and_power_above_the_last_tier_uses_it(watts, price):
+    assert T.tier_for(watts).price_fen == price
+
+
+@pytest.mark.parametrize("seconds, units", [(1, 1), (3599, 1), (3600, 1), (3601, 2), (7200, 2), (0, 0)])
+def test_every_started_unit_counts_whole(seconds, units):
+    assert T.started_units(seconds) == units
+
+
+def test_cost_is_units_times_tier_price():
+    assert T.cost(seconds=2 * 3600 + 1, tier_watts=250, energy_wh=500) == 3 * 50
+
+
+def test_cost_never_exceeds_the_hold():
+    assert T.cost(seconds=12 * 3600, tier_watts=700, energy_wh=3000) == 300
+
+
+def test_a_charge_that_delivered_almost_nothing_is_free():
+    assert T.cost(seconds=600, tier_watts=0, energy_wh=T.min_billable_wh - 1) == 0
+    assert T.cost(seconds=600, tier_watts=150, energy_wh=T.min_billable_wh) == 25
+
+
+def test_paid_seconds_is_what_the_hold_buys_in_whole_units_within_the_maximum():
+    assert T.paid_seconds(150) == 12 * 3600  # 300 / 25 = 12 units, also the maximum
+    assert T.paid_seconds(300) == 6 * 3600
+    assert T.paid_seconds(700) == 3 * 3600
+    odd = Tariff(tiers=(Tier(200, 70),), hold_fen=300)
+    assert odd.paid_seconds(100) == 4 * 3600  # 4 whole units of 70 = 280 <= 300
+
+
+def test_round_trip_through_json_keeps_the_rules():
+    assert Tariff.from_dict(T.to_dict()) == T
+
+
+@pytest.mark.parametrize("bad", [
+    dict(tiers=()),
+    dict(tiers=(Tier(400, 50), Tier(200, 25))),
+    dict(tiers=(Tier(200, 0),)),
+    dict(tiers=(Tier(200, 25),), hold_fen=0),
+])
+def test_nonsense_tariffs_are_refused(bad):
+    with pytest.raises(ValueError):
+        Tariff(**bad)
