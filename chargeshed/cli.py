@@ -16,11 +16,23 @@ from chargeshed.accounts.models import STAFF_ROLES
 from chargeshed.extensions import db
 
 
+# Feature packages that contribute commands through a module-level COMMANDS list.
+FEATURE_COMMAND_MODULES = ("chargeshed.sites.cli", "chargeshed.settlement.cli", "chargeshed.payments.cli",
+                           "chargeshed.safety.cli")
+
+
 def register(app: Flask) -> None:
-    """Attach the commands to the app's CLI."""
+    """Attach our commands and the feature packages' commands to the app's CLI."""
+    import importlib
+    import importlib.util
+
     for command in (demo_command, ports_command, worker_command, serve_command, check_ledger_command,
                     create_user_command):
         app.cli.add_command(command)
+    for name in FEATURE_COMMAND_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            for command in importlib.import_module(name).COMMANDS:
+                app.cli.add_command(command)
 
 
 @click.command("demo")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 
 from chargeshed.money.format import format_fen
@@ -56,4 +57,4 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = format_fen
     app.jinja_env.filters["localtime"] = local_time
     app.jinja_env.filters["duration"] = duration
-    app.jinja_env.globals.update(END_REASONS=END_REASONS, SESSION_STATES=SESSION_STATES, PORT_STATES=PORT_STATES)
+    app.jinja_env.globals.update(get_locale=get_locale, END_REASONS=END_REASONS, SESSION_STATES=SESSION_STATES, PORT_STATES=PORT_STATES)

@@ -1,0 +1,1 @@
+"""Hazard reports, safety cases, and incidents from port events."""

@@ -1,0 +1,1 @@
+"""Revenue-split agreements, settlement statements and their exports."""
