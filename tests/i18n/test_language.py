@@ -1,0 +1,39 @@
+"""Residents read the pages in Chinese unless they switch to English."""
+
+from __future__ import annotations
+
+
+def fresh_get(app, client, url):
+    """GET in its own app context, as in production: the shared test context would keep the locale in `g`."""
+    with app.app_context():
+        return client.get(url)
+
+
+def test_port_page_is_chinese_by_default_and_english_after_switching(app, client, make_site):
+    make_site()
+
+    page = client.get("/p/T11001").get_data(as_text=True)
+    assert "收费标准" in page and "注册账号" in page and ">空闲<" in page
+    assert "Price" not in page and "Create an account" not in page
+
+    switch = fresh_get(app, client, "/lang/en?next=/p/T11001")
+    assert switch.status_code == 302 and switch.headers["Location"].endswith("/p/T11001")
+    page = fresh_get(app, client, "/p/T11001").get_data(as_text=True)
+    assert "Price" in page and "Create an account" in page and ">Free<" in page
+    assert "收费标准" not in page
+
+    fresh_get(app, client, "/lang/zh_CN")
+    assert "收费标准" in fresh_get(app, client, "/p/T11001").get_data(as_text=True)
+
+
+def test_signed_in_resident_sees_chinese_buttons_and_amounts(app, client, make_site, make_resident, login):
+    make_site()
+    login(make_resident(balance_fen=150))
+    page = client.get("/p/T11001").get_data(as_text=True)
+    assert "充值 ¥10.00 并开始充电" in page and "需 ¥3.00 才能开始" in page
+
+
+def test_unknown_language_falls_back_to_chinese(app, client, make_site):
+    make_site()
+    fresh_get(app, client, "/lang/fr")
+    assert "收费标准" in fresh_get(app, client, "/p/T11001").get_data(as_text=True)
