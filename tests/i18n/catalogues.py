@@ -13,10 +13,6 @@ TRANSLATIONS = os.path.join(ROOT, "chargeshed", "translations")
 # Babel normalises zh_CN to zh_Hans_CN and Flask-Babel looks the catalogue up under that name.
 ZH = os.path.join(TRANSLATIONS, "zh_Hans_CN", "LC_MESSAGES", "messages.po")
 
-# Every %-conversion Python (and Jinja's newstyle gettext) applies: %(name)s, %s, %d, %%; a lone % is
-# matched too, because formatting fails on it.
-CONVERSION = re.compile(r"%(?:\([^)]*\))?[-#0 +]*\d*(?:\.\d+)?[a-zA-Z%]|%")
-
 
 def read_catalogue(path: str = ZH):
     """The parsed .po file."""
@@ -24,11 +20,24 @@ def read_catalogue(path: str = ZH):
         return read_po(handle)
 
 
-def placeholders(text: str) -> tuple[list[str], list[str]]:
-    """(named placeholders, each once; other conversions, each time), sorted: (['%(amount)s'], ['%%'])."""
-    found = CONVERSION.findall(text)
-    named = sorted({f for f in found if f.startswith("%(")})
-    return named, sorted(f for f in found if not f.startswith("%("))
+NAMED = re.compile(r"%\([^)]*\)[-#0 +]*\d*(?:\.\d+)?[a-zA-Z]")
+
+
+def format_problems(source: str, translation: str) -> list[str]:
+    """How a translation breaks the %-formatting of its source text (empty when it is safe).
+
+    Named placeholders (%(amount)s) must be the same set; an escaped %% must stay escaped; and a
+    translation may only contain % where its source does (template strings are always %-formatted).
+    """
+    problems = []
+    named, translated = sorted(set(NAMED.findall(source))), sorted(set(NAMED.findall(translation)))
+    if named != translated:
+        problems.append(f"placeholders {translated} instead of {named}")
+    if source.count("%%") != translation.count("%%"):
+        problems.append("%% (a literal percent sign) not kept")
+    if "%" in translation and "%" not in source:
+        problems.append("a % that the source does not have")
+    return problems
 
 
 def compile_catalogues() -> None:

@@ -7,7 +7,7 @@ import os
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 
-from tests.i18n.catalogues import ROOT, ZH, placeholders, read_catalogue
+from tests.i18n.catalogues import ROOT, ZH, format_problems, read_catalogue
 
 HOW_TO_UPDATE = "run the two pybabel commands at the top of babel.cfg, then translate in " + ZH
 
@@ -38,10 +38,9 @@ def test_translations_keep_exactly_the_placeholders_of_the_english_text():
     problems = []
     for message in _messages(read_catalogue()):
         sources, translations = _forms(message)
-        expected = placeholders(sources[-1])  # Chinese has one plural form: it follows the plural text
+        source = sources[-1]  # Chinese has one plural form: it follows the plural text
         for translation in translations:
-            if translation and placeholders(translation) != expected:
-                problems.append(f"{message.id!r}: {placeholders(translation)} != {expected}")
+            problems += [f"{message.id!r}: {p}" for p in format_problems(source, translation) if translation]
     assert problems == [], "\n".join(problems)
 
 
