@@ -46,30 +46,39 @@ def create_topup(user_id: int, amount_fen: int, allowed: list[int], currency: st
     return topup
 
 
+def payment_problem(topup: TopUp, payment: Payment) -> str | None:
+    """Why a confirmed payment does not pay for this top-up, or None when it does."""
+    if topup.checkout_ref != payment.checkout_ref:
+        return "checkout_mismatch"
+    if payment.amount_fen != topup.amount_fen or payment.currency.lower() != topup.currency.lower():
+        return "amount_mismatch"
+    return None
+
+
 def fulfil(topup_id: int, payment: Payment, *, now: datetime | None = None,
            start_ttl_seconds: int = 900) -> Fulfilment:
     """Credit the wallet for a paid top-up once, then start its waiting charge if still valid.
 
-    Safe to call any number of times, in any order, from the webhook and the
-    success redirect: the ledger's unique ref and a conditional status update
-    make the credit happen exactly once.
+    Safe to call any number of times, in any order, concurrently, from the webhook,
+    the success redirect and the reconcile job: the ledger's unique ref and a
+    conditional status update make the credit happen exactly once.
     """
     now = now or clock_now()
     topup = db.session.get(TopUp, topup_id)
     if topup is None:
         log.warning("payment for unknown top-up %s (%s)", topup_id, payment.checkout_ref)
         return Fulfilment(None, problem="unknown_topup")
-    if topup.checkout_ref != payment.checkout_ref:
-        log.warning("top-up %s: checkout %s does not match %s", topup_id, payment.checkout_ref, topup.checkout_ref)
-        return Fulfilment(topup, problem="checkout_mismatch")
-    if payment.amount_fen != topup.amount_fen or payment.currency.lower() != topup.currency.lower():
-        log.warning("top-up %s: paid %s %s, expected %s %s", topup_id, payment.amount_fen, payment.currency,
-                    topup.amount_fen, topup.currency)
-        return Fulfilment(topup, problem="amount_mismatch")
+    problem = payment_problem(topup, payment)
+    if problem:
+        log.warning("top-up %s: %s: paid %s %s on %s, expected %s %s on %s", topup_id, problem,
+                    payment.amount_fen, payment.currency, payment.checkout_ref,
+                    topup.amount_fen, topup.currency, topup.checkout_ref)
+        return Fulfilment(topup, problem=problem)
 
     result = Fulfilment(topup)
+    # Any state but credited may become credited: a late payment is still the resident's money.
     claimed = db.session.execute(
-        update(TopUp).where(TopUp.id == topup.id, TopUp.status == CREATED)
+        update(TopUp).where(TopUp.id == topup.id, TopUp.status != CREDITED)
         .values(status=CREDITED, credited_at=now, payment_ref=payment.payment_ref)
     ).rowcount
     if claimed:
@@ -88,22 +97,29 @@ def fulfil(topup_id: int, payment: Payment, *, now: datetime | None = None,
     else:
         db.session.rollback()
     db.session.refresh(topup)
-    _start_waiting_charge(topup, now, start_ttl_seconds, result)
+    start_waiting_charge(topup, now=now, ttl_seconds=start_ttl_seconds, result=result)
     return result
 
 
-def _start_waiting_charge(topup: TopUp, now: datetime, ttl_seconds: int, result: Fulfilment) -> None:
-    if topup.start_port_id is None or topup.started_session_id is not None:
+def start_waiting_charge(topup: TopUp, *, now: datetime | None = None, ttl_seconds: int = 900,
+                         result: Fulfilment | None = None) -> Fulfilment:
+    """For a credited "top up and start", start the charge once (idempotent, race-safe)."""
+    now = now or clock_now()
+    result = result or Fulfilment(topup)
+    if topup.status != CREDITED or topup.start_port_id is None or topup.started_session_id is not None:
         result.session_id = topup.started_session_id
-        return
+        return result
     if (now - topup.created_at).total_seconds() > ttl_seconds:
         result.start_refused = "expired"
-        return
-    locked = db.session.execute(select(TopUp).where(TopUp.id == topup.id).with_for_update()).scalar_one()
+        return result
+    # Re-read under a row lock: another delivery may have started it meanwhile.
+    locked = db.session.execute(
+        select(TopUp).where(TopUp.id == topup.id).with_for_update().execution_options(populate_existing=True)
+    ).scalar_one()
     if locked.started_session_id is not None:
         result.session_id = locked.started_session_id
         db.session.commit()
-        return
+        return result
     port = db.session.get(Port, topup.start_port_id)
     try:
         session = charging.start_session(topup.user_id, port, now=now, topup=locked)
@@ -111,3 +127,14 @@ def _start_waiting_charge(topup: TopUp, now: datetime, ttl_seconds: int, result:
     except charging.StartRefused as refused:
         db.session.rollback()
         result.start_refused = refused.code
+    return result
+
+
+def mark_unpaid(topup_id: int, checkout_ref: str, status: str) -> bool:
+    """Record that a checkout ended without payment (expired, failed); never touches a credited top-up."""
+    changed = db.session.execute(
+        update(TopUp).where(TopUp.id == topup_id, TopUp.checkout_ref == checkout_ref, TopUp.status == CREATED)
+        .values(status=status)
+    ).rowcount
+    db.session.commit()
+    return bool(changed)

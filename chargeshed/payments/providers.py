@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import stripe
 
 from chargeshed.payments.models import TopUp
+
+# Expanding this path on a Checkout Session reaches the exact fee (Stripe allows 4 levels).
+FEE_PATH = "payment_intent.latest_charge.balance_transaction"
 
 
 @dataclass(frozen=True)
@@ -29,11 +33,41 @@ class Payment:
     currency: str
 
 
+@dataclass(frozen=True)
+class Fee:
+    """A payment's fee and net from its balance transaction, in minor units of `currency`."""
+
+    fee: int
+    net: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class ProviderRefund:
+    """A refund as the provider sees it; `refund_id` is our TopUpRefund id from its metadata."""
+
+    ref: str
+    status: str
+    amount_fen: int
+    payment_ref: str | None = None
+    refund_id: int | None = None
+    failure_reason: str = ""
+
+
+class RefundRejected(Exception):
+    """The provider refused the refund for good (e.g. too old, already refunded)."""
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
 class PaymentProvider(Protocol):
-    """Creates a checkout for a top-up and confirms its payment."""
+    """Creates checkouts, confirms payments, reports fees and refunds money."""
 
     name: str
     is_demo: bool
+    settles_refunds_at_once: bool
 
     def create_checkout(self, topup: TopUp, urls: CheckoutUrls, description: str) -> str:
         """Start a checkout; store its reference on the top-up; return the URL to send the resident to."""
@@ -41,20 +75,38 @@ class PaymentProvider(Protocol):
     def paid_payment(self, topup: TopUp) -> Payment | None:
         """The confirmed payment for this top-up, or None while it is unpaid."""
 
+    def fee_for(self, topup: TopUp) -> Fee | None:
+        """The exact fee of a paid top-up, or None when there is none (yet)."""
+
+    def refund(self, topup: TopUp, amount_fen: int, *, key: str, metadata: dict[str, str]) -> ProviderRefund:
+        """Refund part of a top-up's payment; the same `key` never refunds twice."""
+
 
 class DemoProvider:
     """No real money: a labelled demo page confirms the payment through the same fulfilment."""
 
     name = "demo"
     is_demo = True
+    settles_refunds_at_once = True
 
     def create_checkout(self, topup: TopUp, urls: CheckoutUrls, description: str) -> str:
+        """The demo checkout is our own labelled page."""
         topup.checkout_ref = f"demo_{topup.id}"
         return urls.demo
 
     def paid_payment(self, topup: TopUp) -> Payment | None:
-        # The demo page itself is the payment; the caller only asks after it was confirmed.
+        """The demo page itself is the payment; the caller only asks after it was confirmed."""
         return Payment(topup.checkout_ref or f"demo_{topup.id}", None, topup.amount_fen, topup.currency)
+
+    def fee_for(self, topup: TopUp) -> Fee | None:
+        """Demo payments cost nothing."""
+        return None
+
+    def refund(self, topup: TopUp, amount_fen: int, *, key: str, metadata: dict[str, str]) -> ProviderRefund:
+        """A demo refund succeeds at once."""
+        refund_id = metadata.get("refund_id", "")
+        return ProviderRefund(f"demo_{key}", "succeeded", amount_fen, topup.payment_ref,
+                              int(refund_id) if refund_id.isdigit() else None)
 
 
 class StripeProvider:
@@ -62,6 +114,7 @@ class StripeProvider:
 
     name = "stripe"
     is_demo = False
+    settles_refunds_at_once = False  # refunds complete on the webhook (or the reconcile job)
 
     def __init__(self, secret_key: str, webhook_secret: str, api_base: str = "", http_client=None):
         self.webhook_secret = webhook_secret
@@ -70,7 +123,9 @@ class StripeProvider:
                                           max_network_retries=2)
 
     def create_checkout(self, topup: TopUp, urls: CheckoutUrls, description: str) -> str:
+        """A Checkout Session for the top-up; Stripe offers the methods (card, Alipay, WeChat Pay)."""
         separator = "&" if "?" in urls.success else "?"
+        reference = {"topup_id": str(topup.id)}
         session = self.client.v1.checkout.sessions.create(
             params={
                 "mode": "payment",
@@ -80,7 +135,9 @@ class StripeProvider:
                                    "product_data": {"name": description}},
                 }],
                 "client_reference_id": str(topup.id),
-                "metadata": {"topup_id": str(topup.id)},
+                "metadata": reference,
+                # Charges and refunds carry the top-up too, for the dashboard and reconciliation.
+                "payment_intent_data": {"metadata": reference},
                 "success_url": urls.success + separator + "session_id={CHECKOUT_SESSION_ID}",
                 "cancel_url": urls.cancel,
             },
@@ -90,23 +147,107 @@ class StripeProvider:
         return session.url
 
     def paid_payment(self, topup: TopUp) -> Payment | None:
+        """Ask Stripe whether the top-up's Checkout Session is paid."""
         if not topup.checkout_ref:
             return None
         session = self.client.v1.checkout.sessions.retrieve(topup.checkout_ref)
         return payment_from_checkout(session)
 
+    def fee_for(self, topup: TopUp) -> Fee | None:
+        """The fee from the payment's balance transaction (None until Stripe has booked it)."""
+        if not topup.checkout_ref:
+            return None
+        session = self.client.v1.checkout.sessions.retrieve(topup.checkout_ref, params={"expand": [FEE_PATH]})
+        return fee_from_checkout(session)
+
+    def refund(self, topup: TopUp, amount_fen: int, *, key: str, metadata: dict[str, str]) -> ProviderRefund:
+        """A (partial) refund of the top-up's PaymentIntent, idempotent by `key`."""
+        if not topup.payment_ref:
+            raise RefundRejected("no_payment")
+        try:
+            refund = self.client.v1.refunds.create(
+                params={"payment_intent": topup.payment_ref, "amount": amount_fen, "metadata": metadata,
+                        "reason": "requested_by_customer"},
+                options={"idempotency_key": key},
+            )
+        except stripe.IdempotencyError:
+            raise  # the same key with other parameters: a bug, not a refusal
+        except stripe.InvalidRequestError as exc:
+            raise RefundRejected(exc.code or "invalid_request") from exc
+        return refund_from_stripe(refund)
+
+    def refund_by_ref(self, ref: str) -> ProviderRefund:
+        """The current state of one refund."""
+        return refund_from_stripe(self.client.v1.refunds.retrieve(ref))
+
+    def refunds_for_charge(self, charge_id: str) -> list[ProviderRefund]:
+        """Every refund of a charge (charge.refunded events do not list them)."""
+        page = self.client.v1.refunds.list(params={"charge": charge_id, "limit": 100})
+        return [refund_from_stripe(r) for r in page.auto_paging_iter()]
+
+    def refunds_since(self, since: int) -> Iterator[ProviderRefund]:
+        """Refunds created since a unix time, newest first."""
+        page = self.client.v1.refunds.list(params={"created": {"gte": since}, "limit": 100})
+        return (refund_from_stripe(r) for r in page.auto_paging_iter())
+
+    def checkouts_since(self, since: int) -> Iterator:
+        """Checkout Sessions created since a unix time, newest first, with their fees expanded."""
+        page = self.client.v1.checkout.sessions.list(
+            params={"created": {"gte": since}, "limit": 100, "expand": ["data." + FEE_PATH]})
+        return page.auto_paging_iter()
+
     def parse_event(self, payload: bytes, signature: str | None):
-        """Verify the signature over the raw body and return the event (raises on forgery)."""
-        return self.client.construct_event(payload, signature, self.webhook_secret)
+        """Verify the signature over the raw body (300 s tolerance) and return the event.
+
+        Raises stripe.SignatureVerificationError on a forged or stale delivery and
+        ValueError on a body that is not a well-formed event.
+        """
+        try:
+            event = self.client.construct_event(payload, signature, self.webhook_secret)
+        except (TypeError, AttributeError, KeyError) as exc:
+            raise ValueError("not an event") from exc
+        data = getattr(event, "data", None) if isinstance(event, stripe.StripeObject) else None
+        well_formed = (isinstance(getattr(event, "type", None), str)
+                       and isinstance(getattr(event, "id", None), str)
+                       and isinstance(getattr(data, "object", None), stripe.StripeObject))
+        if not well_formed:
+            raise ValueError("not an event")
+        return event
+
+
+def _id(value) -> str | None:
+    """An expandable field's id, whether Stripe sent the id or the object."""
+    return value if isinstance(value, str) or value is None else value.id
 
 
 def payment_from_checkout(session) -> Payment | None:
     """A Payment from a Checkout Session object when it is paid, else None."""
     if getattr(session, "payment_status", None) != "paid":
         return None
+    return Payment(session.id, _id(getattr(session, "payment_intent", None)), int(session.amount_total),
+                   str(session.currency))
+
+
+def fee_from_checkout(session) -> Fee | None:
+    """The fee of a Checkout Session whose payment_intent.latest_charge.balance_transaction is expanded."""
     intent = getattr(session, "payment_intent", None)
-    payment_ref = intent if isinstance(intent, str) or intent is None else intent.id
-    return Payment(session.id, payment_ref, int(session.amount_total), str(session.currency))
+    charge = getattr(intent, "latest_charge", None) if not isinstance(intent, str) else None
+    txn = getattr(charge, "balance_transaction", None) if not isinstance(charge, str) else None
+    if txn is None or isinstance(txn, str):
+        return None
+    return Fee(int(txn.fee), int(txn.net), str(txn.currency).lower())
+
+
+def refund_from_stripe(refund) -> ProviderRefund:
+    """Our view of a Stripe Refund object."""
+    metadata = getattr(refund, "metadata", None) or {}
+    refund_id = str(metadata.get("refund_id", "")) if hasattr(metadata, "get") else ""
+    return ProviderRefund(
+        ref=refund.id, status=str(refund.status), amount_fen=int(refund.amount),
+        payment_ref=_id(getattr(refund, "payment_intent", None)),
+        refund_id=int(refund_id) if refund_id.isdigit() else None,
+        failure_reason=str(getattr(refund, "failure_reason", None) or ""),
+    )
 
 
 def provider_from_config(config) -> PaymentProvider:

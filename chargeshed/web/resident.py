@@ -1,11 +1,14 @@
-"""Resident pages: scan a port, start, watch, stop, top up, history, bikes."""
+"""Resident pages: scan a port, start, watch, stop, top up, cash out, history, bikes."""
 
 from __future__ import annotations
 
+import secrets
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from chargeshed.accounts import services as accounts
 from chargeshed.accounts.access import get_own_session_or_404, get_own_topup_or_404
@@ -15,19 +18,32 @@ from chargeshed.extensions import db
 from chargeshed.htmx import make_response, render_page_or_partial
 from chargeshed.money import ledger
 from chargeshed.money.format import format_fen
-from chargeshed.payments import fulfilment
-from chargeshed.payments.models import CREDITED, TopUp
+from chargeshed.payments import fulfilment, refunds
+from chargeshed.payments.models import CREDITED, REFUND_FAILED, CashOut, TopUp, TopUpRefund
 from chargeshed.payments.providers import CheckoutUrls, provider_from_config
 from chargeshed.sites import qr
 from chargeshed.sites.services import get_port_by_code_or_404, port_state_now
 from chargeshed.timeutil import now as clock_now
 from chargeshed.web.forms import ActionForm, BikeForm, TopUpForm
+from chargeshed.web.payment_forms import CashOutForm
 
 bp = Blueprint("resident", __name__)
 
 # Polling stops itself: htmx stops polling on HTTP 286.
 STOP_POLLING = 286
 HISTORY_PAGE = 20
+
+CASHOUT_STATES = {
+    "pending": _l("On its way"),
+    "completed": _l("Returned"),
+    "partial": _l("Partly returned"),
+    "failed": _l("Failed – money back in your wallet"),
+}
+REFUND_STATES = {
+    "pending": _l("On its way"),
+    "succeeded": _l("Returned"),
+    "failed": _l("Failed – back in your wallet"),
+}
 
 
 def _provider():
@@ -178,9 +194,11 @@ def topup_done(topup_id: int):
 
 
 def _after_payment(topup_row: TopUp, payment):
-    result = fulfilment.fulfil(topup_row.id, payment,
-                               start_ttl_seconds=current_app.config["PENDING_START_TTL_SECONDS"]) \
-        if payment is not None else fulfilment.Fulfilment(topup_row, session_id=topup_row.started_session_id)
+    ttl = current_app.config["PENDING_START_TTL_SECONDS"]
+    if payment is not None:
+        result = fulfilment.fulfil(topup_row.id, payment, start_ttl_seconds=ttl)
+    else:  # credited already (e.g. by the webhook): make sure its waiting charge started
+        result = fulfilment.start_waiting_charge(topup_row, ttl_seconds=ttl)
     if result.problem:
         flash(_("We could not confirm this payment. If money was taken, it will be credited or refunded."),
               "error")
@@ -248,13 +266,77 @@ def stop(session_id: int):
 @bp.get("/wallet")
 @login_required
 def wallet():
-    """Balance, top-up buttons, recent top-ups."""
+    """Balance, top-up buttons, what can be withdrawn, recent top-ups and cash-outs."""
+    provider = _provider()
     topups = db.session.execute(
         select(TopUp).where(TopUp.user_id == current_user.id, TopUp.status == CREDITED)
         .order_by(TopUp.id.desc()).limit(HISTORY_PAGE)
     ).scalars().all()
+    refunded = dict(db.session.execute(
+        select(TopUpRefund.topup_id, func.sum(TopUpRefund.amount_fen))
+        .where(TopUpRefund.topup_id.in_([t.id for t in topups]), TopUpRefund.status != REFUND_FAILED)
+        .group_by(TopUpRefund.topup_id)
+    ).all())
+    cashouts = db.session.execute(
+        select(CashOut).where(CashOut.user_id == current_user.id).order_by(CashOut.id.desc()).limit(5)
+    ).scalars().all()
     return render_template("resident/wallet.html", balance=ledger.wallet_balance(current_user.id),
-                           amounts=_topup_amounts(), topups=topups, form=ActionForm(), provider=_provider())
+                           amounts=_topup_amounts(), topups=topups, refunded=refunded, cashouts=cashouts,
+                           withdrawable=_withdrawable(provider), form=ActionForm(), provider=provider,
+                           CASHOUT_STATES=CASHOUT_STATES)
+
+
+def _withdrawable(provider) -> int:
+    return refunds.withdrawable_fen(current_user.id, provider.name, window_days=_refund_window())
+
+
+def _refund_window() -> int:
+    return int(current_app.config.get("REFUND_WINDOW_DAYS", refunds.REFUND_WINDOW_DAYS))
+
+
+def _cashout_message(refused: refunds.CashOutRefused) -> str:
+    limit = format_fen(refused.limit_fen)
+    return {
+        "over_balance": _("That is more than your balance. You can withdraw at most %(limit)s.", limit=limit),
+        "over_refundable": _("Only %(limit)s can go back to the payment methods you topped up with "
+                             "(top-ups older than %(days)s days cannot be refunded).", limit=limit,
+                             days=_refund_window()),
+    }.get(refused.code, _("Enter an amount above zero."))
+
+
+@bp.route("/wallet/cashout", methods=["GET", "POST"])
+@login_required
+def cashout():
+    """Withdraw wallet money: refunded to the card, Alipay or WeChat Pay of recent top-ups."""
+    provider = _provider()
+    form = CashOutForm()
+    if form.validate_on_submit():
+        try:
+            done = refunds.request_cashout(current_user.id, form.amount.data, provider,
+                                           window_days=_refund_window(),
+                                           request_key=request.form.get("request_key", "")[:64] or None)
+        except refunds.CashOutRefused as refused:
+            form.amount.errors.append(_cashout_message(refused))
+        else:
+            flash(_("Withdrawal of %(amount)s requested.", amount=format_fen(done.amount_fen)), "ok")
+            return redirect(url_for(".cashout_detail", cashout_id=done.id))
+    withdrawable = _withdrawable(provider)
+    if request.method == "GET" and withdrawable:
+        form.amount.data = withdrawable
+    return render_template("resident/cashout.html", form=form, balance=ledger.wallet_balance(current_user.id),
+                           withdrawable=withdrawable, provider=provider, window_days=_refund_window(),
+                           request_key=secrets.token_urlsafe(24))
+
+
+@bp.get("/wallet/cashout/<int:cashout_id>")
+@login_required
+def cashout_detail(cashout_id: int):
+    """One cash-out: how much went back to which top-up, and what is still on its way."""
+    row = db.session.get(CashOut, cashout_id)
+    if row is None or row.user_id != current_user.id:
+        abort(404)
+    return render_template("resident/cashout_detail.html", cashout=row, CASHOUT_STATES=CASHOUT_STATES,
+                           REFUND_STATES=REFUND_STATES)
 
 
 @bp.get("/history")

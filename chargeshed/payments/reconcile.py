@@ -1,0 +1,156 @@
+"""Reconciliation with Stripe: credit paid top-ups whose webhook never came, record missing
+fees, settle refunds left pending, and report whatever does not match."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+
+from chargeshed.extensions import db
+from chargeshed.payments import fees, fulfilment, refunds
+from chargeshed.payments.models import CREATED, CREDITED, EXPIRED, TopUp, TopUpRefund
+from chargeshed.payments.providers import fee_from_checkout, payment_from_checkout
+from chargeshed.timeutil import now as clock_now
+
+log = logging.getLogger(__name__)
+
+FEE_BATCH = 500
+
+
+@dataclass
+class Report:
+    """What one reconciliation run found and did."""
+
+    checkouts: int = 0
+    credited: list[int] = field(default_factory=list)
+    fees: list[int] = field(default_factory=list)
+    expired: list[int] = field(default_factory=list)
+    refunds_settled: list[int] = field(default_factory=list)
+    refunds_submitted: list[int] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """A short human summary, one fact a line."""
+        out = [f"checked {self.checkouts} checkout sessions",
+               f"credited late: {len(self.credited)}" + _ids(self.credited),
+               f"fees recorded: {len(self.fees)}" + _ids(self.fees),
+               f"expired top-ups: {len(self.expired)}",
+               f"refunds settled: {len(self.refunds_settled)}" + _ids(self.refunds_settled),
+               f"refunds submitted again: {len(self.refunds_submitted)}" + _ids(self.refunds_submitted)]
+        out += [f"waiting: {w}" for w in self.waiting]
+        out += [f"MISMATCH: {m}" for m in self.mismatches]
+        return out
+
+
+def _ids(ids: list[int]) -> str:
+    if not ids:
+        return ""
+    return f" (ids {', '.join(map(str, ids[:20]))}{' ...' if len(ids) > 20 else ''})"
+
+
+def reconcile(provider, *, since: int, now: datetime | None = None, start_ttl_seconds: int = 900) -> Report:
+    """Compare our books with Stripe's for Checkout Sessions and refunds created since `since` (unix s).
+
+    Uses the same idempotent functions as the webhook, so running it while events
+    are arriving (or twice) changes nothing twice.
+    """
+    now = now or clock_now()
+    report = Report()
+    for session in provider.checkouts_since(since):
+        report.checkouts += 1
+        _check_checkout(session, provider, report, now, start_ttl_seconds)
+    _record_missing_fees(provider, report)
+    _settle_pending_refunds(provider, report, now)
+    for refund in provider.refunds_since(since):
+        if refund.refund_id is None and db.session.execute(
+                select(TopUpRefund.id).where(TopUpRefund.provider_ref == refund.ref)).first() is None:
+            report.mismatches.append(f"refund {refund.ref} of {refund.amount_fen} on {refund.payment_ref} "
+                                     "was not made here (dashboard?); the ledger does not know it")
+    return report
+
+
+def _check_checkout(session, provider, report: Report, now: datetime, ttl: int) -> None:
+    payment = payment_from_checkout(session)
+    reference = session.client_reference_id or ""
+    topup = db.session.get(TopUp, int(reference)) if reference.isdigit() else None
+    if topup is None:
+        if payment is not None:
+            report.mismatches.append(f"paid checkout {session.id} ({payment.amount_fen} {payment.currency}) "
+                                     f"has no top-up here (reference {reference or 'missing'})")
+        return
+    if payment is None:
+        if topup.status == CREDITED and topup.checkout_ref == session.id:
+            report.mismatches.append(f"top-up {topup.id} is credited but Stripe says checkout {session.id} "
+                                     f"is {session.status}/{session.payment_status}")
+        elif session.status == "expired" and topup.status == CREATED:
+            if fulfilment.mark_unpaid(topup.id, session.id, EXPIRED):
+                report.expired.append(topup.id)
+        elif session.status == "complete":
+            report.waiting.append(f"top-up {topup.id}: payment still processing")
+        return
+    problem = fulfilment.payment_problem(topup, payment)
+    if problem:
+        report.mismatches.append(f"checkout {session.id} paid {payment.amount_fen} {payment.currency} "
+                                 f"for top-up {topup.id} ({topup.amount_fen} {topup.currency}): {problem}")
+        return
+    if topup.status != CREDITED:
+        result = fulfilment.fulfil(topup.id, payment, now=now, start_ttl_seconds=ttl)
+        if result.credited:
+            log.warning("top-up %s credited by reconciliation: its webhook never arrived", topup.id)
+            report.credited.append(topup.id)
+    fee = fee_from_checkout(session)
+    if fee is not None and topup.fee_fen is None:
+        outcome = fees.book_fee(topup, fee)
+        if outcome == "recorded":
+            report.fees.append(topup.id)
+        elif outcome != "already_recorded":
+            report.mismatches.append(
+                f"top-up {topup.id}: fee not booked ({outcome}: {fee.fee} {fee.currency})")
+    elif fee is not None and topup.fee_fen not in (None, fee.fee):
+        report.mismatches.append(f"top-up {topup.id}: fee here {topup.fee_fen}, Stripe says {fee.fee}")
+
+
+def _record_missing_fees(provider, report: Report) -> None:
+    """Credited Stripe top-ups older than the listing window may still lack their fee."""
+    missing = db.session.execute(
+        select(TopUp)
+        .where(TopUp.provider == provider.name, TopUp.status == CREDITED, TopUp.fee_fen.is_(None))
+        .order_by(TopUp.id).limit(FEE_BATCH)
+    ).scalars().all()
+    for topup in missing:
+        try:
+            outcome = fees.record_fee(topup, provider)
+        except Exception as exc:  # one bad top-up must not stop the run
+            db.session.rollback()
+            report.mismatches.append(f"top-up {topup.id}: fee lookup failed ({type(exc).__name__})")
+            continue
+        if outcome == "recorded":
+            report.fees.append(topup.id)
+        elif outcome == "unknown":
+            report.waiting.append(f"top-up {topup.id}: fee not available yet")
+        elif outcome != "already_recorded":
+            report.mismatches.append(f"top-up {topup.id}: fee not booked ({outcome})")
+
+
+def _settle_pending_refunds(provider, report: Report, now: datetime) -> None:
+    for part in refunds.pending_refunds():
+        if part.topup.provider != provider.name:
+            continue
+        try:
+            if part.provider_ref is None:
+                if refunds.submit_refund(part, provider, now=now) in ("submitted", "rejected"):
+                    report.refunds_submitted.append(part.id)
+                continue
+            outcome = refunds.apply_provider_refund(provider.refund_by_ref(part.provider_ref), now=now)
+        except Exception as exc:
+            db.session.rollback()
+            report.mismatches.append(f"refund {part.id}: lookup failed ({type(exc).__name__})")
+            continue
+        if outcome.startswith("refund_") and outcome != "refund_pending":
+            report.refunds_settled.append(part.id)
+        elif outcome == "refund_pending":
+            report.waiting.append(f"refund {part.id}: still pending at Stripe")

@@ -1,0 +1,78 @@
+"""Staff goodwill refunds of charge sessions: a small form and the audit list (/operator/refunds)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from chargeshed.accounts.access import MONEY_ROLES, get_shed_or_404, shed_scope, staff_required
+from chargeshed.charging.models import ChargeSession
+from chargeshed.extensions import db
+from chargeshed.money.format import format_fen
+from chargeshed.payments import refunds
+from chargeshed.payments.models import SessionRefund
+from chargeshed.sites.models import Shed
+from chargeshed.web.auth import safe_next
+from chargeshed.web.payment_forms import SessionRefundForm
+
+bp = Blueprint("refunds", __name__, url_prefix="/operator/refunds")
+
+LIST_LIMIT = 100
+
+
+def _session_or_404(session_id: int) -> ChargeSession:
+    """A charge session in a shed this staff member may see; any other is a 404."""
+    session = db.session.get(ChargeSession, session_id)
+    if session is None:
+        abort(404)
+    get_shed_or_404(current_user, session.shed_id)
+    return session
+
+
+def _refused_message(refused: refunds.SessionRefundRefused, session: ChargeSession) -> str:
+    return {
+        "nothing_to_refund": _("Only a finished charge that cost something can be refunded."),
+        "amount": _("Refund between ¥0.01 and the charge's cost, %(cost)s.",
+                    cost=format_fen(session.cost_fen)),
+        "reason": _("Give the reason for the refund."),
+        "already_refunded": _("This charge has been refunded already."),
+    }.get(refused.code, _("The refund could not be made."))
+
+
+@bp.get("/")
+@staff_required(*MONEY_ROLES)
+def index():
+    """Goodwill refunds in the sheds this staff member may see, newest first: who, how much, why."""
+    rows = db.session.execute(
+        shed_scope(current_user, select(SessionRefund)
+                   .join(ChargeSession, ChargeSession.id == SessionRefund.session_id)
+                   .join(Shed, Shed.id == ChargeSession.shed_id))
+        .options(joinedload(SessionRefund.session), joinedload(SessionRefund.staff))
+        .order_by(SessionRefund.id.desc()).limit(LIST_LIMIT)
+    ).scalars().all()
+    return render_template("refunds/index.html", rows=rows)
+
+
+@bp.route("/session/<int:session_id>", methods=["GET", "POST"])
+@staff_required(*MONEY_ROLES)
+def session_refund(session_id: int):
+    """Refund (part of) one charge to the resident's wallet, with a reason kept on record."""
+    session = _session_or_404(session_id)
+    existing = db.session.execute(
+        select(SessionRefund).where(SessionRefund.session_id == session.id)).scalar_one_or_none()
+    form = SessionRefundForm()
+    if existing is None and form.validate_on_submit():
+        try:
+            refunds.refund_session(current_user.id, session, form.amount.data, form.reason.data)
+        except refunds.SessionRefundRefused as refused:
+            form.amount.errors.append(_refused_message(refused, session))
+        else:
+            flash(_("%(amount)s refunded to the resident's wallet.", amount=format_fen(form.amount.data)),
+                  "ok")
+            return redirect(safe_next(request.args.get("next"), "refunds.index"))
+    elif request.method == "GET":
+        form.amount.data = session.cost_fen or None
+    return render_template("refunds/session.html", session=session, existing=existing, form=form)
