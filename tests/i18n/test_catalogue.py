@@ -7,7 +7,7 @@ import os
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 
-from tests.i18n.catalogues import ROOT, ZH, format_problems, read_catalogue
+from tests.i18n.catalogues import ROOT, TRANSLATIONS, ZH, format_problems, read_catalogue
 
 HOW_TO_UPDATE = "run the two pybabel commands at the top of babel.cfg, then translate in " + ZH
 
@@ -55,3 +55,13 @@ def test_every_ui_string_in_the_code_is_in_the_catalogue():
     missing = sorted(in_code - catalogued)
     assert missing == [], f"{len(missing)} UI strings not in the catalogue ({HOW_TO_UPDATE}):\n" + "\n".join(
         map(repr, missing))
+
+
+def test_catalogues_pass_the_checks_of_pybabel_compile():
+    """`make translations` stops on these errors, and with it `make test` and `make run`."""
+    problems = []
+    for lang in sorted(os.listdir(TRANSLATIONS)):
+        path = os.path.join(TRANSLATIONS, lang, "LC_MESSAGES", "messages.po")
+        problems += [f"{lang}: {message.id!r}: {error}" for message, errors in read_catalogue(path).check()
+                     for error in errors]
+    assert problems == [], "\n".join(problems)
