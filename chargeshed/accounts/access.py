@@ -19,6 +19,7 @@ from chargeshed.accounts.models import (
 from chargeshed.charging.models import ChargeSession
 from chargeshed.extensions import db, login_manager
 from chargeshed.payments.models import TopUp
+from chargeshed.ports.models import Alert
 from chargeshed.sites.models import Port, Shed, Site
 
 # What each back-office area allows.
@@ -26,6 +27,8 @@ MANAGE_ROLES = (ROLE_ADMIN, ROLE_SITE_MANAGER, ROLE_OPERATOR_STAFF)
 MONEY_ROLES = (ROLE_ADMIN, ROLE_OPERATOR_STAFF, ROLE_SITE_MANAGER)
 SAFETY_ROLES = (ROLE_ADMIN, ROLE_SITE_MANAGER, ROLE_PATROL, ROLE_OPERATOR_STAFF)
 SAFETY_WRITE_ROLES = (ROLE_ADMIN, ROLE_SITE_MANAGER, ROLE_PATROL)
+# Adding sheds changes the compound itself: the property side decides.
+SHED_ADMIN_ROLES = (ROLE_ADMIN, ROLE_SITE_MANAGER)
 
 
 def staff_required(*roles: str) -> Callable:
@@ -40,6 +43,7 @@ def staff_required(*roles: str) -> Callable:
                 abort(403)
             return view(*args, **kwargs)
 
+        wrapped.staff_roles = roles  # read by the role/tenant matrix test
         return wrapped
 
     return decorate
@@ -103,6 +107,30 @@ def get_port_or_404(user: User, port_id: int) -> Port:
     if port is None:
         abort(404)
     return port
+
+
+def get_alert_or_404(user: User, alert_id: int) -> Alert:
+    """An alert on a port the user may see; any other is a 404."""
+    alert = db.session.execute(
+        shed_scope(user, select(Alert).join(Port, Port.id == Alert.port_id)
+                   .join(Shed, Shed.id == Port.shed_id).where(Alert.id == alert_id))
+    ).scalar_one_or_none()
+    if alert is None:
+        abort(404)
+    return alert
+
+
+def visible_shed_ids(user: User, site_id: int | None = None) -> Select:
+    """A subquery of the ids of sheds the user may see (in one site, if given)."""
+    query = select(Shed.id)
+    if site_id is not None:
+        query = query.where(Shed.site_id == site_id)
+    return shed_scope(user, query)
+
+
+def visible_port_ids(user: User, site_id: int | None = None) -> Select:
+    """A subquery of the ids of ports in sheds the user may see (in one site, if given)."""
+    return select(Port.id).where(Port.shed_id.in_(visible_shed_ids(user, site_id)))
 
 
 def get_own_session_or_404(user, session_id: int) -> ChargeSession:

@@ -6,9 +6,17 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import PasswordField
+from wtforms.validators import DataRequired, EqualTo, Length
 
 from chargeshed.accounts import services as accounts
+from chargeshed.accounts.access import MANAGE_ROLES
+from chargeshed.accounts.models import ROLE_PATROL
+from chargeshed.accounts.passwords import MIN_LENGTH
+from chargeshed.accounts.passwords import change_password as change_password_service
 from chargeshed.extensions import limiter
 from chargeshed.i18n import LANG_COOKIE
 from chargeshed.web.forms import LoginForm, RegisterForm, normalise_phone
@@ -23,6 +31,27 @@ def safe_next(target: str | None, default: str = "resident.home") -> str:
     return url_for(default)
 
 
+def landing(user) -> str:
+    """Where a user lands after signing in: staff in their back office, residents at home."""
+    if user.role in MANAGE_ROLES:
+        return "manage.index"
+    if user.role == ROLE_PATROL:
+        return "safety.cases"
+    return "resident.home"
+
+
+class PasswordForm(FlaskForm):
+    """Change one's own password."""
+
+    current = PasswordField(_l("Current password"), validators=[
+        DataRequired(_l("Enter your current password.")), Length(max=128)])
+    new = PasswordField(_l("New password"), validators=[
+        DataRequired(_l("Choose a new password.")),
+        Length(min=MIN_LENGTH, max=128, message=_l("Use at least 8 characters."))])
+    confirm = PasswordField(_l("Repeat new password"), validators=[
+        EqualTo("new", message=_l("The passwords do not match."))])
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit("10/minute;50/hour", methods=["POST"])
 def login():
@@ -34,7 +63,7 @@ def login():
             form.password.errors.append(_("Phone number or password is wrong."))
         else:
             login_user(user, remember=form.remember.data)
-            return redirect(safe_next(request.args.get("next")))
+            return redirect(safe_next(request.args.get("next"), landing(user)))
     return render_template("auth/login.html", form=form, next=request.args.get("next", ""))
 
 
@@ -59,8 +88,29 @@ def register():
 @login_required
 def logout():
     """Sign out."""
+    staff = current_user.is_staff
     logout_user()
-    return redirect(url_for("resident.home"))
+    return redirect(url_for("auth.login" if staff else "resident.home"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+@limiter.limit("10/hour", methods=["POST"])
+def change_password():
+    """Change my password (the current one is asked again)."""
+    form = PasswordForm()
+    if form.validate_on_submit():
+        refused = change_password_service(current_user, form.current.data, form.new.data)
+        if refused == "wrong_current":
+            form.current.errors.append(_("This is not your current password."))
+        elif refused == "unchanged":
+            form.new.errors.append(_("Choose a password different from the current one."))
+        elif refused:
+            form.new.errors.append(_("Use at least 8 characters."))
+        else:
+            flash(_("Your password was changed."), "ok")
+            return redirect(url_for(landing(current_user)))
+    return render_template("auth/password.html", form=form), 400 if form.errors else 200
 
 
 @bp.get("/lang/<code>")

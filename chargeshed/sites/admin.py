@@ -1,0 +1,206 @@
+"""Shed and port administration: add sheds and ports, rename, maintenance, retire, staff stop.
+
+Every function is one transaction: it either does everything or raises Refused and stores nothing.
+Staff actions on a port are logged as PortEvent rows naming the person.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from chargeshed.charging import sessions as charging
+from chargeshed.charging.models import PENDING, Tariff
+from chargeshed.extensions import db
+from chargeshed.ports import outbox
+from chargeshed.ports.models import CMD_SET_AVAILABLE, PortEvent
+from chargeshed.sites.codes import new_port_code
+from chargeshed.sites.models import PORT_ACTIVE, PORT_MAINTENANCE, PORT_RETIRED, Operator, Port, Shed, Site
+
+MAX_PORT_NUMBER = 999
+MAX_PORTS_PER_REQUEST = 200
+_RANGE = re.compile(r"^(\d{1,4})(?:-(\d{1,4}))?$")
+
+
+class Refused(Exception):
+    """An admin change that cannot be made; `code` says why, `numbers` lists the ports concerned."""
+
+    def __init__(self, code: str, numbers: list[int] | None = None):
+        super().__init__(code)
+        self.code = code
+        self.numbers = numbers or []
+
+
+def parse_port_numbers(text: str) -> list[int]:
+    """'1-12, 15, 20-22' → [1, …, 12, 15, 20, 21, 22]. Raises Refused on bad or repeated input."""
+    numbers: list[int] = []
+    compact = re.sub(r"\s*[-–~]\s*", "-", (text or "").strip())
+    parts = [part for part in re.split(r"[,，;、\s]+", compact) if part]
+    if not parts:
+        raise Refused("numbers_missing")
+    for part in parts:
+        match = _RANGE.match(part)
+        if not match:
+            raise Refused("numbers_format")
+        first = int(match.group(1))
+        last = int(match.group(2) or first)
+        if first > last:
+            raise Refused("numbers_format")
+        if first < 1 or last > MAX_PORT_NUMBER:
+            raise Refused("numbers_range")
+        if last - first + 1 + len(numbers) > MAX_PORTS_PER_REQUEST:
+            raise Refused("numbers_too_many")
+        numbers.extend(range(first, last + 1))
+    repeated = sorted({n for n in numbers if numbers.count(n) > 1})
+    if repeated:
+        raise Refused("numbers_repeated", repeated)
+    return sorted(numbers)
+
+
+def _fresh_codes(count: int) -> list[str]:
+    """`count` new port codes not used by any port yet."""
+    codes: set[str] = set()
+    while len(codes) < count:
+        wanted = {new_port_code() for _ in range(count - len(codes))} - codes
+        taken = set(db.session.execute(select(Port.code).where(Port.code.in_(wanted))).scalars())
+        codes |= wanted - taken
+    return sorted(codes)
+
+
+def _insert_ports(shed: Shed, numbers: list[int], now: datetime) -> list[Port]:
+    """Add ports to the session (caller commits); Refused if a number is taken in this shed."""
+    taken = sorted(db.session.execute(
+        select(Port.number).where(Port.shed_id == shed.id, Port.number.in_(numbers))
+    ).scalars())
+    if taken:
+        raise Refused("numbers_taken", taken)
+    ports = [Port(shed_id=shed.id, number=number, code=code, label=f"{shed.name} {number}号", created_at=now)
+             for number, code in zip(numbers, _fresh_codes(len(numbers)), strict=True)]
+    db.session.add_all(ports)
+    return ports
+
+
+def add_ports(shed: Shed, numbers: list[int], now: datetime) -> list[Port]:
+    """Add ports with these numbers to a shed, all or none. Commits."""
+    try:
+        ports = _insert_ports(shed, numbers, now)
+        db.session.commit()
+    except Refused:
+        db.session.rollback()
+        raise
+    except IntegrityError:  # someone added the same number (or code) at the same moment
+        db.session.rollback()
+        raise Refused("conflict") from None
+    return ports
+
+
+def add_shed(site: Site, name: str, location: str, operator_id: int, tariff_id: int,
+             port_numbers: list[int], now: datetime) -> Shed:
+    """A new shed in a site, with its first ports, all or none. Commits."""
+    name = name.strip()
+    if not name:
+        raise Refused("name_missing")
+    if db.session.execute(
+        select(func.count(Shed.id)).where(Shed.site_id == site.id, Shed.name == name)
+    ).scalar_one():
+        raise Refused("name_taken")
+    if db.session.get(Operator, operator_id) is None or db.session.get(Tariff, tariff_id) is None:
+        raise Refused("choice_invalid")
+    shed = Shed(site_id=site.id, operator_id=operator_id, tariff_id=tariff_id, name=name,
+                location=location.strip(), created_at=now)
+    db.session.add(shed)
+    try:
+        db.session.flush()
+        _insert_ports(shed, port_numbers, now)
+        db.session.commit()
+    except Refused:
+        db.session.rollback()
+        raise
+    except IntegrityError:
+        db.session.rollback()
+        raise Refused("conflict") from None
+    return shed
+
+
+def update_shed(shed: Shed, name: str, location: str) -> None:
+    """Rename a shed or change where it is. Commits."""
+    name = name.strip()
+    if not name:
+        raise Refused("name_missing")
+    if db.session.execute(
+        select(func.count(Shed.id)).where(Shed.site_id == shed.site_id, Shed.name == name, Shed.id != shed.id)
+    ).scalar_one():
+        raise Refused("name_taken")
+    shed.name = name
+    shed.location = location.strip()
+    db.session.commit()
+
+
+def _log(port: Port, kind: str, who: str, now: datetime, detail: str = "") -> None:
+    text = f"{who}: {detail}" if detail else who
+    db.session.add(PortEvent(port_id=port.id, at=now, kind=kind, detail=text[:255]))
+
+
+def rename_port(port: Port, label: str, who: str, now: datetime) -> None:
+    """Change the label residents see under the port number. Commits."""
+    label = label.strip()
+    if port.status == PORT_RETIRED:
+        raise Refused("retired")
+    old = port.label
+    port.label = label
+    _log(port, "renamed", who, now, f"{old} → {label}")
+    db.session.commit()
+
+
+def set_maintenance(port: Port, on: bool, who: str, now: datetime) -> bool:
+    """Take a port out of service (or back); False when it already was. Commits.
+
+    Refused while a charge runs on it: stop the charge first. The hardware is told too.
+    """
+    if port.status == PORT_RETIRED:
+        raise Refused("retired")
+    wanted = PORT_MAINTENANCE if on else PORT_ACTIVE
+    if port.status == wanted:
+        return False
+    if on and charging.live_session_on_port(port.id) is not None:
+        raise Refused("busy")
+    port.status = wanted
+    outbox.enqueue(port.id, CMD_SET_AVAILABLE, argument="off" if on else "on")
+    _log(port, "maintenance_on" if on else "maintenance_off", who, now)
+    db.session.commit()
+    return True
+
+
+def retire_port(port: Port, who: str, now: datetime) -> bool:
+    """Take a port out of use for good; its sessions and events stay. False if retired already. Commits."""
+    if port.status == PORT_RETIRED:
+        return False
+    if charging.live_session_on_port(port.id) is not None:
+        raise Refused("busy")
+    port.status = PORT_RETIRED
+    outbox.enqueue(port.id, CMD_SET_AVAILABLE, argument="off")
+    _log(port, "retired", who, now)
+    db.session.commit()
+    return True
+
+
+def staff_stop(port: Port, who: str, reason: str, now: datetime) -> bool:
+    """End the charge on a port as staff, with the reason on record; settles it. False if none runs."""
+    session = charging.live_session_on_port(port.id)
+    if session is None:
+        return False
+    detail = f"{who}: {reason.strip()}"
+    _log(port, "staff_stop", who, now, reason.strip())
+    if session.state == PENDING:
+        return charging.fail_session(session, charging.STAFF_STOP, now, detail=detail)
+    return charging.end_session(session, charging.STAFF_STOP, now, detail=detail)
+
+
+def shed_choices() -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(operators, tariffs) a new shed can be given, by name."""
+    operators = db.session.execute(select(Operator.id, Operator.name).order_by(Operator.name)).all()
+    tariffs = db.session.execute(select(Tariff.id, Tariff.name).order_by(Tariff.name, Tariff.id)).all()
+    return [tuple(o) for o in operators], [tuple(t) for t in tariffs]
