@@ -216,7 +216,7 @@ def apply_provider_refund(refund: ProviderRefund, *, now: datetime | None = None
         return settle_refund(part.id, REFUND_SUCCEEDED, now=now)
     if refund.status in FAILED_STATES:
         return settle_refund(part.id, REFUND_FAILED, failure_reason=refund.failure_reason, now=now)
-    return "refund_pending"
+    return "refund_pending" if part.status == REFUND_PENDING else "already_settled"
 
 
 def settle_refund(part_id: int, status: str, *, failure_reason: str = "", now: datetime | None = None) -> str:

@@ -7,7 +7,7 @@ import re
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import Field, TextAreaField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, StopValidation
 from wtforms.widgets import TextInput
 
 YUAN_RE = re.compile(r"^(\d{1,7})(?:[.,](\d{1,2}))?$")
@@ -45,10 +45,12 @@ class YuanField(Field):
             raise ValueError(_l("Enter an amount in yuan, e.g. 12.50."))
 
     def pre_validate(self, form):
-        if self.data is None and not self.errors:
-            raise ValueError(_l("Enter an amount in yuan, e.g. 12.50."))
-        if self.data is not None and self.data <= 0:
-            raise ValueError(_l("Enter an amount above zero."))
+        if self.errors:
+            raise StopValidation()
+        if self.data is None:
+            raise StopValidation(_l("Enter an amount in yuan, e.g. 12.50."))
+        if self.data <= 0:
+            raise StopValidation(_l("Enter an amount above zero."))
 
 
 class CashOutForm(FlaskForm):

@@ -61,3 +61,69 @@ def checkout_session_id():
         return match.group(1)
 
     return do
+
+
+@pytest.fixture
+def stripe_provider(stripe_app):
+    """The app's Stripe provider (the same object the views build from the config)."""
+    from chargeshed.payments.providers import provider_from_config
+
+    return provider_from_config(stripe_app.config)
+
+
+@pytest.fixture
+def stripe_topup(stripe_app, stripe_provider, fake_stripe, deliver):
+    """A Stripe top-up for a user, paid at the fake; delivered to the webhook unless told not to."""
+    from chargeshed.extensions import db
+    from chargeshed.payments import fulfilment
+    from chargeshed.payments.providers import CheckoutUrls
+
+    def do(user, amount_fen: int = 1000, *, fee: int | None = None, webhook: bool = True, pay: bool = True):
+        topup = fulfilment.create_topup(user.id, amount_fen, [amount_fen], "cny", "stripe")
+        urls = CheckoutUrls("https://charge.example.cn/ok", "https://charge.example.cn/no", "/demo")
+        stripe_provider.create_checkout(topup, urls, "ChargeShed wallet top-up")
+        db.session.commit()
+        if pay:
+            event = fake_stripe.complete_checkout(topup.checkout_ref, fee=fee)
+            if webhook:
+                assert deliver(event).status_code == 200
+        db.session.refresh(topup)
+        return topup
+
+    return do
+
+
+@pytest.fixture
+def ended_session(make_site, make_resident, driver, clock, tick):
+    """A finished charge of 90 minutes at 250 W on port T11001: it costs ¥1.00 under the default tariff."""
+    from sqlalchemy import select
+
+    from chargeshed.charging import sessions
+    from chargeshed.extensions import db
+    from chargeshed.ports.sim import Bike
+    from chargeshed.sites.models import Port
+
+    def do(user=None, code: str = "T11001"):
+        user = user or make_resident(balance_fen=1000)
+        port = db.session.execute(select(Port).where(Port.code == code)).scalar_one()
+        session = sessions.start_session(user.id, port)
+        driver.plug(code, bike=Bike("lithium", cc_watts=250, cc_minutes=600, taper_minutes=30))
+        tick()
+        clock.advance(minutes=90)
+        tick()
+        assert sessions.end_session(session, sessions.USER_STOP)
+        db.session.refresh(session)
+        assert session.cost_fen == 100
+        return session
+
+    return do
+
+
+@pytest.fixture
+def with_refunds_blueprint(app):
+    """Register the staff refunds blueprint when the app does not (yet) do it itself."""
+    from chargeshed.web import refunds
+
+    if "refunds" not in app.blueprints:
+        app.register_blueprint(refunds.bp)
+    return app
