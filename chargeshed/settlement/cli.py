@@ -1,0 +1,41 @@
+"""flask statement: write a month's settlement statement (issued, or else a draft) to a file."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import with_appcontext
+from sqlalchemy import select
+
+from chargeshed.extensions import db
+from chargeshed.settlement.exports import FORMATS, statement_file
+from chargeshed.settlement.periods import Period, SettlementRefused
+from chargeshed.settlement.statements import view_statement
+from chargeshed.sites.models import Shed
+
+
+@click.command("statement")
+@click.argument("operator_id", type=int)
+@click.argument("site_id", type=int)
+@click.argument("month")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="pdf", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True,
+              help="File to write.")
+@with_appcontext
+def statement_command(operator_id: int, site_id: int, month: str, fmt: str, output: str) -> None:
+    """Write the statement of OPERATOR_ID at SITE_ID for MONTH (YYYY-MM); a draft if it is not issued."""
+    runs_sheds = db.session.execute(
+        select(Shed.id).where(Shed.operator_id == operator_id, Shed.site_id == site_id).limit(1)).first()
+    if runs_sheds is None:
+        raise click.ClickException(f"operator {operator_id} runs no shed at site {site_id}")
+    try:
+        view = view_statement(operator_id, site_id, Period.month(month))
+    except SettlementRefused as refused:
+        raise click.ClickException(str(refused.message)) from None
+    content, _name = statement_file(view, fmt)
+    with open(output, "wb") as handle:
+        handle.write(content)
+    what = f"statement {view.number}" if view.number else f"{view.status} statement (not issued)"
+    click.echo(f"wrote {what} for {view.period.label} to {output}")
+
+
+COMMANDS = [statement_command]
