@@ -1,0 +1,160 @@
+"""Photo uploads: only real images, decoded and re-encoded (no EXIF/GPS), stored outside static/.
+
+A photo is accepted when Pillow decodes it as JPEG, PNG or WebP and it carries no markup that a
+browser could run (polyglots). What is stored is a fresh JPEG made from the decoded pixels, so
+nothing of the uploaded file survives but the picture.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import secrets
+from dataclasses import dataclass
+
+from flask import current_app
+from flask_babel import gettext as _
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PHOTOS = 3
+MAX_PHOTO_BYTES = 8 * 1024 * 1024
+MAX_PIXELS = 48_000_000
+MAX_SIDE = 2048
+THUMB_SIDE = 320
+JPEG_QUALITY = 85
+ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP"}
+
+# Markup a browser might run if the file were ever served as HTML or SVG.
+_MARKUP = re.compile(
+    rb"<\s*(script|html|body|iframe|object|embed|svg[\s>/]|!doctype\s+html|\?php)|javascript:|on(error|load)\s*=",
+    re.IGNORECASE,
+)
+
+
+class PhotoRejected(ValueError):
+    """A file that is not a photo we accept; the message says why, for the person who sent it."""
+
+
+@dataclass(frozen=True)
+class CleanPhoto:
+    """A re-encoded photo and its thumbnail, both JPEG bytes without metadata."""
+
+    data: bytes
+    thumb: bytes
+    width: int
+    height: int
+
+
+def _sniff(head: bytes) -> str | None:
+    """A short name for what the first bytes look like (used for clear messages)."""
+    stripped = head.lstrip()[:256].lower()
+    if stripped.startswith((b"<svg", b"<?xml")) or b"<svg" in stripped:
+        return "svg"
+    if stripped.startswith((b"<!doctype", b"<html", b"<")):
+        return "html"
+    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftyphevc", b"ftypmif1", b"ftypmsf1"):
+        return "heic"
+    return None
+
+
+def clean_photo(raw: bytes, max_bytes: int = MAX_PHOTO_BYTES) -> CleanPhoto:
+    """Check an uploaded file and return a clean JPEG and thumbnail, or raise PhotoRejected."""
+    if not raw:
+        raise PhotoRejected(_("The file is empty."))
+    if len(raw) > max_bytes:
+        raise PhotoRejected(_("The photo is larger than %(mb)s MB. Please choose a smaller photo.",
+                              mb=max_bytes // (1024 * 1024)))
+    kind = _sniff(raw[:512])
+    if kind == "heic":
+        raise PhotoRejected(_("HEIC photos cannot be read. Please send it as JPEG (on iPhone: Settings › "
+                              "Camera › Formats › Most Compatible)."))
+    if kind in ("svg", "html"):
+        raise PhotoRejected(_("This file is not a photo. Please choose a JPEG, PNG or WebP photo."))
+    if _MARKUP.search(raw):
+        raise PhotoRejected(_("This file contains more than a picture and was refused. "
+                              "Please take or choose a plain photo."))
+    try:
+        with Image.open(io.BytesIO(raw)) as image:
+            if image.format not in ALLOWED_FORMATS:
+                raise PhotoRejected(_("Only JPEG, PNG or WebP photos are accepted."))
+            width, height = image.size
+            if width * height > MAX_PIXELS or width < 1 or height < 1:
+                raise PhotoRejected(_("The picture is too large in pixels. Please choose a smaller photo."))
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            picture = _flatten(upright)
+    except PhotoRejected:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError,
+            EOFError) as exc:
+        raise PhotoRejected(_("This file is not a photo we can read. Please choose a JPEG, PNG or WebP "
+                              "photo.")) from exc
+    picture.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    thumb = picture.copy()
+    thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    return CleanPhoto(data=_jpeg(picture), thumb=_jpeg(thumb), width=picture.width, height=picture.height)
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """RGB pixels only: transparency is laid on white; palettes and CMYK are converted."""
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    """Encode as baseline JPEG with no EXIF, XMP, ICC profile or comments."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    return buffer.getvalue()
+
+
+def read_upload(stream, max_bytes: int = MAX_PHOTO_BYTES) -> bytes:
+    """Read an upload stream, refusing it as soon as it exceeds `max_bytes`."""
+    data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PhotoRejected(_("The photo is larger than %(mb)s MB. Please choose a smaller photo.",
+                              mb=max_bytes // (1024 * 1024)))
+    return data
+
+
+def upload_dir() -> str:
+    """Where photos live: SAFETY_UPLOAD_DIR, else <instance>/uploads/safety (never under static/)."""
+    path = current_app.config.get("SAFETY_UPLOAD_DIR") or os.path.join(
+        current_app.instance_path, "uploads", "safety")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def new_stored_name() -> str:
+    """A random file stem; never derived from the uploaded file name."""
+    return secrets.token_hex(16)
+
+
+def photo_path(stored_name: str, thumb: bool = False) -> str:
+    """The file of a stored photo (or its thumbnail)."""
+    if not re.fullmatch(r"[0-9a-f]{32}", stored_name):
+        raise ValueError("bad stored name")
+    return os.path.join(upload_dir(), f"{stored_name}{'_t' if thumb else ''}.jpg")
+
+
+def save_files(stored_name: str, photo: CleanPhoto) -> None:
+    """Write the photo and thumbnail atomically (temporary file, then rename)."""
+    for path, data in ((photo_path(stored_name), photo.data), (photo_path(stored_name, True), photo.thumb)):
+        temporary = f"{path}.tmp"
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+
+
+def remove_files(stored_name: str) -> None:
+    """Remove files written for a photo whose database row was not stored."""
+    for thumb in (False, True):
+        try:
+            os.remove(photo_path(stored_name, thumb))
+        except FileNotFoundError:
+            pass
