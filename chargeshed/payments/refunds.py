@@ -47,7 +47,7 @@ FAILED_STATES = ("failed", "canceled")
 
 
 class CashOutRefused(Exception):
-    """A cash-out that cannot be made; `code` says why and `limit_fen` what is possible."""
+    """A cash-out that cannot be made; `code` says why and `limit_fen` how much could be withdrawn."""
 
     def __init__(self, code: str, limit_fen: int = 0):
         super().__init__(code)
@@ -118,14 +118,11 @@ def request_cashout(user_id: int, amount_fen: int, provider, *, now: datetime | 
     wallet = ledger.wallet_account(user_id)
     db.session.execute(select(LedgerAccount.id).where(LedgerAccount.id == wallet.id).with_for_update())
     balance = ledger.wallet_balance(user_id)
-    if amount_fen > balance:
-        db.session.rollback()
-        raise CashOutRefused("over_balance", balance)
     refundable = refundable_topups(user_id, provider.name, now=now, window_days=window_days)
     possible = min(balance, sum(r.rest_fen for r in refundable))
     if amount_fen > possible:
         db.session.rollback()
-        raise CashOutRefused("over_refundable", possible)
+        raise CashOutRefused("over_balance" if amount_fen > balance else "over_refundable", possible)
 
     cashout = CashOut(user_id=user_id, amount_fen=amount_fen, provider=provider.name, created_at=now,
                       request_key=request_key or None)

@@ -73,6 +73,8 @@ def session_refund(session_id: int):
             flash(_("%(amount)s refunded to the resident's wallet.", amount=format_fen(form.amount.data)),
                   "ok")
             return redirect(safe_next(request.args.get("next"), "refunds.index"))
+    elif request.method == "POST" and existing is None and (form.amount.data or 0) > session.cost_fen:
+        form.amount.errors.append(_refused_message(refunds.SessionRefundRefused("amount"), session))
     elif request.method == "GET":
         form.amount.data = session.cost_fen or None
     return render_template("refunds/session.html", session=session, existing=existing, form=form)
