@@ -72,42 +72,91 @@ def ports_command(fmt: str) -> None:
 
 
 @click.command("worker")
-@click.option("--interval", type=float, default=None, help="Seconds between ticks.")
+@click.option("--interval", type=float, default=None, help="Seconds between full supervisor ticks.")
 @with_appcontext
 def worker_command(interval: float | None) -> None:
-    """Run the supervisor loop (port commands, readings, rules) until SIGTERM."""
+    """Run the supervisor (port commands, readings, rules) until SIGTERM; shares only the database."""
     from chargeshed.ports.runtime import Worker
 
     app = current_app._get_current_object()
     worker = Worker(app, interval or app.config["WORKER_INTERVAL_SECONDS"])
     worker.install_signal_handlers()
-    click.echo(f"worker: ticking every {worker.interval}s")
+    click.echo(f"worker: ticking every {worker.interval}s", err=True)
     worker.run()
-    click.echo("worker: stopped")
+    click.echo("worker: stopped", err=True)
 
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
 @click.option("--with-worker", is_flag=True, help="Also run the supervisor in this process (demo).")
+@click.option("--gunicorn", "use_gunicorn", is_flag=True,
+              help="Serve with gunicorn (production; settings in chargeshed/gunicorn_conf.py).")
+@click.option("--workers", type=int, default=None,
+              help="gunicorn worker processes (default WEB_CONCURRENCY).")
 @with_appcontext
-def serve_command(host: str, port: int, with_worker: bool) -> None:
-    """Serve the app. For production use gunicorn (see README) and a separate `worker`."""
-    from werkzeug.serving import run_simple
+def serve_command(host: str, port: int, with_worker: bool, use_gunicorn: bool, workers: int | None) -> None:
+    """Serve the app until SIGTERM, letting requests in flight finish.
+
+    Production: `serve --gunicorn` (or gunicorn directly, see chargeshed/gunicorn_conf.py) and a
+    separate `worker` process. Without --gunicorn a threaded development server is used.
+    """
+    if use_gunicorn:
+        if with_worker:
+            raise click.UsageError("run `flask --app chargeshed worker` as its own process with --gunicorn")
+        _exec_gunicorn(host, port, workers)
+    _serve_threaded(current_app._get_current_object(), host, port, with_worker)
+
+
+def _exec_gunicorn(host: str, port: int, workers: int | None) -> None:
+    """Replace this process by gunicorn, so it receives SIGTERM itself and shuts down gracefully."""
+    import os
+
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:chargeshed.gunicorn_conf",
+            "--bind", f"{host}:{port}"]
+    if workers:
+        argv += ["--workers", str(workers)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv + ["chargeshed:create_app()"])
+
+
+def _serve_threaded(app: Flask, host: str, port: int, with_worker: bool) -> None:
+    """werkzeug's threaded server; SIGTERM/SIGINT stop accepting, finish requests and the tick, exit 0."""
+    import signal
+
+    from werkzeug.serving import WSGIRequestHandler, make_server
 
     from chargeshed.ports.runtime import Worker
 
-    app = current_app._get_current_object()
-    worker = None
+    class QuietHandler(WSGIRequestHandler):
+        def log_request(self, *args, **kwargs) -> None:  # the app logs every request itself
+            pass
+
+    server = make_server(host, port, app, threaded=True, request_handler=QuietHandler)
+    server.daemon_threads = False  # server_close() then waits for requests in flight
+    worker = supervisor = None
     if with_worker:
         worker = Worker(app, app.config["WORKER_INTERVAL_SECONDS"])
-        threading.Thread(target=worker.run, name="supervisor", daemon=True).start()
-        click.echo("supervisor running in this process")
+        supervisor = threading.Thread(target=worker.run, name="supervisor", daemon=True)
+        supervisor.start()
+        click.echo("supervisor running in this process", err=True)
+
+    def shut_down(*_args) -> None:
+        # shutdown() waits for serve_forever to return, so it must not run in the serving thread.
+        threading.Thread(target=server.shutdown, name="shutdown").start()
+
+    signal.signal(signal.SIGTERM, shut_down)
+    signal.signal(signal.SIGINT, shut_down)
+    click.echo(f"serving on http://{host}:{server.server_port}", err=True)
     try:
-        run_simple(host, port, app, threaded=True, use_reloader=False)
+        server.serve_forever()
     finally:
+        server.server_close()
         if worker is not None:
             worker.stop()
+            supervisor.join(timeout=30)
+    click.echo("server stopped", err=True)
 
 
 @click.command("check-ledger")

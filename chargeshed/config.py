@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 
+
+def _flag(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes", "on")
+
+
 ENV_KEYS = {
     "SECRET_KEY": str,
     "DATABASE_URL": str,
@@ -18,10 +23,24 @@ ENV_KEYS = {
     "RATELIMIT_STORAGE_URI": str,
     "BABEL_DEFAULT_LOCALE": str,
     "TOPUP_AMOUNTS_FEN": lambda v: [int(x) for x in v.split(",")],
-    "SESSION_COOKIE_SECURE": lambda v: v.lower() in ("1", "true", "yes"),
-    "RUN_WORKER_IN_PROCESS": lambda v: v.lower() in ("1", "true", "yes"),
+    "SESSION_COOKIE_SECURE": _flag,
+    "RUN_WORKER_IN_PROCESS": _flag,
     "WORKER_INTERVAL_SECONDS": float,
+    "START_TIMEOUT_SECONDS": int,
+    "SIM_STATE_FILE": str,
+    "LOG_FORMAT": str,
+    "LOG_LEVEL": str,
+    "PROXY_FIX": int,
+    "HSTS_SECONDS": int,
 }
+
+
+def normalise_database_url(url: str) -> str:
+    """postgres:// and postgresql:// (no driver named) mean psycopg 3, the driver we ship."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
 
 
 def defaults(instance_path: str) -> dict:
@@ -50,6 +69,19 @@ def defaults(instance_path: str) -> dict:
         "SESSION_COOKIE_SECURE": False,
         "WTF_CSRF_TIME_LIMIT": None,
         "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+        # Pooled connections are checked before use, so a database restart costs no failed request.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # A start the port has not confirmed within this many seconds fails and releases its hold.
+        "START_TIMEOUT_SECONDS": 60,
+        # The simulated charging units' state (PORT_DRIVER=sim): outside the worker, like real hardware.
+        "SIM_STATE_FILE": os.path.join(instance_path, "sim_ports.json"),
+        # Logs: "json" (one object per line, with the request id) or "text".
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        # Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
+        "PROXY_FIX": 0,
+        # Strict-Transport-Security max-age, sent on HTTPS requests only; 0 turns it off.
+        "HSTS_SECONDS": 365 * 24 * 3600,
     }
 
 
@@ -60,4 +92,10 @@ def from_environment(environ: dict[str, str] | None = None) -> dict:
     for key, convert in ENV_KEYS.items():
         if environ.get(key):
             found[key] = convert(environ[key])
+    if "DATABASE_URL" in found:
+        found["DATABASE_URL"] = normalise_database_url(found["DATABASE_URL"])
+    # Served over HTTPS: cookies are Secure unless SESSION_COOKIE_SECURE says otherwise.
+    if found.get("PUBLIC_BASE_URL", "").startswith("https://") and "SESSION_COOKIE_SECURE" not in found:
+        found["SESSION_COOKIE_SECURE"] = True
+        found["PREFERRED_URL_SCHEME"] = "https"
     return found

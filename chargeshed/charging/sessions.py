@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from chargeshed.charging.models import (
     CHARGING,
@@ -38,6 +40,9 @@ START_FAILED = "start_failed"
 
 OFFLINE_AFTER_SECONDS = 4 * 60
 
+log = logging.getLogger(__name__)
+_UNKNOWN = object()
+
 
 class StartRefused(Exception):
     """A start that cannot happen; `code` says why (shown to the resident)."""
@@ -59,11 +64,15 @@ def port_offline(port: Port, now: datetime) -> bool:
     """True when the port has not been heard from for the offline debounce."""
     if port.ocpp_state == OFFLINE_STATE:
         return True
-    return port.last_seen_at is not None and (now - port.last_seen_at).total_seconds() >= OFFLINE_AFTER_SECONDS
+    seen = port.last_seen_at
+    return seen is not None and (now - seen).total_seconds() >= OFFLINE_AFTER_SECONDS
 
 
-def refusal_for_port(port: Port, now: datetime) -> str | None:
-    """Why a start on this port is impossible now, or None when it may start."""
+def refusal_for_port(port: Port, now: datetime, live=_UNKNOWN) -> str | None:
+    """Why a start on this port is impossible now, or None when it may start.
+
+    Pass `live` (the port's live session or None) when the caller has it already, to save a query.
+    """
     if port.status == PORT_RETIRED:
         return "port_retired"
     if port.status == PORT_MAINTENANCE or port.ocpp_state == UNAVAILABLE:
@@ -72,9 +81,9 @@ def refusal_for_port(port: Port, now: datetime) -> str | None:
         return "port_fault"
     if port_offline(port, now):
         return "port_offline"
-    if live_session_on_port(port.id) is not None:
-        return "port_busy"
-    return None
+    if live is _UNKNOWN:
+        live = live_session_on_port(port.id)
+    return "port_busy" if live is not None else None
 
 
 def _event(session: ChargeSession, kind: str, at: datetime, detail: str = "") -> None:
@@ -86,13 +95,16 @@ def start_session(user_id: int, port: Port, *, now: datetime | None = None, topu
 
     A second start by the same resident on a port they already hold (a double tap)
     returns their live session. Raises StartRefused otherwise.
+
+    Races are settled by the database: the partial unique index uq_charge_session_live_port
+    admits one live session per port, and the ledger's CHECK constraint keeps the wallet
+    from going negative when one resident starts on many ports at once.
     """
     now = now or clock_now()
-    refusal = refusal_for_port(port, now)
-    if refusal == "port_busy":
-        existing = live_session_on_port(port.id)
-        if existing is not None and existing.user_id == user_id:
-            return existing
+    existing = live_session_on_port(port.id)
+    if existing is not None and existing.user_id == user_id:
+        return existing
+    refusal = refusal_for_port(port, now, existing)
     if refusal:
         raise StartRefused(refusal)
     terms = port.shed.tariff.terms
@@ -127,18 +139,36 @@ def start_session(user_id: int, port: Port, *, now: datetime | None = None, topu
     if topup is not None:
         topup.started_session_id = session.id
     db.session.commit()
+    log.info("session started", extra={"event": "session.start", "session_id": session.id, "user_id": user_id,
+                                        "port": port.code, "hold_fen": session.hold_fen,
+                                        "ledger_ref": f"hold:{session.id}"})
     return session
 
 
-def mark_charging(session: ChargeSession, now: datetime) -> None:
-    """The port reports the relay closed: the session is charging from now (caller commits)."""
-    if session.state != PENDING:
-        return
-    session.state = CHARGING
-    session.confirmed_at = now
-    session.bucket_started_at = now
-    session.bucket_start_wh = 0
-    _event(session, "charging", now)
+def confirm_started(session_id: int, now: datetime) -> bool:
+    """The port reports the relay closed: the pending session charges from now (caller commits).
+
+    A conditional UPDATE, so a start cancelled meanwhile is never revived. False if it was not pending.
+    """
+    claimed = db.session.execute(
+        update(ChargeSession)
+        .where(ChargeSession.id == session_id, ChargeSession.state == PENDING)
+        .values(state=CHARGING, confirmed_at=now, bucket_started_at=now, bucket_start_wh=0)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed:
+        db.session.add(SessionEvent(session_id=session_id, kind="charging", at=now, detail=""))
+    return bool(claimed)
+
+
+def mark_charging(session: ChargeSession, now: datetime) -> bool:
+    """confirm_started for a loaded session, keeping its attributes in step (caller commits)."""
+    if not confirm_started(session.id, now):
+        return False
+    for name, value in (("state", CHARGING), ("confirmed_at", now), ("bucket_started_at", now),
+                        ("bucket_start_wh", 0)):
+        set_committed_value(session, name, value)
+    return True
 
 
 def current_tier_watts(session: ChargeSession, now: datetime) -> int:
@@ -205,6 +235,7 @@ def end_session(session: ChargeSession, reason: str, now: datetime | None = None
         outbox.enqueue(session.port_id, CMD_STOP, session_id=session.id, argument=reason)
     _event(session, "ended", now, detail or reason)
     db.session.commit()
+    _log_end(session, "session.end")
     return True
 
 
@@ -218,7 +249,15 @@ def fail_session(session: ChargeSession, reason: str = START_FAILED, now: dateti
     outbox.enqueue(session.port_id, CMD_STOP, session_id=session.id, argument=reason)
     _event(session, "failed", now, detail or reason)
     db.session.commit()
+    _log_end(session, "session.fail")
     return True
+
+
+def _log_end(session: ChargeSession, event: str) -> None:
+    log.info("session settled", extra={
+        "event": event, "session_id": session.id, "user_id": session.user_id, "reason": session.end_reason,
+        "cost_fen": session.cost_fen, "refund_fen": session.hold_fen - session.cost_fen,
+        "ledger_ref": f"settle:{session.id}"})
 
 
 def holds_problems() -> list[str]:

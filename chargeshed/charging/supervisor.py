@@ -1,24 +1,40 @@
-"""The supervisor: one idempotent tick reads the ports, applies the rules, settles.
+"""The supervisor: one idempotent tick executes port commands, reads the ports, applies the rules, settles.
 
-Calling tick twice with the same `now` changes nothing the second time.
+Calling tick twice with the same `now` changes nothing the second time. A tick issues a fixed
+number of queries whatever the number of ports: it reads ports and live sessions as plain rows,
+computes in Python and writes back only what changed, in batches. Live sessions are written with
+conditional UPDATEs (`... AND state IN ('pending', 'charging')`), so a session a resident stopped
+meanwhile is never overwritten; every transition goes through the session services.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, select
+from sqlalchemy import bindparam, func, or_, select, text, update
 
 from chargeshed.charging import sessions as svc
-from chargeshed.charging.models import LIVE_STATES, PENDING, ChargeSession
+from chargeshed.charging.models import CHARGING, LIVE_STATES, PENDING, ChargeSession
+from chargeshed.charging.tariff import Tariff as TariffRules
 from chargeshed.extensions import db
 from chargeshed.ports import outbox
 from chargeshed.ports.driver import AVAILABLE, FAULTED, OFFLINE_STATE, PortDriver, PortOffline, PortReading
-from chargeshed.ports.models import CMD_START, PortEvent
+from chargeshed.ports.models import CMD_START, QUEUED, PortCommand, PortEvent
 from chargeshed.sites.models import PORT_RETIRED, Port
 
 START_TIMEOUT_SECONDS = 60
+# PostgreSQL advisory lock held for the reading phase, so two workers never supervise at once.
+SUPERVISOR_LOCK = 0x43534855
+# Rows per batched statement (SQLite allows 32766 parameters per statement).
+BATCH = 5000
+
+_PORT_COLUMNS = ("id", "code", "status", "ocpp_state", "watts", "fault", "last_seen_at", "state_changed_at")
+_SESSION_COLUMNS = ("id", "port_id", "state", "created_at", "confirmed_at", "rules", "watts", "energy_wh",
+                    "tier_watts", "bucket_started_at", "bucket_start_wh", "low_power_since")
+_MEASURED = ("watts", "energy_wh", "tier_watts", "bucket_started_at", "bucket_start_wh", "low_power_since")
+_PORT_WRITTEN = ("ocpp_state", "watts", "fault", "state_changed_at")
 
 
 @dataclass
@@ -29,61 +45,167 @@ class TickReport:
     confirmed: int = 0
     ended: dict[str, int] = field(default_factory=dict)
     failed: int = 0
+    commands: int = 0
+    skipped: bool = False  # another supervisor was mid-tick
+
+    @property
+    def busy(self) -> bool:
+        """True when the tick changed something worth logging."""
+        return bool(self.ended or self.failed or self.confirmed or self.commands)
 
 
-def tick(driver: PortDriver, now: datetime) -> TickReport:
-    """Run one supervision round at `now`."""
+class _Row:
+    """A plain, mutable copy of a database row (ports and live sessions are read without the ORM)."""
+
+    NAMES: tuple[str, ...] = ()
+
+    def __init__(self, values):
+        for name, value in zip(self.NAMES, values, strict=True):
+            setattr(self, name, value)
+        self.mark_saved()
+
+    def mark_saved(self) -> None:
+        """Remember the current values as what the database holds."""
+        self._saved = {name: getattr(self, name) for name in self.NAMES}
+
+    def changed(self, names: tuple[str, ...]) -> bool:
+        """True when any attribute in `names` differs from what the database holds."""
+        saved = self._saved
+        return any(getattr(self, name) != saved[name] for name in names)
+
+
+class _PortRow(_Row):
+    NAMES = _PORT_COLUMNS
+
+
+class _LiveRow(_Row):
+    """A live session, shaped like ChargeSession for the rules and the session services' helpers."""
+
+    NAMES = _SESSION_COLUMNS
+    ended_at = None
+    terms: TariffRules
+    charged_seconds = ChargeSession.charged_seconds
+
+
+def tick(driver: PortDriver, now: datetime, *, start_timeout: int = START_TIMEOUT_SECONDS) -> TickReport:
+    """Run one supervision round at `now`.
+
+    1. Execute queued port commands (a start the port rejects fails its session at once).
+    2. Read every port; confirm starts, update measurements, apply the rules; end sessions.
+    3. Send the stop commands of the sessions just ended and record the ports' state after it.
+    """
     report = TickReport()
-    for command in outbox.dispatch(driver, now):
-        if command.kind == CMD_START and command.session_id:
-            session = db.session.get(ChargeSession, command.session_id)
-            if session is not None and session.state == PENDING and svc.fail_session(
-                session, svc.START_FAILED, now, detail=f"port rejected: {command.error}"
-            ):
-                report.failed += 1
+    run_commands(driver, now, report)
+    if not _take_supervisor_lock():
+        db.session.rollback()
+        report.skipped = True
+        return report
 
-    rows = db.session.execute(
-        select(Port, ChargeSession)
-        .outerjoin(ChargeSession, and_(ChargeSession.port_id == Port.id, ChargeSession.state.in_(LIVE_STATES)))
-        .where(Port.status != PORT_RETIRED)
-        .order_by(Port.id)
-    ).all()
-    endings: list[tuple[ChargeSession, str, str]] = []
-    for port, session in rows:
-        try:
-            reading = driver.read(port.code)
-        except PortOffline:
-            reading = None
+    ports = [_PortRow(row) for row in db.session.execute(
+        select(*(getattr(Port, name) for name in _PORT_COLUMNS))
+        .where(Port.status != PORT_RETIRED).order_by(Port.id))]
+    live = _live_sessions()
+    queued = set(db.session.execute(
+        select(PortCommand.port_id).where(PortCommand.status == QUEUED).distinct()).scalars())
+
+    endings: list[tuple[int, str]] = []
+    for port in ports:
+        reading = _read(driver, port.code)
         report.ports_read += 1
-        _record_reading(port, reading, session, now)
+        session = live.get(port.id)
+        _record_reading(port, reading, session, now, command_queued=port.id in queued)
         if session is None:
             continue
         if session.state == PENDING:
-            outcome = _pending_rule(session, reading, now)
-            if outcome == "confirm":
-                svc.mark_charging(session, now)
-                report.confirmed += 1
-            elif outcome:
-                endings.append((session, outcome, ""))
-            continue
+            outcome = _pending_rule(session, reading, now, start_timeout)
+            if outcome == svc.START_FAILED:
+                endings.append((session.id, outcome))
+                continue
+            if outcome != "confirm" or not svc.confirm_started(session.id, now):
+                continue
+            report.confirmed += 1
+            session.state, session.confirmed_at = CHARGING, now
+            session.bucket_started_at, session.bucket_start_wh = now, 0
+            session.mark_saved()
         _update_measurements(session, reading, now)
         reason = _charging_rule(session, port, reading, now)
         if reason:
-            endings.append((session, reason, ""))
+            endings.append((session.id, reason))
+    _write_ports(ports, now)
+    _write_measurements(live.values())
     db.session.commit()
 
-    for session, reason, detail in endings:
-        if reason == svc.START_FAILED:
-            if svc.fail_session(session, reason, now, detail="start not confirmed in time"):
-                report.failed += 1
-        elif svc.end_session(session, reason, now, detail=detail):
-            report.ended[reason] = report.ended.get(reason, 0) + 1
+    _settle_endings(endings, now, report)
+    if endings:
+        touched = run_commands(driver, now, report)
+        _record_after_commands(driver, [port for port in ports if port.id in touched], now)
     return report
 
 
-def _record_reading(port: Port, reading: PortReading | None, session: ChargeSession | None,
-                    now: datetime) -> None:
-    """Store the live reading on the port; log offline periods, faults and stuck relays."""
+def run_commands(driver: PortDriver, now: datetime, report: TickReport | None = None) -> set[int]:
+    """Execute queued port commands; a start the port rejects fails its session (hold released).
+
+    Returns the ids of ports that received a command. Safe to call from several processes.
+    """
+    report = report if report is not None else TickReport()
+    touched: set[int] = set()
+    for _ in range(3):  # failing a rejected start queues a stop: send it in the same round
+        result = outbox.dispatch(driver, now)
+        report.commands += result.sent
+        touched |= result.port_ids
+        failed_any = False
+        for command in result.rejected:
+            if command.kind != CMD_START or not command.session_id:
+                continue
+            session = db.session.get(ChargeSession, command.session_id)
+            if session is not None and session.state == PENDING and svc.fail_session(
+                    session, svc.START_FAILED, now, detail=f"port rejected: {command.error}"):
+                report.failed += 1
+                failed_any = True
+        if not failed_any:
+            break
+    return touched
+
+
+def _take_supervisor_lock() -> bool:
+    """On PostgreSQL, a transaction-scoped advisory lock; other databases serialise writers anyway."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(db.session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"),
+                                   {"key": SUPERVISOR_LOCK}).scalar_one())
+
+
+def _live_sessions() -> dict[int, _LiveRow]:
+    """Live sessions by port, with their tariff terms parsed once per distinct rule set."""
+    rows = db.session.execute(
+        select(*(getattr(ChargeSession, name) for name in _SESSION_COLUMNS))
+        .where(ChargeSession.state.in_(LIVE_STATES)).order_by(ChargeSession.id))
+    terms_cache: dict[str, TariffRules] = {}
+    live = {}
+    for row in rows:
+        session = _LiveRow(row)
+        key = json.dumps(session.rules, sort_keys=True)
+        if key not in terms_cache:
+            terms_cache[key] = TariffRules.from_dict(session.rules)
+        session.terms = terms_cache[key]
+        live[session.port_id] = session
+    return live
+
+
+def _read(driver: PortDriver, code: str) -> PortReading | None:
+    try:
+        return driver.read(code)
+    except PortOffline:
+        return None
+
+
+def _record_reading(port: _PortRow, reading: PortReading | None, session: _LiveRow | None, now: datetime,
+                    *, command_queued: bool = False) -> None:
+    """Store the live reading on the port; log offline periods, faults and stuck relays.
+
+    A relay that is on with no live session is a stuck relay, unless a command for the port is
+    still queued (a session stopped a moment ago whose stop has not gone out yet).
+    """
     if reading is None:
         if svc.port_offline(port, now) and port.ocpp_state != OFFLINE_STATE:
             db.session.add(PortEvent(port_id=port.id, at=now, kind="offline"))
@@ -93,7 +215,7 @@ def _record_reading(port: Port, reading: PortReading | None, session: ChargeSess
         db.session.add(PortEvent(port_id=port.id, at=now, kind="online"))
     fault = reading.fault
     if session is None and reading.relay_on and reading.watts > 0:
-        fault = fault or "stuck_relay"
+        fault = fault or ("stuck_relay" if not command_queued else port.fault)
     if fault != port.fault:
         db.session.add(PortEvent(port_id=port.id, at=now, kind="fault" if fault else "fault_cleared",
                                  detail=fault or port.fault or ""))
@@ -103,22 +225,22 @@ def _record_reading(port: Port, reading: PortReading | None, session: ChargeSess
     port.last_seen_at = now
 
 
-def _set_state(port: Port, state: str, now: datetime) -> None:
+def _set_state(port: _PortRow, state: str, now: datetime) -> None:
     if state != port.ocpp_state:
         port.ocpp_state = state
         port.state_changed_at = now
 
 
-def _pending_rule(session: ChargeSession, reading: PortReading | None, now: datetime) -> str | None:
+def _pending_rule(session: _LiveRow, reading: PortReading | None, now: datetime, timeout: int) -> str | None:
     """'confirm' once the relay is on; START_FAILED when unconfirmed for too long."""
     if reading is not None and reading.relay_on and reading.state != FAULTED:
         return "confirm"
-    if (now - session.created_at).total_seconds() >= START_TIMEOUT_SECONDS:
+    if (now - session.created_at).total_seconds() >= timeout:
         return svc.START_FAILED
     return None
 
 
-def _update_measurements(session: ChargeSession, reading: PortReading | None, now: datetime) -> None:
+def _update_measurements(session: _LiveRow, reading: PortReading | None, now: datetime) -> None:
     """Energy, power, and the 5-minute averages that decide the tier."""
     if reading is None:
         return
@@ -134,7 +256,8 @@ def _update_measurements(session: ChargeSession, reading: PortReading | None, no
         session.bucket_started_at, session.bucket_start_wh = now, session.energy_wh
 
 
-def _charging_rule(session: ChargeSession, port: Port, reading: PortReading | None, now: datetime) -> str | None:
+def _charging_rule(session: _LiveRow, port: _PortRow, reading: PortReading | None,
+                   now: datetime) -> str | None:
     """The end reason that applies now, if any (checked in order of urgency)."""
     terms = session.terms
     if reading is None:
@@ -161,3 +284,76 @@ def _charging_rule(session: ChargeSession, port: Port, reading: PortReading | No
     if elapsed >= terms.paid_seconds(svc.current_tier_watts(session, now)):
         return svc.HOLD_EXHAUSTED
     return None
+
+
+def _chunks(items: list, size: int = BATCH):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _write_ports(ports: list[_PortRow], now: datetime) -> None:
+    """Two batched statements: changed readings (executemany), and 'seen at now' for the rest."""
+    changed = [{"b_id": p.id, **{name: getattr(p, name) for name in _PORT_WRITTEN}}
+               for p in ports if p.changed(_PORT_WRITTEN)]
+    if changed:
+        table = Port.__table__
+        db.session.execute(
+            update(table).where(table.c.id == bindparam("b_id"))
+            .values(**{name: bindparam(name) for name in _PORT_WRITTEN}),
+            changed,
+        )
+    seen = [p.id for p in ports if p.last_seen_at == now and p.changed(("last_seen_at",))]
+    for ids in _chunks(seen):
+        db.session.execute(update(Port.__table__).where(Port.__table__.c.id.in_(ids)).values(last_seen_at=now))
+
+
+def _write_measurements(sessions) -> None:
+    """One executemany for the live sessions whose measurements moved; ended ones are left alone."""
+    rows = [{"b_id": s.id, **{name: getattr(s, name) for name in _MEASURED}}
+            for s in sessions if s.state != PENDING and s.changed(_MEASURED)]
+    if not rows:
+        return
+    table = ChargeSession.__table__
+    db.session.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"), or_(*(table.c.state == state for state in LIVE_STATES)))
+        .values(**{name: bindparam(name) for name in _MEASURED}),
+        rows,
+    )
+
+
+def _settle_endings(endings: list[tuple[int, str]], now: datetime, report: TickReport) -> None:
+    """End or fail each session through the session services (one transaction each)."""
+    if not endings:
+        return
+    reasons = dict(endings)
+    sessions = db.session.execute(
+        select(ChargeSession).where(ChargeSession.id.in_(reasons)).order_by(ChargeSession.id)).scalars().all()
+    for session in sessions:
+        reason = reasons[session.id]
+        if reason == svc.START_FAILED:
+            if svc.fail_session(session, reason, now, detail="start not confirmed in time"):
+                report.failed += 1
+        elif svc.end_session(session, reason, now):
+            report.ended[reason] = report.ended.get(reason, 0) + 1
+
+
+def _record_after_commands(driver: PortDriver, ports: list[_PortRow], now: datetime) -> None:
+    """Read the ports that just received a command (e.g. a stop) and store what they report now."""
+    if not ports:
+        return
+    ids = [port.id for port in ports]
+    live_ports = set(db.session.execute(
+        select(ChargeSession.port_id).where(ChargeSession.port_id.in_(ids),
+                                            ChargeSession.state.in_(LIVE_STATES))).scalars())
+    queued = set(db.session.execute(
+        select(func.distinct(PortCommand.port_id)).where(PortCommand.port_id.in_(ids),
+                                                         PortCommand.status == QUEUED)).scalars())
+    for port in ports:
+        port.mark_saved()
+    for port in ports:
+        if port.id in live_ports:
+            continue
+        _record_reading(port, _read(driver, port.code), None, now, command_queued=port.id in queued)
+    _write_ports(ports, now)
+    db.session.commit()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from chargeshed.extensions import db
 from chargeshed.money.models import (
@@ -20,6 +22,8 @@ from chargeshed.money.models import (
 )
 
 HOLDS_CODE = "holds"
+
+log = logging.getLogger(__name__)
 
 
 class LedgerError(Exception):
@@ -94,6 +98,12 @@ def post(ref: str, kind: str, legs: Sequence[Leg], memo: str = "") -> LedgerTxn:
 
     Raises AlreadyBooked when `ref` exists, InsufficientFunds when a wallet or the
     holds account would go below zero; in both cases nothing of it is kept.
+
+    Concurrency: the unique `ref` makes a second booking of the same business event
+    fail, and each balance moves by an atomic UPDATE checked by the database
+    (ck_ledger_account_not_negative), so parallel postings can neither lose an
+    update nor overdraw a wallet. Accounts are locked in id order, so two postings
+    touching the same accounts never deadlock.
     """
     legs = [leg for leg in legs if leg.amount_fen != 0]
     if any(not isinstance(leg.amount_fen, int) or isinstance(leg.amount_fen, bool) for leg in legs):
@@ -104,19 +114,22 @@ def post(ref: str, kind: str, legs: Sequence[Leg], memo: str = "") -> LedgerTxn:
         raise LedgerError(f"empty transaction {ref}")
     if find_txn(ref) is not None:
         raise AlreadyBooked(ref)
+    balances: dict[int, int] = {}
     try:
         with db.session.begin_nested():
             txn = LedgerTxn(ref=ref, kind=kind, memo=memo[:255])
             db.session.add(txn)
             db.session.flush()
-            # Debits first so a wallet is locked before the money lands elsewhere.
-            for leg in sorted(legs, key=lambda leg: (leg.amount_fen > 0, leg.account.id)):
-                db.session.add(LedgerEntry(txn_id=txn.id, account_id=leg.account.id, amount_fen=leg.amount_fen))
-                db.session.execute(
+            for leg in sorted(legs, key=lambda leg: leg.account.id):
+                balances[leg.account.id] = db.session.execute(
                     update(LedgerAccount)
                     .where(LedgerAccount.id == leg.account.id)
                     .values(balance_fen=LedgerAccount.balance_fen + leg.amount_fen)
-                )
+                    .returning(LedgerAccount.balance_fen)
+                    .execution_options(synchronize_session=False)
+                ).scalar_one()
+            db.session.add_all(LedgerEntry(txn_id=txn.id, account_id=leg.account.id,
+                                           amount_fen=leg.amount_fen) for leg in legs)
             db.session.flush()
     except IntegrityError as exc:
         message = str(exc.orig).lower()
@@ -126,7 +139,9 @@ def post(ref: str, kind: str, legs: Sequence[Leg], memo: str = "") -> LedgerTxn:
             raise AlreadyBooked(ref) from exc
         raise
     for leg in legs:
-        db.session.refresh(leg.account, ["balance_fen"])
+        set_committed_value(leg.account, "balance_fen", balances[leg.account.id])
+    log.debug("ledger post", extra={"event": "ledger.post", "txn_id": txn.id, "ref": ref, "kind": kind,
+                                     "legs": {leg.account.code: leg.amount_fen for leg in legs}})
     return txn
 
 

@@ -2,29 +2,54 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from chargeshed.charging.models import PENDING, ChargeSession
 from chargeshed.extensions import db
 from chargeshed.ports.driver import PortDriver, PortOffline, PortRejected
-from chargeshed.ports.models import CMD_SET_AVAILABLE, CMD_START, CMD_STOP, DONE, QUEUED, REJECTED, PortCommand
+from chargeshed.ports.models import (
+    CMD_SET_AVAILABLE,
+    CMD_START,
+    CMD_STOP,
+    DONE,
+    QUEUED,
+    REJECTED,
+    PortCommand,
+)
 from chargeshed.sites.models import Port
+from chargeshed.timeutil import now as clock_now
+
+# PostgreSQL NOTIFY channel: a worker LISTENing here wakes at once when a command is queued.
+CHANNEL = "chargeshed_port_commands"
+
+
+@dataclass
+class Dispatched:
+    """What one dispatch did: commands sent, the ports they went to, and the rejected ones."""
+
+    sent: int = 0
+    port_ids: set[int] = field(default_factory=set)
+    rejected: list[PortCommand] = field(default_factory=list)
 
 
 def enqueue(port_id: int, kind: str, *, session_id: int | None = None, argument: str = "") -> PortCommand:
-    """Queue a command in the caller's transaction."""
+    """Queue a command in the caller's transaction (on PostgreSQL, the worker is woken on commit)."""
     command = PortCommand(port_id=port_id, kind=kind, session_id=session_id, argument=argument)
     db.session.add(command)
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
     return command
 
 
-def dispatch(driver: PortDriver, now: datetime) -> list[PortCommand]:
-    """Execute queued commands in order; offline ports keep theirs queued for the next tick.
+def dispatch(driver: PortDriver, now: datetime) -> Dispatched:
+    """Execute queued commands in order; offline ports keep theirs queued for the next round.
 
-    Returns the rejected commands (after commit) for the caller to act on. Rows are claimed with
-    SKIP LOCKED where the database supports it, so two workers never run one command.
+    Rows are claimed with SKIP LOCKED where the database supports it, so two workers never run
+    one command. Commits; the rejected commands are returned for the caller to act on. Each
+    command's done_at is the moment it was executed.
     """
     query = (
         select(PortCommand, Port.code, ChargeSession.state)
@@ -34,7 +59,7 @@ def dispatch(driver: PortDriver, now: datetime) -> list[PortCommand]:
         .order_by(PortCommand.id)
         .with_for_update(skip_locked=True, of=PortCommand)
     )
-    rejected = []
+    result = Dispatched()
     offline_ports: set[str] = set()
     for command, code, session_state in db.session.execute(query).all():
         if code in offline_ports:
@@ -55,7 +80,9 @@ def dispatch(driver: PortDriver, now: datetime) -> list[PortCommand]:
         except PortRejected as exc:
             command.status = REJECTED
             command.error = str(exc)[:255]
-            rejected.append(command)
-        command.done_at = now
+            result.rejected.append(command)
+        command.done_at = clock_now()
+        result.sent += 1
+        result.port_ids.add(command.port_id)
     db.session.commit()
-    return rejected
+    return result

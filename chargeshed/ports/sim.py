@@ -3,15 +3,25 @@
 Each port may have a simulated bike plugged in with a charge profile. Power is a
 closed-form function of simulated time since the relay closed, so readings are
 exact and repeatable for a given clock, seed and speed factor.
+
+The simulated hardware lives outside the worker: with `state_path` its state is kept
+in a JSON file (written atomically, guarded by a lock file), so a worker that is
+killed and restarted finds relays and bikes as they were, and several processes can
+share the same simulated units.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import json
 import math
+import os
+import tempfile
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 
 from chargeshed.ports.driver import (
@@ -61,6 +71,85 @@ class SimPort:
     faulted: str | None = None
     unplug_at: datetime | None = None
 
+    def to_json(self) -> dict:
+        """JSON-ready form (datetimes as ISO strings)."""
+        data = asdict(self)
+        for name in ("relay_closed_at", "unplug_at"):
+            data[name] = data[name].isoformat() if data[name] else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> SimPort:
+        """Inverse of to_json; unknown keys are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        for name in ("relay_closed_at", "unplug_at"):
+            if values.get(name):
+                values[name] = datetime.fromisoformat(values[name])
+        if values.get("bike"):
+            values["bike"] = Bike(**values["bike"])
+        return cls(**values)
+
+
+class StateFile:
+    """The simulated hardware's state on disk: one JSON file, replaced atomically, with a lock file.
+
+    Every operation reloads the file when another process changed it, so the file is the truth.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._signature: tuple | None = None
+        self._lock_file = None
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the inter-process lock (a second flock on the same open file would deadlock)."""
+        if self._lock_file is None:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self._lock_file = open(self.path + ".lock", "a")  # kept open: flock needs it
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+
+    def _stat(self) -> tuple | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def load_if_changed(self) -> dict[str, SimPort] | None:
+        """The ports on disk when the file changed since we last read or wrote it, else None."""
+        signature = self._stat()
+        if signature == self._signature:
+            return None
+        self._signature = signature
+        if signature is None:
+            return {}
+        with open(self.path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        return {code: SimPort.from_json(port) for code, port in data.get("ports", {}).items()}
+
+    def save(self, ports: dict[str, SimPort]) -> None:
+        """Write all ports to a temporary file and rename it over the old one."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        fd, tmp = tempfile.mkstemp(prefix=".sim-", suffix=".json", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump({"version": 1, "ports": {code: port.to_json() for code, port in ports.items()}},
+                          handle, separators=(",", ":"))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        self._signature = self._stat()
+
 
 def bike_for(profile: str, seed: int) -> Bike:
     """A bike of the given profile with deterministic, plausible charger figures."""
@@ -74,6 +163,11 @@ def bike_for(profile: str, seed: int) -> Bike:
         return Bike(UNPLUGGED, cc_watts=0, cc_minutes=0)
     return Bike(profile, cc_watts=180 + int(120 * rnd[0]), cc_minutes=120 + int(120 * rnd[1]),
                 taper_minutes=30 + int(20 * rnd[2]))
+
+
+def _stable_seed(seed: int, port_code: str) -> int:
+    """A per-port seed that is the same in every process (unlike hash() of a str)."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{port_code}".encode()).digest()[:2], "big")
 
 
 def _unit_floats(seed: int, count: int) -> list[float]:
@@ -124,7 +218,7 @@ class SimDriver:
     """
 
     def __init__(self, clock: Callable[[], datetime], *, seed: int = 0, speed: float = 1.0,
-                 auto_plug: bool = True, pickup_minutes: float = 90):
+                 auto_plug: bool = True, pickup_minutes: float = 90, state_path: str | None = None):
         self.clock = clock
         self.seed = seed
         self.speed = speed
@@ -132,9 +226,32 @@ class SimDriver:
         self.pickup_minutes = pickup_minutes
         self._ports: dict[str, SimPort] = {}
         self._lock = threading.Lock()
+        self._file = StateFile(state_path) if state_path else None
+        self._dirty = False
+
+    @contextlib.contextmanager
+    def _hardware(self) -> Iterator[None]:
+        """One operation on the units: up to date with the state file before, saved after a change."""
+        with self._lock:
+            if self._file is None:
+                yield
+                return
+            with self._file.locked():
+                loaded = self._file.load_if_changed()
+                if loaded is not None:
+                    self._ports = loaded
+                self._dirty = False
+                yield
+                if self._dirty:
+                    self._file.save(self._ports)
+                    self._dirty = False
 
     def _port(self, code: str) -> SimPort:
-        return self._ports.setdefault(code, SimPort())
+        port = self._ports.get(code)
+        if port is None:
+            port = self._ports[code] = SimPort()
+            self._dirty = True
+        return port
 
     def _sim_minutes(self, since: datetime) -> float:
         return (self.clock() - since).total_seconds() * self.speed / 60
@@ -144,38 +261,45 @@ class SimDriver:
         """Plug a simulated bike into a port."""
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile}")
-        with self._lock:
-            self._port(port_code).bike = bike or bike_for(profile, hash((self.seed, port_code)) & 0xFFFF)
+        with self._hardware():
+            self._port(port_code).bike = bike or bike_for(profile, _stable_seed(self.seed, port_code))
+            self._dirty = True
 
     def unplug(self, port_code: str) -> None:
         """Take the bike away (power drops to zero at once)."""
-        with self._lock:
+        with self._hardware():
             port = self._port(port_code)
             port.delivered_wh_before = self._energy(port)
             port.bike = None
+            self._dirty = True
 
     def set_offline(self, port_code: str, offline: bool = True) -> None:
         """Make a port stop (or resume) answering."""
-        with self._lock:
+        with self._hardware():
             self._port(port_code).offline = offline
+            self._dirty = True
 
     def set_fault(self, port_code: str, fault: str | None) -> None:
         """Raise or clear a hardware fault; a fault opens the relay."""
-        with self._lock:
+        with self._hardware():
             port = self._port(port_code)
             port.faulted = fault
             if fault and port.bike and port.bike.profile != STUCK_RELAY:
                 port.relay_on = False
+            self._dirty = True
 
     # PortDriver
     def start(self, port_code: str, session_ref: str) -> None:
-        """Close the relay for a session."""
-        with self._lock:
+        """Close the relay for a session; repeating the start of the running session changes nothing."""
+        with self._hardware():
             port = self._port(port_code)
             if port.offline:
                 raise PortOffline(port_code)
             if port.faulted or not port.available:
                 raise PortRejected(port.faulted or "unavailable")
+            if port.relay_on and port.session_ref == session_ref:
+                return
+            self._dirty = True
             if port.bike is None and self.auto_plug:
                 digest = hashlib.sha256(f"{self.seed}:{session_ref}".encode()).digest()
                 roll = digest[0] / 256
@@ -189,12 +313,13 @@ class SimDriver:
 
     def stop(self, port_code: str, reason: str) -> None:
         """Open the relay (a stuck relay ignores this)."""
-        with self._lock:
+        with self._hardware():
             port = self._port(port_code)
             if port.offline:
                 raise PortOffline(port_code)
             if port.bike and port.bike.profile == STUCK_RELAY:
                 return
+            self._dirty = True
             if port.relay_on:
                 port.delivered_wh_before = self._energy(port)
             port.relay_on = False
@@ -203,12 +328,15 @@ class SimDriver:
 
     def set_available(self, port_code: str, available: bool) -> None:
         """Take a port in or out of service."""
-        with self._lock:
-            self._port(port_code).available = available
+        with self._hardware():
+            port = self._port(port_code)
+            if port.available != available:
+                port.available = available
+                self._dirty = True
 
     def read(self, port_code: str) -> PortReading:
         """The port's reading now."""
-        with self._lock:
+        with self._hardware():
             port = self._port(port_code)
             if port.offline:
                 raise PortOffline(port_code)
@@ -225,6 +353,7 @@ class SimDriver:
                 state = FINISHING
             elif port.bike.profile == FAULT and self._sim_minutes(port.relay_closed_at) >= 1:
                 port.faulted = "ground_fault"
+                self._dirty = True
                 state, watts = FAULTED, 0
             elif watts == 0:
                 state = SUSPENDED_EV if energy > 0 else PREPARING
@@ -237,6 +366,7 @@ class SimDriver:
         if self.auto_plug and port.unplug_at and self._sim_minutes(port.unplug_at) >= self.pickup_minutes:
             port.bike = None
             port.unplug_at = None
+            self._dirty = True
 
     def _watts(self, port: SimPort) -> int:
         if not port.relay_on or port.bike is None:

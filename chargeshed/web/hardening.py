@@ -1,14 +1,29 @@
-"""Security headers, request ids and structured request logs."""
+"""Security headers, proxy awareness, request ids and structured (JSON) logs.
+
+Behind a TLS-terminating reverse proxy set PROXY_FIX=1 (the number of proxies), so the app
+trusts X-Forwarded-Proto/-For/-Host from it: requests then count as HTTPS, HSTS is sent and
+the limiter sees the real client address. With PUBLIC_BASE_URL=https://… cookies are Secure.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import secrets
+import sys
 import time
+from datetime import UTC, datetime
 
-from flask import Flask, g, request
+from flask import Flask, g, has_request_context, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 log = logging.getLogger("chargeshed.request")
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# LogRecord attributes that are not "extra" fields.
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime",
+                                                                               "taskName"}
 
 
 def content_security_policy(extra_form_action: str = "") -> str:
@@ -20,14 +35,94 @@ def content_security_policy(extra_form_action: str = "") -> str:
     )
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the record's extra fields, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def install_request_id_factory() -> None:
+    """Stamp every log record made while serving a request with that request's id (once per process).
+
+    Records get the attribute `request_id` this way, so it must not be passed in `extra`.
+    """
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "stamps_request_id", False):
+        return
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if has_request_context():
+            record.request_id = g.get("request_id", "")
+        return record
+
+    factory.stamps_request_id = True
+    logging.setLogRecordFactory(factory)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current sys.stderr (which test runners and servers may swap)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
+def configure_logging(app: Flask) -> None:
+    """Send the app's logs (and the worker's) to stderr, as JSON lines unless LOG_FORMAT=text.
+
+    Installed once per process on the root logger. Under TESTING no handler is installed (tests
+    read records through pytest's caplog), but records still carry the request id.
+    """
+    install_request_id_factory()
+    root = logging.getLogger()
+    if app.testing or any(getattr(handler, "chargeshed", False) for handler in root.handlers):
+        return
+    handler = _StderrHandler()
+    handler.chargeshed = True
+    if app.config.get("LOG_FORMAT", "json") == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root.addHandler(handler)
+    logging.getLogger("chargeshed").setLevel(str(app.config.get("LOG_LEVEL", "INFO")).upper())
+    if root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+
+
 def init_app(app: Flask) -> None:
     """Add headers to every response and log each request with an id."""
+    configure_logging(app)
+    proxies = int(app.config.get("PROXY_FIX") or 0)
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies)
     stripe_form = " https://checkout.stripe.com" if app.config["PAYMENTS"] == "stripe" else ""
     csp = content_security_policy(stripe_form)
+    hsts_seconds = int(app.config.get("HSTS_SECONDS") or 0)
 
     @app.before_request
     def start_request():
-        g.request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+        offered = request.headers.get("X-Request-Id", "")
+        g.request_id = offered if REQUEST_ID_RE.match(offered) else secrets.token_hex(8)
         g.request_started = time.perf_counter()
 
     @app.after_request
@@ -37,15 +132,23 @@ def init_app(app: Flask) -> None:
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("Referrer-Policy", "same-origin")
         headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         headers.setdefault("Permissions-Policy", "camera=(), geolocation=(), microphone=()")
-        if request.is_secure:
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if request.is_secure and hsts_seconds:
+            headers.setdefault("Strict-Transport-Security", f"max-age={hsts_seconds}; includeSubDomains")
         headers["X-Request-Id"] = g.get("request_id", "")
         if "request_started" in g:
             log.info(
                 "request",
-                extra={"request_id": g.request_id, "method": request.method, "path": request.path,
-                       "status": response.status_code,
+                extra={"method": request.method, "path": request.path,
+                       "status": response.status_code, "remote": request.remote_addr,
+                       "user_id": _user_id(), "bytes": response.calculate_content_length(),
                        "ms": round((time.perf_counter() - g.request_started) * 1000, 1)},
             )
         return response
+
+
+def _user_id() -> int | None:
+    """The signed-in user's id if Flask-Login already loaded one for this request (no extra query)."""
+    user = g.get("_login_user")
+    return getattr(user, "id", None) if getattr(user, "is_authenticated", False) else None

@@ -1,0 +1,33 @@
+"""Gunicorn settings for production.
+
+    gunicorn -c python:chargeshed.gunicorn_conf 'chargeshed:create_app()'
+
+or `flask --app chargeshed serve --gunicorn`. Run `flask --app chargeshed worker` beside it:
+the web processes never talk to hardware, they queue port commands in the database.
+
+Environment: BIND (127.0.0.1:8000), WEB_CONCURRENCY (worker processes, default 2 × CPUs + 1),
+GUNICORN_THREADS (threads per process, 4), FORWARDED_ALLOW_IPS (proxies whose X-Forwarded-Proto
+gunicorn believes, 127.0.0.1). On SIGTERM gunicorn stops accepting, lets requests in flight
+finish (up to graceful_timeout) and exits 0.
+"""
+
+import os
+
+bind = os.environ.get("BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * (os.cpu_count() or 1) + 1)
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS") or 4)
+keepalive = 5
+timeout = 30
+graceful_timeout = 20
+# Each request is logged by the app as one JSON line with its request id; no second access log.
+accesslog = None
+errorlog = "-"
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Recycle workers now and then so a slow leak can never grow without bound.
+max_requests = 5000
+max_requests_jitter = 500
+# Heartbeat files on tmpfs: a blocked disk never makes gunicorn kill healthy workers.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# No shared control socket in the home directory: several instances may run on one host.
+control_socket_disable = True
