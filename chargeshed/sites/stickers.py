@@ -92,7 +92,8 @@ def _sticker(pdf: canvas.Canvas, x: float, y: float, w: float, h: float, shed: S
 def sticker_sheet_pdf(shed: Shed, public_base_url: str) -> bytes:
     """The shed's sticker sheet as PDF bytes (A4, 3 × 4 stickers a page)."""
     buffer = io.BytesIO()
-    pdf = canvas.Canvas(buffer, pagesize=A4, pageCompression=1)
+    # invariant: the same shed gives byte-identical files (no timestamps or random ids).
+    pdf = canvas.Canvas(buffer, pagesize=A4, pageCompression=1, invariant=1)
     pdf.setTitle(f"{shed.name} QR")
     pdf.setAuthor("ChargeShed")
     page_w, page_h = A4
