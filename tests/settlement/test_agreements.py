@@ -24,9 +24,11 @@ def _refused(agree, site, **kwargs) -> str:
 
 def test_shares_must_add_up_to_exactly_100_percent(app, make_site, agree):
     site = make_site()
-    message = _refused(agree, site, parties=[PartyInput("运营方", "operator", 6000), PartyInput("物业", "property", 3500)])
+    short = [PartyInput("运营方", "operator", 6000), PartyInput("物业", "property", 3500)]
+    message = _refused(agree, site, parties=short)
     assert "95.00 %" in message and "10,000" in message
-    message = _refused(agree, site, parties=[PartyInput("运营方", "operator", 6001), PartyInput("物业", "property", 4000)])
+    over = [PartyInput("运营方", "operator", 6001), PartyInput("物业", "property", 4000)]
+    message = _refused(agree, site, parties=over)
     assert "100.01 %" in message
 
 

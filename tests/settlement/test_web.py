@@ -68,7 +68,8 @@ def test_an_agreement_is_made_from_the_form_and_bad_shares_are_refused(app, engl
             "parties-2-name": "", "parties-2-share": "", "parties-3-name": "", "parties-3-share": ""}
     refused = client.post(f"/operator/1/{site.id}/agreements/new", data=data)
     assert refused.status_code == 422
-    assert "The shares add up to 95.50 %; they must add up to exactly 100.00 %" in refused.get_data(as_text=True)
+    assert "The shares add up to 95.50 %; they must add up to exactly 100.00 %" in refused.get_data(
+        as_text=True)
     assert db.session.query(Agreement).count() == 0
     bad_number = client.post(f"/operator/1/{site.id}/agreements/new", data=data | {"parties-1-share": "4o"})
     assert bad_number.status_code == 422 and "percentage from 0 to 100" in bad_number.get_data(as_text=True)
@@ -83,19 +84,21 @@ def test_an_agreement_is_made_from_the_form_and_bad_shares_are_refused(app, engl
     assert "55.50 %" in page and "¥0.62/kWh" in page
 
     overlap = client.post(f"/operator/1/{site.id}/agreements/new", data=data | {"parties-1-share": "44.5"})
-    assert overlap.status_code == 422 and f"overlaps agreement #{agreement.id}" in overlap.get_data(as_text=True)
+    assert overlap.status_code == 422
+    assert f"overlaps agreement #{agreement.id}" in overlap.get_data(as_text=True)
 
 
-def test_site_managers_read_agreements_but_only_the_operator_writes_them(app, english_client, login, make_staff,
-                                                                         october):
+def test_site_managers_read_agreements_but_only_the_operator_writes_them(app, english_client, login,
+                                                                         make_staff, october):
     site, _other = october
     login(make_staff("site_manager", site_id=site.id))
     assert english_client.get(f"/operator/1/{site.id}/agreements/new").status_code == 403
-    assert "New agreement" not in english_client.get(f"/operator/1/{site.id}/agreements").get_data(as_text=True)
+    page = english_client.get(f"/operator/1/{site.id}/agreements").get_data(as_text=True)
+    assert "Revenue-split agreements" in page and "New agreement" not in page
 
 
-def test_review_then_issue_through_htmx_and_a_double_click_changes_nothing(app, english_client, login, make_staff,
-                                                                           october):
+def test_review_then_issue_through_htmx_and_a_double_click_changes_nothing(app, english_client, login,
+                                                                           make_staff, october):
     site, _other = october
     client = english_client
     base = f"/operator/1/{site.id}/statements/2026-10"
@@ -103,7 +106,8 @@ def test_review_then_issue_through_htmx_and_a_double_click_changes_nothing(app, 
     login(make_staff("site_manager", site_id=site.id))
     page = client.get(base).get_data(as_text=True)
     assert 'data-testid="gross" data-fen="250"' in page and 'data-status="draft"' in page
-    assert client.post(base + "/issue", headers={"HX-Request": "true"}).status_code == 403  # managers review only
+    # The property company's manager reviews; only the operator issues.
+    assert client.post(base + "/issue", headers={"HX-Request": "true"}).status_code == 403
     reviewed = client.post(base + "/review", headers={"HX-Request": "true"})
     assert reviewed.status_code == 200 and 'data-status="reviewed"' in reviewed.get_data(as_text=True)
     assert "<html" not in reviewed.get_data(as_text=True)  # the panel alone
@@ -140,7 +144,8 @@ def test_open_periods_and_nonsense_periods(app, english_client, login, make_staf
     assert english_client.get(f"/operator/1/{site.id}/statements/2026-99").status_code == 404
     assert english_client.get(f"/operator/1/{site.id}/statements/2026-10/statement.doc").status_code == 404
     custom = english_client.get(f"/operator/1/{site.id}/statements?start=2026-10-08&end=2026-10-08")
-    assert custom.status_code == 302 and custom.headers["Location"].endswith("/statements/2026-10-08_2026-10-08")
+    assert custom.status_code == 302
+    assert custom.headers["Location"].endswith("/statements/2026-10-08_2026-10-08")
     one_day = english_client.get(custom.headers["Location"]).get_data(as_text=True)
     assert 'data-testid="gross" data-fen="200"' in one_day
     backwards = english_client.get(f"/operator/1/{site.id}/statements?start=2026-10-08&end=2026-10-01")
@@ -157,4 +162,5 @@ def test_downloads_carry_the_page_figures(app, english_client, login, make_staff
     rows = list(csv.reader(io.StringIO(csv_file.get_data().decode("utf-8-sig"))))
     assert ["Gross revenue", "2.50"] in rows
     assert english_client.get(base + ".pdf").get_data()[:5] == b"%PDF-"
-    assert english_client.get(base + ".xlsx").headers["Content-Type"].startswith("application/vnd.openxmlformats")
+    xlsx = english_client.get(base + ".xlsx")
+    assert xlsx.headers["Content-Type"].startswith("application/vnd.openxmlformats")
