@@ -16,7 +16,8 @@ from chargeshed.payments.providers import DemoProvider
 
 
 def balance_of(code: str) -> int:
-    return db.session.execute(select(LedgerAccount.balance_fen).where(LedgerAccount.code == code)).scalar() or 0
+    found = db.session.execute(select(LedgerAccount.balance_fen).where(LedgerAccount.code == code)).scalar()
+    return found or 0
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from tests.fakes.fake_stripe import default_fee
 
 
 def balance_of(code: str) -> int:
-    return db.session.execute(select(LedgerAccount.balance_fen).where(LedgerAccount.code == code)).scalar() or 0
+    found = db.session.execute(select(LedgerAccount.balance_fen).where(LedgerAccount.code == code)).scalar()
+    return found or 0
 
 
 def test_webhook_records_the_exact_fee_and_net_once(app, make_resident, stripe_topup, fake_stripe, deliver):
@@ -23,7 +24,8 @@ def test_webhook_records_the_exact_fee_and_net_once(app, make_resident, stripe_t
     assert (topup.fee_fen, topup.net_fen) == (93, 1907)
     fee = find_txn(f"fee:topup:{topup.id}")
     assert fee.kind == "payment_fee"
-    assert {(e.account.code, e.amount_fen) for e in fee.entries} == {("external:stripe", -93), ("fees:stripe", 93)}
+    legs = {(e.account.code, e.amount_fen) for e in fee.entries}
+    assert legs == {("external:stripe", -93), ("fees:stripe", 93)}
     (event,) = fake_stripe.events("checkout.session.completed")
     deliver(event)
     deliver(event)
@@ -77,7 +79,8 @@ def test_reconcile_reports_paid_checkouts_it_cannot_match(app, runner, make_resi
     params = {"mode": "payment", "success_url": "https://x/ok", "cancel_url": "https://x/no",
               "line_items": [{"quantity": 1, "price_data": {"currency": "cny", "unit_amount": 700,
                                                             "product_data": {"name": "other"}}}]}
-    stranger = stripe_provider.client.v1.checkout.sessions.create(params={**params, "client_reference_id": "4242"})
+    stranger = stripe_provider.client.v1.checkout.sessions.create(
+        params={**params, "client_reference_id": "4242"})
     other = stripe_provider.client.v1.checkout.sessions.create(
         params={**params, "client_reference_id": str(topup.id)})
     fake_stripe.complete_checkout(stranger.id)
@@ -124,7 +127,7 @@ def test_a_failing_fee_lookup_never_holds_up_the_credit_or_the_start(
     from chargeshed.payments.providers import StripeProvider
 
     make_site()
-    user = login(make_resident())
+    login(make_resident())
     pay = client.post("/p/T11001/topup", data={"amount": "1000"})
     topup = db.session.execute(select(TopUp)).scalar_one()
     assert pay.headers["Location"].endswith(topup.checkout_ref)

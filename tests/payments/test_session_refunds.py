@@ -24,7 +24,8 @@ def setting(with_refunds_blueprint, make_site, ended_session):
     """Two compounds; a finished ¥1.00 charge in the first; staff of both."""
     site = make_site()
     other_site = make_site()
-    operator_id = db.session.execute(select(Shed.operator_id).where(Shed.site_id == site.id)).scalars().first()
+    operator_id = db.session.execute(
+        select(Shed.operator_id).where(Shed.site_id == site.id)).scalars().first()
     session = ended_session()
     staff = {
         "operator": create_user("op1", "secret-pass", "operator_staff", operator_id=operator_id),
@@ -76,7 +77,8 @@ def test_a_charge_is_refunded_once(setting, client, login):
     session, staff = setting
     login(staff["manager"])
     client.post(f"/operator/refunds/session/{session.id}", data={"amount": "0.30", "reason": "first"})
-    again = client.post(f"/operator/refunds/session/{session.id}", data={"amount": "0.30", "reason": "second"})
+    url = f"/operator/refunds/session/{session.id}"
+    again = client.post(url, data={"amount": "0.30", "reason": "second"})
     assert again.status_code == 200 and 'data-testid="refunded"' in again.get_data(as_text=True)
     assert revenue(session.shed_id) == 70
     with pytest.raises(SessionRefundRefused) as refused:
