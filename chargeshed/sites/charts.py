@@ -54,7 +54,8 @@ def bar_chart(points: Sequence[tuple[str, float]], label: str, fmt: Callable[[fl
     """Vertical bars, one per point (label, value), with a labelled axis and the top value printed."""
     left, right, top, bottom = 44, 8, 12, 22
     plot_w, plot_h = width - left - right, height - top - bottom
-    ceiling = nice_ceiling(max((v for _, v in points), default=0))
+    # Four equal, round steps: 0, 5, 10, 15, 20 rather than 0, 12.5, 25, ...
+    ceiling = 4 * nice_ceiling(max((v for _, v in points), default=0) / 4)
     body = []
     for i in range(5):
         value = ceiling * i / 4
@@ -71,7 +72,7 @@ def bar_chart(points: Sequence[tuple[str, float]], label: str, fmt: Callable[[fl
         x = left + i * slot + slot * 0.15
         body.append(f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
                     f'fill="{BAR}"><title>{escape(name)}: {escape(fmt(value))}</title></rect>')
-        if i % every == 0 or i == n - 1:
+        if (i % every == 0 and n - 1 - i >= every * 0.75) or i == n - 1:
             body.append(_text(left + i * slot + slot / 2, height - 6, name, size=10, anchor="middle",
                               fill=MUTED))
     if peak is not None and points[peak][1] > 0:
@@ -127,11 +128,11 @@ def heatmap(percent: Callable[[int, int], float], day_names: Sequence[str], labe
 
 
 def heat_legend(label: str) -> Markup:
-    """The colour steps of the heatmap with their ranges."""
+    """The colour steps of the heatmap with their ranges, in two rows (fits a phone)."""
     ranges = ("0", "1–19", "20–39", "40–59", "60–79", "80–100")
     body = []
     for i, (colour, text) in enumerate(zip(HEAT, ranges, strict=True)):
-        x = i * 58
-        body.append(f'<rect x="{x}" y="2" width="14" height="14" fill="{colour}" stroke="{GRID}"/>')
-        body.append(_text(x + 18, 13, f"{text}%", size=11))
-    return _svg(6 * 58, 18, label, body)
+        x, y = (i % 3) * 96, (i // 3) * 20
+        body.append(f'<rect x="{x}" y="{y + 2}" width="14" height="14" fill="{colour}" stroke="{GRID}"/>')
+        body.append(_text(x + 19, y + 13, f"{text}%", size=12))
+    return _svg(3 * 96, 40, label, body)

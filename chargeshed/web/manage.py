@@ -75,6 +75,8 @@ EVENT_KINDS = {
     "staff_stop": _l("Charge stopped by staff"),
 }
 ALERT_KINDS = {"offline": _l("Offline"), "fault": _l("Fault")}
+# End reasons as staff read them (the resident's "Stopped by you" is the resident here).
+STAFF_END_REASONS = {**END_REASONS, "user_stop": _l("Stopped by the resident")}
 PORT_STATUSES = {"active": _l("In service"), "maintenance": _l("Under maintenance"), "retired": _l("Retired")}
 
 POLL_SECONDS = 10
@@ -86,7 +88,7 @@ MAX_RANGE_DAYS = 366
 @bp.context_processor
 def _labels() -> dict:
     return dict(EVENT_KINDS=EVENT_KINDS, ALERT_KINDS=ALERT_KINDS, PORT_STATUSES=PORT_STATUSES,
-                mask_login=usage.mask_login)
+                STAFF_END_REASONS=STAFF_END_REASONS, mask_login=usage.mask_login)
 
 
 def _who() -> str:
@@ -388,7 +390,7 @@ def _session_filters() -> tuple[SessionFilterForm, usage.SessionFilter | None]:
     form = SessionFilterForm(formdata=request.args)
     form.shed.choices = _shed_choices(_("All sheds"))
     form.reason.choices = [SelectChoice("", _("Any"))] + [
-        SelectChoice(key, str(label)) for key, label in END_REASONS.items()]
+        SelectChoice(key, str(label)) for key, label in STAFF_END_REASONS.items()]
     if request.args and not form.validate():
         return form, None
     return form, usage.SessionFilter(
@@ -467,7 +469,7 @@ def usage_page():
                                 _("Energy per day (kWh)"), _kwh),
         revenue=charts.bar_chart([(lb, d.revenue_fen) for lb, d in zip(labels, days, strict=True)],
                                  _("Revenue per day (¥)"), _yuan_axis),
-        reasons=charts.share_bars([(str(END_REASONS.get(r, r)), c, p) for r, c, p in shares],
+        reasons=charts.share_bars([(str(STAFF_END_REASONS.get(r, r)), c, p) for r, c, p in shares],
                                   _("Share of end reasons")),
         heatmaps=[(s, charts.heatmap(s.percent, day_names, _("%(shed)s: average share of ports in use by "
                                                                "hour of the week (%%)", shed=s.name)))
@@ -489,4 +491,4 @@ def _kwh(value: float) -> str:
 def _yuan_axis(fen: float) -> str:
     """Axis and bar labels for amounts in fen: ¥0.50, ¥12, ¥1,250."""
     fen = int(round(fen))
-    return format_fen(fen) if fen < 1000 else f"¥{fen // 100:,}"
+    return f"¥{fen // 100:,}" if fen % 100 == 0 or fen >= 1000 else format_fen(fen)

@@ -66,7 +66,7 @@ def test_grid_shows_every_state_in_colour_and_words_with_counts(client, scene):
     # Confirmed on the first tick after the start, a minute in.
     assert grid[ports[2].id][1] == "2 ⚡ Charging 250 W · 0 h 59 min"
     assert "Full, bike waiting" in grid[ports[3].id][1]
-    assert "Fault ground_fault" in grid[ports[4].id][1]
+    assert "Fault ground fault" in grid[ports[4].id][1]
     assert "Offline since" in grid[ports[5].id][1]
     assert "Maintenance" in grid[ports[6].id][1]
     assert counts(html, ports[1].shed_id) == {"free": 1, "charging": 1, "occupied": 1, "out_of_service": 3}
