@@ -54,9 +54,9 @@ def trend_svg(trend: Trend, *, title: str, utilisation_label: str, building_labe
     # Utilisation panel.
     top = 30
     scale = _nice_max(max(trend.utilisation or [0]), 10)
-    parts.append(_text(8, top + 16, utilisation_label, size=12, fill=GREEN, weight="bold"))
+    parts.append(_text(8, top + 14, utilisation_label, size=12, fill=GREEN, weight="bold"))
     base = top + TOP_H - 14
-    usable = TOP_H - 34
+    usable = TOP_H - 48
     parts.append(f'<line x1="{x0}" y1="{base}" x2="{x1}" y2="{base}" stroke="{GRID}"/>')
     parts.append(_text(x0 - 4, base - usable + 4, f"{scale:g}%", size=10, anchor="end", fill=MUTED))
     for i, value in enumerate(trend.utilisation):

@@ -45,9 +45,14 @@ def _styles() -> dict[str, ParagraphStyle]:
     }
 
 
+def _glyphs(text) -> str:
+    """Text the CID font can draw: its middle dot is U+30FB, not U+00B7."""
+    return str(text).replace("\u00b7", "\u30fb").replace("\u2022", "\u30fb")
+
+
 def _p(text: str, style: ParagraphStyle) -> Paragraph:
     """A paragraph of plain text (escaped for reportlab's mini-markup)."""
-    return Paragraph(str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"), style)
+    return Paragraph(_glyphs(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"), style)
 
 
 def _table(rows: list[list], widths: list[float], styles: dict, header: bool = True) -> Table:
@@ -75,7 +80,7 @@ def _hours(value: float | None) -> str:
 
 def _bar_chart(title: str, values: list[float], labels_: list[str], colour, width: float) -> Drawing:
     drawing = Drawing(width, 120)
-    drawing.add(String(0, 108, title, fontName=_font(), fontSize=9.5, fillColor=colour))
+    drawing.add(String(0, 108, _glyphs(title), fontName=_font(), fontSize=9.5, fillColor=colour))
     chart = VerticalBarChart()
     chart.x, chart.y, chart.width, chart.height = 28, 18, width - 36, 80
     chart.data = [values or [0]]
@@ -149,7 +154,7 @@ def render_pdf(summary: MonthSummary, site_name: str, generated_at: datetime) ->
         story.append(KeepTogether([
             _p(_("Weekly trend: hazard reports and shed use"), styles["h2"]),
             _bar_chart(_("Hazard reports per week (all buildings)"), trend.report_totals, week_labels, RED, width),
-            _bar_chart(_("Shed utilisation per week (% of port time charging)"), trend.utilisation, week_labels,
+            _bar_chart(_("Shed utilisation per week: percent of port time spent charging"), trend.utilisation, week_labels,
                        GREEN, width),
         ]))
 
@@ -175,7 +180,7 @@ def render_pdf(summary: MonthSummary, site_name: str, generated_at: datetime) ->
         canvas.saveState()
         canvas.setFont(_font(), 8)
         canvas.setFillColor(colors.HexColor("#555"))
-        canvas.drawRightString(A4[0] - 16 * mm, 9 * mm, _("Page %(n)s", n=document.page))
+        canvas.drawRightString(A4[0] - 16 * mm, 9 * mm, _glyphs(_("Page %(n)s", n=document.page)))
         canvas.restoreState()
 
     doc.build(story, onFirstPage=footer, onLaterPages=footer)

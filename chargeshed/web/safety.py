@@ -476,7 +476,7 @@ def trend_svg():
     site = _site_or_default()
     trend = stats.weekly_trend(site.id, clock_now())
     body = charts.trend_svg(trend, title=_("Hazard reports per building and week, under shed utilisation"),
-                            utilisation_label=_("Shed utilisation (% of port time charging)"),
+                            utilisation_label=_("Shed utilisation: percent of port time spent charging"),
                             building_label=labels.building_name, no_reports_label=_("No hazard reports."))
     return current_app.response_class(body, mimetype="image/svg+xml",
                                       headers={"Cache-Control": "private, max-age=300"})
