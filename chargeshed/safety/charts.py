@@ -36,7 +36,9 @@ def _text(x: float, y: float, content: str, *, size: int = 12, anchor: str = "st
             f'font-weight="{weight}">{escape(content)}</text>')
 
 
-def trend_svg(trend: Trend, *, title: str, utilisation_label: str, building_label, no_reports_label: str) -> str:
+def trend_svg(
+    trend: Trend, *, title: str, utilisation_label: str, building_label, no_reports_label: str
+) -> str:
     """The chart as an SVG document. `building_label(n)` names a building; all text is escaped."""
     weeks = len(trend.weeks)
     rows = [(number, counts) for number, counts in sorted(trend.reports.items()) if any(counts)]
@@ -62,7 +64,9 @@ def trend_svg(trend: Trend, *, title: str, utilisation_label: str, building_labe
     for i, value in enumerate(trend.utilisation):
         h = usable * value / scale if scale else 0
         x = x0 + i * col + (col - bar) / 2
-        parts.append(f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{GREEN}"/>')
+        parts.append(
+            f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{GREEN}"/>'
+        )
         parts.append(_text(x + bar / 2, base - h - 3, f"{value:.0f}%", size=10, anchor="middle", fill=GREEN))
     # One row of report bars per building that had reports.
     peak = max([max(c) for _n, c in rows] or [1])
@@ -79,14 +83,24 @@ def trend_svg(trend: Trend, *, title: str, utilisation_label: str, building_labe
                 continue
             h = (ROW_H - 16) * count / peak
             x = x0 + i * col + (col - bar) / 2
-            parts.append(f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{RED}"/>')
+            parts.append(
+                f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{RED}"/>'
+            )
             parts.append(_text(x + bar + 2, base - 2, str(count), size=10, fill=RED))
         y += ROW_H
     # Week axis.
     step = 1 if weeks <= 13 else 2
     for i, start in enumerate(trend.weeks):
         if i % step == 0:
-            parts.append(_text(x0 + i * col + col / 2, y + 16, f"{start.month}/{start.day}", size=10,
-                               anchor="middle", fill=MUTED))
+            parts.append(
+                _text(
+                    x0 + i * col + col / 2,
+                    y + 16,
+                    f"{start.month}/{start.day}",
+                    size=10,
+                    anchor="middle",
+                    fill=MUTED,
+                )
+            )
     parts.append("</svg>")
     return "\n".join(parts)

@@ -43,17 +43,27 @@ def load_safety_demo(password: str, weeks: int = 12, seed: int = 37) -> dict:
     site = db.session.execute(select(Site).order_by(Site.id)).scalars().first()
     if site is None:
         return {"created": False, "reason": "no compound; run `flask demo` first"}
-    if db.session.execute(select(func.count(HazardCase.id)).where(HazardCase.site_id == site.id)).scalar_one():
+    if db.session.execute(
+        select(func.count(HazardCase.id)).where(HazardCase.site_id == site.id)
+    ).scalar_one():
         return {"created": False, "reason": "safety demo already loaded"}
     rnd = random.Random(seed)
-    patrol = db.session.execute(select(User).where(User.login == PATROL_LOGIN)).scalar_one_or_none() \
-        or create_user(PATROL_LOGIN, password, ROLE_PATROL, site_id=site.id, display_name="巡查 张师傅")
-    residents = list(db.session.execute(
-        select(User).where(User.role == ROLE_RESIDENT, User.site_id == site.id).order_by(User.id)).scalars())
+    patrol = db.session.execute(
+        select(User).where(User.login == PATROL_LOGIN)
+    ).scalar_one_or_none() or create_user(
+        PATROL_LOGIN, password, ROLE_PATROL, site_id=site.id, display_name="巡查 张师傅"
+    )
+    residents = list(
+        db.session.execute(
+            select(User).where(User.role == ROLE_RESIDENT, User.site_id == site.id).order_by(User.id)
+        ).scalars()
+    )
     bikes = []
     for n, resident in enumerate(residents[:4]):
-        bikes.append(db.session.execute(select(Bike).where(Bike.owner_id == resident.id)).scalars().first()
-                     or add_bike(resident, f"株A{51230 + n}", "绿色"))
+        bikes.append(
+            db.session.execute(select(Bike).where(Bike.owner_id == resident.id)).scalars().first()
+            or add_bike(resident, f"株A{51230 + n}", "绿色")
+        )
     buildings = {b.number: b for b in site.buildings}
     now = clock_now()
     created = 0
@@ -65,24 +75,42 @@ def load_safety_demo(password: str, weeks: int = 12, seed: int = 37) -> dict:
             if at >= now:
                 continue
             building = buildings[rnd.choice([4, 4, 10, 10, 2, 7, 5, 12])]
-            case = workflow.file_report(workflow.NewReport(
-                hazard_type=rnd.choice(HAZARD_TYPES[:4]), building_id=building.id, unit=rnd.randint(1, 2),
-                floor=rnd.randint(1, 18), spot=rnd.choice(SPOTS), description=rnd.choice(DESCRIPTIONS),
-                contact=rnd.choice(["", "", "13900001234"])), [_photo(rnd)] if rnd.random() < 0.7 else [],
-                now=at)
+            case = workflow.file_report(
+                workflow.NewReport(
+                    hazard_type=rnd.choice(HAZARD_TYPES[:4]),
+                    building_id=building.id,
+                    unit=rnd.randint(1, 2),
+                    floor=rnd.randint(1, 18),
+                    spot=rnd.choice(SPOTS),
+                    description=rnd.choice(DESCRIPTIONS),
+                    contact=rnd.choice(["", "", "13900001234"]),
+                ),
+                [_photo(rnd)] if rnd.random() < 0.7 else [],
+                now=at,
+            )
             _advance(case, patrol, bikes, rnd, at, now)
             created += 1
     for hours, number in ((5, 10), (30, 4)):  # fresh reports nobody has checked yet
-        workflow.file_report(workflow.NewReport(
-            hazard_type=HAZARD_TYPES[0] if number == 4 else HAZARD_TYPES[1],
-            building_id=buildings[number].id, unit=2, floor=6, spot=SPOTS[0], description=DESCRIPTIONS[0]),
-            [_photo(rnd)], now=now - timedelta(hours=hours))
+        workflow.file_report(
+            workflow.NewReport(
+                hazard_type=HAZARD_TYPES[0] if number == 4 else HAZARD_TYPES[1],
+                building_id=buildings[number].id,
+                unit=2,
+                floor=6,
+                spot=SPOTS[0],
+                description=DESCRIPTIONS[0],
+            ),
+            [_photo(rnd)],
+            now=now - timedelta(hours=hours),
+        )
         created += 1
     sync_incidents(now)
     return {"created": True, "cases": created, "patrol": patrol.login}
 
 
-def _advance(case: HazardCase, patrol: User, bikes: list, rnd: random.Random, at: datetime, now: datetime) -> None:
+def _advance(
+    case: HazardCase, patrol: User, bikes: list, rnd: random.Random, at: datetime, now: datetime
+) -> None:
     """Walk a case some way along the workflow, as a patrol would have, never past `now`."""
     age_days = (now - at).days
     if age_days < 1:
@@ -112,15 +140,26 @@ def _advance(case: HazardCase, patrol: User, bikes: list, rnd: random.Random, at
         t += rnd.uniform(6, 30)
         if when(t) is None:
             return
-        workflow.act(case, workflow.NOTIFY, patrol.id, channel=rnd.choice(workflow.CHANNELS[:4]),
-                     first_charge_offered=i == 0, now=when(t))
+        workflow.act(
+            case,
+            workflow.NOTIFY,
+            patrol.id,
+            channel=rnd.choice(workflow.CHANNELS[:4]),
+            first_charge_offered=i == 0,
+            now=when(t),
+        )
     if steps < 3 or reminders == 0:
         return
     t += 2
     if when(t) is None:
         return
-    workflow.act(case, workflow.SET_DEADLINE, patrol.id, deadline_at=local_end_of_day_utc(to_local(when(t)).date() + timedelta(days=rnd.randint(3, 7))),
-                 now=when(t))
+    workflow.act(
+        case,
+        workflow.SET_DEADLINE,
+        patrol.id,
+        deadline_at=local_end_of_day_utc(to_local(when(t)).date() + timedelta(days=rnd.randint(3, 7))),
+        now=when(t),
+    )
     if steps < 4:
         return
     t += rnd.uniform(24, 96)
@@ -133,4 +172,3 @@ def _advance(case: HazardCase, patrol: User, bikes: list, rnd: random.Random, at
     t += rnd.uniform(2, 24)
     if steps >= 5 and when(t) is not None:
         workflow.act(case, workflow.CLOSE, patrol.id, now=when(t))
-

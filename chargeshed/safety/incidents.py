@@ -105,8 +105,15 @@ def _sources(since: datetime | None, now: datetime) -> list[_Source]:
         for sid, shed_id, port_id, at, watts in db.session.execute(sessions)
     ]
     found += [
-        _Source(f"port_event:{eid}", INCIDENT_STUCK_RELAY if detail == STUCK_RELAY_DETAIL else INCIDENT_PORT_FAULT,
-                shed_id, port_id, None, at, detail or "")
+        _Source(
+            f"port_event:{eid}",
+            INCIDENT_STUCK_RELAY if detail == STUCK_RELAY_DETAIL else INCIDENT_PORT_FAULT,
+            shed_id,
+            port_id,
+            None,
+            at,
+            detail or "",
+        )
         for eid, shed_id, port_id, at, detail in db.session.execute(events)
     ]
     return sorted(found, key=lambda s: (s.at, s.ref))
@@ -115,13 +122,20 @@ def _sources(since: datetime | None, now: datetime) -> list[_Source]:
 def _open_incident(source: _Source) -> tuple[Incident, bool]:
     """The open incident of this kind on the shed, or a new one (True when new)."""
     incident = db.session.execute(
-        select(Incident).where(Incident.shed_id == source.shed_id, Incident.kind == source.kind,
-                               Incident.state == INCIDENT_OPEN)
+        select(Incident).where(
+            Incident.shed_id == source.shed_id, Incident.kind == source.kind, Incident.state == INCIDENT_OPEN
+        )
     ).scalar_one_or_none()
     if incident is not None:
         return incident, False
-    incident = Incident(shed_id=source.shed_id, kind=source.kind, state=INCIDENT_OPEN, occurrences=0,
-                        opened_at=source.at, last_seen_at=source.at)
+    incident = Incident(
+        shed_id=source.shed_id,
+        kind=source.kind,
+        state=INCIDENT_OPEN,
+        occurrences=0,
+        opened_at=source.at,
+        last_seen_at=source.at,
+    )
     db.session.add(incident)
     db.session.flush()
     return incident, True

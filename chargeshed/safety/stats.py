@@ -87,18 +87,30 @@ def overdue_cases(site_id: int, now: datetime) -> list[HazardCase]:
                                  HazardCase.deadline_at < now).order_by(HazardCase.deadline_at)).scalars())
 
 
-def awaiting_first_check(site_id: int, now: datetime, hours: int = DEFAULT_RESPONSE_HOURS) -> list[HazardCase]:
+def awaiting_first_check(
+    site_id: int, now: datetime, hours: int = DEFAULT_RESPONSE_HOURS
+) -> list[HazardCase]:
     """Reports nobody has checked on site within the promised reply time."""
-    return list(db.session.execute(
-        select(HazardCase).where(HazardCase.site_id == site_id, HazardCase.state == REPORTED,
-                                 HazardCase.created_at < now - timedelta(hours=hours))
-        .order_by(HazardCase.created_at)).scalars())
+    return list(
+        db.session.execute(
+            select(HazardCase)
+            .where(
+                HazardCase.site_id == site_id,
+                HazardCase.state == REPORTED,
+                HazardCase.created_at < now - timedelta(hours=hours),
+            )
+            .order_by(HazardCase.created_at)
+        ).scalars()
+    )
 
 
-def median_hours_to_close(site_id: int, start: datetime | None = None, end: datetime | None = None) -> float | None:
+def median_hours_to_close(
+    site_id: int, start: datetime | None = None, end: datetime | None = None
+) -> float | None:
     """Median hours from report to close, over cases closed in [start, end); None when none closed."""
     query = select(HazardCase.created_at, HazardCase.closed_at).where(
-        HazardCase.site_id == site_id, HazardCase.state == CLOSED)
+        HazardCase.site_id == site_id, HazardCase.state == CLOSED
+    )
     if start is not None:
         query = query.where(HazardCase.closed_at >= start)
     if end is not None:
@@ -133,13 +145,22 @@ def weekly_trend(site_id: int, now: datetime, weeks: int = 12, last_week: date |
     last = week_start(last_week or local_today(now))
     starts = [last - timedelta(weeks=weeks - 1 - i) for i in range(weeks)]
     bounds = [local_midnight_utc(d) for d in starts] + [local_midnight_utc(last + timedelta(weeks=1))]
-    buildings = list(db.session.execute(
-        select(Building.number).where(Building.site_id == site_id).order_by(Building.number)).scalars())
+    buildings = list(
+        db.session.execute(
+            select(Building.number).where(Building.site_id == site_id).order_by(Building.number)
+        ).scalars()
+    )
     reports = {number: [0] * weeks for number in buildings}
     rows = db.session.execute(
-        select(Building.number, HazardCase.created_at).join(Building, Building.id == HazardCase.building_id)
-        .where(HazardCase.site_id == site_id, HazardCase.created_at >= bounds[0],
-               HazardCase.created_at < bounds[-1], HazardCase.outcome.is_distinct_from("duplicate")))
+        select(Building.number, HazardCase.created_at)
+        .join(Building, Building.id == HazardCase.building_id)
+        .where(
+            HazardCase.site_id == site_id,
+            HazardCase.created_at >= bounds[0],
+            HazardCase.created_at < bounds[-1],
+            HazardCase.outcome.is_distinct_from("duplicate"),
+        )
+    )
     for number, created in rows:
         reports.setdefault(number, [0] * weeks)[_index(bounds, created)] += 1
     utilisation, charges = _shed_use(site_id, bounds, now)
@@ -157,15 +178,22 @@ def _shed_use(site_id: int, bounds: list[datetime], now: datetime) -> tuple[list
     """Per period: % of port time spent charging in the site's sheds, and charges started."""
     periods = len(bounds) - 1
     ports = db.session.execute(
-        select(func.count(Port.id)).join(Shed, Shed.id == Port.shed_id)
-        .where(Shed.site_id == site_id, Port.status != PORT_RETIRED)).scalar_one()
+        select(func.count(Port.id))
+        .join(Shed, Shed.id == Port.shed_id)
+        .where(Shed.site_id == site_id, Port.status != PORT_RETIRED)
+    ).scalar_one()
     charged = [0.0] * periods
     charges = [0] * periods
     rows = db.session.execute(
-        select(ChargeSession.confirmed_at, ChargeSession.ended_at).join(Shed, Shed.id == ChargeSession.shed_id)
-        .where(Shed.site_id == site_id, ChargeSession.confirmed_at.is_not(None),
-               ChargeSession.confirmed_at < bounds[-1],
-               (ChargeSession.ended_at.is_(None)) | (ChargeSession.ended_at >= bounds[0])))
+        select(ChargeSession.confirmed_at, ChargeSession.ended_at)
+        .join(Shed, Shed.id == ChargeSession.shed_id)
+        .where(
+            Shed.site_id == site_id,
+            ChargeSession.confirmed_at.is_not(None),
+            ChargeSession.confirmed_at < bounds[-1],
+            (ChargeSession.ended_at.is_(None)) | (ChargeSession.ended_at >= bounds[0]),
+        )
+    )
     for started, ended in rows:
         ended = ended or now
         if bounds[0] <= started < bounds[-1]:
@@ -220,47 +248,78 @@ def month_summary(site_id: int, year: int, month: int, now: datetime) -> MonthSu
     start, end = month_bounds(year, month)
     cut = min(end, now)
     summary = MonthSummary(site_id, year, month, start, end)
-    received = list(db.session.execute(
-        select(HazardCase).where(HazardCase.site_id == site_id, HazardCase.created_at >= start,
-                                 HazardCase.created_at < end)).scalars())
+    received = list(
+        db.session.execute(
+            select(HazardCase).where(
+                HazardCase.site_id == site_id, HazardCase.created_at >= start, HazardCase.created_at < end
+            )
+        ).scalars()
+    )
     summary.reports = len(received)
     types = Counter(c.hazard_type for c in received)
     summary.by_type = {t: types[t] for t in HAZARD_TYPES if types[t]}
     summary.by_building = dict(sorted(Counter(c.building.number for c in received).items()))
-    closed = list(db.session.execute(
-        select(HazardCase).where(HazardCase.site_id == site_id, HazardCase.closed_at >= start,
-                                 HazardCase.closed_at < end)).scalars())
+    closed = list(
+        db.session.execute(
+            select(HazardCase).where(
+                HazardCase.site_id == site_id, HazardCase.closed_at >= start, HazardCase.closed_at < end
+            )
+        ).scalars()
+    )
     summary.closed = len(closed)
     summary.by_outcome = dict(Counter(c.outcome for c in closed))
     summary.median_hours = median_hours_to_close(site_id, start, end)
-    summary.open_at_end = list(db.session.execute(
-        select(HazardCase).where(HazardCase.site_id == site_id, HazardCase.created_at < cut,
-                                 (HazardCase.closed_at.is_(None)) | (HazardCase.closed_at >= cut))
-        .order_by(HazardCase.created_at)).scalars())
+    summary.open_at_end = list(
+        db.session.execute(
+            select(HazardCase)
+            .where(
+                HazardCase.site_id == site_id,
+                HazardCase.created_at < cut,
+                (HazardCase.closed_at.is_(None)) | (HazardCase.closed_at >= cut),
+            )
+            .order_by(HazardCase.created_at)
+        ).scalars()
+    )
     summary.overdue_at_end = sum(
-        1 for c in summary.open_at_end if c.deadline_at is not None and c.deadline_at < cut
-        and c.state == DEADLINE_SET)
+        1
+        for c in summary.open_at_end
+        if c.deadline_at is not None and c.deadline_at < cut and c.state == DEADLINE_SET
+    )
     events = db.session.execute(
-        select(CaseEvent.action, CaseEvent.target).join(HazardCase, HazardCase.id == CaseEvent.case_id)
-        .where(HazardCase.site_id == site_id, CaseEvent.at >= start, CaseEvent.at < end)).all()
+        select(CaseEvent.action, CaseEvent.target)
+        .join(HazardCase, HazardCase.id == CaseEvent.case_id)
+        .where(HazardCase.site_id == site_id, CaseEvent.at >= start, CaseEvent.at < end)
+    ).all()
     summary.reminders = sum(1 for action, _target in events if action == "notify")
     summary.moved = sum(1 for action, _target in events if action == "move_bike")
     summary.escalations = dict(Counter(target for action, target in events if action == "escalate"))
-    incidents = Counter(db.session.execute(
-        select(Incident.kind).join(Shed, Shed.id == Incident.shed_id)
-        .where(Shed.site_id == site_id, Incident.opened_at >= start, Incident.opened_at < end)).scalars())
+    incidents = Counter(
+        db.session.execute(
+            select(Incident.kind)
+            .join(Shed, Shed.id == Incident.shed_id)
+            .where(Shed.site_id == site_id, Incident.opened_at >= start, Incident.opened_at < end)
+        ).scalars()
+    )
     summary.incidents = {k: incidents[k] for k in INCIDENT_KINDS if incidents[k]}
     count, energy = db.session.execute(
         select(func.count(ChargeSession.id), func.coalesce(func.sum(ChargeSession.energy_wh), 0))
         .join(Shed, Shed.id == ChargeSession.shed_id)
-        .where(Shed.site_id == site_id, ChargeSession.state == "ended", ChargeSession.ended_at >= start,
-               ChargeSession.ended_at < end)).one()
+        .where(
+            Shed.site_id == site_id,
+            ChargeSession.state == "ended",
+            ChargeSession.ended_at >= start,
+            ChargeSession.ended_at < end,
+        )
+    ).one()
     summary.shed_charges, summary.shed_kwh = count, round(energy / 1000, 1)
     previous_start, _end = month_bounds(year - (month == 1), 12 if month == 1 else month - 1)
     summary.previous_reports = db.session.execute(
-        select(func.count(HazardCase.id)).where(HazardCase.site_id == site_id,
-                                                HazardCase.created_at >= previous_start,
-                                                HazardCase.created_at < start)).scalar_one()
+        select(func.count(HazardCase.id)).where(
+            HazardCase.site_id == site_id,
+            HazardCase.created_at >= previous_start,
+            HazardCase.created_at < start,
+        )
+    ).scalar_one()
     last_day = (end - timedelta(seconds=1)) if end <= now else now
     summary.trend = weekly_trend(site_id, now, weeks=8, last_week=local_today(last_day))
     return summary

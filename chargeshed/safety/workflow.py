@@ -115,8 +115,15 @@ def new_tracking_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def file_report(report: NewReport, photos: Sequence[uploads.CleanPhoto] = (), *, reporter_id: int | None = None,
-                actor_id: int | None = None, source: str = SOURCE_PUBLIC, now: datetime | None = None) -> HazardCase:
+def file_report(
+    report: NewReport,
+    photos: Sequence[uploads.CleanPhoto] = (),
+    *,
+    reporter_id: int | None = None,
+    actor_id: int | None = None,
+    source: str = SOURCE_PUBLIC,
+    now: datetime | None = None,
+) -> HazardCase:
     """Open a case from a report (public or patrol) with up to MAX_PHOTOS clean photos."""
     now = now or clock_now()
     if report.hazard_type not in HAZARD_TYPES:
@@ -127,24 +134,41 @@ def file_report(report: NewReport, photos: Sequence[uploads.CleanPhoto] = (), *,
     if len(photos) > uploads.MAX_PHOTOS:
         raise WorkflowError("photos", _("Send at most %(n)s photos.", n=uploads.MAX_PHOTOS))
     case = HazardCase(
-        site_id=building.site_id, building_id=building.id, unit=report.unit, floor=report.floor,
-        spot=report.spot.strip(), hazard_type=report.hazard_type, description=report.description.strip(),
-        source=source, reporter_contact=report.contact.strip(), reporter_id=reporter_id,
-        reported_plate=report.plate, tracking_token=new_tracking_token(), state=REPORTED,
-        created_at=now, updated_at=now,
+        site_id=building.site_id,
+        building_id=building.id,
+        unit=report.unit,
+        floor=report.floor,
+        spot=report.spot.strip(),
+        hazard_type=report.hazard_type,
+        description=report.description.strip(),
+        source=source,
+        reporter_contact=report.contact.strip(),
+        reporter_id=reporter_id,
+        reported_plate=report.plate,
+        tracking_token=new_tracking_token(),
+        state=REPORTED,
+        created_at=now,
+        updated_at=now,
     )
     db.session.add(case)
     db.session.flush()
-    event = CaseEvent(case_id=case.id, at=now, actor_id=actor_id or reporter_id, action=REPORT,
-                      from_state=None, to_state=REPORTED)
+    event = CaseEvent(
+        case_id=case.id,
+        at=now,
+        actor_id=actor_id or reporter_id,
+        action=REPORT,
+        from_state=None,
+        to_state=REPORTED,
+    )
     db.session.add(event)
     db.session.flush()
     _store_photos(case, event, photos, PHOTO_REPORT, now)
     return case
 
 
-def _store_photos(case: HazardCase, event: CaseEvent, photos: Sequence[uploads.CleanPhoto], kind: str,
-                  now: datetime) -> None:
+def _store_photos(
+    case: HazardCase, event: CaseEvent, photos: Sequence[uploads.CleanPhoto], kind: str, now: datetime
+) -> None:
     """Write the files, then commit the rows; if the commit fails, remove the files again."""
     written: list[str] = []
     try:
@@ -152,9 +176,18 @@ def _store_photos(case: HazardCase, event: CaseEvent, photos: Sequence[uploads.C
             name = uploads.new_stored_name()
             uploads.save_files(name, photo)
             written.append(name)
-            db.session.add(CasePhoto(case_id=case.id, event_id=event.id, kind=kind, stored_name=name,
-                                     width=photo.width, height=photo.height, size_bytes=len(photo.data),
-                                     created_at=now))
+            db.session.add(
+                CasePhoto(
+                    case_id=case.id,
+                    event_id=event.id,
+                    kind=kind,
+                    stored_name=name,
+                    width=photo.width,
+                    height=photo.height,
+                    size_bytes=len(photo.data),
+                    created_at=now,
+                )
+            )
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -171,10 +204,20 @@ def allowed_actions(case: HazardCase) -> list[str]:
     return actions
 
 
-def act(case: HazardCase, action: str, actor_id: int, *, note: str = "", channel: str | None = None,
-        target: str | None = None, deadline_at: datetime | None = None, photo: uploads.CleanPhoto | None = None,
-        duplicate_of: HazardCase | None = None, first_charge_offered: bool = False,
-        now: datetime | None = None) -> CaseEvent:
+def act(
+    case: HazardCase,
+    action: str,
+    actor_id: int,
+    *,
+    note: str = "",
+    channel: str | None = None,
+    target: str | None = None,
+    deadline_at: datetime | None = None,
+    photo: uploads.CleanPhoto | None = None,
+    duplicate_of: HazardCase | None = None,
+    first_charge_offered: bool = False,
+    now: datetime | None = None,
+) -> CaseEvent:
     """Take one workflow step on a case, or raise WorkflowError (nothing changes then)."""
     now = now or clock_now()
     note = (note or "").strip()
@@ -182,11 +225,14 @@ def act(case: HazardCase, action: str, actor_id: int, *, note: str = "", channel
         raise WorkflowError("unknown", _("Unknown step."))
     sources, to_state = RULES[action]
     if case.state not in sources:
-        raise WorkflowError("state", _("This step is not possible while the case is “%(state)s”.",
-                                       state=state_name(case.state)))
+        raise WorkflowError(
+            "state",
+            _("This step is not possible while the case is “%(state)s”.", state=state_name(case.state)),
+        )
     values: dict = {"updated_at": now}
-    event = CaseEvent(case_id=case.id, at=now, actor_id=actor_id, action=action, from_state=case.state,
-                      note=note)
+    event = CaseEvent(
+        case_id=case.id, at=now, actor_id=actor_id, action=action, from_state=case.state, note=note
+    )
     if action == NO_HAZARD:
         _need(note, "note", _("Say what you found on site."))
         values.update(outcome=OUTCOME_NO_HAZARD, verified_at=now)
@@ -210,9 +256,14 @@ def act(case: HazardCase, action: str, actor_id: int, *, note: str = "", channel
         values["outcome"] = OUTCOME_RECTIFIED
     elif action == MOVE_BIKE:
         if case.reminder_count < MIN_REMINDERS_BEFORE_MOVE:
-            raise WorkflowError("reminders", _("A bike may be moved only after %(n)s reminders (so far: "
-                                               "%(count)s).", n=MIN_REMINDERS_BEFORE_MOVE,
-                                               count=case.reminder_count))
+            raise WorkflowError(
+                "reminders",
+                _(
+                    "A bike may be moved only after %(n)s reminders (so far: %(count)s).",
+                    n=MIN_REMINDERS_BEFORE_MOVE,
+                    count=case.reminder_count,
+                ),
+            )
         if target not in MOVE_DESTINATIONS:
             raise WorkflowError("target", _("Choose where the bike was moved to."))
         event.target = target
@@ -227,8 +278,12 @@ def act(case: HazardCase, action: str, actor_id: int, *, note: str = "", channel
             _need(note, "note", _("Say how the authority resolved it."))
             values["outcome"] = OUTCOME_ESCALATED
     elif action == DUPLICATE:
-        if duplicate_of is None or duplicate_of.id == case.id or duplicate_of.site_id != case.site_id \
-                or not duplicate_of.is_open:
+        if (
+            duplicate_of is None
+            or duplicate_of.id == case.id
+            or duplicate_of.site_id != case.site_id
+            or not duplicate_of.is_open
+        ):
             raise WorkflowError("duplicate", _("Choose another open case of this compound."))
         values.update(outcome=OUTCOME_DUPLICATE, duplicate_of_id=duplicate_of.id)
         event.target = str(duplicate_of.id)
@@ -275,8 +330,17 @@ def link_bike(case: HazardCase, plate: str, actor_id: int, now: datetime | None 
         raise WorkflowError("plate", _("No registered bike has the plate %(plate)s.", plate=plate))
     case.bike_id = bike.id
     case.updated_at = now
-    db.session.add(CaseEvent(case_id=case.id, at=now, actor_id=actor_id, action=LINK_BIKE,
-                             from_state=case.state, to_state=case.state, target=bike.plate[:24]))
+    db.session.add(
+        CaseEvent(
+            case_id=case.id,
+            at=now,
+            actor_id=actor_id,
+            action=LINK_BIKE,
+            from_state=case.state,
+            to_state=case.state,
+            target=bike.plate[:24],
+        )
+    )
     db.session.commit()
     return bike
 
@@ -285,11 +349,18 @@ def find_by_token(token: str) -> HazardCase | None:
     """The case behind a tracking link, or None."""
     if not token or len(token) > 64:
         return None
-    return db.session.execute(select(HazardCase).where(HazardCase.tracking_token == token)).scalar_one_or_none()
+    return db.session.execute(
+        select(HazardCase).where(HazardCase.tracking_token == token)
+    ).scalar_one_or_none()
 
 
-def similar_open_cases(building_id: int | None, unit: int | None = None, floor: int | None = None,
-                       exclude_id: int | None = None, limit: int = 5) -> list[HazardCase]:
+def similar_open_cases(
+    building_id: int | None,
+    unit: int | None = None,
+    floor: int | None = None,
+    exclude_id: int | None = None,
+    limit: int = 5,
+) -> list[HazardCase]:
     """Open cases at the same place: same building, and the same unit and floor where both are known."""
     if not building_id:
         return []
@@ -330,13 +401,18 @@ def owner_record(case: HazardCase) -> OwnerRecord | None:
         return None
     bike = case.bike
     owner_bikes = select(Bike.id).where(Bike.owner_id == bike.owner_id)
-    for_bike = list(db.session.execute(
-        select(HazardCase).where(HazardCase.bike_id == bike.id).order_by(HazardCase.created_at)).scalars())
+    for_bike = list(
+        db.session.execute(
+            select(HazardCase).where(HazardCase.bike_id == bike.id).order_by(HazardCase.created_at)
+        ).scalars()
+    )
     for_owner = db.session.execute(
-        select(func.count()).select_from(HazardCase).where(HazardCase.bike_id.in_(owner_bikes))).scalar_one()
+        select(func.count()).select_from(HazardCase).where(HazardCase.bike_id.in_(owner_bikes))
+    ).scalar_one()
     charges, last = db.session.execute(
-        select(func.count(ChargeSession.id), func.max(ChargeSession.ended_at))
-        .where(ChargeSession.user_id == bike.owner_id, ChargeSession.state == "ended")
+        select(func.count(ChargeSession.id), func.max(ChargeSession.ended_at)).where(
+            ChargeSession.user_id == bike.owner_id, ChargeSession.state == "ended"
+        )
     ).one()
     return OwnerRecord(bike, for_bike, for_owner, charges, last)
 
@@ -347,9 +423,14 @@ def repeat_counts(bike_ids: Sequence[int]) -> dict[int, int]:
     if not ids:
         return {}
     owner_of = dict(db.session.execute(select(Bike.id, Bike.owner_id).where(Bike.id.in_(ids))).all())
-    counts = dict(db.session.execute(
-        select(Bike.owner_id, func.count(HazardCase.id)).join(HazardCase, HazardCase.bike_id == Bike.id)
-        .where(Bike.owner_id.in_(set(owner_of.values()))).group_by(Bike.owner_id)).all())
+    counts = dict(
+        db.session.execute(
+            select(Bike.owner_id, func.count(HazardCase.id))
+            .join(HazardCase, HazardCase.bike_id == Bike.id)
+            .where(Bike.owner_id.in_(set(owner_of.values())))
+            .group_by(Bike.owner_id)
+        ).all()
+    )
     return {bike_id: counts.get(owner, 0) for bike_id, owner in owner_of.items()}
 
 

@@ -89,20 +89,25 @@ def _anonymous_without_contact() -> bool:
 
 def _building_choices(site_ids: set[int] | None = None) -> tuple[list[SelectChoice], set[int]]:
     """Buildings to choose from (with the compound's name when there is more than one compound)."""
-    query = select(Building, Site.name).join(Site, Site.id == Building.site_id).order_by(Site.id, Building.number)
+    query = (
+        select(Building, Site.name).join(Site, Site.id == Building.site_id).order_by(Site.id, Building.number)
+    )
     if site_ids is not None:
         query = query.where(Site.id.in_(site_ids))
     rows = db.session.execute(query).all()
     several = len({b.site_id for b, _name in rows}) > 1
     options = [SelectChoice("", _("Choose the building"))] + [
-        SelectChoice(b.id, f"{name} · {labels.building_name(b.number)}" if several else labels.building_name(b.number))
+        SelectChoice(
+            b.id, f"{name} · {labels.building_name(b.number)}" if several else labels.building_name(b.number)
+        )
         for b, name in rows
     ]
     return options, {b.id for b, _name in rows}
 
 
-def _report_form(building_id: int | None = None, site_ids: set[int] | None = None, *,
-                 blank: bool = False) -> ReportForm:
+def _report_form(
+    building_id: int | None = None, site_ids: set[int] | None = None, *, blank: bool = False
+) -> ReportForm:
     choices, ids = _building_choices(site_ids)
     form = ReportForm(formdata=None, building_ids=ids) if blank else ReportForm(building_ids=ids)
     form.building.choices = choices
@@ -113,7 +118,9 @@ def _report_form(building_id: int | None = None, site_ids: set[int] | None = Non
 
 def _clean_uploads(field, max_photos: int = uploads.MAX_PHOTOS) -> list[uploads.CleanPhoto] | None:
     """Decode and re-encode the chosen files; None (with messages on the field) when one is refused."""
-    files = [f for f in (request.files.getlist(field.name) if field.name in request.files else []) if f.filename]
+    files = [
+        f for f in (request.files.getlist(field.name) if field.name in request.files else []) if f.filename
+    ]
     if len(files) > max_photos:
         field.errors = list(field.errors) + [_("Choose at most %(n)s photos.", n=max_photos)]
         return None
@@ -131,15 +138,23 @@ def _clean_uploads(field, max_photos: int = uploads.MAX_PHOTOS) -> list[uploads.
 
 def _new_report(form: ReportForm) -> workflow.NewReport:
     return workflow.NewReport(
-        hazard_type=form.hazard_type.data, building_id=form.building.data, unit=form.unit.data,
-        floor=form.floor.data, spot=form.spot.data or "", description=form.description.data or "",
-        contact=form.contact.data or "", plate=form.plate.data or "")
+        hazard_type=form.hazard_type.data,
+        building_id=form.building.data,
+        unit=form.unit.data,
+        floor=form.floor.data,
+        spot=form.spot.data or "",
+        description=form.description.data or "",
+        contact=form.contact.data or "",
+        plate=form.plate.data or "",
+    )
 
 
 @bp.route("/report", methods=["GET", "POST"])
 @bp.route("/report/b/<int:building_id>", methods=["GET", "POST"])
 @limiter.limit(REPORT_LIMITS, methods=["POST"])
-@limiter.limit(REPORTER_LIMITS, methods=["POST"], key_func=_reporter_key, exempt_when=_anonymous_without_contact)
+@limiter.limit(
+    REPORTER_LIMITS, methods=["POST"], key_func=_reporter_key, exempt_when=_anonymous_without_contact
+)
 def report(building_id: int | None = None):
     """Report a fire hazard: anyone, anonymous allowed; answers with a tracking link."""
     form = _report_form(building_id)
@@ -147,16 +162,25 @@ def report(building_id: int | None = None):
         photos = _clean_uploads(form.photos)
         if photos is not None:
             case = workflow.file_report(
-                _new_report(form), photos,
-                reporter_id=current_user.id if current_user.is_authenticated else None)
-            flash(_("Thank you. Your report was received. Keep this page's address to follow the case."), "ok")
+                _new_report(form),
+                photos,
+                reporter_id=current_user.id if current_user.is_authenticated else None,
+            )
+            flash(
+                _("Thank you. Your report was received. Keep this page's address to follow the case."), "ok"
+            )
             return redirect(url_for(".track", token=case.tracking_token), code=303)
     status = 400 if request.method == "POST" else 200
-    similar = workflow.similar_open_cases(form.building.data if isinstance(form.building.data, int) else None,
-                                          form.unit.data, form.floor.data)
-    return render_template("safety/report.html", form=form, similar=similar,
-                           max_mb=uploads.MAX_PHOTO_BYTES // (1024 * 1024),
-                           response_hours=_response_hours()), status
+    similar = workflow.similar_open_cases(
+        form.building.data if isinstance(form.building.data, int) else None, form.unit.data, form.floor.data
+    )
+    return render_template(
+        "safety/report.html",
+        form=form,
+        similar=similar,
+        max_mb=uploads.MAX_PHOTO_BYTES // (1024 * 1024),
+        response_hours=_response_hours(),
+    ), status
 
 
 @bp.errorhandler(RequestEntityTooLarge)
@@ -165,9 +189,13 @@ def _too_large(error):
     if request.endpoint == "safety.report":
         form = _report_form(None, blank=True)
         form.photos.errors = [_("The photos are too large together. Choose fewer or smaller photos.")]
-        return render_template("safety/report.html", form=form, similar=[],
-                               max_mb=uploads.MAX_PHOTO_BYTES // (1024 * 1024),
-                               response_hours=_response_hours()), 413
+        return render_template(
+            "safety/report.html",
+            form=form,
+            similar=[],
+            max_mb=uploads.MAX_PHOTO_BYTES // (1024 * 1024),
+            response_hours=_response_hours(),
+        ), 413
     return render_template("error.html", error=error), 413
 
 
@@ -175,8 +203,9 @@ def _too_large(error):
 def similar():
     """The duplicate hint for the report form (htmx): open cases at the same place."""
     building_id = request.args.get("building", type=int)
-    cases = workflow.similar_open_cases(building_id, request.args.get("unit", type=int),
-                                        request.args.get("floor", type=int))
+    cases = workflow.similar_open_cases(
+        building_id, request.args.get("unit", type=int), request.args.get("floor", type=int)
+    )
     return render_page_or_partial("safety/similar_page.html", "safety/_similar.html", similar=cases)
 
 
@@ -200,9 +229,16 @@ def track(token: str):
     case = _case_by_token_or_404(token)
     steps = [e for e in case.events if e.action in labels.PUBLIC_ACTIONS]
     photos = [p for p in case.photos if p.kind == PHOTO_REPORT]
-    response = current_app.make_response(render_template(
-        "safety/track.html", case=case, steps=steps, photos=photos, response_hours=_response_hours(),
-        tracking_url=_public_url(".track", token=case.tracking_token)))
+    response = current_app.make_response(
+        render_template(
+            "safety/track.html",
+            case=case,
+            steps=steps,
+            photos=photos,
+            response_hours=_response_hours(),
+            tracking_url=_public_url(".track", token=case.tracking_token),
+        )
+    )
     return _private(response)
 
 
@@ -219,8 +255,9 @@ def track_photo(token: str, photo_id: int, size: str | None = None):
 
 def _send_photo(photo: CasePhoto, thumb: bool):
     try:
-        response = send_file(uploads.photo_path(photo.stored_name, thumb), mimetype="image/jpeg",
-                             max_age=0, conditional=True)
+        response = send_file(
+            uploads.photo_path(photo.stored_name, thumb), mimetype="image/jpeg", max_age=0, conditional=True
+        )
     except (FileNotFoundError, ValueError):
         abort(404)
     response.headers["Cache-Control"] = "private, max-age=3600"
@@ -253,16 +290,18 @@ def cases():
     hazard = request.args.get("type", "")
     page = max(1, request.args.get("page", 1, type=int) or 1)
     query = case_scope(current_user, select(HazardCase)).options(
-        selectinload(HazardCase.building), selectinload(HazardCase.photos))
+        selectinload(HazardCase.building), selectinload(HazardCase.photos)
+    )
     if shown == "open":
         query = query.where(HazardCase.state != CLOSED).order_by(HazardCase.created_at)
     elif shown == "overdue":
-        query = query.where(HazardCase.state == DEADLINE_SET, HazardCase.deadline_at < now) \
-            .order_by(HazardCase.deadline_at)
+        query = query.where(HazardCase.state == DEADLINE_SET, HazardCase.deadline_at < now).order_by(
+            HazardCase.deadline_at
+        )
     elif shown == "awaiting":
-        query = query.where(HazardCase.state == REPORTED,
-                            HazardCase.created_at < now - timedelta(hours=_response_hours())) \
-            .order_by(HazardCase.created_at)
+        query = query.where(
+            HazardCase.state == REPORTED, HazardCase.created_at < now - timedelta(hours=_response_hours())
+        ).order_by(HazardCase.created_at)
     elif shown == "closed":
         query = query.where(HazardCase.state == CLOSED).order_by(HazardCase.closed_at.desc())
     else:
@@ -273,13 +312,32 @@ def cases():
         query = query.where(HazardCase.hazard_type == hazard)
     rows = list(db.session.execute(query.offset((page - 1) * CASES_PAGE).limit(CASES_PAGE + 1)).scalars())
     repeat = workflow.repeat_counts([c.bike_id for c in rows if c.bike_id])
-    buildings = sorted(set(db.session.execute(case_scope(
-        current_user, select(Building.number).select_from(HazardCase)
-        .join(Building, Building.id == HazardCase.building_id))).scalars()))
+    buildings = sorted(
+        set(
+            db.session.execute(
+                case_scope(
+                    current_user,
+                    select(Building.number)
+                    .select_from(HazardCase)
+                    .join(Building, Building.id == HazardCase.building_id),
+                )
+            ).scalars()
+        )
+    )
     return render_page_or_partial(
-        "safety/cases.html", "safety/_case_list.html", cases=rows[:CASES_PAGE], has_more=len(rows) > CASES_PAGE,
-        page_no=page, shown=shown, building=building, hazard=hazard, buildings=buildings, repeat=repeat, now=now,
-        can_write=current_user.role in SAFETY_WRITE_ROLES)
+        "safety/cases.html",
+        "safety/_case_list.html",
+        cases=rows[:CASES_PAGE],
+        has_more=len(rows) > CASES_PAGE,
+        page_no=page,
+        shown=shown,
+        building=building,
+        hazard=hazard,
+        buildings=buildings,
+        repeat=repeat,
+        now=now,
+        can_write=current_user.role in SAFETY_WRITE_ROLES,
+    )
 
 
 @bp.route("/safety/cases/new", methods=["GET", "POST"])
@@ -290,11 +348,14 @@ def new_case():
     if form.validate_on_submit():
         photos = _clean_uploads(form.photos)
         if photos is not None:
-            case = workflow.file_report(_new_report(form), photos, actor_id=current_user.id, source=SOURCE_PATROL)
+            case = workflow.file_report(
+                _new_report(form), photos, actor_id=current_user.id, source=SOURCE_PATROL
+            )
             flash(_("Case #%(id)s opened.", id=case.id), "ok")
             return redirect(url_for(".case", case_id=case.id), code=303)
-    return render_template("safety/new_case.html", form=form, similar=[],
-                           max_mb=uploads.MAX_PHOTO_BYTES // (1024 * 1024)), 400 if request.method == "POST" else 200
+    return render_template(
+        "safety/new_case.html", form=form, similar=[], max_mb=uploads.MAX_PHOTO_BYTES // (1024 * 1024)
+    ), 400 if request.method == "POST" else 200
 
 
 def _case_context(case: HazardCase, forms: dict | None = None, error: str | None = None) -> dict:
@@ -311,11 +372,20 @@ def _case_context(case: HazardCase, forms: dict | None = None, error: str | None
         suggested = workflow.find_bike(case.reported_plate)
     sheds = case.building.site.sheds
     return dict(
-        case=case, now=now, personal=personal, can_write=can_write, actions=actions, forms=forms,
+        case=case,
+        now=now,
+        personal=personal,
+        can_write=can_write,
+        actions=actions,
+        forms=forms,
         note_form=forms.get("note") or StepForm(prefix="note", formdata=None),
-        bike_form=forms.get("bike") or LinkBikeForm(formdata=None), record=record, suggested=suggested,
+        bike_form=forms.get("bike") or LinkBikeForm(formdata=None),
+        record=record,
+        suggested=suggested,
         similar=workflow.similar_open_cases(case.building_id, case.unit, case.floor, exclude_id=case.id),
-        nudge=_nudge_text(case, sheds, record), error=error, overdue=case.is_overdue(now),
+        nudge=_nudge_text(case, sheds, record),
+        error=error,
+        overdue=case.is_overdue(now),
         tracking_url=_public_url(".track", token=case.tracking_token) if personal else None,
         move_ready=case.reminder_count >= workflow.MIN_REMINDERS_BEFORE_MOVE,
         min_reminders=workflow.MIN_REMINDERS_BEFORE_MOVE,
@@ -325,11 +395,14 @@ def _case_context(case: HazardCase, forms: dict | None = None, error: str | None
 def _nudge_text(case: HazardCase, sheds, record) -> str:
     """A friendly message staff can send the owner: where the sheds are, and help with a first charge."""
     places = "; ".join(f"{s.name}（{s.location}）" if s.location else s.name for s in sheds)
-    text = _("Hello from the property office. At %(place)s we found: %(hazard)s. Charging or parking e-bikes "
-             "in corridors, stairwells and lobbies is a fire hazard and not allowed. Please charge in the "
-             "charging shed: %(sheds)s. Scan the code on a free port and pay from your wallet.",
-             place=labels.case_location(case, with_spot=False), hazard=labels.HAZARD_LABELS[case.hazard_type],
-             sheds=places or "–")
+    text = _(
+        "Hello from the property office. At %(place)s we found: %(hazard)s. Charging or parking e-bikes "
+        "in corridors, stairwells and lobbies is a fire hazard and not allowed. Please charge in the "
+        "charging shed: %(sheds)s. Scan the code on a free port and pay from your wallet.",
+        place=labels.case_location(case, with_spot=False),
+        hazard=labels.HAZARD_LABELS[case.hazard_type],
+        sheds=places or "–",
+    )
     if record is None or record.never_charged:
         text += " " + _("First time in the shed? Tell us and a patrol will help you with your first charge.")
     return text
@@ -361,19 +434,30 @@ def step(case_id: int, action: str):
         photo = photos[0] if photos else None
     duplicate_of = None
     if action == workflow.DUPLICATE and form.duplicate_of.data:
-        duplicate_of = db.session.execute(case_scope(
-            current_user, select(HazardCase).where(HazardCase.id == form.duplicate_of.data))).scalar_one_or_none()
+        duplicate_of = db.session.execute(
+            case_scope(current_user, select(HazardCase).where(HazardCase.id == form.duplicate_of.data))
+        ).scalar_one_or_none()
     deadline_at = stats.local_end_of_day_utc(form.deadline.data) if form.deadline.data else None
     try:
-        workflow.act(found, action, current_user.id, note=form.note.data or "", channel=form.channel.data,
-                     target=form.authority.data if action == workflow.ESCALATE else form.destination.data,
-                     deadline_at=deadline_at, photo=photo, duplicate_of=duplicate_of,
-                     first_charge_offered=form.first_charge_offered.data)
+        workflow.act(
+            found,
+            action,
+            current_user.id,
+            note=form.note.data or "",
+            channel=form.channel.data,
+            target=form.authority.data if action == workflow.ESCALATE else form.destination.data,
+            deadline_at=deadline_at,
+            photo=photo,
+            duplicate_of=duplicate_of,
+            first_charge_offered=form.first_charge_offered.data,
+        )
     except workflow.WorkflowError as refused:
         db.session.rollback()
         found = get_case_or_404(current_user, case_id)
         status = 409 if refused.code in ("state", "changed", "reminders") else 400
-        return render_template("safety/case.html", **_case_context(found, {action: form}, refused.message)), status
+        return render_template(
+            "safety/case.html", **_case_context(found, {action: form}, refused.message)
+        ), status
     flash(_("Saved: %(step)s.", step=labels.ACTION_LABELS[action]), "ok")
     return redirect(url_for(".case", case_id=found.id), code=303)
 
@@ -415,15 +499,24 @@ def incident_list():
 
 def _incident_page(forms: dict | None = None, status: int = 200):
     base = incident_scope(current_user, select(Incident)).options(selectinload(Incident.occurrences_log))
-    open_rows = list(db.session.execute(
-        base.where(Incident.state == INCIDENT_OPEN).order_by(Incident.opened_at)).scalars())
-    closed_rows = list(db.session.execute(
-        base.where(Incident.state != INCIDENT_OPEN).order_by(Incident.closed_at.desc()).limit(30)).scalars())
+    open_rows = list(
+        db.session.execute(base.where(Incident.state == INCIDENT_OPEN).order_by(Incident.opened_at)).scalars()
+    )
+    closed_rows = list(
+        db.session.execute(
+            base.where(Incident.state != INCIDENT_OPEN).order_by(Incident.closed_at.desc()).limit(30)
+        ).scalars()
+    )
     forms = forms or {}
     for incident in open_rows:
         forms.setdefault(incident.id, IncidentCloseForm(formdata=None, prefix=f"i{incident.id}"))
-    return render_template("safety/incidents.html", open_incidents=open_rows, closed_incidents=closed_rows,
-                           forms=forms, can_write=current_user.role in SAFETY_WRITE_ROLES), status
+    return render_template(
+        "safety/incidents.html",
+        open_incidents=open_rows,
+        closed_incidents=closed_rows,
+        forms=forms,
+        can_write=current_user.role in SAFETY_WRITE_ROLES,
+    ), status
 
 
 @bp.post("/safety/incidents/<int:incident_id>/close")
@@ -454,19 +547,26 @@ def dashboard():
     now = clock_now()
     trend = stats.weekly_trend(site.id, now)
     today = stats.local_today(now)
-    last_month = (today.replace(day=1) - timedelta(days=1))
+    last_month = today.replace(day=1) - timedelta(days=1)
     open_incidents = db.session.execute(
-        incident_scope(current_user, select(func.count(Incident.id)))
-        .where(Incident.state == INCIDENT_OPEN)).scalar_one()
+        incident_scope(current_user, select(func.count(Incident.id))).where(Incident.state == INCIDENT_OPEN)
+    ).scalar_one()
     return render_template(
-        "safety/dashboard.html", site=site, sites=visible_sites(current_user), now=now,
-        rows=stats.open_by_age_and_building(site.id, now), buckets=stats.AGE_BUCKETS,
+        "safety/dashboard.html",
+        site=site,
+        sites=visible_sites(current_user),
+        now=now,
+        rows=stats.open_by_age_and_building(site.id, now),
+        buckets=stats.AGE_BUCKETS,
         overdue=stats.overdue_cases(site.id, now),
         awaiting=stats.awaiting_first_check(site.id, now, _response_hours()),
         median_90=stats.median_hours_to_close(site.id, now - timedelta(days=90), None),
-        median_all=stats.median_hours_to_close(site.id), trend=trend, open_incidents=open_incidents,
+        median_all=stats.median_hours_to_close(site.id),
+        trend=trend,
+        open_incidents=open_incidents,
         months=[(today.year, today.month), (last_month.year, last_month.month)],
-        response_hours=_response_hours())
+        response_hours=_response_hours(),
+    )
 
 
 @bp.get("/safety/dashboard/trend.svg")
@@ -475,11 +575,16 @@ def trend_svg():
     """The weekly trend chart (SVG): reports per building under the sheds' utilisation."""
     site = _site_or_default()
     trend = stats.weekly_trend(site.id, clock_now())
-    body = charts.trend_svg(trend, title=_("Hazard reports per building and week, under shed utilisation"),
-                            utilisation_label=_("Shed utilisation: percent of port time spent charging"),
-                            building_label=labels.building_name, no_reports_label=_("No hazard reports."))
-    return current_app.response_class(body, mimetype="image/svg+xml",
-                                      headers={"Cache-Control": "private, max-age=300"})
+    body = charts.trend_svg(
+        trend,
+        title=_("Hazard reports per building and week, under shed utilisation"),
+        utilisation_label=_("Shed utilisation: percent of port time spent charging"),
+        building_label=labels.building_name,
+        no_reports_label=_("No hazard reports."),
+    )
+    return current_app.response_class(
+        body, mimetype="image/svg+xml", headers={"Cache-Control": "private, max-age=300"}
+    )
 
 
 @bp.get("/safety/summary.pdf")
@@ -496,9 +601,14 @@ def summary_pdf():
         abort(404)
     figures = stats.month_summary(site.id, year, number, now)
     body = summary.render_pdf(figures, site.name, now)
-    return current_app.response_class(body, mimetype="application/pdf", headers={
-        "Content-Disposition": f'inline; filename="safety-{year}-{number:02d}.pdf"',
-        "Cache-Control": "private, no-store"})
+    return current_app.response_class(
+        body,
+        mimetype="application/pdf",
+        headers={
+            "Content-Disposition": f'inline; filename="safety-{year}-{number:02d}.pdf"',
+            "Cache-Control": "private, no-store",
+        },
+    )
 
 
 @bp.get("/safety/notices")
@@ -507,8 +617,9 @@ def notices():
     """Printable notices with each building's report QR code."""
     site = _site_or_default()
     buildings = [(b, _public_url(".report", building_id=b.id)) for b in site.buildings]
-    return render_template("safety/notices.html", site=site, sites=visible_sites(current_user),
-                           buildings=buildings)
+    return render_template(
+        "safety/notices.html", site=site, sites=visible_sites(current_user), buildings=buildings
+    )
 
 
 @bp.get("/safety/buildings/<int:building_id>/qr.<any(svg, png):fmt>")
@@ -518,8 +629,9 @@ def building_qr(building_id: int, fmt: str):
     building = get_building_or_404(current_user, building_id)
     target = _public_url(".report", building_id=building.id)
     if fmt == "svg":
-        return current_app.response_class(qr.qr_svg(target), mimetype="image/svg+xml",
-                                          headers={"Cache-Control": "private, max-age=86400"})
-    return current_app.response_class(qr.qr_png(target), mimetype="image/png",
-                                      headers={"Cache-Control": "private, max-age=86400"})
-
+        return current_app.response_class(
+            qr.qr_svg(target), mimetype="image/svg+xml", headers={"Cache-Control": "private, max-age=86400"}
+        )
+    return current_app.response_class(
+        qr.qr_png(target), mimetype="image/png", headers={"Cache-Control": "private, max-age=86400"}
+    )

@@ -11,11 +11,22 @@ from tests.safety import samples
 
 
 @pytest.fixture(autouse=True)
+def _safety_defaults(request, tmp_path):
+    """Photos go to a temporary folder (never the repository's instance/); pages in English.
+
+    English is the msgid language, so tests read the words a person sees. Only tests that use
+    the shared `app`/`client` fixtures get them (the browser test builds its own app).
+    """
+    if "app" in request.fixturenames:
+        request.getfixturevalue("app").config["SAFETY_UPLOAD_DIR"] = str(tmp_path / "uploads")
+    if "client" in request.fixturenames:
+        request.getfixturevalue("client").set_cookie("lang", "en")
+
+
+@pytest.fixture
 def upload_dir(app, tmp_path):
-    """Photos go to a temporary folder, never the repository's instance/."""
-    path = tmp_path / "uploads"
-    app.config["SAFETY_UPLOAD_DIR"] = str(path)
-    return path
+    """The folder photos are stored in."""
+    return tmp_path / "uploads"
 
 
 @pytest.fixture
@@ -60,13 +71,6 @@ def report_data():
 def jpeg():
     """A plain JPEG photo (bytes)."""
     return samples.plain_jpeg()
-
-
-@pytest.fixture(autouse=True)
-def english(client):
-    """Pages in English (the msgids), so tests read the words a person sees."""
-    client.set_cookie("lang", "en")
-    return client
 
 
 @pytest.fixture

@@ -33,11 +33,18 @@ def cases(app, make_site, building, make_staff, clock, en_context):
         tenth = report(10, at=start - timedelta(days=10))
         for hours in (2, 10, 30):
             closed = report(7, at=start - timedelta(days=3))
-            workflow.act(closed, "no_hazard", patrol.id, note="nothing", now=closed.created_at + timedelta(hours=hours))
+            workflow.act(
+                closed, "no_hazard", patrol.id, note="nothing", now=closed.created_at + timedelta(hours=hours)
+            )
         workflow.act(tenth, "verify", patrol.id, now=start - timedelta(days=9))
         workflow.act(tenth, "notify", patrol.id, channel="sms", now=start - timedelta(days=9))
-        workflow.act(tenth, "set_deadline", patrol.id, deadline_at=start - timedelta(days=2),
-                     now=start - timedelta(days=8))
+        workflow.act(
+            tenth,
+            "set_deadline",
+            patrol.id,
+            deadline_at=start - timedelta(days=2),
+            now=start - timedelta(days=8),
+        )
     return site, old, tenth
 
 
@@ -55,21 +62,34 @@ def test_overdue_deadlines_and_median_time_to_close(cases, clock):
     assert [c.id for c in stats.awaiting_first_check(site.id, clock.now, 24)][0] == old.id
 
 
-def test_weekly_trend_counts_reports_per_building_and_shed_utilisation(app, make_site, building, make_resident,
-                                                                        clock):
+def test_weekly_trend_counts_reports_per_building_and_shed_utilisation(
+    app, make_site, building, make_resident, clock
+):
     site = make_site(sheds=(4,))
     user = make_resident()
     port = db.session.execute(db.select(Port)).scalars().first()
     week = stats.week_start(stats.local_today(clock.now))
     monday = stats.local_midnight_utc(week - timedelta(weeks=1))
     # 42 port-hours charged in last week's Monday..Wednesday on 4 ports = 42 / (4 * 168) = 6.25 %
-    db.session.add(ChargeSession(user_id=user.id, port_id=port.id, shed_id=port.shed_id, rules={}, state="ended",
-                                 hold_fen=300, confirmed_at=monday + timedelta(hours=6),
-                                 ended_at=monday + timedelta(hours=48), end_reason="full"))
+    db.session.add(
+        ChargeSession(
+            user_id=user.id,
+            port_id=port.id,
+            shed_id=port.shed_id,
+            rules={},
+            state="ended",
+            hold_fen=300,
+            confirmed_at=monday + timedelta(hours=6),
+            ended_at=monday + timedelta(hours=48),
+            end_reason="full",
+        )
+    )
     db.session.commit()
     for number, days_back in ((4, 8), (4, 9), (6, 1)):
-        workflow.file_report(workflow.NewReport("bike_indoors", building(site, number).id, floor=1),
-                             now=clock.now - timedelta(days=days_back))
+        workflow.file_report(
+            workflow.NewReport("bike_indoors", building(site, number).id, floor=1),
+            now=clock.now - timedelta(days=days_back),
+        )
     trend = stats.weekly_trend(site.id, clock.now, weeks=4)
     assert trend.weeks[-1] == week and len(trend.weeks) == 4
     assert trend.utilisation[-2] == 6.2 or trend.utilisation[-2] == 6.3
@@ -99,8 +119,12 @@ def test_monthly_summary_pdf_has_the_months_figures(client, cases, make_staff, l
     reader = PdfReader(io.BytesIO(response.data))
     text = "\n".join(page.extract_text() for page in reader.pages)
     assert "Hazard reports received" in text and "Cases open at month end" in text
-    fonts = {str(font) for page in reader.pages for font in page["/Resources"]["/Font"].values()
-             for font in [font.get_object()["/BaseFont"]]}
+    fonts = {
+        str(font)
+        for page in reader.pages
+        for font in page["/Resources"]["/Font"].values()
+        for font in [font.get_object()["/BaseFont"]]
+    }
     assert "/STSong-Light" in fonts
     figures = stats.month_summary(site.id, 2026, 11, clock.now)
     assert figures.reports == 6 and figures.closed == 3 and figures.median_hours == 10

@@ -1,4 +1,4 @@
-"""Incidents from port events: overload cut-offs, stuck relays and faults open one incident per shed and kind."""
+"""Incidents from port events: overload cut-offs, stuck relays and faults; one open per shed and kind."""
 
 from sqlalchemy import select
 
@@ -31,7 +31,8 @@ def _incidents():
 
 
 def test_overload_cutoff_opens_an_incident_once_and_repeats_are_added_to_it(
-        app, make_site, make_resident, driver, clock, tick):
+    app, make_site, make_resident, driver, clock, tick
+):
     make_site(sheds=(4, 2))
     user = make_resident(balance_fen=5000)
     first = _charge(user, "T11001", driver, clock, tick, "overload")
@@ -40,8 +41,12 @@ def test_overload_cutoff_opens_an_incident_once_and_repeats_are_added_to_it(
     report = sync_incidents(clock.now)
     (incident,) = _incidents()
     assert report.opened == [incident.id]
-    assert (incident.kind, incident.state, incident.shed_id, incident.occurrences) == \
-        ("overload", "open", first.shed_id, 1)
+    assert (incident.kind, incident.state, incident.shed_id, incident.occurrences) == (
+        "overload",
+        "open",
+        first.shed_id,
+        1,
+    )
     assert incident.occurrences_log[0].session_id == first.id
 
     again = sync_incidents(clock.now)  # idempotent
@@ -61,8 +66,9 @@ def test_overload_cutoff_opens_an_incident_once_and_repeats_are_added_to_it(
     assert len(incidents) == 2 and incidents[1].shed_id == other_shed.shed_id
 
 
-def test_a_new_overload_after_close_opens_a_new_incident(app, make_site, make_resident, make_staff, driver, clock,
-                                                         tick):
+def test_a_new_overload_after_close_opens_a_new_incident(
+    app, make_site, make_resident, make_staff, driver, clock, tick
+):
     site = make_site()
     user = make_resident(balance_fen=5000)
     manager = make_staff("site_manager", site)
@@ -77,7 +83,9 @@ def test_a_new_overload_after_close_opens_a_new_incident(app, make_site, make_re
     assert (fresh.state, fresh.occurrences) == ("open", 1)
 
 
-def test_stuck_relay_after_the_charge_ended_opens_an_incident(app, make_site, make_resident, driver, clock, tick):
+def test_stuck_relay_after_the_charge_ended_opens_an_incident(
+    app, make_site, make_resident, driver, clock, tick
+):
     make_site()
     user = make_resident(balance_fen=5000)
     session = _charge(user, "T11001", driver, clock, tick, "stuck_relay")
@@ -93,7 +101,9 @@ def test_stuck_relay_after_the_charge_ended_opens_an_incident(app, make_site, ma
     assert incident.kind == "stuck_relay" and incident.occurrences_log[0].port_id == _port("T11001").id
 
 
-def test_port_fault_opens_a_port_fault_incident_not_an_overload(app, make_site, make_resident, driver, clock, tick):
+def test_port_fault_opens_a_port_fault_incident_not_an_overload(
+    app, make_site, make_resident, driver, clock, tick
+):
     make_site()
     user = make_resident(balance_fen=5000)
     session = _charge(user, "T11001", driver, clock, tick, "fault")
@@ -122,10 +132,14 @@ def test_sync_reads_from_its_last_run_with_an_overlap_for_late_writes(app, make_
     sync_incidents(clock.now)
     last_run = clock.now
     # Two fault events committed late: one a moment before the last run, one long before it.
-    db.session.add_all([
-        PortEvent(port_id=port.id, at=last_run - timedelta(minutes=2), kind="fault", detail="ground_fault"),
-        PortEvent(port_id=port.id, at=last_run - timedelta(hours=3), kind="fault", detail="relay_welded"),
-    ])
+    db.session.add_all(
+        [
+            PortEvent(
+                port_id=port.id, at=last_run - timedelta(minutes=2), kind="fault", detail="ground_fault"
+            ),
+            PortEvent(port_id=port.id, at=last_run - timedelta(hours=3), kind="fault", detail="relay_welded"),
+        ]
+    )
     db.session.commit()
     clock.advance(minutes=1)
     report = sync_incidents(clock.now)
@@ -135,8 +149,9 @@ def test_sync_reads_from_its_last_run_with_an_overlap_for_late_writes(app, make_
     assert sync_incidents(clock.now).added == 0
 
 
-def test_incidents_page_lists_and_closes_for_the_site_only(client, make_site, make_resident, make_staff, login,
-                                                           driver, clock, tick):
+def test_incidents_page_lists_and_closes_for_the_site_only(
+    client, make_site, make_resident, make_staff, login, driver, clock, tick
+):
     site = make_site()
     other = make_site()
     user = make_resident(balance_fen=5000)
@@ -145,8 +160,12 @@ def test_incidents_page_lists_and_closes_for_the_site_only(client, make_site, ma
     incident = _incidents()[0]
     login(make_staff("patrol", other))
     assert 'data-testid="incident"' not in client.get("/safety/incidents").get_data(as_text=True)
-    assert client.post(f"/safety/incidents/{incident.id}/close", data={f"i{incident.id}-resolution": "x"}) \
-        .status_code == 404
+    assert (
+        client.post(
+            f"/safety/incidents/{incident.id}/close", data={f"i{incident.id}-resolution": "x"}
+        ).status_code
+        == 404
+    )
     client.post("/logout")
     login(make_staff("patrol", site))
     page = client.get("/safety/incidents").get_data(as_text=True)
@@ -154,8 +173,9 @@ def test_incidents_page_lists_and_closes_for_the_site_only(client, make_site, ma
     empty = client.post(f"/safety/incidents/{incident.id}/close", data={f"i{incident.id}-resolution": " "})
     assert empty.status_code == 400 and "Say what was checked or repaired." in empty.get_data(as_text=True)
     assert _incidents()[0].state == "open"
-    done = client.post(f"/safety/incidents/{incident.id}/close",
-                       data={f"i{incident.id}-resolution": "Socket replaced"})
+    done = client.post(
+        f"/safety/incidents/{incident.id}/close", data={f"i{incident.id}-resolution": "Socket replaced"}
+    )
     assert done.status_code == 303
     db.session.refresh(incident)
     assert (incident.state, incident.resolution) == ("closed", "Socket replaced")

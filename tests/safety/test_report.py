@@ -26,7 +26,13 @@ def test_anonymous_report_with_a_photo_gets_a_tracking_link(client, make_site, b
     assert response.status_code == 303
     case = _case()
     assert response.headers["Location"].endswith(f"/report/t/{case.tracking_token}")
-    assert (case.state, case.reporter_id, case.unit, case.floor, case.source) == ("reported", None, 2, 6, "public")
+    assert (case.state, case.reporter_id, case.unit, case.floor, case.source) == (
+        "reported",
+        None,
+        2,
+        6,
+        "public",
+    )
     assert len(case.tracking_token) >= 32
     assert [e.action for e in case.events] == ["report"] and case.events[0].actor_id is None
     page = client.get(response.headers["Location"])
@@ -42,31 +48,38 @@ def test_tracking_tokens_differ_and_a_guessed_token_finds_nothing(client, make_s
         client.post("/report", data=report_data(building(site, 4).id))
     tokens = list(db.session.execute(select(HazardCase.tracking_token)).scalars())
     assert len(set(tokens)) == 2
-    assert client.get("/report/t/" + tokens[0][:-1] + ("A" if tokens[0][-1] != "A" else "B")).status_code == 404
+    assert (
+        client.get("/report/t/" + tokens[0][:-1] + ("A" if tokens[0][-1] != "A" else "B")).status_code == 404
+    )
     assert client.get("/report/t/1").status_code == 404
 
 
-def test_signed_in_resident_is_recorded_as_reporter(client, make_site, building, report_data, make_resident,
-                                                    login):
+def test_signed_in_resident_is_recorded_as_reporter(
+    client, make_site, building, report_data, make_resident, login
+):
     site = make_site()
     user = login(make_resident())
     client.post("/report", data=report_data(building(site, 4).id))
     assert _case().reporter_id == user.id
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"building": ""}, "Choose the building."),
-    ({"floor": "", "spot": ""}, "Tell us where: the floor or the spot."),
-    ({"hazard_type": ""}, "Choose what kind of hazard it is."),
-    ({"hazard_type": "arson"}, "Not a valid choice"),
-    ({"building": "999999"}, "Choose a building from the list."),
-    ({"floor": "0"}, "Floors start at 1"),
-    ({"floor": "abc"}, "Not a valid integer"),
-    ({"hazard_type": "other", "description": ""}, "Describe the hazard."),
-    ({"plate": "<b>"}, "Use 4 to 12 letters"),
-])
-def test_bad_input_gets_a_form_message_and_nothing_is_stored(client, make_site, building, report_data,
-                                                             overrides, message):
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"building": ""}, "Choose the building."),
+        ({"floor": "", "spot": ""}, "Tell us where: the floor or the spot."),
+        ({"hazard_type": ""}, "Choose what kind of hazard it is."),
+        ({"hazard_type": "arson"}, "Not a valid choice"),
+        ({"building": "999999"}, "Choose a building from the list."),
+        ({"floor": "0"}, "Floors start at 1"),
+        ({"floor": "abc"}, "Not a valid integer"),
+        ({"hazard_type": "other", "description": ""}, "Describe the hazard."),
+        ({"plate": "<b>"}, "Use 4 to 12 letters"),
+    ],
+)
+def test_bad_input_gets_a_form_message_and_nothing_is_stored(
+    client, make_site, building, report_data, overrides, message
+):
     site = make_site()
     response = client.post("/report", data=report_data(building(site, 4).id, **overrides))
     assert response.status_code == 400
@@ -74,11 +87,13 @@ def test_bad_input_gets_a_form_message_and_nothing_is_stored(client, make_site, 
     assert db.session.execute(select(func.count(HazardCase.id))).scalar_one() == 0
 
 
-def test_scripts_in_text_fields_are_escaped_everywhere(client, make_site, building, report_data, make_staff,
-                                                       login):
+def test_scripts_in_text_fields_are_escaped_everywhere(
+    client, make_site, building, report_data, make_staff, login
+):
     site = make_site()
-    response = client.post("/report", data=report_data(
-        building(site, 4).id, spot=SCRIPT, description=SCRIPT, contact=SCRIPT))
+    response = client.post(
+        "/report", data=report_data(building(site, 4).id, spot=SCRIPT, description=SCRIPT, contact=SCRIPT)
+    )
     case = _case()
     assert case.description == SCRIPT  # stored as typed
     tracking = client.get(response.headers["Location"]).get_data(as_text=True)
@@ -91,8 +106,9 @@ def test_scripts_in_text_fields_are_escaped_everywhere(client, make_site, buildi
     assert staff_page.count("&lt;script&gt;") >= 3  # spot, description, contact
 
 
-def test_tracking_page_shows_no_personal_data(client, make_site, building, report_data, make_staff, make_resident,
-                                              login, clock):
+def test_tracking_page_shows_no_personal_data(
+    client, make_site, building, report_data, make_staff, make_resident, login, clock
+):
     from chargeshed.accounts.services import add_bike
     from chargeshed.safety import workflow
 
@@ -108,8 +124,15 @@ def test_tracking_page_shows_no_personal_data(client, make_site, building, repor
     workflow.act(case, "notify", staff.id, channel="wechat", note="Sent to 13912345678")
     page = client.get(f"/report/t/{case.tracking_token}").get_data(as_text=True)
     assert "Owner reminded" in page and "Checked on site: hazard confirmed" in page
-    for private in ("13800001111", "ZZA12345", "13912345678", "Zhang San", "Patrol Li", "Cable from 602",
-                    "WeChat"):
+    for private in (
+        "13800001111",
+        "ZZA12345",
+        "13912345678",
+        "Zhang San",
+        "Patrol Li",
+        "Cable from 602",
+        "WeChat",
+    ):
         assert private not in page
 
 
@@ -123,8 +146,9 @@ def test_the_duplicate_hint_names_the_open_case_at_the_same_place(client, make_s
     assert "A case at Building 4 Unit 2 6F is already open" in text
     other_floor = client.get(f"/report/similar?building={b4}&unit=2&floor=9", headers={"HX-Request": "true"})
     assert "already open" not in other_floor.get_data(as_text=True)
-    assert "already open" not in client.get(f"/report/similar?building={building(site, 5).id}",
-                                            headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "already open" not in client.get(
+        f"/report/similar?building={building(site, 5).id}", headers={"HX-Request": "true"}
+    ).get_data(as_text=True)
 
 
 def test_building_link_from_a_notice_preselects_the_building(client, make_site, building):
@@ -137,9 +161,17 @@ def test_building_link_from_a_notice_preselects_the_building(client, make_site, 
 @pytest.fixture
 def limited_app(tmp_path, driver):
     """An app with rate limiting on (the shared fixtures turn it off)."""
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'limits.sqlite3'}",
-                      "SECRET_KEY": "test", "WTF_CSRF_ENABLED": False, "RATELIMIT_ENABLED": True,
-                      "RATELIMIT_STORAGE_URI": "memory://", "SAFETY_UPLOAD_DIR": str(tmp_path / "up")})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'limits.sqlite3'}",
+            "SECRET_KEY": "test",
+            "WTF_CSRF_ENABLED": False,
+            "RATELIMIT_ENABLED": True,
+            "RATELIMIT_STORAGE_URI": "memory://",
+            "SAFETY_UPLOAD_DIR": str(tmp_path / "up"),
+        }
+    )
     app.extensions["clock"] = driver.clock
     with app.app_context():
         db.create_all()
@@ -154,12 +186,16 @@ def test_reports_are_rate_limited_per_ip(limited_app, make_site):
 
     with limited_app.app_context():
         site = make_site()
-        building_id = db.session.execute(select(Building.id).where(Building.site_id == site.id)).scalars().first()
+        building_id = (
+            db.session.execute(select(Building.id).where(Building.site_id == site.id)).scalars().first()
+        )
     client = limited_app.test_client()
     client.set_cookie("lang", "en")
     data = {"hazard_type": "flying_wire", "building": str(building_id), "floor": "3"}
-    codes = [client.post("/report", data=data, environ_base={"REMOTE_ADDR": "10.0.0.7"}).status_code
-             for _ in range(6)]
+    codes = [
+        client.post("/report", data=data, environ_base={"REMOTE_ADDR": "10.0.0.7"}).status_code
+        for _ in range(6)
+    ]
     assert codes == [303] * 5 + [429]
     assert client.post("/report", data=data, environ_base={"REMOTE_ADDR": "10.0.0.8"}).status_code == 303
     assert client.get("/report", environ_base={"REMOTE_ADDR": "10.0.0.7"}).status_code == 200
@@ -170,9 +206,18 @@ def test_reports_are_rate_limited_per_contact_phone(limited_app, make_site):
 
     with limited_app.app_context():
         site = make_site()
-        building_id = db.session.execute(select(Building.id).where(Building.site_id == site.id)).scalars().first()
+        building_id = (
+            db.session.execute(select(Building.id).where(Building.site_id == site.id)).scalars().first()
+        )
     client = limited_app.test_client()
-    data = {"hazard_type": "flying_wire", "building": str(building_id), "floor": "3", "contact": "139 0000 1234"}
-    codes = [client.post("/report", data=data, environ_base={"REMOTE_ADDR": f"10.0.1.{i}"}).status_code
-             for i in range(11)]
+    data = {
+        "hazard_type": "flying_wire",
+        "building": str(building_id),
+        "floor": "3",
+        "contact": "139 0000 1234",
+    }
+    codes = [
+        client.post("/report", data=data, environ_base={"REMOTE_ADDR": f"10.0.1.{i}"}).status_code
+        for i in range(11)
+    ]
     assert codes == [303] * 10 + [429]

@@ -90,7 +90,9 @@ def _post_report(client, building_id, files, **fields):
 
 def test_report_with_gps_photo_stores_and_serves_it_without_metadata(client, make_site, building, upload_dir):
     site = make_site()
-    response = _post_report(client, building(site, 4).id, [(io.BytesIO(samples.jpeg_with_gps()), "IMG_0001.jpg")])
+    response = _post_report(
+        client, building(site, 4).id, [(io.BytesIO(samples.jpeg_with_gps()), "IMG_0001.jpg")]
+    )
     assert response.status_code == 303
     case = db.session.execute(select(HazardCase)).scalar_one()
     photo = case.photos[0]
@@ -110,21 +112,27 @@ def test_photos_are_not_stored_under_static(app, client, make_site, building, up
     site = make_site()
     _post_report(client, building(site, 4).id, [(io.BytesIO(samples.plain_jpeg()), "a.jpg")])
     assert not str(upload_dir).startswith(app.static_folder)
-    assert uploads.photo_path(db.session.execute(select(CasePhoto)).scalar_one().stored_name) \
-        .startswith(str(upload_dir))
+    assert uploads.photo_path(db.session.execute(select(CasePhoto)).scalar_one().stored_name).startswith(
+        str(upload_dir)
+    )
 
 
-@pytest.mark.parametrize("data, name, words", [
-    (samples.gif_html_polyglot(), "cat.gif", "more than a picture"),
-    (samples.jpeg_html_polyglot(), "poly.jpg", "more than a picture"),
-    (samples.SVG, "drawing.svg", "not a photo"),
-    (samples.HTML_AS_JPG, "photo.jpg", "not a photo"),
-])
-def test_fake_images_are_refused_on_the_form_and_nothing_is_stored(client, make_site, building, upload_dir,
-                                                                    data, name, words):
+@pytest.mark.parametrize(
+    "data, name, words",
+    [
+        (samples.gif_html_polyglot(), "cat.gif", "more than a picture"),
+        (samples.jpeg_html_polyglot(), "poly.jpg", "more than a picture"),
+        (samples.SVG, "drawing.svg", "not a photo"),
+        (samples.HTML_AS_JPG, "photo.jpg", "not a photo"),
+    ],
+)
+def test_fake_images_are_refused_on_the_form_and_nothing_is_stored(
+    client, make_site, building, upload_dir, data, name, words
+):
     site = make_site()
-    response = _post_report(client, building(site, 4).id, [(io.BytesIO(data), name)],
-                            description="keep this text")
+    response = _post_report(
+        client, building(site, 4).id, [(io.BytesIO(data), name)], description="keep this text"
+    )
     assert response.status_code == 400
     page = response.get_data(as_text=True)
     assert words in page and name in page

@@ -83,24 +83,49 @@ def test_a_fake_after_photo_is_refused_and_the_case_does_not_move(client, setup)
     assert case.state == "verified"
 
 
-@pytest.mark.parametrize("steps, action, data, status, message", [
-    ([], "close", {}, 409, "not possible while the case is “Reported”"),
-    ([], "notify", {"channel": "wechat"}, 409, "not possible"),
-    ([("verify", {})], "verify", {}, 409, "not possible while the case is “Verified on site”"),
-    ([("verify", {})], "notify", {}, 400, "Choose how the owner was reminded."),
-    ([("verify", {}), ("notify", {"channel": "sms"}), ("notify", {"channel": "sms"})], "move_bike",
-     {"destination": "shed"}, 409, "only after 3 reminders (so far: 2)"),
-    ([("verify", {}), ("notify", {"channel": "sms"})], "set_deadline", {"deadline": "2026-11-01"}, 400,
-     "Choose a deadline in the future."),
-    ([], "no_hazard", {}, 400, "Say what you found on site."),
-    ([("verify", {})], "escalate", {"authority": "army"}, 400, "Choose who the case was passed to."),
-    ([("verify", {}), ("escalate", {"authority": "fire_brigade"})], "close", {}, 400,
-     "Say how the authority resolved it."),
-    ([("no_hazard", {"note": "nothing there"})], "verify", {}, 409, "not possible while the case is “Closed”"),
-    ([], "duplicate", {"duplicate_of": "999"}, 400, "Choose another open case"),
-])
-def test_illegal_or_incomplete_steps_are_refused_with_a_message(client, setup, steps, action, data, status,
-                                                                message):
+@pytest.mark.parametrize(
+    "steps, action, data, status, message",
+    [
+        ([], "close", {}, 409, "not possible while the case is “Reported”"),
+        ([], "notify", {"channel": "wechat"}, 409, "not possible"),
+        ([("verify", {})], "verify", {}, 409, "not possible while the case is “Verified on site”"),
+        ([("verify", {})], "notify", {}, 400, "Choose how the owner was reminded."),
+        (
+            [("verify", {}), ("notify", {"channel": "sms"}), ("notify", {"channel": "sms"})],
+            "move_bike",
+            {"destination": "shed"},
+            409,
+            "only after 3 reminders (so far: 2)",
+        ),
+        (
+            [("verify", {}), ("notify", {"channel": "sms"})],
+            "set_deadline",
+            {"deadline": "2026-11-01"},
+            400,
+            "Choose a deadline in the future.",
+        ),
+        ([], "no_hazard", {}, 400, "Say what you found on site."),
+        ([("verify", {})], "escalate", {"authority": "army"}, 400, "Choose who the case was passed to."),
+        (
+            [("verify", {}), ("escalate", {"authority": "fire_brigade"})],
+            "close",
+            {},
+            400,
+            "Say how the authority resolved it.",
+        ),
+        (
+            [("no_hazard", {"note": "nothing there"})],
+            "verify",
+            {},
+            409,
+            "not possible while the case is “Closed”",
+        ),
+        ([], "duplicate", {"duplicate_of": "999"}, 400, "Choose another open case"),
+    ],
+)
+def test_illegal_or_incomplete_steps_are_refused_with_a_message(
+    client, setup, steps, action, data, status, message
+):
     site, case, patrol = setup
     for earlier, fields in steps:
         assert _step(client, case, earlier, **fields).status_code == 303
@@ -126,11 +151,15 @@ def test_a_step_on_a_stale_view_is_refused_when_someone_else_moved_the_case(app,
     assert stale.state == "reported"  # what this person's page shows
     with db.engine.begin() as other:  # another patrol verifies it meanwhile
         other.execute(update(HazardCase).where(HazardCase.id == case.id).values(state="verified"))
-    with app.test_request_context(headers={"Cookie": "lang=en"}), pytest.raises(workflow.WorkflowError) as err:
+    with (
+        app.test_request_context(headers={"Cookie": "lang=en"}),
+        pytest.raises(workflow.WorkflowError) as err,
+    ):
         workflow.act(stale, "verify", patrol.id)
     assert err.value.code == "changed"
-    assert db.session.execute(select(CaseEvent.action).where(CaseEvent.case_id == case.id)).scalars().all() \
-        == ["report"]
+    assert db.session.execute(
+        select(CaseEvent.action).where(CaseEvent.case_id == case.id)
+    ).scalars().all() == ["report"]
 
 
 def test_escalation_is_logged_and_closing_records_what_the_authority_did(client, setup):
@@ -141,9 +170,16 @@ def test_escalation_is_logged_and_closing_records_what_the_authority_did(client,
     _step(client, case, "notify", channel="notice")
     assert _step(client, case, "close", note="Fire brigade inspected; wire removed").status_code == 303
     db.session.refresh(case)
-    assert (case.state, case.outcome, case.escalated_to, case.reminder_count) == \
-        ("closed", "escalated", "fire_brigade", 1)
-    assert [e.target for e in case.events if e.action == "escalate"] == ["residents_committee", "fire_brigade"]
+    assert (case.state, case.outcome, case.escalated_to, case.reminder_count) == (
+        "closed",
+        "escalated",
+        "fire_brigade",
+        1,
+    )
+    assert [e.target for e in case.events if e.action == "escalate"] == [
+        "residents_committee",
+        "fire_brigade",
+    ]
 
 
 def test_duplicate_points_at_the_earlier_open_case(client, setup, building):
@@ -170,8 +206,9 @@ def test_bike_link_shows_repeat_offender_and_first_charge_nudge(client, setup, b
     owner = make_resident()
     owner.building, owner.unit = 4, 2
     add_bike(owner, "ZZB77777")
-    earlier = workflow.file_report(workflow.NewReport("bike_indoors", building(site, 4).id, floor=1, spot="lobby",
-                                                      plate="ZZB77777"))
+    earlier = workflow.file_report(
+        workflow.NewReport("bike_indoors", building(site, 4).id, floor=1, spot="lobby", plate="ZZB77777")
+    )
     page = client.get(f"/safety/cases/{earlier.id}").get_data(as_text=True)
     assert "The reported plate ZZB77777 is registered." in page
     assert client.post(f"/safety/cases/{earlier.id}/bike", data={"plate": "zzb 77777"}).status_code == 303
@@ -182,7 +219,9 @@ def test_bike_link_shows_repeat_offender_and_first_charge_nudge(client, setup, b
     listing = client.get("/safety/cases").get_data(as_text=True)
     assert listing.count("Repeat: 2 cases") == 2
     unknown = client.post(f"/safety/cases/{case.id}/bike", data={"plate": "NOPE1234"})
-    assert unknown.status_code == 400 and "No registered bike has the plate NOPE1234" in unknown.get_data(as_text=True)
+    assert unknown.status_code == 400 and "No registered bike has the plate NOPE1234" in unknown.get_data(
+        as_text=True
+    )
 
 
 def test_reminder_with_first_charge_offer_is_logged(client, setup):
