@@ -1,1 +1,2 @@
-"""Wallet top-ups: provider interface, Stripe and demo providers, fulfilment."""
+"""Payments: providers (Stripe, demo), top-up fulfilment, webhook events, fees, cash-outs and
+goodwill refunds, reconciliation with the provider."""

@@ -70,6 +70,7 @@ def reconcile(provider, *, since: int, now: datetime | None = None, start_ttl_se
                 select(TopUpRefund.id).where(TopUpRefund.provider_ref == refund.ref)).first() is None:
             report.mismatches.append(f"refund {refund.ref} of {refund.amount_fen} on {refund.payment_ref} "
                                      "was not made here (dashboard?); the ledger does not know it")
+    report.mismatches += refunds.pending_refunds_problems()
     return report
 
 

@@ -276,6 +276,18 @@ def _update_cashout(cashout_id: int, now: datetime) -> None:
     cashout.settled_at = cashout.settled_at or settled_at
 
 
+def pending_refunds_problems() -> list[str]:
+    """refunds:pending must hold exactly the refunds still on their way (like holds for live charges)."""
+    on_the_way = db.session.execute(
+        select(func.coalesce(func.sum(TopUpRefund.amount_fen), 0)).where(TopUpRefund.status == REFUND_PENDING)
+    ).scalar_one()
+    held = db.session.execute(select(LedgerAccount.balance_fen)
+                              .where(LedgerAccount.code == books.PENDING_REFUNDS_CODE)).scalar() or 0
+    if held != on_the_way:
+        return [f"{books.PENDING_REFUNDS_CODE} has {held} fen but pending refunds add up to {on_the_way} fen"]
+    return []
+
+
 def pending_refunds() -> list[TopUpRefund]:
     """Refunds still waiting for the provider, oldest first."""
     return list(db.session.execute(

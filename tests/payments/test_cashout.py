@@ -220,3 +220,16 @@ def test_someone_elses_cash_out_is_not_found(app, client, login, make_resident):
     cashout = refunds.request_cashout(owner.id, 100, DemoProvider())
     login(make_resident())
     assert client.get(f"/wallet/cashout/{cashout.id}").status_code == 404
+
+
+def test_pending_refunds_account_matches_the_refunds_on_their_way(two_topups, stripe_provider, fake_stripe,
+                                                                   deliver):
+    user, _, _ = two_topups
+    assert refunds.pending_refunds_problems() == []
+    refunds.request_cashout(user.id, 1200, stripe_provider)
+    assert refunds.pending_refunds_problems() == [] and balance_of("refunds:pending") == 1200
+    # A refund marked done without its booking would leave money stranded: it is reported.
+    db.session.execute(TopUpRefund.__table__.update().values(status="succeeded"))
+    db.session.commit()
+    assert refunds.pending_refunds_problems() == [
+        "refunds:pending has 1200 fen but pending refunds add up to 0 fen"]
