@@ -130,7 +130,10 @@ def _grid_context(site: Site) -> dict:
     now = clock_now()
     shed_ids = visible_shed_ids(current_user, site.id)
     blocks = occupancy.occupancy(shed_ids, now)
+    # Translated once and formatted per cell: the grid may have thousands of ports.
+    hours_minutes = _("%(h)s h %(m)s min")  # no variables given: returned unformatted
     return dict(site=site, blocks=blocks, totals=occupancy.totals(blocks), now=now, poll_seconds=POLL_SECONDS,
+                hours_minutes=hours_minutes,
                 open_alerts=port_alerts.unacknowledged_open_count(visible_port_ids(current_user, site.id)))
 
 
