@@ -70,8 +70,8 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from chargeshed.web import auth, errors, health, manage, operator, resident, safety, stripe_webhook
+    from chargeshed.web import auth, errors, health, manage, operator, refunds, resident, safety, stripe_webhook
 
-    for module in (health, auth, resident, stripe_webhook, manage, operator, safety):
+    for module in (health, auth, resident, stripe_webhook, manage, operator, refunds, safety):
         app.register_blueprint(module.bp)
     errors.init_app(app)

@@ -3,14 +3,15 @@
 from chargeshed.accounts.models import Bike, User
 from chargeshed.charging.models import ChargeSession, SessionEvent, Tariff
 from chargeshed.money.models import LedgerAccount, LedgerEntry, LedgerTxn
-from chargeshed.payments.models import TopUp, WebhookEvent
-from chargeshed.ports.models import PortCommand, PortEvent
-from chargeshed.safety import models as safety_models  # noqa: F401
-from chargeshed.settlement import models as settlement_models  # noqa: F401
+from chargeshed.payments.models import CashOut, SessionRefund, TopUp, TopUpRefund, WebhookEvent
+from chargeshed.ports.models import Alert, PortCommand, PortEvent
+from chargeshed.safety.models import CaseEvent, CasePhoto, HazardCase, Incident, IncidentOccurrence, SyncMark
+from chargeshed.settlement.models import Agreement, AgreementParty, Statement
 from chargeshed.sites.models import Building, Operator, Port, Shed, Site
 
 __all__ = [
-    "Bike", "Building", "ChargeSession", "LedgerAccount", "LedgerEntry", "LedgerTxn", "Operator",
-    "Port", "PortCommand", "PortEvent", "SessionEvent", "Shed", "Site", "Tariff", "TopUp", "User",
-    "WebhookEvent",
+    "Agreement", "AgreementParty", "Alert", "Bike", "Building", "CaseEvent", "CashOut", "CasePhoto",
+    "ChargeSession", "HazardCase", "Incident", "IncidentOccurrence", "LedgerAccount", "LedgerEntry", "LedgerTxn",
+    "Operator", "Port", "PortCommand", "PortEvent", "SessionEvent", "SessionRefund", "Shed", "Site", "Statement",
+    "SyncMark", "Tariff", "TopUp", "TopUpRefund", "User", "WebhookEvent",
 ]
