@@ -94,6 +94,11 @@ def yuan_text(amount_fen: int) -> str:
     return format_fen(amount_fen, symbol="").replace(",", "")
 
 
+def is_number(value) -> bool:
+    """True for cells shown right-aligned: counts, amounts, energy, shares."""
+    return isinstance(value, (Fen, Wh, Bp, int)) and not isinstance(value, bool)
+
+
 def cell_text(value) -> str:
     """A cell for people: ¥1,234.50, 12.345 kWh, 45.50 %."""
     if isinstance(value, Fen):
@@ -189,15 +194,7 @@ def build(figures: dict, status: str, number: str | None, issued_at: datetime | 
                    Fen(p["electricity_fen"]), Fen(-p["fees_fen"]), Fen(p["payout_fen"])]
                   for p in segment["parties"]],
             total=True,
-            note=_("Sessions %(sessions)s, energy %(kwh)s kWh, gross %(gross)s, refunds and corrections "
-                   "%(adjustments)s, net %(net)s; electricity %(electricity)s; payment fees %(fees)s "
-                   "(%(treatment)s); split %(split)s.",
-                   sessions=segment["sessions"], kwh=kwh_text(segment["energy_wh"]),
-                   gross=format_fen(segment["gross_fen"]), adjustments=format_fen(segment["adjustments_fen"]),
-                   net=format_fen(segment["net_fen"]),
-                   electricity=f"{format_fen(segment['electricity_fen'])} ({electricity_terms(segment)})",
-                   fees=format_fen(segment["fees_fen"]),
-                   treatment=fee_treatment(segment), split=format_fen(segment["distributable_fen"])),
+            note=_segment_note(segment),
         ))
     tables += [
         Table("by_shed", _("By shed"),
@@ -235,6 +232,19 @@ def build(figures: dict, status: str, number: str | None, issued_at: datetime | 
     title = _("Settlement statement") if status == "issued" else _("Settlement statement (draft)")
     return Document(title=title, status=status, number=number, meta=meta, tables=tables, rules=rules(),
                     is_final=status == "issued")
+
+
+def _segment_note(segment: dict) -> str:
+    """One agreement's figures in a sentence, under its table."""
+    return _("Sheds: %(sheds)s. Sessions %(sessions)s, energy %(kwh)s kWh, gross %(gross)s, refunds and "
+             "corrections %(adjustments)s, net %(net)s; electricity %(electricity)s; payment fees %(fees)s "
+             "(%(treatment)s); split %(split)s.",
+             sheds=", ".join(segment["sheds"]) or "–", sessions=segment["sessions"],
+             kwh=kwh_text(segment["energy_wh"]), gross=format_fen(segment["gross_fen"]),
+             adjustments=format_fen(segment["adjustments_fen"]), net=format_fen(segment["net_fen"]),
+             electricity=f"{format_fen(segment['electricity_fen'])} ({electricity_terms(segment)})",
+             fees=format_fen(segment["fees_fen"]), treatment=fee_treatment(segment),
+             split=format_fen(segment["distributable_fen"]))
 
 
 def _local_text(iso: str) -> str:

@@ -6,10 +6,22 @@ import csv
 import io
 from decimal import Decimal
 
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from chargeshed.settlement.agreements import format_bp
-from chargeshed.settlement.document import Bp, Document, Fen, Table, Wh, build, cell_text, kwh_text, yuan_text
+from chargeshed.settlement.document import (
+    Bp,
+    Document,
+    Fen,
+    Table,
+    Wh,
+    build,
+    cell_text,
+    is_number,
+    kwh_text,
+    yuan_text,
+)
 from chargeshed.settlement.statements import StatementView
 
 FORMATS = ("csv", "xlsx", "pdf")
@@ -203,6 +215,7 @@ def _pdf_font() -> str:
 def to_pdf(document: Document) -> bytes:
     """A printable A4 statement: header, summary, parties, agreements, breakdowns, rules."""
     from reportlab.lib import colors
+    from reportlab.lib.enums import TA_RIGHT
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm
@@ -210,9 +223,12 @@ def to_pdf(document: Document) -> bytes:
     from reportlab.platypus import Table as PdfTable
 
     font = _pdf_font()
-    base = ParagraphStyle("base", fontName=font, fontSize=8.5, leading=11.5, wordWrap="CJK")
+    # Chinese wraps between any two characters; other languages between words.
+    wrap = "CJK" if str(get_locale() or "").startswith("zh") else None
+    base = ParagraphStyle("base", fontName=font, fontSize=8.5, leading=11.5, wordWrap=wrap)
     small = ParagraphStyle("small", parent=base, fontSize=7.5, leading=10,
                            textColor=colors.HexColor("#444444"))
+    small_right = ParagraphStyle("small_right", parent=small, alignment=TA_RIGHT)
     title_style = ParagraphStyle("title", parent=base, fontSize=16, leading=20, spaceAfter=4)
     heading = ParagraphStyle("heading", parent=base, fontSize=10.5, leading=14, spaceBefore=8, spaceAfter=3)
     width = A4[0] - 30 * mm
@@ -227,12 +243,11 @@ def to_pdf(document: Document) -> bytes:
                               ("TOPPADDING", (0, 0), (-1, -1), 1)]))
     story += [meta, Spacer(0, 4 * mm)]
     for table in document.tables:
-        rows = [[para(h, small) for h in table.header]]
+        numeric = [i for i in range(len(table.header)) if table.rows and is_number(table.rows[0][i])]
+        rows = [[para(h, small_right if i in numeric else small) for i, h in enumerate(table.header)]]
         rows += [[_pdf_cell(v, base) for v in row] for row in table.rows]
         if table.total and table.rows:
             rows.append([_pdf_cell(v, base) for v in table.total_row()])
-        numeric = [i for i in range(len(table.header)) if table.rows and isinstance(
-            table.rows[0][i], (Fen, Wh, Bp, int)) and not isinstance(table.rows[0][i], bool)]
         pdf_table = PdfTable(rows, colWidths=_column_widths(table, width), repeatRows=1)
         style = [
             ("FONTNAME", (0, 0), (-1, -1), font),
@@ -255,7 +270,7 @@ def to_pdf(document: Document) -> bytes:
     story.append(para(_("How the figures are made"), heading))
     story += [para(f"{n}. {rule}", small) for n, rule in enumerate(document.rules, start=1)]
 
-    footer_left = f"{document.title} · {document.number or document.meta[1][1]}"
+    footer_left = f"{document.title} – {document.number or document.meta[1][1]}"
 
     def decorate(canvas, doc):
         canvas.saveState()
@@ -284,7 +299,7 @@ def _escape(text) -> str:
 def _pdf_cell(value, style):
     from reportlab.platypus import Paragraph
 
-    if isinstance(value, (Fen, Wh, Bp, int)) and not isinstance(value, bool):
+    if is_number(value):
         return cell_text(value)
     return Paragraph(_escape(cell_text(value)), style)
 
@@ -294,7 +309,7 @@ def _column_widths(table: Table, width: float) -> list[float]:
     count = len(table.header)
     if not table.rows:
         return [width / count] * count
-    numeric = [isinstance(v, (Fen, Wh, Bp, int)) and not isinstance(v, bool) for v in table.rows[0]]
+    numeric = [is_number(v) for v in table.rows[0]]
     number_width = min(28 * 2.8346, width / count)
     text_columns = count - sum(numeric)
     text_width = (width - number_width * sum(numeric)) / max(1, text_columns)

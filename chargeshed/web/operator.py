@@ -21,7 +21,7 @@ from chargeshed.settlement.access import (
     operator_sites,
 )
 from chargeshed.settlement.agreements import format_bp, price_per_kwh_text
-from chargeshed.settlement.document import Bp, Fen, Wh, build, cell_text, kwh_text, role_label
+from chargeshed.settlement.document import build, cell_text, is_number, kwh_text, role_label
 from chargeshed.settlement.exports import FORMATS, MIME_TYPES, statement_file
 from chargeshed.settlement.models import DRAFT, ISSUED, REVIEWED
 from chargeshed.settlement.periods import Period, SettlementRefused, parse_key, parse_period
@@ -36,13 +36,9 @@ bp = Blueprint("operator", __name__, url_prefix="/operator")
 @bp.context_processor
 def _helpers() -> dict:
     """Formatting helpers for this area's templates."""
-    return dict(cell_text=cell_text, is_number=_is_number, role_label=role_label, format_bp=format_bp,
+    return dict(cell_text=cell_text, is_number=is_number, role_label=role_label, format_bp=format_bp,
                 kwh_text=kwh_text, price_text=price_per_kwh_text,
                 DRAFT=DRAFT, REVIEWED=REVIEWED, ISSUED=ISSUED)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (Fen, Wh, Bp, int)) and not isinstance(value, bool)
 
 RECENT_MONTHS = 12
 

@@ -43,7 +43,7 @@ def test_writes_a_draft_then_the_issued_statement(app, runner, tmp_path, make_si
     xlsx = tmp_path / "october.xlsx"
     assert runner.invoke(args=["statement", "1", str(site.id), "2026-10", "--format", "xlsx",
                                "-o", str(xlsx)]).exit_code == 0
-    assert load_workbook(xlsx)["Statement"]["B2"].value == "ST-1-1-0001"
+    assert load_workbook(xlsx).worksheets[0]["B2"].value == "ST-1-1-0001"
 
 
 def test_refuses_open_months_bad_months_and_strangers(app, runner, tmp_path, make_site, at):
