@@ -21,7 +21,7 @@ from chargeshed.settlement.models import (
     AgreementParty,
     Statement,
 )
-from chargeshed.settlement.periods import SettlementRefused
+from chargeshed.settlement.periods import FIRST_YEAR, LAST_YEAR, SettlementRefused
 from chargeshed.sites.models import Shed
 
 MAX_PARTIES = 8
@@ -155,6 +155,9 @@ def create_agreement(*, operator_id: int, site_id: int, shed_id: int | None, val
                      parties: list[PartyInput], note: str = "",
                      created_by_id: int | None = None) -> Agreement:
     """Store a new agreement, or raise SettlementRefused saying why not (nothing is stored then)."""
+    if any(not FIRST_YEAR <= day.year <= LAST_YEAR for day in (valid_from, valid_to) if day is not None):
+        raise SettlementRefused(_l("Choose days between the years %(first)d and %(last)d.",
+                                   first=FIRST_YEAR, last=LAST_YEAR))
     if valid_to is not None and valid_to < valid_from:
         raise SettlementRefused(_l("The agreement ends before it starts."))
     if not 0 <= electricity_fen_per_kwh <= MAX_ELECTRICITY_FEN_PER_KWH:

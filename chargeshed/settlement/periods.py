@@ -13,6 +13,8 @@ from flask_babel import lazy_gettext as _l
 from chargeshed.timeutil import LOCAL_TZ, to_local
 
 MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+# Statements cover this century: outside it a date is a typing mistake.
+FIRST_YEAR, LAST_YEAR = 2000, 2099
 
 
 class SettlementRefused(Exception):
@@ -38,9 +40,9 @@ class Period:
     def month(cls, text: str) -> Period:
         """The calendar month written as YYYY-MM."""
         found = MONTH_RE.match((text or "").strip())
-        if not found or not 1 <= int(found.group(2)) <= 12 or int(found.group(1)) < 2000:
+        year, month = (int(found.group(1)), int(found.group(2))) if found else (0, 0)
+        if not (1 <= month <= 12 and FIRST_YEAR <= year <= LAST_YEAR):
             raise SettlementRefused(_l("Write the month as YYYY-MM, for example 2026-10."))
-        year, month = int(found.group(1)), int(found.group(2))
         return cls(date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1]))
 
     @property
@@ -108,6 +110,9 @@ def parse_period(month: str | None = None, start: str | None = None, end: str | 
         first, last = date.fromisoformat(start or ""), date.fromisoformat(end or "")
     except ValueError:
         raise SettlementRefused(_l("Choose a month, or a first and a last day (YYYY-MM-DD).")) from None
+    if not (FIRST_YEAR <= first.year <= LAST_YEAR and FIRST_YEAR <= last.year <= LAST_YEAR):
+        raise SettlementRefused(_l("Choose days between the years %(first)d and %(last)d.",
+                                   first=FIRST_YEAR, last=LAST_YEAR))
     if (last - first).days > 366:
         raise SettlementRefused(_l("A statement covers at most one year."))
     return Period(first, last)

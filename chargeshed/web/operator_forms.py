@@ -20,13 +20,15 @@ PARTY_ROWS = 4
 def hundredths(text: str | None) -> int | None:
     """A decimal with at most two places as an integer number of hundredths ('45.5' -> 4550); None if not."""
     text = (text or "").strip().replace(",", ".").replace("%", "").replace("¥", "").strip()
+    if not text or len(text) > 20:
+        return None
     try:
-        value = Decimal(text)
+        scaled = Decimal(text) * 100
+        if not scaled.is_finite() or scaled != scaled.to_integral_value() or abs(scaled) > 10**12:
+            return None
     except InvalidOperation:
         return None
-    if not value.is_finite() or value != value.quantize(Decimal("0.01")):
-        return None
-    return int(value * 100)
+    return int(scaled)
 
 
 class PartyRow(Form):

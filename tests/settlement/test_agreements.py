@@ -94,3 +94,9 @@ def test_the_stored_agreement_keeps_what_was_entered(app, make_site, agree):
         (p.name, p.role, p.share_bp) for p in THREE_PARTIES]
     assert stored.electricity_payer.name == THREE_PARTIES[0].name
     assert stored.electricity_fen_per_kwh == 62 and stored.fee_bearer is None
+
+
+def test_dates_outside_this_century_are_typing_mistakes(app, make_site, agree):
+    site = make_site()
+    assert "between the years 2000 and 2099" in _refused(agree, site, valid_from=date(9999, 12, 31))
+    assert "between the years 2000 and 2099" in _refused(agree, site, valid_to=date(1, 1, 1))

@@ -164,3 +164,20 @@ def test_downloads_carry_the_page_figures(app, english_client, login, make_staff
     assert english_client.get(base + ".pdf").get_data()[:5] == b"%PDF-"
     xlsx = english_client.get(base + ".xlsx")
     assert xlsx.headers["Content-Type"].startswith("application/vnd.openxmlformats")
+
+
+def test_nonsense_in_the_agreement_form_is_a_message_not_an_error(app, english_client, login, make_staff,
+                                                                  make_site):
+    site = make_site()
+    login(make_staff("admin"))
+    url = f"/operator/1/{site.id}/agreements/new"
+    for bad in ({"electricity_price": "1e400"}, {"parties-0-share": "NaN"}, {"parties-0-share": "-5"},
+                {"scope": "99"}, {"valid_from": "0001-01-01"}, {"parties-0-role": "landlord"},
+                {"parties-0-name": "x" * 500}):
+        data = {"scope": "0", "valid_from": "2026-10-01", "electricity_price": "0", "fee_mode": "shared",
+                "parties-0-name": "运营方", "parties-0-role": "operator", "parties-0-share": "100"} | bad
+        response = english_client.post(url, data=data)
+        assert response.status_code == 422, bad
+        assert 'class="error"' in response.get_data(as_text=True) or "flash-error" in response.get_data(
+            as_text=True), bad
+    assert db.session.query(Agreement).count() == 0
