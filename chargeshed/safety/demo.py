@@ -22,8 +22,12 @@ from chargeshed.timeutil import to_local
 
 PATROL_LOGIN = "patrol"
 SPOTS = ["楼梯间", "电梯厅", "一楼大堂", "消防通道", "窗外飞线", "地下室入口"]
-DESCRIPTIONS = ["从6楼窗户拉下来的插线板，连着一辆电动车", "电动车停在楼梯口充电", "电瓶拿回家里充电",
-                "楼道堆放杂物，挡住安全出口", "电梯厅里停了两辆电动车"]
+DESCRIPTIONS = {
+    "flying_wire": "从6楼窗户拉下来的插线板，连着一辆电动车",
+    "bike_indoors": "电梯厅里停了两辆电动车",
+    "battery_indoors": "电瓶拿回家里充电",
+    "blocked_exit": "楼道堆放杂物，挡住安全出口",
+}
 
 
 def _photo(rnd: random.Random) -> uploads.CleanPhoto:
@@ -75,14 +79,15 @@ def load_safety_demo(password: str, weeks: int = 12, seed: int = 37) -> dict:
             if at >= now:
                 continue
             building = buildings[rnd.choice([4, 4, 10, 10, 2, 7, 5, 12])]
+            hazard = rnd.choice(HAZARD_TYPES[:4])
             case = workflow.file_report(
                 workflow.NewReport(
-                    hazard_type=rnd.choice(HAZARD_TYPES[:4]),
+                    hazard_type=hazard,
                     building_id=building.id,
                     unit=rnd.randint(1, 2),
                     floor=rnd.randint(1, 18),
                     spot=rnd.choice(SPOTS),
-                    description=rnd.choice(DESCRIPTIONS),
+                    description=DESCRIPTIONS[hazard],
                     contact=rnd.choice(["", "", "13900001234"]),
                 ),
                 [_photo(rnd)] if rnd.random() < 0.7 else [],
@@ -90,15 +95,15 @@ def load_safety_demo(password: str, weeks: int = 12, seed: int = 37) -> dict:
             )
             _advance(case, patrol, bikes, rnd, at, now)
             created += 1
-    for hours, number in ((5, 10), (30, 4)):  # fresh reports nobody has checked yet
+    for hours, number, hazard in ((5, 10, HAZARD_TYPES[1]), (30, 4, HAZARD_TYPES[0])):  # not checked yet
         workflow.file_report(
             workflow.NewReport(
-                hazard_type=HAZARD_TYPES[0] if number == 4 else HAZARD_TYPES[1],
+                hazard_type=hazard,
                 building_id=buildings[number].id,
                 unit=2,
                 floor=6,
                 spot=SPOTS[0],
-                description=DESCRIPTIONS[0],
+                description=DESCRIPTIONS[hazard],
             ),
             [_photo(rnd)],
             now=now - timedelta(hours=hours),

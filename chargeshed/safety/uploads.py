@@ -20,7 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_PHOTOS = 3
 MAX_PHOTO_BYTES = 8 * 1024 * 1024
 MAX_PIXELS = 48_000_000
-MAX_SIDE = 2048
+MAX_SIDE = 2000
 THUMB_SIDE = 320
 JPEG_QUALITY = 85
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP"}
@@ -81,6 +81,9 @@ def clean_photo(raw: bytes, max_bytes: int = MAX_PHOTO_BYTES) -> CleanPhoto:
             width, height = image.size
             if width * height > MAX_PIXELS or width < 1 or height < 1:
                 raise PhotoRejected(_("The picture is too large in pixels. Please choose a smaller photo."))
+            if image.format == "JPEG":  # decode at 1/2, 1/4 ... scale when the photo is that much larger
+                ratio = min(1.0, MAX_SIDE / max(width, height))
+                image.draft("RGB", (max(1, int(width * ratio)), max(1, int(height * ratio))))
             image.load()
             upright = ImageOps.exif_transpose(image)
             picture = _flatten(upright)

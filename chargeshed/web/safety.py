@@ -136,6 +136,12 @@ def _clean_uploads(field, max_photos: int = uploads.MAX_PHOTOS) -> list[uploads.
     return photos
 
 
+def _ask_for_photos_again(field) -> None:
+    """A form sent back with errors loses its chosen files: say so when some were chosen."""
+    if any(f.filename for f in request.files.getlist(field.name)) and not field.errors:
+        field.errors = [_("Please choose the photos again.")]
+
+
 def _new_report(form: ReportForm) -> workflow.NewReport:
     return workflow.NewReport(
         hazard_type=form.hazard_type.data,
@@ -170,6 +176,8 @@ def report(building_id: int | None = None):
                 _("Thank you. Your report was received. Keep this page's address to follow the case."), "ok"
             )
             return redirect(url_for(".track", token=case.tracking_token), code=303)
+    elif request.method == "POST":
+        _ask_for_photos_again(form.photos)
     status = 400 if request.method == "POST" else 200
     similar = workflow.similar_open_cases(
         form.building.data if isinstance(form.building.data, int) else None, form.unit.data, form.floor.data
@@ -353,6 +361,8 @@ def new_case():
             )
             flash(_("Case #%(id)s opened.", id=case.id), "ok")
             return redirect(url_for(".case", case_id=case.id), code=303)
+    elif request.method == "POST":
+        _ask_for_photos_again(form.photos)
     return render_template(
         "safety/new_case.html", form=form, similar=[], max_mb=uploads.MAX_PHOTO_BYTES // (1024 * 1024)
     ), 400 if request.method == "POST" else 200

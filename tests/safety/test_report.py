@@ -221,3 +221,15 @@ def test_reports_are_rate_limited_per_contact_phone(limited_app, make_site):
         for i in range(11)
     ]
     assert codes == [303] * 10 + [429]
+
+
+def test_a_form_sent_back_with_errors_asks_for_the_photos_again(client, make_site, building, report_data):
+    site = make_site()
+    data = report_data(building(site, 4).id, building="")
+    data["photos"] = [(io.BytesIO(samples.plain_jpeg()), "wire.jpg")]
+    response = client.post("/report", data=data, content_type="multipart/form-data")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and "Choose the building." in page
+    assert "Please choose the photos again." in page
+    assert "Please choose the photos again." not in client.post(
+        "/report", data=report_data(building(site, 4).id, building="")).get_data(as_text=True)
