@@ -15,12 +15,17 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from flask import Flask, g, has_request_context, request
+from flask import Flask, abort, g, has_request_context, request
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 log = logging.getLogger("chargeshed.request")
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Endpoints that take a JSON body; every other endpoint takes forms, and JSON to them is a 415.
+JSON_ENDPOINTS = frozenset({"stripe_webhook.webhook"})
+# Database ids are 32-bit on every engine we run on: a larger <int:...> in a URL is simply not found.
+MAX_URL_INT = 2**31 - 1
 # LogRecord attributes that are not "extra" fields.
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime",
                                                                                "taskName"}
@@ -72,6 +77,28 @@ def install_request_id_factory() -> None:
     logging.setLogRecordFactory(factory)
 
 
+class BoundedIntConverter(IntegerConverter):
+    """<int:...> that only matches values a database id column can hold (else the route 404s)."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_URL_INT)
+        super().__init__(map, *args, **kwargs)
+
+
+def reject_malformed_input() -> None:
+    """Refuse input no form or page can use: NUL characters (PostgreSQL cannot store them), JSON to forms."""
+    if "\x00" in request.path or any("\x00" in value for value in request.args.values()):
+        abort(400)
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    if request.is_json:
+        if request.endpoint not in JSON_ENDPOINTS:
+            abort(415)
+        return
+    if any("\x00" in value for value in request.form.values()):
+        abort(400)
+
+
 class _StderrHandler(logging.StreamHandler):
     """Writes to the current sys.stderr (which test runners and servers may swap)."""
 
@@ -110,8 +137,12 @@ def configure_logging(app: Flask) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Add headers to every response and log each request with an id."""
+    """Add headers to every response, refuse malformed input, log each request with an id.
+
+    Runs before the blueprints are registered, so their <int:...> routes get the bounded converter.
+    """
     configure_logging(app)
+    app.url_map.converters["int"] = BoundedIntConverter
     proxies = int(app.config.get("PROXY_FIX") or 0)
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies)
@@ -124,6 +155,7 @@ def init_app(app: Flask) -> None:
         offered = request.headers.get("X-Request-Id", "")
         g.request_id = offered if REQUEST_ID_RE.match(offered) else secrets.token_hex(8)
         g.request_started = time.perf_counter()
+        reject_malformed_input()
 
     @app.after_request
     def secure_headers(response):

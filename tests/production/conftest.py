@@ -11,8 +11,10 @@ from sqlalchemy.engine import make_url
 
 from chargeshed import create_app
 from chargeshed.extensions import db
-from tests.conftest import PG_URL, _pg_ready, pg_wanted, skip_or_fail
+from tests.conftest import BACKENDS, PG_URL, _pg_ready, pg_wanted, skip_or_fail
 from tests.production.live import FAST_HASH_METHOD
+
+BACKENDS_HERE = [pytest.param(b, marks=pytest.mark.pg) if b == "pg" else b for b in BACKENDS]
 
 
 def _admin_engine():
@@ -46,11 +48,27 @@ def backend_url(request, tmp_path):
     return request.getfixturevalue("pg_url")
 
 
+@pytest.fixture(params=BACKENDS_HERE)
+def db_url(request, tmp_path):
+    """Overrides tests/conftest.py's: on PostgreSQL each test here gets a database of its own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    return request.getfixturevalue("pg_url")
+
+
 @contextlib.contextmanager
 def seeding(url: str, **config):
     """An app context on `url` with the schema created, for putting test data in place."""
-    app = create_app({"TESTING": True, "DATABASE_URL": url, "SECRET_KEY": "production-test-secret",
-                      "PAYMENTS": "demo", "RATELIMIT_ENABLED": False, **config})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": url,
+            "SECRET_KEY": "production-test-secret",
+            "PAYMENTS": "demo",
+            "RATELIMIT_ENABLED": False,
+            **config,
+        }
+    )
     with app.app_context():
         db.create_all()
         try:
@@ -92,8 +110,11 @@ def seed_resident(login: str, balance_fen: int = 0, password: str = "secret-pass
     from chargeshed.payments import fulfilment
     from chargeshed.payments.providers import Payment
 
-    user = User(login=login, role=ROLE_RESIDENT,
-                password_hash=generate_password_hash(password, method=FAST_HASH_METHOD))
+    user = User(
+        login=login,
+        role=ROLE_RESIDENT,
+        password_hash=generate_password_hash(password, method=FAST_HASH_METHOD),
+    )
     db.session.add(user)
     db.session.commit()
     if balance_fen:
@@ -102,4 +123,3 @@ def seed_resident(login: str, balance_fen: int = 0, password: str = "secret-pass
         db.session.commit()
         assert fulfilment.fulfil(topup.id, Payment(topup.checkout_ref, None, balance_fen, "cny")).credited
     return user
-

@@ -1,0 +1,78 @@
+"""Hot paths stay lean: statements counted with SQLAlchemy events."""
+
+from __future__ import annotations
+
+import contextlib
+
+from flask import g
+from sqlalchemy import event
+
+from chargeshed.charging import sessions as svc
+from chargeshed.charging.supervisor import tick
+from chargeshed.extensions import db
+from chargeshed.ports.sim import LITHIUM
+from chargeshed.sites.models import Port
+
+# The pay page: port with shed, tariff and site (1), the port's live session (1, +1 until the page
+# passes it to refusal_for_port); signed in: the user (1) and the wallet (1).
+PAY_PAGE_ANONYMOUS = 3
+PAY_PAGE_SIGNED_IN = 5
+
+
+@contextlib.contextmanager
+def counted():
+    """Collect the SQL statements run inside the block."""
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_the_pay_page_runs_a_handful_of_queries(app, client, make_site, make_resident, login):
+    make_site()
+    client.get("/p/T11001")  # warm-up: first-use lookups (ledger accounts and the like) are not the budget
+    with counted() as anonymous:
+        assert client.get("/p/T11001").status_code == 200
+    assert len(anonymous) <= PAY_PAGE_ANONYMOUS, anonymous
+
+    login(make_resident(balance_fen=1000))
+    g.pop("_login_user", None)
+    with counted() as signed_in:
+        page = client.get("/p/T11001")
+    assert page.status_code == 200 and 'data-testid="start"' in page.get_data(as_text=True)
+    assert len(signed_in) <= PAY_PAGE_SIGNED_IN, signed_in
+
+
+def _steady_tick_statements(make_site, make_resident, driver, clock, ports: int) -> int:
+    make_site(sheds=(ports,))
+    codes = [code for (code,) in db.session.execute(db.select(Port.code).order_by(Port.id))]
+    user = make_resident(balance_fen=ports * 300)
+    for code in codes:
+        driver.plug(code, LITHIUM)
+        svc.start_session(user.id, db.session.execute(db.select(Port).where(Port.code == code)).scalar_one())
+    tick(driver, clock.now)  # starts go out, sessions confirmed
+    clock.advance(minutes=1)
+    tick(driver, clock.now)
+    clock.advance(minutes=1)
+    with counted() as statements:
+        report = tick(driver, clock.now)
+    assert report.ports_read == ports and not report.ended
+    return len(statements)
+
+
+def test_a_supervisor_tick_issues_the_same_statements_for_4_or_40_ports(app, make_site, make_resident, driver,
+                                                                        clock):
+    few = _steady_tick_statements(make_site, make_resident, driver, clock, 4)
+    db.session.remove()
+    for table in reversed(db.metadata.sorted_tables):
+        db.session.execute(table.delete())
+    db.session.commit()
+    many = _steady_tick_statements(make_site, make_resident, driver, clock, 40)
+    assert few == many <= 8
