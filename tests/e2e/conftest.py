@@ -71,9 +71,12 @@ def tick(app, driver, clock):
     return do
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium; skipped locally (failed on CI) when it cannot start."""
+    """Headless Chromium for this module (Playwright's sync API allows one at a time per thread).
+
+    Skipped locally (failed on CI) when it cannot start.
+    """
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as error:
