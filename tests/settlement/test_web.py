@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date
 
 import pytest
 
 from chargeshed.extensions import db
+from chargeshed.settlement import statements
 from chargeshed.settlement.models import Agreement, Statement
+from chargeshed.settlement.periods import Period
 from tests.settlement.conftest import local
 
 
@@ -181,3 +184,21 @@ def test_nonsense_in_the_agreement_form_is_a_message_not_an_error(app, english_c
         assert 'class="error"' in response.get_data(as_text=True) or "flash-error" in response.get_data(
             as_text=True), bad
     assert db.session.query(Agreement).count() == 0
+
+
+def test_only_agreements_no_issued_statement_used_can_be_deleted(app, english_client, login, make_staff,
+                                                                 october, agree):
+    site, _other = october
+    used = db.session.query(Agreement).one()
+    later = agree(site, date(2026, 12, 1), parties=None)
+    statements.issue(statements.review(1, site.id, Period.month("2026-10"), None), None)
+    login(make_staff("operator_staff", operator_id=1))
+    page = english_client.get(f"/operator/1/{site.id}/agreements").get_data(as_text=True)
+    assert f"Delete agreement #{later.id}" in page and f"Delete agreement #{used.id}" not in page
+    kept = english_client.post(f"/operator/agreements/{used.id}/delete", follow_redirects=True)
+    assert "already issued; it is kept" in kept.get_data(as_text=True)
+    gone = english_client.post(f"/operator/agreements/{later.id}/delete", follow_redirects=True)
+    assert "Agreement deleted." in gone.get_data(as_text=True)
+    assert [a.id for a in db.session.query(Agreement)] == [used.id]
+    login(make_staff("operator_staff", operator_id=2))
+    assert english_client.post(f"/operator/agreements/{used.id}/delete").status_code == 404
