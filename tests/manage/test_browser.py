@@ -1,12 +1,15 @@
 """The back office in Chromium: occupancy grid and charts at phone and laptop widths, and live polling.
 
 Screenshots go to $CHARGESHED_SHOTS (default: the test's temporary directory) for a look by eye.
+Chromium is driven from a thread of its own: Playwright's sync API allows one instance per thread,
+and other test packages keep theirs open on the main thread for the whole session.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -18,13 +21,56 @@ from chargeshed.charging.sessions import start_session
 from chargeshed.extensions import db
 from chargeshed.ports.sim import Bike
 from chargeshed.sites.models import Port
-from tests.e2e.conftest import PageProblems, browser  # noqa: F401  (the shared Chromium fixture)
+from tests.conftest import skip_or_fail
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, PageProblems
 from tests.manage.conftest import PASSWORD
 from tests.manage.test_usage import MONDAY, book, local
 
 pytestmark = pytest.mark.browser
 
 VIEWPORTS = {"phone": {"width": 390, "height": 844}, "laptop": {"width": 1280, "height": 800}}
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Run `step(browser, *args)` on the Chromium thread: chromium(step, *args) returns its result."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as error:
+        skip_or_fail(f"playwright is not installed: {error}")
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chromium")
+
+    def start():
+        manager = sync_playwright().start()
+        try:
+            browser = manager.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            return manager, browser
+        except Exception:
+            manager.stop()
+            raise
+
+    try:
+        manager, browser = pool.submit(start).result()
+    except Exception as error:
+        pool.shutdown()
+        skip_or_fail(f"Chromium could not start: {error}")
+    yield lambda step, *args: pool.submit(step, browser, *args).result()
+    pool.submit(lambda: (browser.close(), manager.stop())).result()
+    pool.shutdown()
+
+
+def signed_in_page(browser, base: str, login: str, landing: str, viewport: dict):
+    """A new page signed in as `login` (English), on its landing page; returns (page, problems)."""
+    context = browser.new_context(viewport=viewport, locale="en-GB")
+    context.add_cookies([{"name": "lang", "value": "en", "url": base}])
+    page = context.new_page()
+    problems = PageProblems(page)
+    page.goto(f"{base}/login")
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button.primary")
+    page.wait_for_url(f"{base}{landing}")
+    return page, problems
 
 
 class StatusLog:
@@ -84,52 +130,51 @@ def shots_dir(tmp_path) -> str:
     return path
 
 
-def test_occupancy_and_charts_fit_phone_and_laptop(browser, live_server, compound, tmp_path):  # noqa: F811
+def test_occupancy_and_charts_fit_phone_and_laptop(chromium, live_server, compound, tmp_path):
     site, _ports, manager = compound
-    for name, viewport in VIEWPORTS.items():
-        context = browser.new_context(viewport=viewport, locale="en-GB")
-        context.add_cookies([{"name": "lang", "value": "en", "url": live_server}])
-        page = context.new_page()
-        problems = PageProblems(page)
-        page.goto(f"{live_server}/login")
-        page.fill("input[name=login]", manager.login)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button.primary")
-        page.wait_for_url(f"{live_server}/manage/sites/{site.id}")
+    landing, login, shots = f"/manage/sites/{site.id}", manager.login, shots_dir(tmp_path)
+
+    def visit(browser, name: str, viewport: dict):
+        page, problems = signed_in_page(browser, live_server, login, landing, viewport)
         assert page.locator("a.cell").count() == 20
         assert page.locator('a.cell[data-state="charging"]').count() == 5
         assert page.locator('a.cell[data-state="fault"]').count() == 1
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), name
-        page.screenshot(path=os.path.join(shots_dir(tmp_path), f"occupancy-{name}.png"), full_page=True)
+        page.screenshot(path=os.path.join(shots, f"occupancy-{name}.png"), full_page=True)
 
         page.goto(f"{live_server}/manage/usage?date_from=2026-11-09&date_to=2026-11-22")
         assert page.locator("svg.chart").count() >= 7
         assert page.locator('[data-testid="heatmap"]').count() == 2
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), name
-        page.screenshot(path=os.path.join(shots_dir(tmp_path), f"usage-{name}.png"), full_page=True)
+        page.screenshot(path=os.path.join(shots, f"usage-{name}.png"), full_page=True)
         assert problems.messages == []
-        context.close()
+        page.context.close()
+
+    for name, viewport in VIEWPORTS.items():
+        chromium(visit, name, viewport)
 
 
-def test_the_grid_polls_with_304s_and_shows_changes(app, browser, live_server, compound, driver, tick):  # noqa: F811
+def test_the_grid_polls_with_304s_and_shows_changes(app, chromium, live_server, compound, driver, tick):
     site, ports, manager = compound
-    context = browser.new_context(viewport=VIEWPORTS["laptop"])
-    page = context.new_page()
-    problems = PageProblems(page)
-    page.goto(f"{live_server}/login")
-    page.fill("input[name=login]", manager.login)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button.primary")
-    page.wait_for_url(f"{live_server}/manage/sites/{site.id}")
-    page.wait_for_timeout(3500)
+    landing, faulty = f"/manage/sites/{site.id}", ports[7]
+
+    def open_grid(browser):
+        page, problems = signed_in_page(browser, live_server, manager_login, landing, VIEWPORTS["laptop"])
+        page.wait_for_timeout(3500)
+        return page, problems
+
+    def wait_for_free(browser, page, port_id: int):
+        page.locator(f'a.cell[data-port="{port_id}"][data-state="free"]').wait_for(timeout=5000)
+
+    manager_login = manager.login
+    page, problems = chromium(open_grid)
     # The first poll fills the browser's cache; after that the browser revalidates with If-None-Match
     # and the server answers 304 without a body (the page itself is handed the cached 200).
-    polls = [status for path, status in app.wsgi_app.seen if path == f"/manage/sites/{site.id}/grid"]
+    polls = [status for path, status in app.wsgi_app.seen if path == f"{landing}/grid"]
     assert polls[0] == 200 and len(polls) >= 3 and set(polls[1:]) == {304}
 
-    driver.set_fault(ports[7].code, None)
+    driver.set_fault(faulty.code, None)
     tick()
-    cell = page.locator(f'a.cell[data-port="{ports[7].id}"]')
-    cell.and_(page.locator('[data-state="free"]')).wait_for(timeout=5000)
+    chromium(wait_for_free, page, faulty.id)
     assert problems.messages == []
-    context.close()
+    chromium(lambda browser: page.context.close())
