@@ -68,6 +68,7 @@ class AgeRow:
 
     @property
     def total(self) -> int:
+        """Open cases of the building, all ages."""
         return sum(self.counts)
 
 

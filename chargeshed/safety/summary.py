@@ -41,7 +41,8 @@ def _styles() -> dict[str, ParagraphStyle]:
         "sub": ParagraphStyle(
             "sub", fontName=font, fontSize=9.5, leading=13, textColor=colors.HexColor("#555")
         ),
-        "h2": ParagraphStyle("h2", fontName=font, fontSize=12.5, leading=16, spaceBefore=10, spaceAfter=5),
+        "h2": ParagraphStyle("h2", fontName=font, fontSize=12.5, leading=16, spaceBefore=10, spaceAfter=5,
+                             keepWithNext=1),
         "body": ParagraphStyle("body", fontName=font, fontSize=9.5, leading=13),
         "cell": ParagraphStyle("cell", fontName=font, fontSize=9, leading=12),
     }
