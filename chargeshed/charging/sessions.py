@@ -234,8 +234,9 @@ def end_session(session: ChargeSession, reason: str, now: datetime | None = None
     if stop_port:
         outbox.enqueue(session.port_id, CMD_STOP, session_id=session.id, argument=reason)
     _event(session, "ended", now, detail or reason)
+    settled = _settled_fields(session)
     db.session.commit()
-    _log_end(session, "session.end")
+    log.info("session settled", extra={"event": "session.end", **settled})
     return True
 
 
@@ -248,16 +249,17 @@ def fail_session(session: ChargeSession, reason: str = START_FAILED, now: dateti
     _settle(session, 0)
     outbox.enqueue(session.port_id, CMD_STOP, session_id=session.id, argument=reason)
     _event(session, "failed", now, detail or reason)
+    settled = _settled_fields(session)
     db.session.commit()
-    _log_end(session, "session.fail")
+    log.info("session settled", extra={"event": "session.fail", **settled})
     return True
 
 
-def _log_end(session: ChargeSession, event: str) -> None:
-    log.info("session settled", extra={
-        "event": event, "session_id": session.id, "user_id": session.user_id, "reason": session.end_reason,
-        "cost_fen": session.cost_fen, "refund_fen": session.hold_fen - session.cost_fen,
-        "ledger_ref": f"settle:{session.id}"})
+def _settled_fields(session: ChargeSession) -> dict:
+    """What the settlement log line says (read before commit, which expires the session)."""
+    return {"session_id": session.id, "user_id": session.user_id, "reason": session.end_reason,
+            "cost_fen": session.cost_fen, "refund_fen": session.hold_fen - session.cost_fen,
+            "ledger_ref": f"settle:{session.id}"}
 
 
 def holds_problems() -> list[str]:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, or_, select, text, update
+from sqlalchemy import String, bindparam, cast, func, or_, select, text, update
 
 from chargeshed.charging import sessions as svc
 from chargeshed.charging.models import CHARGING, LIVE_STATES, PENDING, ChargeSession
@@ -27,8 +27,6 @@ from chargeshed.sites.models import PORT_RETIRED, Port
 START_TIMEOUT_SECONDS = 60
 # PostgreSQL advisory lock held for the reading phase, so two workers never supervise at once.
 SUPERVISOR_LOCK = 0x43534855
-# Rows per batched statement (SQLite allows 32766 parameters per statement).
-BATCH = 5000
 
 _PORT_COLUMNS = ("id", "code", "status", "ocpp_state", "watts", "fault", "last_seen_at", "state_changed_at")
 _SESSION_COLUMNS = ("id", "port_id", "state", "created_at", "confirmed_at", "rules", "watts", "energy_wh",
@@ -60,9 +58,8 @@ class _Row:
     NAMES: tuple[str, ...] = ()
 
     def __init__(self, values):
-        for name, value in zip(self.NAMES, values, strict=True):
-            setattr(self, name, value)
-        self.mark_saved()
+        self.__dict__.update(zip(self.NAMES, values, strict=True))
+        self._saved = dict(self.__dict__)
 
     def mark_saved(self) -> None:
         """Remember the current values as what the database holds."""
@@ -70,8 +67,8 @@ class _Row:
 
     def changed(self, names: tuple[str, ...]) -> bool:
         """True when any attribute in `names` differs from what the database holds."""
-        saved = self._saved
-        return any(getattr(self, name) != saved[name] for name in names)
+        saved, current = self._saved, self.__dict__
+        return any(current[name] != saved[name] for name in names)
 
 
 class _PortRow(_Row):
@@ -176,18 +173,19 @@ def _take_supervisor_lock() -> bool:
 
 
 def _live_sessions() -> dict[int, _LiveRow]:
-    """Live sessions by port, with their tariff terms parsed once per distinct rule set."""
+    """Live sessions by port; tariff terms parsed once per distinct rule set (read as text)."""
+    columns = [getattr(ChargeSession, name) for name in _SESSION_COLUMNS]
+    columns[_SESSION_COLUMNS.index("rules")] = cast(ChargeSession.rules, String).label("rules")
     rows = db.session.execute(
-        select(*(getattr(ChargeSession, name) for name in _SESSION_COLUMNS))
-        .where(ChargeSession.state.in_(LIVE_STATES)).order_by(ChargeSession.id))
+        select(*columns).where(ChargeSession.state.in_(LIVE_STATES)).order_by(ChargeSession.id))
     terms_cache: dict[str, TariffRules] = {}
     live = {}
     for row in rows:
         session = _LiveRow(row)
-        key = json.dumps(session.rules, sort_keys=True)
-        if key not in terms_cache:
-            terms_cache[key] = TariffRules.from_dict(session.rules)
-        session.terms = terms_cache[key]
+        terms = terms_cache.get(session.rules)
+        if terms is None:
+            terms = terms_cache[session.rules] = TariffRules.from_dict(json.loads(session.rules))
+        session.terms = terms
         live[session.port_id] = session
     return live
 
@@ -286,40 +284,44 @@ def _charging_rule(session: _LiveRow, port: _PortRow, reading: PortReading | Non
     return None
 
 
-def _chunks(items: list, size: int = BATCH):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def _bulk_update(table, columns: tuple[str, ...], rows: list[dict], *, live_only: bool = False) -> None:
+    """UPDATE many rows by id in one go: one statement over unnest() arrays on PostgreSQL, executemany
+    elsewhere. Each row is {"id": ..., column: value}; with `live_only`, only live sessions change."""
+    if not rows:
+        return
+    if db.session.get_bind().dialect.name == "postgresql":
+        dialect = db.session.get_bind().dialect
+        arrays = ", ".join(["CAST(:id AS INTEGER[])"] + [
+            f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in columns])
+        guard = f" AND t.state IN ({', '.join(repr(state) for state in LIVE_STATES)})" if live_only else ""
+        db.session.execute(
+            text(f"UPDATE {table.name} AS t SET {', '.join(f'{n} = v.{n}' for n in columns)} "
+                 f"FROM unnest({arrays}) AS v(id, {', '.join(columns)}) WHERE t.id = v.id{guard}"),
+            {name: [row[name] for row in rows] for name in ("id", *columns)},
+        )
+        return
+    where = [table.c.id == bindparam("b_id")]
+    if live_only:
+        where.append(or_(*(table.c.state == state for state in LIVE_STATES)))
+    db.session.execute(update(table).where(*where).values(**{name: bindparam(name) for name in columns}),
+                       [{"b_id": row["id"], **{name: row[name] for name in columns}} for row in rows])
 
 
 def _write_ports(ports: list[_PortRow], now: datetime) -> None:
-    """Two batched statements: changed readings (executemany), and 'seen at now' for the rest."""
-    changed = [{"b_id": p.id, **{name: getattr(p, name) for name in _PORT_WRITTEN}}
-               for p in ports if p.changed(_PORT_WRITTEN)]
-    if changed:
-        table = Port.__table__
-        db.session.execute(
-            update(table).where(table.c.id == bindparam("b_id"))
-            .values(**{name: bindparam(name) for name in _PORT_WRITTEN}),
-            changed,
-        )
-    seen = [p.id for p in ports if p.last_seen_at == now and p.changed(("last_seen_at",))]
-    for ids in _chunks(seen):
-        db.session.execute(update(Port.__table__).where(Port.__table__.c.id.in_(ids)).values(last_seen_at=now))
+    """Changed readings, then 'seen at now' for every port that answered: two batched statements."""
+    _bulk_update(Port.__table__, _PORT_WRITTEN,
+                 [{"id": p.id, **{name: getattr(p, name) for name in _PORT_WRITTEN}}
+                  for p in ports if p.changed(_PORT_WRITTEN)])
+    _bulk_update(Port.__table__, ("last_seen_at",),
+                 [{"id": p.id, "last_seen_at": now} for p in ports
+                  if p.last_seen_at == now and p.changed(("last_seen_at",))])
 
 
 def _write_measurements(sessions) -> None:
-    """One executemany for the live sessions whose measurements moved; ended ones are left alone."""
-    rows = [{"b_id": s.id, **{name: getattr(s, name) for name in _MEASURED}}
-            for s in sessions if s.state != PENDING and s.changed(_MEASURED)]
-    if not rows:
-        return
-    table = ChargeSession.__table__
-    db.session.execute(
-        update(table)
-        .where(table.c.id == bindparam("b_id"), or_(*(table.c.state == state for state in LIVE_STATES)))
-        .values(**{name: bindparam(name) for name in _MEASURED}),
-        rows,
-    )
+    """One batched UPDATE for the live sessions whose measurements moved; ended ones are left alone."""
+    _bulk_update(ChargeSession.__table__, _MEASURED,
+                 [{"id": s.id, **{name: getattr(s, name) for name in _MEASURED}}
+                  for s in sessions if s.state != PENDING and s.changed(_MEASURED)], live_only=True)
 
 
 def _settle_endings(endings: list[tuple[int, str]], now: datetime, report: TickReport) -> None:

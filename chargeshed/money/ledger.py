@@ -56,8 +56,12 @@ def get_account(code: str, kind: str, *, owner_id: int | None = None, shed_id: i
             account = LedgerAccount(code=code, kind=kind, owner_id=owner_id, shed_id=shed_id, balance_fen=0)
             db.session.add(account)
         return account
-    except IntegrityError:
-        return db.session.execute(select(LedgerAccount).where(LedgerAccount.code == code)).scalar_one()
+    except IntegrityError:  # created meanwhile by a concurrent transaction (or a broken reference)
+        found = db.session.execute(select(LedgerAccount).where(LedgerAccount.code == code))
+        found = found.scalar_one_or_none()
+        if found is None:
+            raise
+        return found
 
 
 def wallet_account(user_id: int) -> LedgerAccount:

@@ -134,16 +134,18 @@ class StateFile:
         return {code: SimPort.from_json(port) for code, port in data.get("ports", {}).items()}
 
     def save(self, ports: dict[str, SimPort]) -> None:
-        """Write all ports to a temporary file and rename it over the old one."""
+        """Write all ports to a temporary file and rename it over the old one.
+
+        No fsync: the file must survive the worker being killed, which the rename guarantees; a
+        simulator need not survive a power cut.
+        """
         directory = os.path.dirname(os.path.abspath(self.path))
         fd, tmp = tempfile.mkstemp(prefix=".sim-", suffix=".json", dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump({"version": 1, "ports": {code: port.to_json() for code, port in ports.items()}},
                           handle, separators=(",", ":"))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
+            os.replace(tmp, self.path)  # atomic: readers see the old state or the new, never half
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)

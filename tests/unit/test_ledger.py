@@ -23,7 +23,8 @@ def _credit(user_id: int, amount: int, ref: str) -> None:
     db.session.commit()
 
 
-def test_an_unbalanced_transaction_is_refused_and_nothing_is_kept(app, make_resident):
+def test_an_unbalanced_transaction_is_refused_and_nothing_is_kept(app, make_site, make_resident):
+    make_site()
     user = make_resident(balance_fen=1000)
     before = _txn_count()
     with pytest.raises(ledger.LedgerError, match="unbalanced"):
@@ -103,8 +104,10 @@ def test_check_ledger_finds_an_entry_slipped_into_a_transaction(app, make_reside
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(moves=st.lists(st.tuples(st.sampled_from(["topup", "hold", "settle"]), st.integers(0, 2),
                                 st.integers(1, 2000)), max_size=30))
-def test_any_sequence_of_postings_keeps_the_books_consistent(app, moves):
+def test_any_sequence_of_postings_keeps_the_books_consistent(app, make_site, moves):
     """Whatever residents do, refused postings change nothing and the invariants hold."""
+    if not hasattr(app, "ledger_site"):
+        app.ledger_site = make_site()  # the shed whose revenue account receives the costs
     example = secrets.token_hex(4)  # examples share the database: keep their refs and people apart
     people = [User(login=f"{example}-{i}", password_hash="-") for i in range(3)]
     db.session.add_all(people)
