@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from contextlib import contextmanager
+from datetime import date, timedelta
+
+from flask import current_app
 
 from sqlalchemy import select
 
@@ -62,16 +65,45 @@ def load_demo(history_days: int = 30, sessions_per_day: int = 40, seed: int = 20
                              operator_id=operator.id if role == ROLE_OPERATOR_STAFF else None)
     residents = [accounts.create_user(phone, DEMO_PASSWORD, ROLE_RESIDENT, site_id=site.id, building=b, unit=u)
                  for phone, b, u in RESIDENTS]
+    first_day = (clock_now() - timedelta(days=history_days + 1)).date().replace(day=1)
+    _agreement(site, operator, first_day)
     sessions = _history(residents, ports, history_days, sessions_per_day, random.Random(seed))
     return {"created": True, "ports": len(ports), "residents": len(residents), "sessions": sessions}
 
 
+@contextmanager
+def _clock_at(moment):
+    """Book history at its own time: ledger rows take their timestamps from the app clock."""
+    extensions = current_app.extensions
+    previous = extensions.get("clock")
+    extensions["clock"] = lambda: moment
+    try:
+        yield
+    finally:
+        extensions["clock"] = previous
+
+
 def _top_up(user: User, amount_fen: int, at) -> None:
-    topup = fulfilment.create_topup(user.id, amount_fen, [amount_fen], "cny", "demo")
-    topup.checkout_ref = f"demo_{topup.id}"
-    topup.created_at = at
-    db.session.commit()
-    fulfilment.fulfil(topup.id, Payment(topup.checkout_ref, None, amount_fen, "cny"), now=at)
+    with _clock_at(at):
+        topup = fulfilment.create_topup(user.id, amount_fen, [amount_fen], "cny", "demo")
+        topup.checkout_ref = f"demo_{topup.id}"
+        db.session.commit()
+        fulfilment.fulfil(topup.id, Payment(topup.checkout_ref, None, amount_fen, "cny"), now=at)
+
+
+def _agreement(site: Site, operator: Operator, start: date) -> None:
+    """The split the three parties agreed: operator 60 %, property company 30 %, owners' committee 10 %."""
+    from chargeshed.settlement.agreements import PartyInput, create_agreement
+    from chargeshed.settlement.models import FEES_SHARED, ROLE_OPERATOR, ROLE_OWNERS, ROLE_PROPERTY
+
+    create_agreement(
+        operator_id=operator.id, site_id=site.id, shed_id=None, valid_from=start, valid_to=None,
+        electricity_fen_per_kwh=62, fee_mode=FEES_SHARED,
+        parties=[PartyInput(OPERATOR_NAME, ROLE_OPERATOR, 6000),
+                 PartyInput("株洲某物业服务有限公司", ROLE_PROPERTY, 3000, pays_electricity=True),
+                 PartyInput("信中央皇庭小区业主委员会", ROLE_OWNERS, 1000)],
+        note="三方协议：物业垫付电费，按电表读数先行返还；手续费分摊后按比例分成。",
+    )
 
 
 def _history(residents: list[User], ports: list[Port], days: int, per_day: int, rnd: random.Random) -> int:
@@ -84,9 +116,9 @@ def _history(residents: list[User], ports: list[Port], days: int, per_day: int, 
     count = 0
     for day in range(days):
         for _ in range(int(per_day * rnd.uniform(0.7, 1.2))):
-            # Evenings are busy: people come home and plug in.
-            hour = min(23, max(0, int(rnd.gauss(19.5, 3.0))))
-            begin = start_day + timedelta(days=day, hours=hour, minutes=rnd.randrange(60))
+            # Evenings (local time, UTC+8) are busy: people come home and plug in.
+            local_hour = min(23, max(0, int(rnd.gauss(19.5, 3.0))))
+            begin = start_day + timedelta(days=day, hours=local_hour - 8, minutes=rnd.randrange(60))
             port = rnd.choice(ports)
             if port_free_at[port.id] > begin:
                 continue
@@ -94,10 +126,12 @@ def _history(residents: list[User], ports: list[Port], days: int, per_day: int, 
             hold = port.shed.tariff.terms.hold_fen
             if charging.ledger.wallet_balance(user.id) < hold:
                 _top_up(user, rnd.choice([1000, 2000, 5000]), begin - timedelta(minutes=2))
-            session = charging.start_session(user.id, port, now=begin)
+            with _clock_at(begin):
+                session = charging.start_session(user.id, port, now=begin)
             reason = rnd.choices(reasons, weights)[0]
             if reason == charging.START_FAILED:
-                charging.fail_session(session, reason, begin + timedelta(seconds=60))
+                with _clock_at(begin + timedelta(seconds=60)):
+                    charging.fail_session(session, reason, begin + timedelta(seconds=60))
                 port_free_at[port.id] = begin + timedelta(minutes=1)
                 continue
             charging.mark_charging(session, begin + timedelta(seconds=5))
@@ -108,7 +142,8 @@ def _history(residents: list[User], ports: list[Port], days: int, per_day: int, 
             session.watts = watts
             session.energy_wh = 0 if reason == charging.UNPLUGGED else int(watts * minutes / 60 * 0.8)
             end = begin + timedelta(minutes=minutes, seconds=5)
-            charging.end_session(session, reason, end, stop_port=False)
+            with _clock_at(end):
+                charging.end_session(session, reason, end, stop_port=False)
             port_free_at[port.id] = end + timedelta(minutes=rnd.randint(5, 120))
             count += 1
     return count
