@@ -49,6 +49,11 @@ def demo_command(days: int, per_day: int) -> None:
         return
     click.echo(f"Demo compound loaded: {result['ports']} ports, {result['residents']} residents, "
                f"{result['sessions']} past charges.")
+    from chargeshed.safety.demo import load_safety_demo
+
+    safety = load_safety_demo(DEMO_PASSWORD)
+    if safety.get("created"):
+        click.echo("Fire-safety cases loaded (staff sign-in: patrol).")
     click.echo(f"Sign in as resident 13800000001, or staff admin / manager / operator; password {DEMO_PASSWORD}")
 
 
