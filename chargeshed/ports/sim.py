@@ -214,7 +214,8 @@ def energy_wh_at(bike: Bike, minutes: float) -> float:
 class SimDriver:
     """A PortDriver over simulated ports, driven by an injectable clock.
 
-    `speed` compresses simulated time (60 = one real second is one simulated minute).
+    `speed` compresses the charge curve (60 = the curve advances a minute each real second);
+    energy is still metered in real time, so power and price tiers stay realistic.
     With `auto_plug`, starting a port with no bike plugs a deterministic random bike,
     so the demo needs no set-up; tests plug bikes explicitly with `plug()`.
     """
@@ -378,4 +379,6 @@ class SimDriver:
     def _energy(self, port: SimPort) -> float:
         if not port.relay_on or port.bike is None:
             return port.delivered_wh_before
-        return energy_wh_at(port.bike, self._sim_minutes(port.relay_closed_at))
+        # The curve runs `speed` times faster, but the meter counts real time at the drawn power,
+        # so average power (energy / time), which decides the price tier, stays true.
+        return energy_wh_at(port.bike, self._sim_minutes(port.relay_closed_at)) / self.speed

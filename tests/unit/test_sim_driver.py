@@ -83,9 +83,13 @@ def test_faulted_port_refuses_to_start_and_offline_port_does_not_answer(driver):
         driver.read("P2")
 
 
-def test_speed_factor_compresses_time(clock):
+def test_speed_factor_compresses_the_curve_but_meters_energy_in_real_time(clock):
     fast = SimDriver(clock, speed=60, auto_plug=False)
     fast.plug("P1", bike=Bike(LITHIUM, cc_watts=200, cc_minutes=120, taper_minutes=30))
     fast.start("P1", "S1")
-    clock.advance(seconds=60)  # one simulated hour
-    assert fast.read("P1").energy_wh == 200
+    clock.advance(seconds=90)  # 90 simulated minutes: still constant current
+    assert fast.read("P1").watts == 200
+    clock.advance(seconds=36)  # 126 simulated minutes: tapering already
+    assert fast.read("P1").watts < 200
+    clock.advance(hours=1)  # long after the end: about 200 W x 2 h of curve, metered over real time
+    assert fast.read("P1").energy_wh == int(energy_wh_at(fast._ports["P1"].bike, 60 * 60 + 126) / 60)
