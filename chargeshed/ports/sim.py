@@ -265,7 +265,9 @@ class SimDriver:
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile}")
         with self._hardware():
-            self._port(port_code).bike = bike or bike_for(profile, _stable_seed(self.seed, port_code))
+            port = self._port(port_code)
+            port.bike = bike or bike_for(profile, _stable_seed(self.seed, port_code))
+            port.relay_closed_at = None if not port.relay_on else port.relay_closed_at
             self._dirty = True
 
     def unplug(self, port_code: str) -> None:
@@ -274,6 +276,8 @@ class SimDriver:
             port = self._port(port_code)
             port.delivered_wh_before = self._energy(port)
             port.bike = None
+            if not port.relay_on:
+                port.relay_closed_at = None
             self._dirty = True
 
     def set_offline(self, port_code: str, offline: bool = True) -> None:
@@ -353,7 +357,8 @@ class SimDriver:
             elif port.bike is None:
                 state = AVAILABLE
             elif not port.relay_on:
-                state = FINISHING
+                # Plugged in and waiting for a start, or left plugged in after a charge.
+                state = FINISHING if port.relay_closed_at is not None else PREPARING
             elif port.bike.profile == FAULT and self._sim_minutes(port.relay_closed_at) >= 1:
                 port.faulted = "ground_fault"
                 self._dirty = True
@@ -369,6 +374,7 @@ class SimDriver:
         if self.auto_plug and port.unplug_at and self._sim_minutes(port.unplug_at) >= self.pickup_minutes:
             port.bike = None
             port.unplug_at = None
+            port.relay_closed_at = None
             self._dirty = True
 
     def _watts(self, port: SimPort) -> int:

@@ -93,3 +93,17 @@ def test_speed_factor_compresses_the_curve_but_meters_energy_in_real_time(clock)
     assert fast.read("P1").watts < 200
     clock.advance(hours=1)  # long after the end: about 200 W x 2 h of curve, metered over real time
     assert fast.read("P1").energy_wh == int(energy_wh_at(fast._ports["P1"].bike, 60 * 60 + 126) / 60)
+
+
+def test_a_bike_plugged_in_before_the_scan_is_waiting_not_occupied(driver, clock):
+    from chargeshed.ports.driver import PREPARING
+
+    driver.plug("P1", LITHIUM)
+    assert driver.read("P1").state == PREPARING
+    driver.start("P1", "S1")
+    clock.advance(minutes=5)
+    driver.stop("P1", "user_stop")
+    assert driver.read("P1").state == FINISHING  # charged, still plugged in
+    driver.unplug("P1")
+    driver.plug("P1", LITHIUM)
+    assert driver.read("P1").state == PREPARING
