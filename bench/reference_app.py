@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from flask import Flask, abort, render_template_string
+from flask import Flask, abort
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import text
 
@@ -33,6 +33,7 @@ def create_app() -> Flask:
     app = Flask(__name__)
     app.config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(os.environ["DATABASE_URL"])
     db = SQLAlchemy(app)
+    page = app.jinja_env.from_string(PAGE)  # compiled once, as Flask caches file templates
     query = text(
         "SELECT port.code, port.number, port.label, port.ocpp_state AS state, shed.name AS shed, "
         "site.name AS site FROM port JOIN shed ON shed.id = port.shed_id "
@@ -48,6 +49,6 @@ def create_app() -> Flask:
         port = db.session.execute(query, {"code": code.upper()}).first()
         if port is None:
             abort(404)
-        return render_template_string(PAGE, port=port, lines=LINES)
+        return page.render(port=port, lines=LINES)
 
     return app

@@ -266,7 +266,14 @@ def bare(url: str, ids: dict) -> float:
 
 
 def statement(url: str, ids: dict) -> tuple[float, float, float, dict]:
-    """compute_figures: ms, Python peak MB (tracemalloc), process peak RSS growth MB; and the figures."""
+    """compute_figures in a fresh process: ms, peak Python allocations (MB), the process's peak RSS (MB)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_statement_in_child, (url, ids))
+
+
+def _statement_in_child(url: str, ids: dict) -> tuple[float, float, float, dict]:
     from chargeshed import create_app
     from chargeshed.extensions import db
     from chargeshed.settlement.figures import compute_figures
@@ -274,19 +281,19 @@ def statement(url: str, ids: dict) -> tuple[float, float, float, dict]:
 
     app = create_app({"DATABASE_URL": url, "TESTING": True})
     with app.app_context():
-        db.session.execute(db.text("SELECT 1"))  # connect outside the measurement
+        # Warm, like a running web process: connection open, statements compiled (on an empty month).
+        compute_figures(ids["operator"], ids["site"], Period.month("2026-08"))
+        db.session.rollback()
         gc.collect()
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         tracemalloc.start()
         started = time.perf_counter()
         figures = compute_figures(ids["operator"], ids["site"], Period.month(MONTH))
         elapsed = (time.perf_counter() - started) * 1000
         peak = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-        rss_growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
         db.session.remove()
         db.engine.dispose()
-    return elapsed, peak, rss_growth, figures
+    return elapsed, peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, figures
 
 
 def main() -> None:
@@ -321,8 +328,9 @@ def main() -> None:
     print(f"{'compute_figures()':<28} {best[0]:>9.0f}   {' / '.join(f'{r[0]:.0f}' for r in ours)}")
     print(
         f"ratio {ratio:.2f} (target ≤ {TARGET_RATIO:.0f}): {_common.verdict(ratio <= TARGET_RATIO)}; "
-        f"peak memory {peak_mb:.1f} MB Python allocations, {rss_mb:.0f} MB process growth "
-        f"(target ≤ {TARGET_MB} MB): {_common.verdict(max(peak_mb, rss_mb) <= TARGET_MB)}"
+        f"peak memory of the process computing it {rss_mb:.0f} MB RSS (interpreter and app included; "
+        f"{peak_mb:.1f} MB allocated by the computation) (target ≤ {TARGET_MB} MB): "
+        f"{_common.verdict(rss_mb <= TARGET_MB)}"
     )
 
 

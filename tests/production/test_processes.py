@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from chargeshed.charging.models import ChargeSession
+from chargeshed.charging.sessions import compute_cost
 from chargeshed.extensions import db
 from chargeshed.money import ledger
 from chargeshed.money.models import LedgerTxn
@@ -39,8 +40,8 @@ def wait_until(condition, timeout: float = 20, what: str = "condition"):
 def session_row(url: str, session_id: int) -> dict:
     with seeding(url):
         s = db.session.get(ChargeSession, session_id)
-        return {"state": s.state, "energy_wh": s.energy_wh, "end_reason": s.end_reason,
-                "cost_fen": s.cost_fen, "user_id": s.user_id}
+        return {"state": s.state, "watts": s.watts, "end_reason": s.end_reason, "cost_fen": s.cost_fen,
+                "user_id": s.user_id, "port_seen": s.port.last_seen_at}
 
 
 def sim_port(instance: str, code: str) -> dict:
@@ -112,11 +113,11 @@ def test_killing_the_worker_mid_session_loses_nothing_and_bills_nothing_twice(pr
     # A charge starts through the web process; the worker switches the port on and confirms it.
     first = start_charge(web, "13900000001", codes[0])
     wait_until(lambda: session_row(url, first)["state"] == "charging", what="first charge confirmed")
-    wait_until(lambda: session_row(url, first)["energy_wh"] > 0, what="energy measured")
+    wait_until(lambda: session_row(url, first)["watts"] > 0, what="power measured")
     relay_closed_at = sim_port(processes.folder, codes[0])["relay_closed_at"]
 
     worker.kill9()
-    energy_at_kill = session_row(url, first)["energy_wh"]
+    seen_at_kill = session_row(url, first)["port_seen"]
     # While no worker runs: a start is queued on a healthy port, and one on a port that went dark.
     second = start_charge(web, "13900000002", codes[1])
     SimDriver(utcnow, state_path=os.path.join(processes.folder, "sim_ports.json")).set_offline(codes[2])
@@ -133,7 +134,7 @@ def test_killing_the_worker_mid_session_loses_nothing_and_bills_nothing_twice(pr
 
     wait_until(lambda: session_row(url, second)["state"] == "charging", what="queued start sent")
     wait_until(lambda: session_row(url, third)["state"] == "failed", what="unconfirmed start failed")
-    wait_until(lambda: session_row(url, first)["energy_wh"] > energy_at_kill, what="first charge measured")
+    wait_until(lambda: session_row(url, first)["port_seen"] > seen_at_kill, what="first charge read again")
     assert session_row(url, first)["state"] == "charging"
     assert sim_port(processes.folder, codes[0])["relay_closed_at"] == relay_closed_at  # never switched twice
 
@@ -144,7 +145,10 @@ def test_killing_the_worker_mid_session_loses_nothing_and_bills_nothing_twice(pr
 
     with seeding(url):
         one = db.session.get(ChargeSession, first)
-        assert (one.state, one.end_reason) == ("ended", "user_stop") and one.cost_fen > 0
+        assert (one.state, one.end_reason) == ("ended", "user_stop")
+        # Billed for the whole charge, from the first confirmation, whatever happened to the worker.
+        assert one.cost_fen == compute_cost(one, one.ended_at)
+        assert one.charged_seconds(one.ended_at) >= (one.ended_at - one.created_at).total_seconds() - 5
         assert ledger.wallet_balance(one.user_id) == 1000 - one.cost_fen
         three = db.session.get(ChargeSession, third)
         assert (three.end_reason, three.cost_fen) == ("start_failed", 0)
