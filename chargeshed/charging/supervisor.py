@@ -19,7 +19,7 @@ from chargeshed.charging import sessions as svc
 from chargeshed.charging.models import CHARGING, LIVE_STATES, PENDING, ChargeSession
 from chargeshed.charging.tariff import Tariff as TariffRules
 from chargeshed.extensions import db
-from chargeshed.ports import outbox
+from chargeshed.ports import alerts, outbox
 from chargeshed.ports.driver import AVAILABLE, FAULTED, OFFLINE_STATE, PortDriver, PortOffline, PortReading
 from chargeshed.ports.models import CMD_START, QUEUED, PortCommand, PortEvent
 from chargeshed.sites.models import PORT_RETIRED, Port
@@ -44,12 +44,13 @@ class TickReport:
     ended: dict[str, int] = field(default_factory=dict)
     failed: int = 0
     commands: int = 0
+    alerts: int = 0  # alerts raised or cleared
     skipped: bool = False  # another supervisor was mid-tick
 
     @property
     def busy(self) -> bool:
         """True when the tick changed something worth logging."""
-        return bool(self.ended or self.failed or self.confirmed or self.commands)
+        return bool(self.ended or self.failed or self.confirmed or self.commands or self.alerts)
 
 
 class _Row:
@@ -90,6 +91,7 @@ def tick(driver: PortDriver, now: datetime, *, start_timeout: int = START_TIMEOU
     1. Execute queued port commands (a start the port rejects fails its session at once).
     2. Read every port; confirm starts, update measurements, apply the rules; end sessions.
     3. Send the stop commands of the sessions just ended and record the ports' state after it.
+    4. Raise or clear the staff's port alerts (offline, fault) from what was recorded.
     """
     report = TickReport()
     run_commands(driver, now, report)
@@ -136,6 +138,8 @@ def tick(driver: PortDriver, now: datetime, *, start_timeout: int = START_TIMEOU
     if endings:
         touched = run_commands(driver, now, report)
         _record_after_commands(driver, [port for port in ports if port.id in touched], now)
+    changed = alerts.refresh(now)
+    report.alerts = changed["raised"] + changed["cleared"]
     return report
 
 

@@ -148,7 +148,8 @@ class Worker:
                 if name == "tick" and report.busy:
                     log.info("tick", extra={"event": "supervisor.tick", "confirmed": report.confirmed,
                                             "ended": report.ended, "failed": report.failed,
-                                            "commands": report.commands, "ports": report.ports_read,
+                                            "commands": report.commands, "alerts": report.alerts,
+                                            "ports": report.ports_read,
                                             "ms": round((time.perf_counter() - started) * 1000, 1)})
                 elif name == "commands" and report:
                     log.info("commands sent", extra={"event": "supervisor.commands", "ports": sorted(report)})
