@@ -75,4 +75,6 @@ def test_a_supervisor_tick_issues_the_same_statements_for_4_or_40_ports(app, mak
         db.session.execute(table.delete())
     db.session.commit()
     many = _steady_tick_statements(make_site, make_resident, driver, clock, 40)
-    assert few == many <= 8
+    # Commands, (advisory lock), ports, live sessions, queued commands, two or three batched writes,
+    # the alert refresh's two reads: a constant, whatever the number of ports.
+    assert few == many <= 11
