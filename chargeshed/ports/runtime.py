@@ -105,6 +105,7 @@ class Worker:
     def run(self) -> None:
         """Tick every `interval` seconds; errors are logged and the loop goes on."""
         from chargeshed.charging.supervisor import run_commands, tick
+        from chargeshed.safety.incidents import sync_incidents
 
         driver = get_driver(self.app)
         listener = CommandListener.open(self.app) if self.listen else None
@@ -114,6 +115,7 @@ class Worker:
             while not self.stopping.is_set():
                 started = time.monotonic()
                 self._round("tick", lambda: tick(driver, clock_now(), start_timeout=self.start_timeout))
+                self._round("incidents", lambda: sync_incidents(clock_now()))
                 if listener is None and self.listen:
                     listener = CommandListener.open(self.app)
                 while not self.stopping.is_set():
