@@ -171,7 +171,9 @@ def check_ledger_command() -> None:
     from chargeshed.charging.sessions import holds_problems
     from chargeshed.money.ledger import check_ledger
 
-    problems = check_ledger() + holds_problems()
+    from chargeshed.payments.refunds import pending_refunds_problems
+
+    problems = check_ledger() + holds_problems() + pending_refunds_problems()
     for problem in problems:
         click.echo(f"PROBLEM: {problem}", err=True)
     if problems:

@@ -26,6 +26,9 @@ ENV_KEYS = {
     "SESSION_COOKIE_SECURE": _flag,
     "RUN_WORKER_IN_PROCESS": _flag,
     "WORKER_INTERVAL_SECONDS": float,
+    "REFUND_WINDOW_DAYS": int,
+    "SAFETY_UPLOAD_DIR": str,
+    "SAFETY_RESPONSE_HOURS": int,
     "START_TIMEOUT_SECONDS": int,
     "SIM_STATE_FILE": str,
     "LOG_FORMAT": str,
@@ -68,7 +71,11 @@ def defaults(instance_path: str) -> dict:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SECURE": False,
         "WTF_CSRF_TIME_LIMIT": None,
-        "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+        # Three 8 MB hazard photos fit in one report.
+        "MAX_CONTENT_LENGTH": 26 * 1024 * 1024,
+        "REFUND_WINDOW_DAYS": 90,
+        "SAFETY_UPLOAD_DIR": os.path.join(instance_path, "uploads", "safety"),
+        "SAFETY_RESPONSE_HOURS": 24,
         # Pooled connections are not pinged before each use (that would cost three round trips per
         # request); after a database restart each web process fails one request, then reconnects.
         # Set {"pool_pre_ping": True} here (instance/config.py) to trade that for speed.
