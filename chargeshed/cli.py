@@ -15,7 +15,6 @@ from sqlalchemy.orm import joinedload
 from chargeshed.accounts.models import STAFF_ROLES
 from chargeshed.extensions import db
 
-
 # Feature packages that contribute commands through a module-level COMMANDS list.
 FEATURE_COMMAND_MODULES = ("chargeshed.sites.cli", "chargeshed.settlement.cli", "chargeshed.payments.cli",
                            "chargeshed.safety.cli")
@@ -170,7 +169,6 @@ def check_ledger_command() -> None:
     """Verify the books: balanced transactions, cached balances, holds. Exits 1 on any problem."""
     from chargeshed.charging.sessions import holds_problems
     from chargeshed.money.ledger import check_ledger
-
     from chargeshed.payments.refunds import pending_refunds_problems
 
     problems = check_ledger() + holds_problems() + pending_refunds_problems()

@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 
 from flask import current_app
-
 from sqlalchemy import select
 
 from chargeshed.accounts import services as accounts

@@ -64,8 +64,8 @@ class ChargeSession(db.Model):
     confirmed_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None] = mapped_column(index=True)
 
-    port: Mapped["Port"] = relationship()  # noqa: F821
-    user: Mapped["User"] = relationship()  # noqa: F821
+    port: Mapped[Port] = relationship()  # noqa: F821
+    user: Mapped[User] = relationship()  # noqa: F821
     events: Mapped[list[SessionEvent]] = relationship(order_by="SessionEvent.id")
 
     @property

@@ -62,7 +62,7 @@ class Shed(db.Model):
 
     site: Mapped[Site] = relationship(back_populates="sheds")
     operator: Mapped[Operator] = relationship()
-    tariff: Mapped["Tariff"] = relationship()  # noqa: F821
+    tariff: Mapped[Tariff] = relationship()  # noqa: F821
     ports: Mapped[list[Port]] = relationship(back_populates="shed", order_by="Port.number")
 
 
