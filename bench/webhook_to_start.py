@@ -72,12 +72,13 @@ def main() -> None:
                     assert response.status == 200 and b"started" in body, (response.status, body)
                     connection.close()
                     time.sleep(args.gap)
-                latencies = collect(url, instance, sent)
+                latencies, worker_part = collect(url, instance, sent)
         finally:
             worker.terminate()
             worker.wait(timeout=30)
     print(f"webhook answered:                {_common.summary(answered)}")
     print(f"webhook sent → start issued:     {_common.summary(latencies)}")
+    print(f"  of which queued → issued:      {_common.summary(worker_part)}  (worker wake-up and send)")
     p99 = _common.percentile(latencies, 99)
     print(f"target p99 ≤ {TARGET_P99_MS:.0f} ms: {_common.verdict(p99 <= TARGET_P99_MS)} ({p99:.1f} ms)")
 
@@ -139,19 +140,21 @@ def collect(url: str, instance: str, sent: list) -> list[float]:
         deadline = time.monotonic() + 60
         while True:
             rows = db.session.execute(
-                db.select(TopUp.id, PortCommand.done_at)
+                db.select(TopUp.id, PortCommand.done_at, PortCommand.created_at)
                 .join(PortCommand, PortCommand.session_id == TopUp.started_session_id)
                 .where(PortCommand.kind == "start")
                 .order_by(TopUp.id)
             ).all()
-            if len(rows) == len(sent) and all(done for _id, done in rows) or time.monotonic() > deadline:
+            if len(rows) == len(sent) and all(row.done_at for row in rows) or time.monotonic() > deadline:
                 break
             db.session.rollback()
             time.sleep(0.5)
         db.engine.dispose()
-    if len(rows) != len(sent) or not all(done for _id, done in rows):
-        sys.exit(f"only {sum(1 for _i, d in rows if d)} of {len(sent)} start commands were executed")
-    return [(done - at).total_seconds() * 1000 for (_id, done), at in zip(rows, sent, strict=True)]
+    if len(rows) != len(sent) or not all(row.done_at for row in rows):
+        sys.exit(f"only {sum(1 for row in rows if row.done_at)} of {len(sent)} start commands were executed")
+    total = [(row.done_at - at).total_seconds() * 1000 for row, at in zip(rows, sent, strict=True)]
+    worker = [(row.done_at - row.created_at).total_seconds() * 1000 for row in rows]
+    return total, worker
 
 
 if __name__ == "__main__":
