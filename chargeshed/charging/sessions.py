@@ -18,6 +18,7 @@ from chargeshed.charging.models import (
     ChargeSession,
     SessionEvent,
 )
+from chargeshed.charging.tariff import average_watts
 from chargeshed.extensions import db
 from chargeshed.money import ledger
 from chargeshed.ports import outbox
@@ -178,7 +179,7 @@ def current_tier_watts(session: ChargeSession, now: datetime) -> int:
     seconds = (now - session.confirmed_at).total_seconds()
     if seconds <= 0:
         return session.watts
-    return int(session.energy_wh * 3600 / seconds)
+    return average_watts(session.energy_wh, seconds)
 
 
 def compute_cost(session: ChargeSession, at: datetime) -> int:

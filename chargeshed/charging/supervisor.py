@@ -18,6 +18,7 @@ from sqlalchemy import String, bindparam, cast, func, or_, select, text, update
 from chargeshed.charging import sessions as svc
 from chargeshed.charging.models import CHARGING, LIVE_STATES, PENDING, ChargeSession
 from chargeshed.charging.tariff import Tariff as TariffRules
+from chargeshed.charging.tariff import average_watts
 from chargeshed.extensions import db
 from chargeshed.ports import alerts, outbox
 from chargeshed.ports.driver import AVAILABLE, FAULTED, OFFLINE_STATE, PortDriver, PortOffline, PortReading
@@ -252,8 +253,8 @@ def _update_measurements(session: _LiveRow, reading: PortReading | None, now: da
     if session.bucket_started_at is None:
         session.bucket_started_at, session.bucket_start_wh = now, session.energy_wh
     elif now - session.bucket_started_at >= window:
-        minutes = (now - session.bucket_started_at).total_seconds() / 60
-        average = int((session.energy_wh - session.bucket_start_wh) * 60 / minutes)
+        average = average_watts(session.energy_wh - session.bucket_start_wh,
+                                (now - session.bucket_started_at).total_seconds())
         session.tier_watts = max(session.tier_watts, average)
         session.bucket_started_at, session.bucket_start_wh = now, session.energy_wh
 

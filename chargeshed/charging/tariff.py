@@ -86,6 +86,17 @@ class Tariff:
         return min(units * self.unit_minutes, self.max_minutes) * 60
 
 
+def average_watts(energy_wh: int, seconds: float) -> int:
+    """Average power from whole-Wh meter readings over `seconds`.
+
+    Two readings each cut to whole Wh make their difference up to 1 Wh too large; the lower bound
+    is used, so a charger at a tier limit is never priced in the tier above by meter resolution.
+    """
+    if seconds <= 0 or energy_wh <= 1:
+        return 0
+    return int((energy_wh - 1) * 3600 // seconds)
+
+
 def default_tariff() -> Tariff:
     """The compound's tariff: ¥0.25 an hour up to 200 W, rising by tier; ¥3 hold, 12 h max."""
     return Tariff(

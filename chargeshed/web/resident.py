@@ -87,7 +87,7 @@ def port_page(code: str):
     now = clock_now()
     live = charging.live_session_on_port(port.id)
     state = port_state_now(port, live, now)
-    refusal = charging.refusal_for_port(port, now)
+    refusal = charging.refusal_for_port(port, now, live)
     terms = port.shed.tariff.terms
     balance = ledger.wallet_balance(current_user.id) if current_user.is_authenticated else None
     mine = live if live is not None and current_user.is_authenticated and live.user_id == current_user.id else None

@@ -15,8 +15,8 @@ from chargeshed.sites.models import Port
 
 # The pay page: port with shed, tariff and site (1), the port's live session (1, +1 until the page
 # passes it to refusal_for_port); signed in: the user (1) and the wallet (1).
-PAY_PAGE_ANONYMOUS = 3
-PAY_PAGE_SIGNED_IN = 5
+PAY_PAGE_ANONYMOUS = 2
+PAY_PAGE_SIGNED_IN = 4
 
 
 @contextlib.contextmanager

@@ -209,7 +209,7 @@ def test_the_tier_comes_from_the_highest_five_minute_average(app, make_site, mak
     session = _start(user)
     _run(tick, clock, 60, session)
     assert session.end_reason == svc.FULL
-    assert 338 <= session.tier_watts <= 362  # energy is read in whole Wh: ±12 W over 5 minutes
+    assert 326 <= session.tier_watts <= 350  # whole-Wh readings: the lower bound, within 24 W over 5 minutes
     assert session.energy_wh * 60 / ((session.ended_at - session.confirmed_at).total_seconds() / 60) < 200
     assert session.cost_fen == 50  # one started hour at ¥0.50, not ¥0.25
 

@@ -52,3 +52,18 @@ def test_round_trip_through_json_keeps_the_rules():
 def test_nonsense_tariffs_are_refused(bad):
     with pytest.raises(ValueError):
         Tariff(**bad)
+
+
+@pytest.mark.parametrize("start_wh", [0.0, 0.3, 0.5, 0.9, 13.99, 100.34])
+def test_meter_resolution_never_lifts_a_200_w_charger_into_the_next_tier(start_wh):
+    from chargeshed.charging.tariff import average_watts
+
+    end_wh = start_wh + 200 * 5 / 60  # five minutes at exactly 200 W, read by a whole-Wh meter
+    watts = average_watts(int(end_wh) - int(start_wh), 300)
+    assert 180 <= watts <= 200 and T.tier_for(watts).price_fen == 25
+
+
+def test_average_power_of_a_strong_charger_is_still_seen():
+    from chargeshed.charging.tariff import average_watts
+
+    assert T.tier_for(average_watts(int(450 * 5 / 60), 300)).price_fen == 75
