@@ -99,10 +99,10 @@ def is_number(value) -> bool:
     return isinstance(value, (Fen, Wh, Bp, int)) and not isinstance(value, bool)
 
 
-def cell_text(value) -> str:
-    """A cell for people: ¥1,234.50, 12.345 kWh, 45.50 %."""
+def cell_text(value, money=format_fen) -> str:
+    """A cell for people: ¥1,234.50 (or `money`'s form of the fen), 12.345 kWh, 45.50 %."""
     if isinstance(value, Fen):
-        return format_fen(value.value)
+        return money(value.value)
     if isinstance(value, Wh):
         return kwh_text(value.value)
     if isinstance(value, Bp):

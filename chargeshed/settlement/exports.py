@@ -9,7 +9,6 @@ from decimal import Decimal
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
-from chargeshed.settlement.agreements import format_bp
 from chargeshed.settlement.document import (
     Bp,
     Document,
@@ -19,7 +18,6 @@ from chargeshed.settlement.document import (
     build,
     cell_text,
     is_number,
-    kwh_text,
     yuan_text,
 )
 from chargeshed.settlement.statements import StatementView
@@ -59,16 +57,6 @@ def statement_file(view: StatementView, fmt: str) -> tuple[bytes, str]:
 
 # --- CSV -------------------------------------------------------------------------------------------
 
-def _csv_cell(value) -> str:
-    if isinstance(value, Fen):
-        return yuan_text(value.value)
-    if isinstance(value, Wh):
-        return kwh_text(value.value)
-    if isinstance(value, Bp):
-        return format_bp(value.value)
-    return "" if value is None else str(value)
-
-
 def to_csv(document: Document) -> bytes:
     """Sections one after another: a title row, a header row, the rows, a total row. Amounts in yuan."""
     out = io.StringIO()
@@ -82,9 +70,9 @@ def to_csv(document: Document) -> bytes:
         writer.writerow([table.title])
         writer.writerow(table.header)
         for row in table.rows:
-            writer.writerow([_csv_cell(v) for v in row])
+            writer.writerow([cell_text(v, yuan_text) for v in row])
         if table.total and table.rows:
-            writer.writerow([_csv_cell(v) for v in table.total_row()])
+            writer.writerow([cell_text(v, yuan_text) for v in table.total_row()])
         if table.note:
             writer.writerow([table.note])
     writer.writerow([])
