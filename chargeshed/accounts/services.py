@@ -40,15 +40,10 @@ def default_site_id() -> int | None:
 def register_resident(phone: str, password: str, building: int | None, unit: int | None,
                       site_id: int | None) -> User | None:
     """Create a resident; None when the phone number is taken."""
-    user = User(login=phone, role=ROLE_RESIDENT, building=building, unit=unit, site_id=site_id)
-    user.set_password(password)
-    db.session.add(user)
     try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
+        return create_user(phone, password, ROLE_RESIDENT, building=building, unit=unit, site_id=site_id)
+    except ValueError:
         return None
-    return user
 
 
 def create_user(login: str, password: str, role: str, **fields) -> User:
