@@ -163,3 +163,15 @@ def test_topup_amount_must_be_one_offered(app, client, make_resident, login):
 def test_healthz(client):
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json == {"status": "ok", "db": "ok"}
+
+
+def test_registering_a_taken_phone_number_says_so_and_keeps_the_account(app, client, make_resident):
+    from chargeshed.accounts.models import User
+
+    existing = make_resident(phone="13800009999")
+    response = client.post("/register", data={"phone": "13800009999", "password": "long-enough",
+                                              "confirm": "long-enough"})
+    assert response.status_code == 200 and 'class="error"' in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.query(User).count() == 1
+    assert db.session.get(User, existing.id).check_password("secret-pass")
