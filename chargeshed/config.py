@@ -35,6 +35,12 @@ ENV_KEYS = {
     "LOG_LEVEL": str,
     "PROXY_FIX": int,
     "HSTS_SECONDS": int,
+    "MQTT_URL": str,
+    "MQTT_USERNAME": str,
+    "MQTT_PASSWORD": str,
+    "MQTT_TLS": _flag,
+    "MQTT_CA_FILE": str,
+    "MQTT_CLIENT_ID": str,
 }
 
 
@@ -91,6 +97,9 @@ def defaults(instance_path: str) -> dict:
         "PROXY_FIX": 0,
         # Strict-Transport-Security max-age, sent on HTTPS requests only; 0 turns it off.
         "HSTS_SECONDS": 365 * 24 * 3600,
+        # The MQTT broker of the metered relays (Shelly, Tasmota): mqtt:// or mqtts:// (TLS), credentials
+        # in the URL or in MQTT_USERNAME / MQTT_PASSWORD; MQTT_CA_FILE for a private CA.
+        "MQTT_URL": "mqtt://127.0.0.1:1883",
     }
 
 

@@ -1,0 +1,324 @@
+"""MQTT metered relays: broker settings, normalised readings, meter counters and the broker link.
+
+A relay channel is addressed by its hardware target: `shelly:<topic_prefix>/<switch_id>` or
+`tasmota:<topic>[/<relay>]`. Protocols (ports/shelly.py, ports/tasmota.py) turn topics and payloads
+into `RelayReading`s and encode commands; `MqttLink` holds one broker connection for all of them,
+reconnecting with backoff, and hands every reading to a sink (the telemetry store's recorder).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import ssl
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from chargeshed.timeutil import now as clock_now
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "mqtt://127.0.0.1:1883"
+QOS = 1  # Shelly supports QoS 1 only; Tasmota accepts it.
+# Seconds a device has to answer a command before the command counts as unanswered.
+COMMAND_TIMEOUT_SECONDS = 10.0
+
+
+class CommandRejected(Exception):
+    """The device answered a command with an error."""
+
+
+class CommandUnanswered(Exception):
+    """The device (or the broker) did not answer in time, or is known to be offline."""
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where and how to connect: host, port, credentials, TLS and our client id."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    client_id: str = ""
+
+    @classmethod
+    def from_url(cls, url: str = DEFAULT_URL, *, username: str | None = None, password: str | None = None,
+                 tls: bool | None = None, ca_file: str | None = None, client_id: str | None = None) -> BrokerSettings:
+        """Settings from `mqtt://[user:pass@]host[:port]` or `mqtts://…` (TLS, port 8883 by default).
+
+        Explicit arguments win over what the URL carries. The client id defaults to
+        `chargeshed-<host name>-<pid>`: unique per gateway process, so RPC replies reach the right one.
+        """
+        parts = urlsplit(url or DEFAULT_URL)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError(f"MQTT_URL must start with mqtt:// or mqtts://, not {parts.scheme!r}")
+        secure = parts.scheme in ("mqtts", "ssl") if tls is None else tls
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if secure else 1883),
+            username=username or (unquote(parts.username) if parts.username else None),
+            password=password or (unquote(parts.password) if parts.password else None),
+            tls=secure,
+            ca_file=ca_file or None,
+            client_id=client_id or f"chargeshed-{socket.gethostname()}-{os.getpid()}",
+        )
+
+    @classmethod
+    def from_config(cls, config) -> BrokerSettings:
+        """Settings from the app config: MQTT_URL, MQTT_USERNAME, MQTT_PASSWORD, MQTT_TLS, MQTT_CA_FILE,
+        MQTT_CLIENT_ID (all optional)."""
+        return cls.from_url(config.get("MQTT_URL") or DEFAULT_URL, username=config.get("MQTT_USERNAME") or None,
+                            password=config.get("MQTT_PASSWORD") or None, tls=config.get("MQTT_TLS"),
+                            ca_file=config.get("MQTT_CA_FILE") or None,
+                            client_id=config.get("MQTT_CLIENT_ID") or None)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """A verifying TLS context (system roots, or the configured CA file), or None without TLS."""
+        if not self.tls:
+            return None
+        return ssl.create_default_context(cafile=self.ca_file)
+
+
+@dataclass(frozen=True)
+class RelayReading:
+    """What one relay channel reported in one message; None means "not in this message".
+
+    `meter_wh` is the energy counter as the device reports it (Wh); the link turns it into a counter
+    that never goes back (see MeterCounter) and keeps the device's own figure in `device_meter_wh`.
+    `fault` is "" when the device says it has no error, a name (overpower, overtemp …) when it has one.
+    """
+
+    target: str
+    at: datetime
+    online: bool | None = None
+    relay_on: bool | None = None
+    watts: float | None = None
+    meter_wh: float | None = None
+    temperature_c: float | None = None
+    fault: str | None = None
+    device_meter_wh: float | None = None
+
+
+class MeterCounter:
+    """Turns device energy counters, which go back after a reboot, into counters that only grow.
+
+    When a device reports less than before (Shelly restarts at 0; Tasmota goes back to its last
+    saved total), the new figure becomes the base: nothing is added for the drop, so a session is
+    never billed negative, and the energy counted before the drop is never counted twice.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, float]] = {}  # target -> (device figure, our total)
+
+    def seed(self, target: str, device_wh: float, total_wh: float) -> None:
+        """Continue from a stored pair (the device's last figure and our total for it)."""
+        self._last[target] = (device_wh, total_wh)
+
+    def update(self, target: str, device_wh: float) -> float:
+        """Our total after the device reported `device_wh`."""
+        last = self._last.get(target)
+        if last is None:
+            total = device_wh
+        elif device_wh >= last[0]:
+            total = last[1] + (device_wh - last[0])
+        else:
+            log.info("meter counter went back (device restarted?)",
+                     extra={"event": "mqtt.meter_reset", "target": target, "was": last[0], "now": device_wh})
+            total = last[1]
+        self._last[target] = (device_wh, total)
+        return total
+
+
+def split_target(target: str) -> tuple[str, str, int | None]:
+    """`shelly:pfx/0` → ("shelly", "pfx", 0); `tasmota:plug` → ("tasmota", "plug", None).
+
+    The channel is the part after the last "/" when it is a number (topic prefixes may contain "/").
+    """
+    kind, sep, rest = target.partition(":")
+    if not sep or not rest:
+        raise ValueError(f"not a hardware target: {target!r}")
+    head, slash, tail = rest.rpartition("/")
+    if slash and tail.isdigit() and head:
+        return kind, head, int(tail)
+    return kind, rest, None
+
+
+class RelayProtocol(Protocol):
+    """A device family on the broker (Shelly Gen2+, Tasmota)."""
+
+    kind: str
+
+    def watch(self, target: str) -> list[str]:
+        """Follow a relay channel; returns topics not subscribed before."""
+
+    def subscriptions(self) -> list[str]:
+        """Every topic this protocol needs (subscribed again after each reconnect)."""
+
+    def handle(self, topic: str, payload: bytes, at: datetime) -> list[RelayReading]:
+        """Readings in one message (raise ValueError on a malformed payload)."""
+
+    async def switch(self, link: MqttLink, target: str, on: bool, cap_seconds: int | None = None) -> None:
+        """Switch a channel; raise CommandRejected or CommandUnanswered."""
+
+
+Sink = Callable[[RelayReading], None]
+
+
+class MqttLink:
+    """One broker connection for all watched relays: subscribe, read, publish, reconnect.
+
+    `run()` loops until cancelled: connect, subscribe, hand each message to the protocol whose
+    topics it matches; on a lost broker it waits (1 s, doubling to `max_backoff`, with jitter) and
+    connects again. A malformed payload is a log line, never the end of the loop. The sink gets
+    every reading and must return at once (no blocking database call inside a message handler).
+    """
+
+    def __init__(self, settings: BrokerSettings, protocols: Iterable[RelayProtocol], sink: Sink, *,
+                 clock: Callable[[], datetime] = clock_now, min_backoff: float = 1.0, max_backoff: float = 30.0):
+        self.settings = settings
+        self.protocols = {protocol.kind: protocol for protocol in protocols}
+        self.sink = sink
+        self.clock = clock
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.meters = MeterCounter()
+        self.connected = asyncio.Event()
+        self.connections = 0
+        self._client = None
+
+    @property
+    def client_id(self) -> str:
+        """Our MQTT client id (also the `src` of Shelly RPC requests)."""
+        return self.settings.client_id
+
+    def protocol_for(self, target: str) -> RelayProtocol:
+        """The protocol of a target's kind; ValueError for a kind nobody speaks."""
+        kind = split_target(target)[0]
+        try:
+            return self.protocols[kind]
+        except KeyError:
+            raise ValueError(f"no MQTT protocol for {target!r}") from None
+
+    async def watch(self, target: str) -> None:
+        """Follow a relay channel (subscribing at once when connected)."""
+        topics = self.protocol_for(target).watch(target)
+        client = self._client
+        if client is not None and topics:
+            for topic in topics:
+                await client.subscribe(topic, qos=QOS)
+
+    async def switch(self, target: str, on: bool, cap_seconds: int | None = None) -> None:
+        """Switch a channel on (with a device-side cap in seconds) or off."""
+        await self.watch(target)
+        await self.protocol_for(target).switch(self, target, on, cap_seconds)
+
+    async def publish(self, topic: str, payload: str | bytes, *, retain: bool = False) -> None:
+        """Publish at QoS 1; CommandUnanswered when the broker is not connected."""
+        client = self._client
+        if client is None:
+            raise CommandUnanswered("not connected to the MQTT broker")
+        try:
+            await client.publish(topic, payload, qos=QOS, retain=retain)
+        except Exception as exc:  # aiomqtt.MqttError: the connection broke under us
+            raise CommandUnanswered(f"publish failed: {exc}") from exc
+
+    def dispatch(self, topic: str, payload: bytes) -> list[RelayReading]:
+        """Hand one message to the protocols; readings (meters made monotonic) go to the sink."""
+        at = self.clock()
+        readings: list[RelayReading] = []
+        for protocol in self.protocols.values():
+            try:
+                found = protocol.handle(topic, payload, at)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                log.warning("ignored malformed MQTT payload on %s: %s", topic, exc,
+                            extra={"event": "mqtt.malformed", "topic": topic, "payload": payload[:200].decode(
+                                "utf-8", "replace")})
+                continue
+            readings.extend(found)
+        delivered = []
+        for reading in readings:
+            if reading.meter_wh is not None:
+                reading = replace(reading, device_meter_wh=reading.meter_wh,
+                                  meter_wh=self.meters.update(reading.target, reading.meter_wh))
+            try:
+                self.sink(reading)
+            except Exception:  # the sink's trouble must not end the broker loop
+                log.exception("telemetry sink failed for %s", reading.target)
+            delivered.append(reading)
+        return delivered
+
+    def _topics(self) -> list[str]:
+        topics: list[str] = []
+        for protocol in self.protocols.values():
+            topics.extend(t for t in protocol.subscriptions() if t not in topics)
+        return topics
+
+    def _new_client(self):
+        import aiomqtt
+
+        settings = self.settings
+        return aiomqtt.Client(settings.host, settings.port, username=settings.username, password=settings.password,
+                              identifier=settings.client_id, tls_context=settings.tls_context(), keepalive=30,
+                              timeout=10)
+
+    async def run(self) -> None:
+        """Stay connected until cancelled; every loss is logged and followed by a reconnect."""
+        import aiomqtt
+
+        delay = self.min_backoff
+        while True:
+            try:
+                async with self._new_client() as client:
+                    self._client = client  # from here on watch() subscribes new topics itself
+                    for topic in self._topics():
+                        await client.subscribe(topic, qos=QOS)
+                    self.connections += 1
+                    self.connected.set()
+                    delay = self.min_backoff
+                    broker = f"{self.settings.host}:{self.settings.port}"
+                    log.info("connected to the MQTT broker %s", broker,
+                             extra={"event": "mqtt.connected", "broker": broker})
+                    async for message in client.messages:
+                        payload = message.payload if isinstance(message.payload, bytes) else \
+                            str(message.payload).encode()
+                        self.dispatch(message.topic.value, payload)
+            except (aiomqtt.MqttError, OSError) as exc:
+                log.warning("MQTT broker unreachable or lost (%s); retrying in %.1f s", exc, delay,
+                            extra={"event": "mqtt.disconnected", "retry_in": delay})
+            finally:
+                self._client = None
+                self.connected.clear()
+            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
+            delay = min(delay * 2, self.max_backoff)
+
+
+def fail_after(seconds: float, what: str):
+    """An asyncio timeout that raises CommandUnanswered naming what was not answered."""
+    return _Deadline(seconds, what)
+
+
+class _Deadline:
+    def __init__(self, seconds: float, what: str):
+        self.seconds = seconds
+        self.what = what
+        self._timeout = None
+
+    async def __aenter__(self):
+        self._timeout = asyncio.timeout(self.seconds)
+        await self._timeout.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb):
+        try:
+            return await self._timeout.__aexit__(exc_type, exc, tb)
+        except TimeoutError:
+            raise CommandUnanswered(f"{self.what}: no answer in {self.seconds:g} s") from None
