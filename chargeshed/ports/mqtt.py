@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+from chargeshed.ports.driver import PortOffline, PortRejected
 from chargeshed.timeutil import now as clock_now
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,11 @@ QOS = 1  # Shelly supports QoS 1 only; Tasmota accepts it.
 COMMAND_TIMEOUT_SECONDS = 10.0
 
 
-class CommandRejected(Exception):
+class CommandRejected(PortRejected):
     """The device answered a command with an error."""
 
 
-class CommandUnanswered(Exception):
+class CommandUnanswered(PortOffline):
     """The device (or the broker) did not answer in time, or is known to be offline."""
 
 
@@ -92,8 +93,10 @@ class BrokerSettings:
 class RelayReading:
     """What one relay channel reported in one message; None means "not in this message".
 
-    `meter_wh` is the energy counter as the device reports it (Wh); the link turns it into a counter
-    that never goes back (see MeterCounter) and keeps the device's own figure in `device_meter_wh`.
+    `meter_wh` is the energy counter (Wh) as the device reports it; for devices whose counter goes back
+    to an old value after a restart (Tasmota) the link rebases it (see MeterCounter) and keeps the
+    device's own figure in `device_meter_wh`. A counter that restarts at 0 (Shelly) passes unchanged:
+    the telemetry store counts from 0 after a reset.
     `fault` is "" when the device says it has no error, a name (overpower, overtemp …) when it has one.
     """
 
@@ -109,25 +112,27 @@ class RelayReading:
 
 
 class MeterCounter:
-    """Turns device energy counters, which go back after a reboot, into counters that only grow.
+    """Turns energy counters that go back to an older value after a restart into counters that only grow.
 
-    When a device reports less than before (Shelly restarts at 0; Tasmota goes back to its last
-    saved total), the new figure becomes the base: nothing is added for the drop, so a session is
-    never billed negative, and the energy counted before the drop is never counted twice.
+    Tasmota keeps its total across restarts but goes back to the last value it saved. When a device
+    reports less than before, the new figure becomes the base: nothing is added for the drop, so a
+    session is never billed negative, and energy counted before the drop is never counted twice.
     """
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[float, float]] = {}  # target -> (device figure, our total)
+        self._floor: dict[str, float] = {}
 
-    def seed(self, target: str, device_wh: float, total_wh: float) -> None:
-        """Continue from a stored pair (the device's last figure and our total for it)."""
-        self._last[target] = (device_wh, total_wh)
+    def floor(self, target: str, total_wh: float) -> None:
+        """Continue above a stored total (after a gateway restart): the first figure never reads lower."""
+        self._floor[target] = total_wh
 
     def update(self, target: str, device_wh: float) -> float:
         """Our total after the device reported `device_wh`."""
         last = self._last.get(target)
         if last is None:
-            total = device_wh
+            # Below the stored total, the device went back while we were away: rebase, add nothing.
+            total = max(device_wh, self._floor.pop(target, device_wh))
         elif device_wh >= last[0]:
             total = last[1] + (device_wh - last[0])
         else:
@@ -156,6 +161,9 @@ class RelayProtocol(Protocol):
     """A device family on the broker (Shelly Gen2+, Tasmota)."""
 
     kind: str
+    # True when the device's energy counter restarts at 0 after a reboot; False when it goes back to
+    # an older saved value (which must not be read as "counting from 0": that would bill it twice).
+    counter_restarts_at_zero: bool
 
     def watch(self, target: str) -> list[str]:
         """Follow a relay channel; returns topics not subscribed before."""
@@ -168,6 +176,9 @@ class RelayProtocol(Protocol):
 
     async def switch(self, link: MqttLink, target: str, on: bool, cap_seconds: int | None = None) -> None:
         """Switch a channel; raise CommandRejected or CommandUnanswered."""
+
+    async def refresh(self, link: MqttLink, target: str) -> list[RelayReading]:
+        """Ask a channel for its whole status (readings returned, or arriving as messages)."""
 
 
 Sink = Callable[[RelayReading], None]
@@ -194,6 +205,8 @@ class MqttLink:
         self.connected = asyncio.Event()
         self.connections = 0
         self._client = None
+        self._online: dict[str, bool] = {}  # target -> online as last reported
+        self._tasks: set[asyncio.Task] = set()
 
     @property
     def client_id(self) -> str:
@@ -232,29 +245,51 @@ class MqttLink:
             raise CommandUnanswered(f"publish failed: {exc}") from exc
 
     def dispatch(self, topic: str, payload: bytes) -> list[RelayReading]:
-        """Hand one message to the protocols; readings (meters made monotonic) go to the sink."""
+        """Hand one message to the protocols; their readings go to the sink (see deliver)."""
         at = self.clock()
         readings: list[RelayReading] = []
         for protocol in self.protocols.values():
             try:
                 found = protocol.handle(topic, payload, at)
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
                 log.warning("ignored malformed MQTT payload on %s: %s", topic, exc,
                             extra={"event": "mqtt.malformed", "topic": topic, "payload": payload[:200].decode(
                                 "utf-8", "replace")})
                 continue
             readings.extend(found)
+        return self.deliver(readings)
+
+    def deliver(self, readings: Iterable[RelayReading]) -> list[RelayReading]:
+        """Meters made monotonic where the device needs it, then the sink; a device that came online
+        is asked for its whole status (what it pushed while we were away is lost)."""
         delivered = []
         for reading in readings:
+            protocol = self.protocol_for(reading.target)
             if reading.meter_wh is not None:
-                reading = replace(reading, device_meter_wh=reading.meter_wh,
-                                  meter_wh=self.meters.update(reading.target, reading.meter_wh))
+                rebase = not protocol.counter_restarts_at_zero
+                reading = replace(reading, device_meter_wh=reading.meter_wh, meter_wh=self.meters.update(
+                    reading.target, reading.meter_wh) if rebase else reading.meter_wh)
+            if reading.online and not self._online.get(reading.target):
+                self._spawn(self._refresh(protocol, reading.target))
+            if reading.online is not None:
+                self._online[reading.target] = reading.online
             try:
                 self.sink(reading)
             except Exception:  # the sink's trouble must not end the broker loop
                 log.exception("telemetry sink failed for %s", reading.target)
             delivered.append(reading)
         return delivered
+
+    async def _refresh(self, protocol: RelayProtocol, target: str) -> None:
+        try:
+            self.deliver(await protocol.refresh(self, target))
+        except (PortOffline, PortRejected) as exc:
+            log.info("no status from %s: %s", target, exc, extra={"event": "mqtt.refresh_failed", "target": target})
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _topics(self) -> list[str]:
         topics: list[str] = []
@@ -296,6 +331,7 @@ class MqttLink:
                             extra={"event": "mqtt.disconnected", "retry_in": delay})
             finally:
                 self._client = None
+                self._online.clear()  # after a reconnect every device is asked for its status again
                 self.connected.clear()
             await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(delay * 2, self.max_backoff)

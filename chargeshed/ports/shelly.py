@@ -83,6 +83,7 @@ class ShellyProtocol:
     """Shelly Gen2+ over MQTT: RPC with replies matched by id, NotifyStatus and status topics, online."""
 
     kind = KIND
+    counter_restarts_at_zero = True  # aenergy.total counts since boot
 
     def __init__(self, client_id: str, *, timeout: float = COMMAND_TIMEOUT_SECONDS):
         self.src = client_id
@@ -187,6 +188,12 @@ class ShellyProtocol:
                 return await future
         finally:
             self._pending.pop(request_id, None)
+
+    async def refresh(self, link: MqttLink, value: str) -> list[RelayReading]:
+        """Switch.GetStatus: the channel's whole status (after it came online)."""
+        prefix, channel = parse_target(value)
+        status = await self.call(link, prefix, "Switch.GetStatus", {"id": channel})
+        return [switch_reading(value, status, link.clock(), full=True)]
 
     async def switch(self, link: MqttLink, value: str, on: bool, cap_seconds: int | None = None) -> None:
         """Switch.Set; switching on carries `toggle_after` = the paid time (the device-side cap)."""

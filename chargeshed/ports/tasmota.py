@@ -15,6 +15,7 @@ Target `tasmota:<topic>[/<relay>]` (relay 1 when left out), with Tasmota's defau
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 from datetime import datetime
@@ -88,12 +89,16 @@ class TasmotaProtocol:
     """Tasmota over MQTT: POWER commands answered on RESULT, SENSOR/STATE telemetry, LWT, PulseTime."""
 
     kind = KIND
+    counter_restarts_at_zero = False  # ENERGY.Total survives a restart as its last saved value
 
     def __init__(self, *, timeout: float = COMMAND_TIMEOUT_SECONDS):
         self.timeout = timeout
         self.relays: dict[str, set[int]] = {}  # topic -> watched relays
         self.online: dict[str, bool] = {}
-        self._waiters: dict[tuple[str, str], list[asyncio.Future]] = {}
+        # (topic, command key) -> futures waiting for the answer, each with the value it waits for
+        self._waiters: dict[tuple[str, str], list[tuple[asyncio.Future, object]]] = {}
+        self._sent_at: dict[asyncio.Future, int] = {}  # order of sending, to pin an "Unknown" on one
+        self._sequence = itertools.count()
 
     def watch(self, value: str) -> list[str]:
         """Follow a relay; the device's topics when it is new."""
@@ -130,6 +135,10 @@ class TasmotaProtocol:
             return self._states(device, relays, json.loads(payload), at)
         if prefix == "stat" and leaf == "RESULT":
             return self._result(device, relays, json.loads(payload), at)
+        if prefix == "stat" and leaf == "STATUS10":  # answer to `Status 10`: the sensors, ENERGY included
+            status = json.loads(payload)
+            return self._sensor(device, relays, status.get("StatusSNS", {}) if isinstance(status, dict) else None,
+                                at)
         if prefix == "stat" and leaf.upper().startswith("POWER"):
             return self._states(device, relays, {leaf.upper(): payload.decode()}, at)
         return []
@@ -194,31 +203,49 @@ class TasmotaProtocol:
         return None
 
     def _resolve(self, device: str, key: str, value) -> None:
-        for future in self._waiters.pop((device, key), []):
-            if not future.done():
-                future.set_result(value)
+        """Answer the waiters for `key` that wait for this value (or for any answer)."""
+        waiting = self._waiters.get((device, key), [])
+        for future, expected in list(waiting):
+            if expected is None or expected == value:
+                waiting.remove((future, expected))
+                if not future.done():
+                    future.set_result(value)
 
     def _reject(self, device: str, reason: str) -> None:
-        for key in [k for k in self._waiters if k[0] == device]:
-            for future in self._waiters.pop(key):
-                if not future.done():
-                    future.set_exception(CommandRejected(reason))
+        """Fail the oldest command waiting on the device (Tasmota answers its commands in order)."""
+        pending = [(future, key) for key, waiting in self._waiters.items() if key[0] == device
+                   for future, _expected in waiting if not future.done()]
+        if pending:
+            future, _key = min(pending, key=lambda item: self._sent_at.get(item[0], 0))
+            future.set_exception(CommandRejected(reason))
 
-    async def command(self, link: MqttLink, device: str, command: str, payload: str):
-        """Publish `cmnd/<topic>/<command>` and wait for the RESULT that carries that command's key."""
+    async def command(self, link: MqttLink, device: str, command: str, payload: str, expect=None):
+        """Publish `cmnd/<topic>/<command>` and wait for the RESULT that carries that command's key
+        (with the value `expect`, when given: a query's answer in flight must not count)."""
         future = asyncio.get_running_loop().create_future()
         key = (device, command.upper())
-        self._waiters.setdefault(key, []).append(future)
+        entry = (future, expect)
+        self._waiters.setdefault(key, []).append(entry)
+        self._sent_at[future] = next(self._sequence)
         try:
             async with fail_after(self.timeout, f"{device} {command}"):
                 await link.publish(f"cmnd/{device}/{command}", payload)
                 return await future
         finally:
+            self._sent_at.pop(future, None)
             waiting = self._waiters.get(key)
-            if waiting and future in waiting:
-                waiting.remove(future)
+            if waiting is not None:
+                if entry in waiting:
+                    waiting.remove(entry)
                 if not waiting:
                     del self._waiters[key]
+
+    async def refresh(self, link: MqttLink, value: str) -> list[RelayReading]:
+        """Query the relay (empty POWER<n>) and the meter (`Status 10`); the answers arrive as messages."""
+        device, relay = parse_target(value)
+        await link.publish(f"cmnd/{device}/STATUS", "10")
+        await self.command(link, device, f"POWER{relay}", "")
+        return []
 
     async def switch(self, link: MqttLink, value: str, on: bool, cap_seconds: int | None = None) -> None:
         """PulseTime (when switching on) then POWER; the relay's answer must match what was asked."""
@@ -227,6 +254,4 @@ class TasmotaProtocol:
             raise CommandUnanswered(f"{device} is offline")
         if on:
             await self.command(link, device, f"PulseTime{relay}", str(pulse_time_value(cap_seconds)))
-        state = await self.command(link, device, f"POWER{relay}", "ON" if on else "OFF")
-        if state != on:
-            raise CommandRejected(f"{device} relay {relay} stayed {'ON' if state else 'OFF'}")
+        await self.command(link, device, f"POWER{relay}", "ON" if on else "OFF", expect=on)

@@ -6,7 +6,6 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -14,19 +13,7 @@ from chargeshed.ports.mqtt import BrokerSettings, MqttLink, RelayReading
 from chargeshed.ports.shelly import ShellyProtocol
 from chargeshed.ports.tasmota import TasmotaProtocol
 from tests.conftest import skip_or_fail
-from tests.ports.emulators.base import BROKER_HOST, BROKER_PORT, unique
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
-    """Poll until `condition()` is truthy (returns it); fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+from tests.ports.emulators.base import BROKER_HOST, BROKER_PORT, unique, wait_for
 
 
 @pytest.fixture(scope="session")
@@ -109,3 +96,4 @@ def devices():
     yield made
     for device in made:
         device.close()
+

@@ -9,8 +9,7 @@ import pytest
 
 from chargeshed.ports import shelly, tasmota
 from chargeshed.ports.mqtt import BrokerSettings, CommandRejected, CommandUnanswered, MeterCounter, split_target
-from tests.ports.conftest import wait_for
-from tests.ports.emulators.base import unique
+from tests.ports.emulators.base import unique, wait_for
 from tests.ports.emulators.shelly import ShellyEmulator
 from tests.ports.emulators.tasmota import TasmotaEmulator
 
@@ -38,10 +37,13 @@ def test_a_meter_that_goes_back_is_rebased_never_negative_nor_counted_twice():
     meter = MeterCounter()
     assert meter.update("t", 1000.0) == 1000.0
     assert meter.update("t", 1150.0) == 1150.0
-    assert meter.update("t", 3.0) == 1150.0  # Shelly rebooted: counting restarts at 0
-    assert meter.update("t", 53.0) == 1200.0
-    assert meter.update("t", 40.0) == 1200.0  # Tasmota back to its last saved total
-    assert meter.update("t", 45.0) == 1205.0
+    assert meter.update("t", 1100.0) == 1150.0  # Tasmota restarted at its last saved total
+    assert meter.update("t", 1150.0) == 1200.0
+    # A gateway restart: the stored total is the floor; a lower first figure adds nothing.
+    restarted = MeterCounter()
+    restarted.floor("t", 1200.0)
+    assert restarted.update("t", 1180.0) == 1200.0
+    assert restarted.update("t", 1190.0) == 1210.0
 
 
 def test_broker_settings_from_url_and_config():
@@ -72,7 +74,7 @@ def test_shelly_switch_on_with_cap_readings_flow_and_switch_off(mqtt_link, devic
 
     device.plug(2, 180.0)
     runner.call(runner.link.switch(port, True, cap_seconds=4 * 3600))
-    request = device.requests[-1]
+    request = device.calls()[-1]
     assert request["method"] == "Switch.Set"
     assert request["params"] == {"id": 2, "on": True, "toggle_after": 14_400}
     assert request["src"] == runner.link.client_id
@@ -87,7 +89,7 @@ def test_shelly_switch_on_with_cap_readings_flow_and_switch_off(mqtt_link, devic
     assert {r.target for r in readings} == {port}
 
     runner.call(runner.link.switch(port, False))
-    assert device.requests[-1]["params"] == {"id": 2, "on": False}
+    assert device.calls()[-1]["params"] == {"id": 2, "on": False}
     readings.wait(port, "relay_on", False)
     assert readings.latest(port, "watts") == 0.0
 
@@ -161,13 +163,13 @@ def test_shelly_counter_reset_by_reboot_mid_charge(mqtt_link, devices):
     readings.wait(port, "meter_wh", 5240.0)
 
     device.reboot()  # counter back to 0, relay open
-    readings.wait(port, "device_meter_wh", 0.0)
+    readings.wait(port, "meter_wh", 0.0)
     runner.call(runner.link.switch(port, True, cap_seconds=3600 * 5))
     device.advance(1800)
-    readings.wait(port, "device_meter_wh", 120.0)
-    meters = [r.meter_wh for r in readings.of(port) if r.meter_wh is not None]
-    assert meters == sorted(meters)  # never backwards: a session is never billed negative
-    assert readings.latest(port, "meter_wh") == 5360.0  # 240 + 120: nothing counted twice
+    readings.wait(port, "meter_wh", 120.0)
+    # Shelly's counter is passed as the device says (since boot): the telemetry store counts from 0
+    # after a drop, so the 5240 before and the 120 after are each billed once.
+    assert [r.meter_wh for r in readings.of(port) if r.meter_wh is not None][-1] == 120.0
 
 
 def test_shelly_overpower_is_a_fault(mqtt_link, devices):
@@ -228,14 +230,14 @@ def test_tasmota_pulse_time_then_power_on_sensor_readings_and_off(mqtt_link, dev
 
     plug.plug(1, 150.0)
     runner.call(runner.link.switch(port, True, cap_seconds=3 * 3600))
-    assert plug.commands == [("PulseTime1", "10900"), ("POWER1", "ON")]  # the cap is set before switching on
+    assert plug.switching == [("PulseTime1", "10900"), ("POWER1", "ON")]  # the cap is set before switching on
     readings.wait(port, "relay_on", True)
     plug.advance(2 * 3600)
     readings.wait(port, "meter_wh", 300.0)
     assert readings.latest(port, "watts") == 150.0
 
     runner.call(runner.link.switch(port, False))
-    assert plug.commands[-1] == ("POWER1", "OFF")
+    assert plug.switching[-1] == ("POWER1", "OFF")
     readings.wait(port, "relay_on", False)
 
 

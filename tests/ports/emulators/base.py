@@ -7,6 +7,7 @@ import itertools
 import os
 import threading
 import time
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
@@ -18,6 +19,18 @@ _serial = itertools.count(1)
 def unique(name: str) -> str:
     """A topic-safe name unique to this test run (other tests share the broker)."""
     return f"{name}-{os.getpid()}-{next(_serial)}-{time.monotonic_ns() % 10**8}"
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
+    """Poll until `condition()` is truthy (returns it); fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
 
 
 class DeviceConnection:

@@ -73,12 +73,14 @@ class ShellyEmulator:
         """Reconnect: `online` = true and the whole status of every switch."""
         self.connection.connect()
 
-    def reboot(self) -> None:
-        """Power cycle: offline, relays open, energy counters back to 0, timers gone, then online."""
+    def reboot(self, *, restore_output: bool = False) -> None:
+        """Power cycle: offline, energy counters back to 0, timers gone, then online. The relays come
+        back open, or as they were with `restore_output` (the "restore last" initial state)."""
         self.connection.drop()
         with self.lock:
             for switch in self.switches:
-                switch.output, switch.energy_wh, switch.toggle_at, switch.errors = False, 0.0, None, []
+                switch.output = switch.output and restore_output
+                switch.energy_wh, switch.toggle_at, switch.errors = 0.0, None, []
         self.connection.connect()
 
     def close(self) -> None:
@@ -136,6 +138,10 @@ class ShellyEmulator:
     def publish_raw(self, suffix: str, payload: bytes | str) -> None:
         """Send anything on one of the device's topics (malformed payload tests)."""
         self.connection.publish(f"{self.prefix}/{suffix}", payload)
+
+    def calls(self, method: str = "Switch.Set") -> list[dict]:
+        """The requests received for one method, oldest first."""
+        return [frame for frame in list(self.requests) if frame.get("method") == method]
 
     # RPC
     def _message(self, topic: str, payload: bytes) -> None:

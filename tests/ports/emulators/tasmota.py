@@ -51,6 +51,11 @@ class TasmotaEmulator:
         self.connection = DeviceConnection(f"emu-{topic}", (f"tele/{topic}/LWT", "Offline"),
                                            [f"cmnd/{topic}/+"], self._message, self._announce)
 
+    @property
+    def switching(self) -> list[tuple[str, str]]:
+        """The commands that set something (queries and Status requests left out), oldest first."""
+        return [(c, a) for c, a in list(self.commands) if a and c.upper() != "STATUS"]
+
     def connect(self) -> TasmotaEmulator:
         self.connection.connect()
         return self
@@ -116,6 +121,9 @@ class TasmotaEmulator:
 
     def sensor(self) -> None:
         """tele/<topic>/SENSOR with the ENERGY block."""
+        self.connection.publish(f"tele/{self.topic}/SENSOR", json.dumps(self._sensors()))
+
+    def _sensors(self) -> dict:
         with self.lock:
             many = len(self.relays) > 1
             power = [round(r.power) for r in self.relays]
@@ -124,8 +132,7 @@ class TasmotaEmulator:
                       "Yesterday": 0.0, "Today": total if many else total[0], "Period": 0,
                       "Power": power if many else power[0], "ApparentPower": power if many else power[0],
                       "ReactivePower": 0, "Factor": 0.98, "Voltage": 229, "Current": round(sum(power) / 229, 3)}
-        self.connection.publish(f"tele/{self.topic}/SENSOR",
-                                json.dumps({"Time": "2026-12-02T10:00:00", "ENERGY": energy}))
+        return {"Time": "2026-12-02T10:00:00", "ENERGY": energy}
 
     def max_power_reached(self, number: int = 1) -> None:
         """MaxPower protection trips: the relay opens and says why."""
@@ -152,6 +159,9 @@ class TasmotaEmulator:
         upper = command.upper()
         name = upper.rstrip("0123456789")
         number = int(upper[len(name):] or 1)
+        if upper == "STATUS" and argument == "10":
+            self.connection.publish(f"stat/{self.topic}/STATUS10", json.dumps({"StatusSNS": self._sensors()}))
+            return
         if name not in ("POWER", "PULSETIME") or not 1 <= number <= len(self.relays):
             self.connection.publish(f"stat/{self.topic}/RESULT", json.dumps({"Command": "Unknown"}))
             return
