@@ -71,6 +71,17 @@ def switch_reading(target_: str, status: dict, at: datetime, *, full: bool) -> R
     )
 
 
+def _split_device_topic(topic: str) -> tuple[str | None, str]:
+    """(prefix, what) for `<prefix>/online`, `<prefix>/events/rpc` and `<prefix>/status/switch:N`."""
+    for suffix in ("/online", "/events/rpc"):
+        if topic.endswith(suffix):
+            return topic[:-len(suffix)], suffix[1:]
+    head, _, leaf = topic.rpartition("/status/")
+    if head and leaf.startswith("switch:"):
+        return head, "status/" + leaf
+    return None, ""
+
+
 def _number(value) -> float | None:
     if value is None:
         return None
@@ -121,21 +132,19 @@ class ShellyProtocol:
         if topic == self.reply_topic:
             self._reply(json.loads(payload))
             return []
-        for prefix, channels in self.channels.items():
-            if not topic.startswith(prefix + "/"):
-                continue
-            rest = topic[len(prefix) + 1:]
-            if rest == "online":
-                return self._online(prefix, channels, payload, at)
-            if rest == "events/rpc":
-                return self._notification(prefix, channels, json.loads(payload), at)
-            if rest.startswith("status/switch:"):
-                channel = int(rest.removeprefix("status/switch:"))
-                if channel in channels:
-                    self.online[prefix] = True
-                    return [switch_reading(target(prefix, channel), json.loads(payload), at, full=True)]
-                return []
-        return []
+        prefix, rest = _split_device_topic(topic)
+        channels = self.channels.get(prefix) if prefix else None
+        if not channels:
+            return []
+        if rest == "online":
+            return self._online(prefix, channels, payload, at)
+        if rest == "events/rpc":
+            return self._notification(prefix, channels, json.loads(payload), at)
+        channel = int(rest.removeprefix("status/switch:"))
+        if channel not in channels:
+            return []
+        self.online[prefix] = True
+        return [switch_reading(target(prefix, channel), json.loads(payload), at, full=True)]
 
     def _online(self, prefix: str, channels: set[int], payload: bytes, at: datetime) -> list[RelayReading]:
         text = payload.decode().strip().lower()
