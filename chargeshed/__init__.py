@@ -40,7 +40,7 @@ def create_app(config: dict | None = None) -> Flask:
 def _init_extensions(app: Flask) -> None:
     from datetime import timedelta
 
-    from chargeshed import i18n, models  # noqa: F401  (models: register every table)
+    from chargeshed import assets, i18n, models  # noqa: F401  (models: register every table)
     from chargeshed.extensions import babel, csrf, db, htmx, limiter, login_manager, migrate
     from chargeshed.ports.runtime import init_ports
     from chargeshed.web import hardening, jinja
@@ -67,6 +67,7 @@ def _init_extensions(app: Flask) -> None:
     init_ports(app)
     jinja.init_app(app)
     hardening.init_app(app)
+    assets.init_app(app)
 
 
 def _register_blueprints(app: Flask) -> None:

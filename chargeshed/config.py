@@ -41,6 +41,7 @@ ENV_KEYS = {
     "MQTT_TLS": _flag,
     "MQTT_CA_FILE": str,
     "MQTT_CLIENT_ID": str,
+    "STATIC_BUILD_DIR": str,
 }
 
 
@@ -100,6 +101,9 @@ def defaults(instance_path: str) -> dict:
         # The MQTT broker of the metered relays (Shelly, Tasmota): mqtt:// or mqtts:// (TLS), credentials
         # in the URL or in MQTT_USERNAME / MQTT_PASSWORD; MQTT_CA_FILE for a private CA.
         "MQTT_URL": "mqtt://127.0.0.1:1883",
+        # Static files with content-hashed names and their gzip/brotli variants, built at start-up
+        # (chargeshed/assets.py); any writable folder the web processes share.
+        "STATIC_BUILD_DIR": os.path.join(instance_path, "static"),
     }
 
 

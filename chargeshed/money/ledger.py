@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -84,12 +84,14 @@ def external_account(name: str) -> LedgerAccount:
     return get_account(f"external:{name}", KIND_EXTERNAL)
 
 
+def wallet_balance_select(user_id: int) -> Select:
+    """The statement reading a resident's cached wallet balance (no row when never used)."""
+    return select(LedgerAccount.balance_fen).where(LedgerAccount.code == f"wallet:{user_id}")
+
+
 def wallet_balance(user_id: int) -> int:
     """A resident's wallet balance in fen (0 when the wallet was never used)."""
-    value = db.session.execute(
-        select(LedgerAccount.balance_fen).where(LedgerAccount.code == f"wallet:{user_id}")
-    ).scalar_one_or_none()
-    return value or 0
+    return db.session.execute(wallet_balance_select(user_id)).scalar_one_or_none() or 0
 
 
 def find_txn(ref: str) -> LedgerTxn | None:

@@ -22,6 +22,7 @@ from chargeshed.payments import fulfilment, refunds
 from chargeshed.payments.models import CREDITED, REFUND_FAILED, CashOut, TopUp, TopUpRefund
 from chargeshed.payments.providers import CheckoutUrls, provider_from_config
 from chargeshed.sites import qr
+from chargeshed.sites.scan import load_scan
 from chargeshed.sites.services import get_port_by_code_or_404, port_state_now
 from chargeshed.timeutil import now as clock_now
 from chargeshed.web.forms import ActionForm, BikeForm, TopUpForm
@@ -83,20 +84,23 @@ def home():
 @bp.get("/p/<code>")
 def port_page(code: str):
     """The scan target: which port this is, its state, the price, and Start or Top up and start."""
-    port = get_port_by_code_or_404(code)
+    signed_in = current_user.is_authenticated
+    found = load_scan(code, current_user.id if signed_in else None)  # one statement: see sites/scan.py
+    if found is None:
+        abort(404)
+    port, live, terms, balance = found.port, found.live, found.terms, found.balance_fen
     now = clock_now()
-    live = charging.live_session_on_port(port.id)
     state = port_state_now(port, live, now)
     refusal = charging.refusal_for_port(port, now, live)
-    terms = port.shed.tariff.terms
-    balance = ledger.wallet_balance(current_user.id) if current_user.is_authenticated else None
-    mine = live if live is not None and current_user.is_authenticated and live.user_id == current_user.id else None
+    mine = live if live is not None and signed_in and live.user_id == current_user.id else None
     amounts = _topup_amounts()
     shortfall = max(0, terms.hold_fen - (balance or 0))
     suggested = next((a for a in amounts if a >= shortfall), amounts[-1])
     return render_template(
-        "resident/port.html", port=port, shed=port.shed, state=state, refusal=refusal, terms=terms,
-        balance=balance, mine=mine, amounts=amounts, suggested=suggested, form=ActionForm(),
+        "resident/port.html", port=port, shed=found.shed, state=state, refusal=refusal, terms=terms,
+        balance=balance, mine=mine, amounts=amounts, suggested=suggested,
+        # Only signed-in residents get forms: an anonymous scan sets no session cookie.
+        form=ActionForm() if signed_in else None,
         refusal_message=_refusal_message(refusal) if refusal else None, provider=_provider(),
     )
 

@@ -13,10 +13,10 @@ from chargeshed.extensions import db
 from chargeshed.ports.sim import LITHIUM
 from chargeshed.sites.models import Port
 
-# The pay page: port with shed, tariff and site (1), the port's live session (1, +1 until the page
-# passes it to refusal_for_port); signed in: the user (1) and the wallet (1).
-PAY_PAGE_ANONYMOUS = 2
-PAY_PAGE_SIGNED_IN = 4
+# The pay page: one plain row (port, shed, site, tariff, the port's live session and, signed in, the
+# wallet balance: chargeshed/sites/scan.py); signed in also the user (Flask-Login).
+PAY_PAGE_ANONYMOUS = 1
+PAY_PAGE_SIGNED_IN = 2
 
 
 @contextlib.contextmanager

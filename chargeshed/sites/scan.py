@@ -1,0 +1,102 @@
+"""What the pay page needs about a scanned port, read as one plain row.
+
+The QR pay page is opened by every scan, often on a weak mobile link: it reads the port, its shed,
+site and tariff, the port's live session and (signed in) the scanner's wallet balance in a single
+statement, without building ORM objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, select
+from sqlalchemy.orm import aliased
+
+from chargeshed.charging.models import LIVE_STATES, ChargeSession, Tariff
+from chargeshed.charging.tariff import Tariff as TariffRules
+from chargeshed.extensions import db
+from chargeshed.money.ledger import wallet_balance_select
+from chargeshed.sites.codes import normalise_code
+from chargeshed.sites.models import Port, Shed, Site
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedPort:
+    """The port's own fields the page and the start rules read (duck-types Port for them)."""
+
+    id: int
+    code: str
+    number: int
+    label: str
+    status: str
+    ocpp_state: str
+    fault: str | None
+    last_seen_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Named:
+    """A site as the page shows it."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShedSign:
+    """The shed as the page shows it: its name and its site's name."""
+
+    id: int
+    name: str
+    site: Named
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRef:
+    """The port's live session: which one, and whose."""
+
+    id: int
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """Everything the pay page reads from the database."""
+
+    port: ScannedPort
+    shed: ShedSign
+    terms: TariffRules
+    live: LiveRef | None
+    balance_fen: int | None  # None when nobody is signed in
+
+
+def load_scan(code: str, user_id: int | None = None) -> Scan | None:
+    """The port with this code and what the pay page shows about it, in one statement; None if unknown.
+
+    With `user_id`, the resident's wallet balance comes in the same row (0 when never used).
+    """
+    live = aliased(ChargeSession)
+    columns = [Port.id, Port.code, Port.number, Port.label, Port.status, Port.ocpp_state, Port.fault,
+               Port.last_seen_at, Shed.id.label("shed_id"), Shed.name.label("shed_name"),
+               Site.name.label("site_name"), Tariff.rules, live.id.label("live_id"),
+               live.user_id.label("live_user_id")]
+    if user_id is not None:
+        columns.append(wallet_balance_select(user_id).scalar_subquery().label("balance_fen"))
+    row = db.session.execute(
+        select(*columns)
+        .join(Shed, Shed.id == Port.shed_id)
+        .join(Site, Site.id == Shed.site_id)
+        .join(Tariff, Tariff.id == Shed.tariff_id)
+        .outerjoin(live, and_(live.port_id == Port.id, live.state.in_(LIVE_STATES)))
+        .where(Port.code == normalise_code(code))
+    ).first()
+    if row is None:
+        return None
+    return Scan(
+        port=ScannedPort(row.id, row.code, row.number, row.label, row.status, row.ocpp_state, row.fault,
+                         row.last_seen_at),
+        shed=ShedSign(row.shed_id, row.shed_name, Named(row.site_name)),
+        terms=TariffRules.from_dict(row.rules),
+        live=LiveRef(row.live_id, row.live_user_id) if row.live_id is not None else None,
+        balance_fen=(row.balance_fen or 0) if user_id is not None else None,
+    )
