@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -66,7 +66,7 @@ def get_account(code: str, kind: str, *, owner_id: int | None = None, shed_id: i
 
 def wallet_account(user_id: int) -> LedgerAccount:
     """A resident's wallet: money the compound owes them."""
-    return get_account(f"wallet:{user_id}", KIND_WALLET, owner_id=user_id)
+    return get_account(wallet_code(user_id), KIND_WALLET, owner_id=user_id)
 
 
 def holds_account() -> LedgerAccount:
@@ -84,14 +84,17 @@ def external_account(name: str) -> LedgerAccount:
     return get_account(f"external:{name}", KIND_EXTERNAL)
 
 
-def wallet_balance_select(user_id: int) -> Select:
-    """The statement reading a resident's cached wallet balance (no row when never used)."""
-    return select(LedgerAccount.balance_fen).where(LedgerAccount.code == f"wallet:{user_id}")
+def wallet_code(user_id: int) -> str:
+    """The ledger account code of a resident's wallet."""
+    return f"wallet:{user_id}"
 
 
 def wallet_balance(user_id: int) -> int:
     """A resident's wallet balance in fen (0 when the wallet was never used)."""
-    return db.session.execute(wallet_balance_select(user_id)).scalar_one_or_none() or 0
+    value = db.session.execute(
+        select(LedgerAccount.balance_fen).where(LedgerAccount.code == wallet_code(user_id))
+    ).scalar_one_or_none()
+    return value or 0
 
 
 def find_txn(ref: str) -> LedgerTxn | None:

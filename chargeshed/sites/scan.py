@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import and_, select
+from sqlalchemy import Select, and_, bindparam, select
 from sqlalchemy.orm import aliased
 
 from chargeshed.charging.models import LIVE_STATES, ChargeSession, Tariff
 from chargeshed.charging.tariff import Tariff as TariffRules
 from chargeshed.extensions import db
-from chargeshed.money.ledger import wallet_balance_select
+from chargeshed.money.ledger import wallet_code
+from chargeshed.money.models import LedgerAccount
 from chargeshed.sites.codes import normalise_code
 from chargeshed.sites.models import Port, Shed, Site
 
@@ -70,26 +72,37 @@ class Scan:
     balance_fen: int | None  # None when nobody is signed in
 
 
-def load_scan(code: str, user_id: int | None = None) -> Scan | None:
-    """The port with this code and what the pay page shows about it, in one statement; None if unknown.
-
-    With `user_id`, the resident's wallet balance comes in the same row (0 when never used).
-    """
+@cache
+def _statement(with_wallet: bool) -> Select:
+    """The pay page's statement, built once per process (building it costs more than running it)."""
     live = aliased(ChargeSession)
     columns = [Port.id, Port.code, Port.number, Port.label, Port.status, Port.ocpp_state, Port.fault,
                Port.last_seen_at, Shed.id.label("shed_id"), Shed.name.label("shed_name"),
                Site.name.label("site_name"), Tariff.rules, live.id.label("live_id"),
                live.user_id.label("live_user_id")]
-    if user_id is not None:
-        columns.append(wallet_balance_select(user_id).scalar_subquery().label("balance_fen"))
-    row = db.session.execute(
+    if with_wallet:
+        columns.append(select(LedgerAccount.balance_fen).where(LedgerAccount.code == bindparam("wallet"))
+                       .scalar_subquery().label("balance_fen"))
+    return (
         select(*columns)
         .join(Shed, Shed.id == Port.shed_id)
         .join(Site, Site.id == Shed.site_id)
         .join(Tariff, Tariff.id == Shed.tariff_id)
         .outerjoin(live, and_(live.port_id == Port.id, live.state.in_(LIVE_STATES)))
-        .where(Port.code == normalise_code(code))
-    ).first()
+        .where(Port.code == bindparam("code"))
+    )
+
+
+def load_scan(code: str, user_id: int | None = None) -> Scan | None:
+    """The port with this code and what the pay page shows about it, in one statement; None if unknown.
+
+    With `user_id`, the resident's wallet balance comes in the same row (0 when never used).
+    """
+    parameters = {"code": normalise_code(code)}
+    if user_id is not None:
+        parameters["wallet"] = wallet_code(user_id)
+    # Plain columns, no entities: run on the session's connection, skipping the ORM's result machinery.
+    row = db.session.connection().execute(_statement(user_id is not None), parameters).first()
     if row is None:
         return None
     return Scan(
