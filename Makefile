@@ -5,11 +5,15 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app chargeshed
 CATALOGUES := $(wildcard chargeshed/translations/*/LC_MESSAGES/messages.po)
 
+# `make run PORT=8080` serves elsewhere; QR codes follow (PUBLIC_BASE_URL defaults to the same port).
+PORT ?= 5000
+
 .PHONY: run test install translations migrate demo worker serve lint bench clean
 
 run: install translations migrate demo
 	CHARGESHED_ENV=demo SIM_SPEED=$${SIM_SPEED:-30} WORKER_INTERVAL_SECONDS=$${WORKER_INTERVAL_SECONDS:-2} \
-		$(FLASK) serve --host 127.0.0.1 --port 5000 --with-worker
+		PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://127.0.0.1:$(PORT)} \
+		$(FLASK) serve --host 127.0.0.1 --port $(PORT) --with-worker
 
 test: install translations
 	$(BIN)/pytest $(PYTEST_ARGS)

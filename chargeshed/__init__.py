@@ -64,15 +64,63 @@ def _init_extensions(app: Flask) -> None:
 
         return db.session.get(User, int(user_id)) if user_id.isdigit() else None
 
+    _install_clock(app)
     init_ports(app)
     jinja.init_app(app)
     hardening.init_app(app)
     assets.init_app(app)
 
 
-def _register_blueprints(app: Flask) -> None:
-    from chargeshed.web import auth, errors, health, manage, operator, refunds, resident, safety, stripe_webhook
+def _app_clock(app: Flask):
+    """The app's clock: app.extensions['clock'] when a test or the demo set one, else real UTC."""
+    from chargeshed import timeutil
 
-    for module in (health, auth, resident, stripe_webhook, manage, operator, refunds, safety):
+    def clock():
+        fake = app.extensions.get("clock")
+        return fake() if fake is not None else timeutil.utcnow()
+
+    return clock
+
+
+def _clock_pushed(app: Flask, **_extra) -> None:
+    """Signal receiver: each app context of a ChargeShed app injects that app's clock into timeutil."""
+    from flask import g
+
+    from chargeshed import timeutil
+
+    if "chargeshed_clock" in app.extensions:
+        g.setdefault("_clock_tokens", []).append(timeutil.install_clock(app.extensions["chargeshed_clock"]))
+
+
+def _install_clock(app: Flask) -> None:
+    """timeutil.now() follows this app's clock inside its app contexts (timeutil never reads the app)."""
+    from flask import appcontext_pushed, g
+
+    from chargeshed import timeutil
+
+    app.extensions["chargeshed_clock"] = _app_clock(app)
+    appcontext_pushed.connect(_clock_pushed)
+
+    @app.teardown_appcontext
+    def _uninstall_clock(_error=None) -> None:
+        for token in reversed(g.pop("_clock_tokens", [])):
+            timeutil.reset_clock(token)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from chargeshed.web import (
+        auth,
+        errors,
+        health,
+        manage,
+        operator,
+        refunds,
+        resident,
+        safety,
+        safety_report,
+        stripe_webhook,
+    )
+
+    for module in (health, auth, resident, stripe_webhook, manage, operator, refunds, safety_report, safety):
         app.register_blueprint(module.bp)
     errors.init_app(app)

@@ -25,8 +25,8 @@ def register(app: Flask) -> None:
     import importlib
     import importlib.util
 
-    for command in (demo_command, ports_command, worker_command, serve_command, check_ledger_command,
-                    create_user_command):
+    for command in (demo_command, safety_demo_command, ports_command, worker_command, serve_command,
+                    check_ledger_command, create_user_command):
         app.cli.add_command(command)
     for name in FEATURE_COMMAND_MODULES:
         if importlib.util.find_spec(name) is not None:
@@ -54,6 +54,21 @@ def demo_command(days: int, per_day: int) -> None:
     if safety.get("created"):
         click.echo("Fire-safety cases loaded (staff sign-in: patrol).")
     click.echo(f"Sign in as resident 13800000001, or staff admin / manager / operator; password {DEMO_PASSWORD}")
+
+
+@click.command("safety-demo")
+@with_appcontext
+def safety_demo_command() -> None:
+    """Add demo safety cases (and a patrol user) to the demo compound; does nothing twice."""
+    from chargeshed.demo import DEMO_PASSWORD
+    from chargeshed.safety.demo import load_safety_demo
+
+    with current_app.test_request_context():
+        result = load_safety_demo(DEMO_PASSWORD)
+    if not result["created"]:
+        click.echo(result["reason"])
+        return
+    click.echo(f"safety demo: {result['cases']} cases; patrol user {result['patrol']} / {DEMO_PASSWORD}")
 
 
 @click.command("ports")

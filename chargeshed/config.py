@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 
+# Defaults that services also use as their parameters' defaults: defined here once, imported there.
+# Alipay allows refunds for 90 days (WeChat Pay 180, cards longer): the strictest wins.
+REFUND_WINDOW_DAYS = 90
+START_TIMEOUT_SECONDS = 60  # a start the port never confirmed fails (hold released) after this
+
 
 def _flag(value: str) -> bool:
     return value.lower() in ("1", "true", "yes", "on")
@@ -80,7 +85,7 @@ def defaults(instance_path: str) -> dict:
         "WTF_CSRF_TIME_LIMIT": None,
         # Three 8 MB hazard photos fit in one report.
         "MAX_CONTENT_LENGTH": 26 * 1024 * 1024,
-        "REFUND_WINDOW_DAYS": 90,
+        "REFUND_WINDOW_DAYS": REFUND_WINDOW_DAYS,
         "SAFETY_UPLOAD_DIR": os.path.join(instance_path, "uploads", "safety"),
         "SAFETY_RESPONSE_HOURS": 24,
         # Pooled connections are not pinged before each use (that would cost three round trips per
@@ -88,7 +93,7 @@ def defaults(instance_path: str) -> dict:
         # Set {"pool_pre_ping": True} here (instance/config.py) to trade that for speed.
         "SQLALCHEMY_ENGINE_OPTIONS": {},
         # A start the port has not confirmed within this many seconds fails and releases its hold.
-        "START_TIMEOUT_SECONDS": 60,
+        "START_TIMEOUT_SECONDS": START_TIMEOUT_SECONDS,
         # The simulated charging units' state (PORT_DRIVER=sim): outside the worker, like real hardware.
         "SIM_STATE_FILE": os.path.join(instance_path, "sim_ports.json"),
         # Logs: "json" (one object per line, with the request id) or "text".

@@ -1,11 +1,23 @@
-"""Time helpers: the database stores naive UTC; pages show the compound's local time."""
+"""Time helpers: the database stores naive UTC; pages show the compound's local time.
+
+`now()` is the application's clock. It knows nothing of Flask: whoever runs the code installs a clock
+with `use_clock()` (the app factory does it for every app context, reading `app.extensions['clock']`
+so tests and the demo can set a fake one); the worker, the gateway and the CLI run under the app's
+context, and plain scripts may call `use_clock()` themselves.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+
+Clock = Callable[[], datetime]
+_clock: ContextVar[Clock | None] = ContextVar("chargeshed_clock", default=None)
 
 
 def utcnow() -> datetime:
@@ -21,11 +33,26 @@ def to_local(moment: datetime | None) -> datetime | None:
 
 
 def now() -> datetime:
-    """The app's clock (tests and demos may install one as app.extensions['clock']), else utcnow()."""
-    from flask import current_app, has_app_context
+    """The installed clock's time (see `use_clock`), else utcnow()."""
+    clock = _clock.get()
+    return clock() if clock is not None else utcnow()
 
-    if has_app_context():
-        clock = current_app.extensions.get("clock")
-        if clock is not None:
-            return clock()
-    return utcnow()
+
+def install_clock(clock: Clock | None) -> Token:
+    """Make `clock` the answer of now() in the current context; returns the token for `reset_clock`."""
+    return _clock.set(clock)
+
+
+def reset_clock(token: Token) -> None:
+    """Undo an `install_clock`."""
+    _clock.reset(token)
+
+
+@contextmanager
+def use_clock(clock: Clock | None) -> Iterator[None]:
+    """now() answers from `clock` inside the block."""
+    token = install_clock(clock)
+    try:
+        yield
+    finally:
+        reset_clock(token)

@@ -37,6 +37,19 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say loudly, at the end, when the PostgreSQL half of the suite did not run."""
+    if pg_wanted():
+        return
+    terminalreporter.write_sep("!", "PostgreSQL half NOT run", red=True, bold=True)
+    terminalreporter.write_line(
+        "Only SQLite was tested: every PostgreSQL variant (marked pg) was left out. To run the whole\n"
+        "suite: CHARGESHED_TEST_PG=1 CHARGESHED_PG_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test make test",
+        red=True,
+        bold=True,
+    )
+
+
 BACKENDS = ["sqlite"] + (["pg"] if pg_wanted() else [])
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from chargeshed.charging.models import ENDED, ChargeSession
+from chargeshed.config import REFUND_WINDOW_DAYS
 from chargeshed.extensions import db
 from chargeshed.money import ledger
 from chargeshed.money.models import LedgerAccount
@@ -41,8 +42,6 @@ from chargeshed.timeutil import now as clock_now
 
 log = logging.getLogger(__name__)
 
-# Alipay allows refunds for 90 days (WeChat Pay 180, cards longer): the strictest wins.
-REFUND_WINDOW_DAYS = 90
 FAILED_STATES = ("failed", "canceled")
 
 

@@ -1,4 +1,4 @@
-"""flask safety-sync, safety-summary and safety-demo."""
+"""flask safety-sync and safety-summary (safety-demo is in chargeshed/cli.py beside demo)."""
 
 from __future__ import annotations
 
@@ -53,19 +53,4 @@ def summary_command(site_id: int, month: str, output: str, lang: str | None) -> 
     click.echo(f"wrote {output} ({len(body)} bytes)")
 
 
-@click.command("safety-demo")
-@with_appcontext
-def demo_command() -> None:
-    """Add demo safety cases (and a patrol user) to the demo compound; does nothing twice."""
-    from chargeshed.demo import DEMO_PASSWORD
-    from chargeshed.safety.demo import load_safety_demo
-
-    with current_app.test_request_context():
-        result = load_safety_demo(DEMO_PASSWORD)
-    if not result["created"]:
-        click.echo(result["reason"])
-        return
-    click.echo(f"safety demo: {result['cases']} cases; patrol user {result['patrol']} / {DEMO_PASSWORD}")
-
-
-COMMANDS = [sync_command, summary_command, demo_command]
+COMMANDS = [sync_command, summary_command]

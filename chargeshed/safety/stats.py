@@ -7,6 +7,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func, select
 
@@ -27,7 +28,6 @@ from chargeshed.timeutil import LOCAL_TZ, to_local
 
 # Age buckets of open cases, in whole days: (from, to inclusive or None).
 AGE_BUCKETS = ((0, 2), (3, 7), (8, 30), (31, None))
-DEFAULT_RESPONSE_HOURS = 24
 
 
 def local_midnight_utc(day: date) -> datetime:
@@ -88,9 +88,7 @@ def overdue_cases(site_id: int, now: datetime) -> list[HazardCase]:
                                  HazardCase.deadline_at < now).order_by(HazardCase.deadline_at)).scalars())
 
 
-def awaiting_first_check(
-    site_id: int, now: datetime, hours: int = DEFAULT_RESPONSE_HOURS
-) -> list[HazardCase]:
+def awaiting_first_check(site_id: int, now: datetime, hours: int) -> list[HazardCase]:
     """Reports nobody has checked on site within the promised reply time."""
     return list(
         db.session.execute(
@@ -175,6 +173,13 @@ def _index(bounds: list[datetime], moment: datetime) -> int:
     return len(bounds) - 2
 
 
+def _percent(part: float, whole: float) -> float:
+    """100 × part / whole to one decimal, rounded half up (6.25 → 6.3, as a reader rounds it)."""
+    if whole <= 0:
+        return 0.0
+    return float((Decimal(100 * part) / Decimal(whole)).quantize(Decimal("0.1"), ROUND_HALF_UP))
+
+
 def _shed_use(site_id: int, bounds: list[datetime], now: datetime) -> tuple[list[float], list[int]]:
     """Per period: % of port time spent charging in the site's sheds, and charges started."""
     periods = len(bounds) - 1
@@ -206,7 +211,7 @@ def _shed_use(site_id: int, bounds: list[datetime], now: datetime) -> tuple[list
     utilisation = []
     for i in range(periods):
         capacity = ports * (min(bounds[i + 1], max(now, bounds[i])) - bounds[i]).total_seconds()
-        utilisation.append(round(100 * charged[i] / capacity, 1) if capacity > 0 else 0.0)
+        utilisation.append(_percent(charged[i], capacity))
     return utilisation, charges
 
 

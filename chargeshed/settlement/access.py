@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import abort
 from sqlalchemy import select
 
 from chargeshed.accounts.access import shed_scope
 from chargeshed.accounts.models import ROLE_ADMIN, ROLE_OPERATOR_STAFF, User
+from chargeshed.errors import NotFound
 from chargeshed.extensions import db
-from chargeshed.settlement.models import Agreement, Statement
+from chargeshed.settlement.models import Agreement
 from chargeshed.sites.models import Operator, Shed, Site
 
 # Agreements and issuing bind the operator: its staff (and admins) do that. Reviewing is open to
@@ -42,27 +42,18 @@ def operator_sites(user: User) -> list[OperatorSite]:
 
 
 def get_operator_site_or_404(user: User, operator_id: int, site_id: int) -> OperatorSite:
-    """The pair if the operator runs a shed at the site that this user may see; otherwise 404."""
+    """The pair if the operator runs a shed at the site that this user may see; otherwise NotFound."""
     query = select(Shed.id).where(Shed.operator_id == operator_id, Shed.site_id == site_id).limit(1)
     found = db.session.execute(shed_scope(user, query)).first()
     if found is None:
-        abort(404)
+        raise NotFound(f"operator {operator_id} at site {site_id}")
     return OperatorSite(db.session.get(Operator, operator_id), db.session.get(Site, site_id))
 
 
 def get_agreement_or_404(user: User, agreement_id: int) -> Agreement:
-    """An agreement of a pair this user may see; any other is a 404."""
+    """An agreement of a pair this user may see; any other is NotFound."""
     agreement = db.session.get(Agreement, agreement_id)
     if agreement is None:
-        abort(404)
+        raise NotFound(f"agreement {agreement_id}")
     get_operator_site_or_404(user, agreement.operator_id, agreement.site_id)
     return agreement
-
-
-def get_statement_or_404(user: User, statement_id: int) -> Statement:
-    """A stored statement of a pair this user may see; any other is a 404."""
-    statement = db.session.get(Statement, statement_id)
-    if statement is None:
-        abort(404)
-    get_operator_site_or_404(user, statement.operator_id, statement.site_id)
-    return statement

@@ -27,7 +27,6 @@ FEE_MODES = (FEES_SHARED, FEES_PARTY)
 DRAFT = "draft"
 REVIEWED = "reviewed"
 ISSUED = "issued"
-STATEMENT_STATES = (DRAFT, REVIEWED, ISSUED)
 
 
 class Agreement(db.Model):

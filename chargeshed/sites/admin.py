@@ -1,7 +1,7 @@
-"""Shed and port administration: add sheds and ports, rename, maintenance, retire, staff stop.
+"""Shed administration: add sheds and ports, rename and move sheds.
 
 Every function is one transaction: it either does everything or raises Refused and stores nothing.
-Staff actions on a port are logged as PortEvent rows naming the person.
+What staff do to a port in service (rename, maintenance, retire, stop) is charging/port_admin.py.
 """
 
 from __future__ import annotations
@@ -10,19 +10,21 @@ import re
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 
-from chargeshed.charging import sessions as charging
-from chargeshed.charging.models import PENDING, Tariff
 from chargeshed.extensions import db
-from chargeshed.ports import outbox
-from chargeshed.ports.models import CMD_SET_AVAILABLE, PortEvent
 from chargeshed.sites.codes import new_port_code
-from chargeshed.sites.models import PORT_ACTIVE, PORT_MAINTENANCE, PORT_RETIRED, Operator, Port, Shed, Site
+from chargeshed.sites.models import Operator, Port, Shed, Site
 
 MAX_PORT_NUMBER = 999
 MAX_PORTS_PER_REQUEST = 200
 _RANGE = re.compile(r"^(\d{1,4})(?:-(\d{1,4}))?$")
+
+
+def _tariff_model():
+    """The Tariff model, reached through Shed.tariff (sites sits below charging and does not import it)."""
+    return sa_inspect(Shed).relationships["tariff"].mapper.class_
 
 
 class Refused(Exception):
@@ -107,7 +109,7 @@ def add_shed(site: Site, name: str, location: str, operator_id: int, tariff_id: 
         select(func.count(Shed.id)).where(Shed.site_id == site.id, Shed.name == name)
     ).scalar_one():
         raise Refused("name_taken")
-    if db.session.get(Operator, operator_id) is None or db.session.get(Tariff, tariff_id) is None:
+    if db.session.get(Operator, operator_id) is None or db.session.get(_tariff_model(), tariff_id) is None:
         raise Refused("choice_invalid")
     shed = Shed(site_id=site.id, operator_id=operator_id, tariff_id=tariff_id, name=name,
                 location=location.strip(), created_at=now)
@@ -139,68 +141,9 @@ def update_shed(shed: Shed, name: str, location: str) -> None:
     db.session.commit()
 
 
-def _log(port: Port, kind: str, who: str, now: datetime, detail: str = "") -> None:
-    text = f"{who}: {detail}" if detail else who
-    db.session.add(PortEvent(port_id=port.id, at=now, kind=kind, detail=text[:255]))
-
-
-def rename_port(port: Port, label: str, who: str, now: datetime) -> None:
-    """Change the label residents see under the port number. Commits."""
-    label = label.strip()
-    if port.status == PORT_RETIRED:
-        raise Refused("retired")
-    old = port.label
-    port.label = label
-    _log(port, "renamed", who, now, f"{old} → {label}")
-    db.session.commit()
-
-
-def set_maintenance(port: Port, on: bool, who: str, now: datetime) -> bool:
-    """Take a port out of service (or back); False when it already was. Commits.
-
-    Refused while a charge runs on it: stop the charge first. The hardware is told too.
-    """
-    if port.status == PORT_RETIRED:
-        raise Refused("retired")
-    wanted = PORT_MAINTENANCE if on else PORT_ACTIVE
-    if port.status == wanted:
-        return False
-    if on and charging.live_session_on_port(port.id) is not None:
-        raise Refused("busy")
-    port.status = wanted
-    outbox.enqueue(port.id, CMD_SET_AVAILABLE, argument="off" if on else "on")
-    _log(port, "maintenance_on" if on else "maintenance_off", who, now)
-    db.session.commit()
-    return True
-
-
-def retire_port(port: Port, who: str, now: datetime) -> bool:
-    """Take a port out of use for good; its sessions and events stay. False if retired already. Commits."""
-    if port.status == PORT_RETIRED:
-        return False
-    if charging.live_session_on_port(port.id) is not None:
-        raise Refused("busy")
-    port.status = PORT_RETIRED
-    outbox.enqueue(port.id, CMD_SET_AVAILABLE, argument="off")
-    _log(port, "retired", who, now)
-    db.session.commit()
-    return True
-
-
-def staff_stop(port: Port, who: str, reason: str, now: datetime) -> bool:
-    """End the charge on a port as staff, with the reason on record; settles it. False if none runs."""
-    session = charging.live_session_on_port(port.id)
-    if session is None:
-        return False
-    detail = f"{who}: {reason.strip()}"
-    _log(port, "staff_stop", who, now, reason.strip())
-    if session.state == PENDING:
-        return charging.fail_session(session, charging.STAFF_STOP, now, detail=detail)
-    return charging.end_session(session, charging.STAFF_STOP, now, detail=detail)
-
-
 def shed_choices() -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
     """(operators, tariffs) a new shed can be given, by name."""
     operators = db.session.execute(select(Operator.id, Operator.name).order_by(Operator.name)).all()
-    tariffs = db.session.execute(select(Tariff.id, Tariff.name).order_by(Tariff.name, Tariff.id)).all()
+    tariff = _tariff_model()
+    tariffs = db.session.execute(select(tariff.id, tariff.name).order_by(tariff.name, tariff.id)).all()
     return [tuple(o) for o in operators], [tuple(t) for t in tariffs]

@@ -26,28 +26,29 @@ from wtforms.fields.choices import SelectChoice
 from chargeshed.accounts.access import (
     MANAGE_ROLES,
     SHED_ADMIN_ROLES,
-    get_alert_or_404,
     get_port_or_404,
     get_shed_or_404,
     get_site_or_404,
-    staff_required,
     visible_port_ids,
     visible_shed_ids,
     visible_sites,
 )
 from chargeshed.accounts.models import ROLE_OPERATOR_STAFF
+from chargeshed.charging import occupancy, port_admin, usage
 from chargeshed.charging import sessions as charging
+from chargeshed.charging.access import get_alert_or_404
 from chargeshed.charging.models import ChargeSession
+from chargeshed.charging.port_state import port_state_now
 from chargeshed.extensions import db
 from chargeshed.htmx import is_partial, render_page_or_partial
 from chargeshed.money.format import format_fen
 from chargeshed.ports import alerts as port_alerts
 from chargeshed.ports.models import PortEvent
-from chargeshed.sites import admin, charts, occupancy, usage
+from chargeshed.sites import admin, charts
 from chargeshed.sites.models import Port, Shed, Site
-from chargeshed.sites.services import port_state_now
 from chargeshed.sites.stickers import sticker_sheet_pdf
 from chargeshed.timeutil import now as clock_now
+from chargeshed.web.access import staff_required
 from chargeshed.web.forms import ActionForm
 from chargeshed.web.jinja import END_REASONS
 from chargeshed.web.manage_forms import (
@@ -206,7 +207,7 @@ def port_maintenance(port_id: int):
         abort(400)
     on = form.mode.data == "on"
     try:
-        changed = admin.set_maintenance(port, on, _who(), clock_now())
+        changed = port_admin.set_maintenance(port, on, _who(), clock_now())
     except admin.Refused as refused:
         flash(_refusal(refused), "error")
     else:
@@ -224,7 +225,7 @@ def port_stop(port_id: int):
     form = StaffStopForm()
     if not form.validate_on_submit():
         return _port_page(port, 400, stop_form=form)
-    if admin.staff_stop(port, _who(), form.reason.data, clock_now()):
+    if port_admin.staff_stop(port, _who(), form.reason.data, clock_now()):
         flash(_("The charge was stopped and settled."), "ok")
     else:
         flash(_("No charge was running on this port."), "error")
@@ -240,7 +241,7 @@ def port_rename(port_id: int):
     if not form.validate_on_submit():
         return _port_page(port, 400, rename_form=form)
     try:
-        admin.rename_port(port, form.label.data or "", _who(), clock_now())
+        port_admin.rename_port(port, form.label.data or "", _who(), clock_now())
     except admin.Refused as refused:
         flash(_refusal(refused), "error")
     else:
@@ -256,7 +257,7 @@ def port_retire(port_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
-        if admin.retire_port(port, _who(), clock_now()):
+        if port_admin.retire_port(port, _who(), clock_now()):
             flash(_("Port %(n)s is retired. Its history is kept.", n=port.number), "ok")
     except admin.Refused as refused:
         flash(_refusal(refused), "error")

@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
-from chargeshed.accounts.access import MONEY_ROLES, require_role, staff_required
+from chargeshed.accounts.access import MONEY_ROLES, require_role
 from chargeshed.htmx import is_partial, make_response
 from chargeshed.settlement import agreements as agreement_services
 from chargeshed.settlement import statements as statement_services
@@ -27,6 +27,7 @@ from chargeshed.settlement.models import DRAFT, ISSUED, REVIEWED
 from chargeshed.settlement.periods import Period, SettlementRefused, parse_key, parse_period
 from chargeshed.timeutil import now as clock_now
 from chargeshed.timeutil import to_local
+from chargeshed.web.access import staff_required
 from chargeshed.web.forms import ActionForm
 from chargeshed.web.operator_forms import AgreementForm, PeriodForm
 

@@ -8,13 +8,14 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from chargeshed.accounts.access import MONEY_ROLES, get_shed_or_404, shed_scope, staff_required
+from chargeshed.accounts.access import MONEY_ROLES, get_shed_or_404, shed_scope
 from chargeshed.charging.models import ChargeSession
 from chargeshed.extensions import db
 from chargeshed.money.format import format_fen
 from chargeshed.payments import refunds
 from chargeshed.payments.models import SessionRefund
 from chargeshed.sites.models import Shed
+from chargeshed.web.access import staff_required
 from chargeshed.web.auth import safe_next
 from chargeshed.web.payment_forms import SessionRefundForm
 

@@ -11,19 +11,21 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
 from chargeshed.accounts import services as accounts
-from chargeshed.accounts.access import get_own_session_or_404, get_own_topup_or_404
 from chargeshed.charging import sessions as charging
-from chargeshed.charging.models import LIVE_STATES, ChargeSession
+from chargeshed.charging.access import get_own_session_or_404
+from chargeshed.charging.models import LIVE_STATES, PENDING, ChargeSession
+from chargeshed.charging.port_state import port_state_now
+from chargeshed.charging.scan import load_scan
 from chargeshed.extensions import db
 from chargeshed.htmx import make_response, render_page_or_partial
 from chargeshed.money import ledger
 from chargeshed.money.format import format_fen
 from chargeshed.payments import fulfilment, refunds
+from chargeshed.payments.access import get_own_cashout_or_404, get_own_topup_or_404
 from chargeshed.payments.models import CREDITED, REFUND_FAILED, CashOut, TopUp, TopUpRefund
 from chargeshed.payments.providers import CheckoutUrls, provider_from_config
 from chargeshed.sites import qr
-from chargeshed.sites.scan import load_scan
-from chargeshed.sites.services import get_port_by_code_or_404, port_state_now
+from chargeshed.sites.services import get_port_by_code_or_404
 from chargeshed.timeutil import now as clock_now
 from chargeshed.web.forms import ActionForm, BikeForm, TopUpForm
 from chargeshed.web.payment_forms import CashOutForm
@@ -85,7 +87,7 @@ def home():
 def port_page(code: str):
     """The scan target: which port this is, its state, the price, and Start or Top up and start."""
     signed_in = current_user.is_authenticated
-    found = load_scan(code, current_user.id if signed_in else None)  # one statement: see sites/scan.py
+    found = load_scan(code, current_user.id if signed_in else None)  # one statement: see charging/scan.py
     if found is None:
         abort(404)
     port, live, terms, balance = found.port, found.live, found.terms, found.balance_fen
@@ -258,7 +260,7 @@ def stop(session_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
     if session.is_live:
-        if session.state == "pending":
+        if session.state == PENDING:
             charging.fail_session(session, charging.USER_STOP, detail="cancelled before start")
         else:
             charging.end_session(session, charging.USER_STOP)
@@ -295,7 +297,7 @@ def _withdrawable(provider) -> int:
 
 
 def _refund_window() -> int:
-    return int(current_app.config.get("REFUND_WINDOW_DAYS", refunds.REFUND_WINDOW_DAYS))
+    return int(current_app.config["REFUND_WINDOW_DAYS"])
 
 
 def _cashout_message(refused: refunds.CashOutRefused) -> str:
@@ -336,9 +338,7 @@ def cashout():
 @login_required
 def cashout_detail(cashout_id: int):
     """One cash-out: how much went back to which top-up, and what is still on its way."""
-    row = db.session.get(CashOut, cashout_id)
-    if row is None or row.user_id != current_user.id:
-        abort(404)
+    row = get_own_cashout_or_404(current_user, cashout_id)
     return render_template("resident/cashout_detail.html", cashout=row, CASHOUT_STATES=CASHOUT_STATES,
                            REFUND_STATES=REFUND_STATES)
 

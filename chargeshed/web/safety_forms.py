@@ -1,7 +1,10 @@
-"""Forms of the safety area: the public hazard report, case steps, incident close."""
+"""Forms of the safety area (the public hazard report, case steps, incident close) and their helpers
+shared by the public report pages (safety_report.py) and the staff pages (safety.py)."""
 
 from __future__ import annotations
 
+from flask import abort, current_app, request, send_file, url_for
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
@@ -18,12 +21,15 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
+from chargeshed.safety import queries, uploads, workflow
 from chargeshed.safety.labels import (
     AUTHORITY_LABELS,
     CHANNEL_LABELS,
     DESTINATION_LABELS,
     HAZARD_LABELS,
+    building_name,
 )
+from chargeshed.safety.models import CasePhoto
 from chargeshed.web.forms import PLATE_RE, normalise_plate
 
 
@@ -113,3 +119,80 @@ class IncidentCloseForm(FlaskForm):
     resolution = TextAreaField(_l("What was checked or repaired?"),
                                validators=[DataRequired(_l("Say what was checked or repaired.")),
                                            Length(max=2000)])
+
+
+def public_url(endpoint: str, **values) -> str:
+    """An absolute address on PUBLIC_BASE_URL (never the request's Host header)."""
+    return current_app.config["PUBLIC_BASE_URL"].rstrip("/") + url_for(endpoint, **values)
+
+
+def response_hours() -> int:
+    """The reply time promised to reporters (SAFETY_RESPONSE_HOURS)."""
+    return int(current_app.config["SAFETY_RESPONSE_HOURS"])
+
+
+def report_form(building_id: int | None = None, site_ids: set[int] | None = None, *, blank: bool = False) -> ReportForm:
+    """The report form with its building choices (the compound's name shown when there are several)."""
+    rows = queries.building_choices(site_ids)
+    several = len({b.site_id for b, _name in rows}) > 1
+    options = [SelectChoice("", _("Choose the building"))] + [
+        SelectChoice(b.id, f"{name} · {building_name(b.number)}" if several else building_name(b.number))
+        for b, name in rows
+    ]
+    ids = {b.id for b, _name in rows}
+    form = ReportForm(formdata=None, building_ids=ids) if blank else ReportForm(building_ids=ids)
+    form.building.choices = options
+    if request.method == "GET" and building_id in ids:
+        form.building.data = building_id
+    return form
+
+
+def clean_uploads(field, max_photos: int = uploads.MAX_PHOTOS) -> list[uploads.CleanPhoto] | None:
+    """Decode and re-encode the chosen files; None (with messages on the field) when one is refused."""
+    files = [f for f in (request.files.getlist(field.name) if field.name in request.files else []) if f.filename]
+    if len(files) > max_photos:
+        field.errors = list(field.errors) + [_("Choose at most %(n)s photos.", n=max_photos)]
+        return None
+    photos, refused = [], []
+    for upload in files:
+        try:
+            photos.append(uploads.clean_photo(uploads.read_upload(upload.stream)))
+        except uploads.PhotoRejected as rejected:
+            refused.append(f"{upload.filename[:60]}: {rejected}")
+    if refused:
+        field.errors = list(field.errors) + refused + [_("Please choose the photos again.")]
+        return None
+    return photos
+
+
+def ask_for_photos_again(field) -> None:
+    """A form sent back with errors loses its chosen files: say so when some were chosen."""
+    if any(f.filename for f in request.files.getlist(field.name)) and not field.errors:
+        field.errors = [_("Please choose the photos again.")]
+
+
+def new_report(form: ReportForm) -> workflow.NewReport:
+    """The report the form describes, for workflow.file_report."""
+    return workflow.NewReport(
+        hazard_type=form.hazard_type.data,
+        building_id=form.building.data,
+        unit=form.unit.data,
+        floor=form.floor.data,
+        spot=form.spot.data or "",
+        description=form.description.data or "",
+        contact=form.contact.data or "",
+        plate=form.plate.data or "",
+    )
+
+
+def send_photo(photo: CasePhoto, thumb: bool):
+    """A stored case photo as a JPEG response (404 when its file is gone)."""
+    try:
+        response = send_file(
+            uploads.photo_path(photo.stored_name, thumb), mimetype="image/jpeg", max_age=0, conditional=True
+        )
+    except (FileNotFoundError, ValueError):
+        abort(404)
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    response.headers["Content-Disposition"] = f'inline; filename="case-{photo.case_id}-{photo.id}.jpg"'
+    return response

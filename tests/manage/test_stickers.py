@@ -6,7 +6,7 @@ import io
 import shutil
 import subprocess
 
-import pytest
+import zxingcpp  # a test dependency: missing is an error, never a skip
 from pypdf import PdfReader
 from sqlalchemy import select
 
@@ -20,7 +20,6 @@ PDFTOPPM = shutil.which("pdftoppm") or "/usr/bin/pdftoppm"
 
 def decoded_urls(pdf_bytes: bytes, tmp_path) -> list[str]:
     """Render every page with poppler and read every QR code on it with zxing-cpp."""
-    zxingcpp = pytest.importorskip("zxingcpp")
     from PIL import Image
 
     if not shutil.which(PDFTOPPM):

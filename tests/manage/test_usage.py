@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from chargeshed.accounts.models import ROLE_OPERATOR_STAFF, ROLE_SITE_MANAGER
 from chargeshed.charging import sessions as charging
+from chargeshed.charging import usage
 from chargeshed.extensions import db
-from chargeshed.sites import usage
 from chargeshed.sites.models import Port, Shed
 
 MONDAY = date(2026, 11, 16)  # a week before the fake clock's "now" (Friday 2026-11-20 18:00 local)

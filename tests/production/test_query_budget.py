@@ -14,7 +14,7 @@ from chargeshed.ports.sim import LITHIUM
 from chargeshed.sites.models import Port
 
 # The pay page: one plain row (port, shed, site, tariff, the port's live session and, signed in, the
-# wallet balance: chargeshed/sites/scan.py); signed in also the user (Flask-Login).
+# wallet balance: chargeshed/charging/scan.py); signed in also the user (Flask-Login).
 PAY_PAGE_ANONYMOUS = 1
 PAY_PAGE_SIGNED_IN = 2
 

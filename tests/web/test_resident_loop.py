@@ -64,12 +64,12 @@ def test_first_time_resident_scans_signs_up_tops_up_and_the_charge_starts_withou
 
 def test_double_tap_start_makes_one_session(app, client, make_site, make_resident, login):
     make_site()
-    login(make_resident(balance_fen=2000))
+    me = login(make_resident(balance_fen=2000))
     first = client.post("/p/T11001/start")
     second = client.post("/p/T11001/start")
     assert first.headers["Location"] == second.headers["Location"]
     assert db.session.query(ChargeSession).count() == 1
-    assert wallet_balance(1) == 2000 - 300
+    assert wallet_balance(me.id) == 2000 - 300
 
 
 def test_busy_port_is_refused_without_touching_the_wallet(app, client, make_site, make_resident, login):
@@ -81,7 +81,7 @@ def test_busy_port_is_refused_without_touching_the_wallet(app, client, make_site
     start_session(other.id, db.session.execute(select(Port).where(Port.code == "T11001")).scalar_one())
     me = login(make_resident(balance_fen=1000))
     page = client.get("/p/T11001").get_data(as_text=True)
-    assert 'data-state="charging"' in page and "in use" in page.lower() or "使用" in page
+    assert 'data-state="charging"' in page and ("in use" in page.lower() or "使用" in page)
     response = client.post("/p/T11001/start", follow_redirects=True)
     assert response.status_code == 200
     assert wallet_balance(me.id) == 1000

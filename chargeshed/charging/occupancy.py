@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, and_, case, func, or_, select
 
 from chargeshed.charging.models import CHARGING, LIVE_STATES, ChargeSession
+from chargeshed.charging.port_state import display_state
 from chargeshed.charging.sessions import OFFLINE_AFTER_SECONDS, port_offline
 from chargeshed.extensions import db
 from chargeshed.ports.driver import OFFLINE_STATE
 from chargeshed.ports.models import Alert
 from chargeshed.sites.models import PORT_MAINTENANCE, PORT_RETIRED, Port, Shed
-from chargeshed.sites.services import display_state
 
 OUT_OF_SERVICE = ("fault", "offline", "maintenance")
 COUNTED = ("free", "charging", "occupied", "out_of_service")

@@ -1,0 +1,79 @@
+"""What staff do to a port in service: rename, maintenance, retire, stop the charge on it.
+
+Every function is one transaction: it either does everything or raises Refused and stores nothing.
+Each action is logged as a PortEvent row naming the person.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from chargeshed.charging import sessions as charging
+from chargeshed.charging.models import PENDING
+from chargeshed.extensions import db
+from chargeshed.ports import outbox
+from chargeshed.ports.models import CMD_SET_AVAILABLE, PortEvent
+from chargeshed.sites.admin import Refused
+from chargeshed.sites.models import PORT_ACTIVE, PORT_MAINTENANCE, PORT_RETIRED, Port
+
+__all__ = ["Refused", "rename_port", "retire_port", "set_maintenance", "staff_stop"]
+
+
+def _log(port: Port, kind: str, who: str, now: datetime, detail: str = "") -> None:
+    text = f"{who}: {detail}" if detail else who
+    db.session.add(PortEvent(port_id=port.id, at=now, kind=kind, detail=text[:255]))
+
+
+def rename_port(port: Port, label: str, who: str, now: datetime) -> None:
+    """Change the label residents see under the port number. Commits."""
+    label = label.strip()
+    if port.status == PORT_RETIRED:
+        raise Refused("retired")
+    old = port.label
+    port.label = label
+    _log(port, "renamed", who, now, f"{old} → {label}")
+    db.session.commit()
+
+
+def set_maintenance(port: Port, on: bool, who: str, now: datetime) -> bool:
+    """Take a port out of service (or back); False when it already was. Commits.
+
+    Refused while a charge runs on it: stop the charge first. The hardware is told too.
+    """
+    if port.status == PORT_RETIRED:
+        raise Refused("retired")
+    wanted = PORT_MAINTENANCE if on else PORT_ACTIVE
+    if port.status == wanted:
+        return False
+    if on and charging.live_session_on_port(port.id) is not None:
+        raise Refused("busy")
+    port.status = wanted
+    outbox.enqueue(port.id, CMD_SET_AVAILABLE, argument="off" if on else "on")
+    _log(port, "maintenance_on" if on else "maintenance_off", who, now)
+    db.session.commit()
+    return True
+
+
+def retire_port(port: Port, who: str, now: datetime) -> bool:
+    """Take a port out of use for good; its sessions and events stay. False if retired already. Commits."""
+    if port.status == PORT_RETIRED:
+        return False
+    if charging.live_session_on_port(port.id) is not None:
+        raise Refused("busy")
+    port.status = PORT_RETIRED
+    outbox.enqueue(port.id, CMD_SET_AVAILABLE, argument="off")
+    _log(port, "retired", who, now)
+    db.session.commit()
+    return True
+
+
+def staff_stop(port: Port, who: str, reason: str, now: datetime) -> bool:
+    """End the charge on a port as staff, with the reason on record; settles it. False if none runs."""
+    session = charging.live_session_on_port(port.id)
+    if session is None:
+        return False
+    detail = f"{who}: {reason.strip()}"
+    _log(port, "staff_stop", who, now, reason.strip())
+    if session.state == PENDING:
+        return charging.fail_session(session, charging.STAFF_STOP, now, detail=detail)
+    return charging.end_session(session, charging.STAFF_STOP, now, detail=detail)
