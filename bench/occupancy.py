@@ -114,8 +114,8 @@ def main() -> None:
 
         from sqlalchemy import select, update
 
+        from chargeshed.charging import occupancy
         from chargeshed.ports import alerts
-        from chargeshed.sites import occupancy
         from chargeshed.sites.models import Port, Shed
         from chargeshed.timeutil import utcnow
 

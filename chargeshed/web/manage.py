@@ -79,6 +79,18 @@ ALERT_KINDS = {"offline": _l("Offline"), "fault": _l("Fault")}
 # End reasons as staff read them (the resident's "Stopped by you" is the resident here).
 STAFF_END_REASONS = {**END_REASONS, "user_stop": _l("Stopped by the resident")}
 PORT_STATUSES = {"active": _l("In service"), "maintenance": _l("Under maintenance"), "retired": _l("Retired")}
+# What the device itself last reported (OCPP 1.6 connector states plus our debounced Offline), in words.
+HARDWARE_STATES = {
+    "Available": _l("Nothing plugged in"),
+    "Preparing": _l("Plugged in, not yet switched on"),
+    "Charging": _l("Power on"),
+    "SuspendedEV": _l("Power on, the bike draws nothing"),
+    "SuspendedEVSE": _l("Paused by the port"),
+    "Finishing": _l("Power off, bike still plugged in"),
+    "Faulted": _l("Fault"),
+    "Unavailable": _l("Switched off (out of service)"),
+    "Offline": _l("Not answering"),
+}
 
 POLL_SECONDS = 10
 PAGE_SIZE = 50
@@ -89,6 +101,7 @@ MAX_RANGE_DAYS = 366
 @bp.context_processor
 def _labels() -> dict:
     return dict(EVENT_KINDS=EVENT_KINDS, ALERT_KINDS=ALERT_KINDS, PORT_STATUSES=PORT_STATUSES,
+                HARDWARE_STATES=HARDWARE_STATES,
                 STAFF_END_REASONS=STAFF_END_REASONS, mask_login=usage.mask_login)
 
 

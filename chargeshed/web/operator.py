@@ -220,7 +220,7 @@ def download(operator_id: int, site_id: int, key: str, fmt: str):
 
 
 def _action(operator_id: int, site_id: int, key: str, act) -> object:
-    """Run a statement action; htmx gets the actions panel back, a plain form post a redirect."""
+    """Run a statement action; htmx gets the whole statement back (status, meta, figures), a plain post a redirect."""
     pair = get_operator_site_or_404(current_user, operator_id, site_id)
     period = _period_or_404(key)
     if not ActionForm().validate_on_submit():
@@ -236,7 +236,7 @@ def _action(operator_id: int, site_id: int, key: str, act) -> object:
         context = _statement_context(pair, period, message, kind)
     except SettlementRefused as refused:
         return _open_period_page(pair, period, refused)
-    response = make_response(render_template("operator/_statement_actions.html", **context), 200)
+    response = make_response(render_template("operator/_statement.html", **context), 200)
     response.vary.add("HX-Request")
     return response
 

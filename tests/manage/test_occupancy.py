@@ -65,7 +65,7 @@ def test_grid_shows_every_state_in_colour_and_words_with_counts(client, scene):
     assert grid[ports[1].id][1] == "1 ✓ Free"
     # Confirmed on the first tick after the start, a minute in.
     assert grid[ports[2].id][1] == "2 ⚡ Charging 250 W · 0 h 59 min"
-    assert "Full, bike waiting" in grid[ports[3].id][1]
+    assert "Stopped, bike plugged in" in grid[ports[3].id][1]
     assert "Fault ground fault" in grid[ports[4].id][1]
     assert "Offline since" in grid[ports[5].id][1]
     assert "Maintenance" in grid[ports[6].id][1]

@@ -49,6 +49,8 @@ def _review_issue_download(base_url: str, login: str, statement_path: str) -> di
             page.click("[data-testid=issue]")
             seen["number"] = page.wait_for_selector("[data-testid=statement-number]").inner_text()
             seen["issue_buttons"] = page.locator("[data-testid=issue]").count()
+            meta = page.locator("dl.meta").inner_text()  # before any reload: the swap updated it
+            seen["meta_agrees"] = "ST-1-1-0001" in meta and "未出具" not in meta and "草稿" not in meta
             with page.expect_download() as download:
                 page.click("a[href$='statement.pdf']")
             seen["file"] = download.value.suggested_filename
@@ -76,5 +78,5 @@ def test_operator_reviews_issues_and_downloads_in_the_browser(
             if "Executable doesn't exist" in str(error) or "Failed to launch" in str(error):
                 skip_or_fail(f"Chromium could not start: {error}")
             raise
-    assert seen == {"number": "ST-1-1-0001", "issue_buttons": 0, "file": "ST-1-1-0001_2026-10.pdf",
+    assert seen == {"number": "ST-1-1-0001", "issue_buttons": 0, "meta_agrees": True, "file": "ST-1-1-0001_2026-10.pdf",
                     "gross": "200", "problems": []}

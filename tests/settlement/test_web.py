@@ -113,13 +113,16 @@ def test_review_then_issue_through_htmx_and_a_double_click_changes_nothing(app, 
     assert client.post(base + "/issue", headers={"HX-Request": "true"}).status_code == 403
     reviewed = client.post(base + "/review", headers={"HX-Request": "true"})
     assert reviewed.status_code == 200 and 'data-status="reviewed"' in reviewed.get_data(as_text=True)
-    assert "<html" not in reviewed.get_data(as_text=True)  # the panel alone
+    assert "<html" not in reviewed.get_data(as_text=True)  # the statement alone, not the page
+    assert "<dd>Reviewed, not issued</dd>" in reviewed.get_data(as_text=True)
     client.post("/logout")
 
     login(make_staff("operator_staff", operator_id=1))
     first = client.post(base + "/issue", headers={"HX-Request": "true"}).get_data(as_text=True)
     second = client.post(base + "/issue", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert 'data-status="issued"' in first and "Statement ST-1-1-0001 issued" in first
+    # The swap carries the whole statement: its number and status below the banner agree with it.
+    assert "<dd>ST-1-1-0001</dd>" in first and "not issued" not in first and "<dd>Draft</dd>" not in first
     assert "ST-1-1-0001 was already issued on 2026-11-03 12:00; nothing changed." in second
     assert db.session.query(Statement).one().number == "ST-1-1-0001"
     page = client.get(base).get_data(as_text=True)
