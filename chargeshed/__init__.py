@@ -40,6 +40,8 @@ def create_app(config: dict | None = None) -> Flask:
 def _init_extensions(app: Flask) -> None:
     from datetime import timedelta
 
+    from flask_babel import lazy_gettext as _l
+
     from chargeshed import assets, i18n, models  # noqa: F401  (models: register every table)
     from chargeshed.extensions import babel, csrf, db, htmx, limiter, login_manager, migrate
     from chargeshed.ports.runtime import init_ports
@@ -53,6 +55,10 @@ def _init_extensions(app: Flask) -> None:
     htmx.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
+    # Flask-Login's own messages are English literals: ours go through the catalogue, shown in the page's language.
+    login_manager.login_message = _l("Please sign in to open this page.")
+    login_manager.needs_refresh_message = _l("Please sign in again to continue.")
+    login_manager.localize_callback = str
     app.config["REMEMBER_COOKIE_DURATION"] = timedelta(days=app.config["REMEMBER_COOKIE_DURATION_DAYS"])
     app.config["REMEMBER_COOKIE_HTTPONLY"] = True
     app.config["REMEMBER_COOKIE_SAMESITE"] = "Lax"

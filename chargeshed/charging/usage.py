@@ -101,14 +101,17 @@ def _local(moment: datetime | None) -> str:
     return local.strftime("%Y-%m-%d %H:%M:%S") if local else ""
 
 
-CSV_HEADER = ["session_id", "started_local", "ended_local", "shed", "port", "resident", "state", "end_reason",
-              "charged_minutes", "energy_wh", "cost_fen", "cost_yuan", "hold_fen"]
+CSV_COLUMNS = ("session_id", "started_local", "ended_local", "shed", "port", "resident", "state", "end_reason",
+               "charged_minutes", "energy_wh", "cost_fen", "cost_yuan", "hold_fen")
 
 
-def csv_lines(query: Select, now: datetime, *, mask_residents: bool = False) -> Iterator[str]:
+def csv_lines(query: Select, now: datetime, *, header: dict[str, str], words: dict[str, str],
+              mask_residents: bool = False) -> Iterator[str]:
     """The sessions of `query` as CSV text, a few rows at a time (UTF-8 with BOM for spreadsheets).
 
-    Rows are fetched in batches on one result, so any date range streams in bounded memory.
+    `header` names each of CSV_COLUMNS and `words` turns state and end-reason codes into words, both in
+    the reader's language (the web layer passes them). Rows are fetched in batches on one result, so any
+    date range streams in bounded memory.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -119,13 +122,14 @@ def csv_lines(query: Select, now: datetime, *, mask_residents: bool = False) -> 
         buffer.truncate()
         return text
 
-    writer.writerow(CSV_HEADER)
+    writer.writerow([header[column] for column in CSV_COLUMNS])
     yield "\ufeff" + flush()
     result = db.session.execute(query.execution_options(yield_per=CSV_BATCH))
     for n, (session, number, shed_name, login) in enumerate(result, start=1):
         writer.writerow([
             session.id, _local(session.created_at), _local(session.ended_at), shed_name, number,
-            mask_login(login) if mask_residents else login, session.state, session.end_reason or "",
+            mask_login(login) if mask_residents else login, words.get(session.state, session.state),
+            words.get(session.end_reason, session.end_reason) if session.end_reason else "",
             session.charged_seconds(now) // 60, session.energy_wh,
             session.cost_fen, _fen_as_yuan(session.cost_fen), session.hold_fen,
         ])

@@ -198,9 +198,9 @@ def build(figures: dict, status: str, number: str | None, issued_at: datetime | 
         ))
     tables += [
         Table("by_shed", _("By shed"),
-              [_("Shed"), _("Ledger account"), _("Sessions"), _("Energy (kWh)"), _("Gross revenue"),
+              [_("Shed"), _("Sessions"), _("Energy (kWh)"), _("Gross revenue"),
                _("Refunds and corrections"), _("Net revenue")], total=True,
-              rows=[[s["name"], s["account"], s["sessions"], Wh(s["energy_wh"]), Fen(s["gross_fen"]),
+              rows=[[s["name"], s["sessions"], Wh(s["energy_wh"]), Fen(s["gross_fen"]),
                      Fen(s["adjustments_fen"]), Fen(s["net_fen"])] for s in figures["sheds"]]),
         Table("by_day", _("By day"),
               [_("Day"), _("Sessions"), _("Energy (kWh)"), _("Gross revenue"), _("Refunds and corrections"),
@@ -208,10 +208,10 @@ def build(figures: dict, status: str, number: str | None, issued_at: datetime | 
               rows=[[d["date"], d["sessions"], Wh(d["energy_wh"]), Fen(d["gross_fen"]),
                      Fen(d["adjustments_fen"]), Fen(d["net_fen"])] for d in figures["days"]]),
         Table("adjustments", _("Refunds and corrections"),
-              [_("Booked"), _("Shed"), _("Kind"), _("Ledger reference"), _("Session"), _("Amount")],
+              [_("Booked"), _("Shed"), _("Kind"), _("Session"), _("Amount")],
               total=True,
               rows=[[_local_text(a["booked_at"]), a["shed"], str(KIND_LABELS.get(a["kind"], a["kind"])),
-                     a["ref"], _session_text(a), Fen(a["amount_fen"])] for a in figures["adjustments"]],
+                     _session_text(a), Fen(a["amount_fen"])] for a in figures["adjustments"]],
               note=_("None in this period.") if not figures["adjustments"] else ""),
         Table("fees", _("Payment fees"), [_("Item"), _("Amount")], rows=[
             [_("Fees on all top-ups booked in the period"), Fen(figures["fees"]["period_total_fen"])],

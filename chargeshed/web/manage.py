@@ -50,7 +50,7 @@ from chargeshed.sites.stickers import sticker_sheet_pdf
 from chargeshed.timeutil import now as clock_now
 from chargeshed.web.access import staff_required
 from chargeshed.web.forms import ActionForm
-from chargeshed.web.jinja import END_REASONS
+from chargeshed.web.jinja import END_REASONS, SESSION_STATES
 from chargeshed.web.manage_forms import (
     MaintenanceForm,
     NewShedForm,
@@ -443,7 +443,15 @@ def sessions_csv():
     if filters is None:
         abort(400)
     query = usage.sessions_query(visible_shed_ids(current_user), filters)
-    lines = usage.csv_lines(query, clock_now(), mask_residents=current_user.role == ROLE_OPERATOR_STAFF)
+    header = {
+        "session_id": _("Session no."), "started_local": _("Started"), "ended_local": _("Ended"),
+        "shed": _("Shed"), "port": _("Port no."), "resident": _("Resident"), "state": _("State"),
+        "end_reason": _("End reason"), "charged_minutes": _("Minutes charged"), "energy_wh": _("Energy (Wh)"),
+        "cost_fen": _("Cost (fen)"), "cost_yuan": _("Cost (yuan)"), "hold_fen": _("Prepaid (fen)"),
+    }
+    words = {code: str(label) for code, label in {**SESSION_STATES, **STAFF_END_REASONS}.items()}
+    lines = usage.csv_lines(query, clock_now(), header=header, words=words,
+                            mask_residents=current_user.role == ROLE_OPERATOR_STAFF)
     stamp = clock_now().strftime("%Y%m%d-%H%M")
     return Response(stream_with_context(lines), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="sessions-{stamp}.csv"', "Cache-Control": "no-store"})

@@ -188,12 +188,12 @@ def test_csv_export_streams_the_filtered_sessions(client, history, make_staff, l
     text = response.get_data(as_text=True)
     assert text.startswith("\ufeff")
     rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
-    assert len(rows) == 12 and {r["shed"] for r in rows} == {"1号车棚"}
+    assert len(rows) == 12 and {r["Shed"] for r in rows} == {"1号车棚"}
     last = rows[-1]
-    assert (last["session_id"], last["started_local"], last["port"], last["resident"]) == (
+    assert (last["Session no."], last["Started"], last["Port no."], last["Resident"]) == (
         "1", "2026-11-16 08:00:00", "1", "13800001111")
-    assert (last["end_reason"], last["energy_wh"], last["cost_fen"], last["cost_yuan"]) == (
-        "user_stop", "12", "25", "0.25")
+    assert (last["State"], last["End reason"], last["Energy (Wh)"], last["Cost (fen)"], last["Cost (yuan)"]) == (
+        "Ended", "Stopped by the resident", "12", "25", "0.25")
 
 
 def test_operator_staff_see_residents_phone_numbers_masked(client, history, make_staff, login):

@@ -74,17 +74,18 @@ def test_the_csv_parses_back_to_the_same_figures(october):
         assert _fen(summary[label]) == totals[key], label
     assert totals["adjustments_fen"] == -40 and totals["fees_fen"] == 33
     header, *rows, total = sections["By shed"]
-    assert header[:3] == ["Shed", "Ledger account", "Sessions"]
-    assert [(r[0], r[1], int(r[2]), _fen(r[4])) for r in rows] == [
-        (s["name"], s["account"], s["sessions"], s["gross_fen"]) for s in figures["sheds"]]
-    assert total[0] == "Total" and _fen(total[4]) == totals["gross_fen"]
+    assert header[:3] == ["Shed", "Sessions", "Energy (kWh)"]  # names, never ledger ids
+    assert [(r[0], int(r[1]), _fen(r[3])) for r in rows] == [
+        (s["name"], s["sessions"], s["gross_fen"]) for s in figures["sheds"]]
+    assert total[0] == "Total" and _fen(total[3]) == totals["gross_fen"]
+    assert b"revenue:shed:" not in content
     days = sections["By day"][1:-1]
     assert len(days) == 31 and sum(_fen(r[3]) for r in days) == totals["gross_fen"]
     parties = {r[0]: _fen(r[2]) for r in sections["Due to each party"][1:-1]}
     assert parties == {p["name"]: p["payout_fen"] for p in figures["parties"]}
     assert set(parties) == {p.name for p in THREE_PARTIES}
     (refund,) = sections["Refunds and corrections"][1:-1]
-    assert refund[3].startswith("session_refund:") and _fen(refund[5]) == -40
+    assert refund[2] == "Session refund" and _fen(refund[4]) == -40
 
 
 def test_the_xlsx_holds_exact_numbers_and_sums_as_formulas(october):
