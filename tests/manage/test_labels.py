@@ -41,3 +41,9 @@ def test_nav_names_the_lists_not_their_counts(client, manager):
     assert "充电记录" in page and "充电次数" not in page
     cases = client.get("/safety/cases").get_data(as_text=True)
     assert "隐患工单" in cases and "工单数" not in cases
+
+
+def test_goodwill_refunds_are_linked_from_the_money_menu(client, manager):
+    page = client.get("/operator/").get_data(as_text=True)
+    assert 'href="/operator/refunds/"' in page and "补偿退款" in page
+    assert 'data-testid="nav-refunds"' in client.get("/operator/refunds/").get_data(as_text=True)
