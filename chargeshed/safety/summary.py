@@ -12,26 +12,22 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 from reportlab.platypus.flowables import KeepTogether
 
+from chargeshed.pdffonts import pdf_fonts
 from chargeshed.safety import labels
 from chargeshed.safety.stats import MonthSummary
 from chargeshed.timeutil import to_local
 
-FONT = "STSong-Light"
 GREEN = colors.HexColor("#0a7d32")
 RED = colors.HexColor("#b3261e")
 LINE = colors.HexColor("#d6d8d2")
 
 
 def _font() -> str:
-    """Register the CID font for Chinese once (on first use, not at import)."""
-    if FONT not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(UnicodeCIDFont(FONT))
-    return FONT
+    """The embedded Noto Sans CJK subset (registered on first use, not at import)."""
+    return pdf_fonts()[0]
 
 
 def _styles() -> dict[str, ParagraphStyle]:
@@ -49,8 +45,8 @@ def _styles() -> dict[str, ParagraphStyle]:
 
 
 def _glyphs(text) -> str:
-    """Text the CID font can draw: its middle dot is U+30FB, not U+00B7."""
-    return str(text).replace("\u00b7", "\u30fb").replace("\u2022", "\u30fb")
+    """The text as drawn (kept as one place to adapt text to the font)."""
+    return str(text)
 
 
 def _p(text: str, style: ParagraphStyle) -> Paragraph:
@@ -62,6 +58,7 @@ def _table(rows: list[list], widths: list[float], styles: dict, header: bool = T
     cells = [[c if isinstance(c, Paragraph) else _p(c, styles["cell"]) for c in row] for row in rows]
     table = Table(cells, colWidths=widths, hAlign="LEFT", repeatRows=1 if header else 0)
     commands = [
+        ("FONTNAME", (0, 0), (-1, -1), _font()),
         ("LINEBELOW", (0, 0), (-1, -1), 0.4, LINE),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("TOPPADDING", (0, 0), (-1, -1), 3),
@@ -90,12 +87,14 @@ def _bar_chart(title: str, values: list[float], labels_: list[str], colour, widt
     chart.categoryAxis.categoryNames = labels_
     chart.categoryAxis.labels.fontName = _font()
     chart.categoryAxis.labels.fontSize = 7.5
+    chart.valueAxis.labels.fontName = _font()
     chart.valueAxis.labels.fontSize = 7.5
     chart.valueAxis.valueMin = 0
     chart.valueAxis.valueMax = max(max(values or [0]) * 1.15, 4)
     chart.bars[0].fillColor = colour
     chart.bars[0].strokeColor = None
     chart.barLabelFormat = "%g"
+    chart.barLabels.fontName = _font()
     chart.barLabels.fontSize = 7
     chart.barLabels.nudge = 6
     drawing.add(chart)
@@ -116,6 +115,7 @@ def render_pdf(summary: MonthSummary, site_name: str, generated_at: datetime) ->
         bottomMargin=15 * mm,
         title=_("Fire safety summary %(month)s", month=month),
         author=site_name,
+        initialFontName=_font(),
     )
     width = A4[0] - 32 * mm
     story: list = [
@@ -183,7 +183,8 @@ def render_pdf(summary: MonthSummary, site_name: str, generated_at: datetime) ->
         colWidths=[width * 0.5, width * 0.5],
         hAlign="LEFT",
     )
-    side.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+    side.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, -1), _font()),
+                              ("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
     story += [_p(_("Reports by type and building"), styles["h2"]), side]
     if len(outcome) > 1:
         story += [Spacer(1, 6), _table(outcome, [width * 0.36, width * 0.1], styles)]

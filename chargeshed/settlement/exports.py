@@ -28,8 +28,6 @@ MIME_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "pdf": "application/pdf",
 }
-# The CID font reportlab ships for Simplified Chinese (no font file needed; PDF readers supply it).
-PDF_FONT = "STSong-Light"
 
 
 def render(document: Document, fmt: str) -> bytes:
@@ -191,13 +189,11 @@ def _widen(sheet) -> None:
 
 # --- PDF -------------------------------------------------------------------------------------------
 
-def _pdf_font() -> str:
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+def _pdf_font(document: Document) -> str:
+    """The embedded Noto Sans CJK subset, covering the parties' and sites' names."""
+    from chargeshed.pdffonts import pdf_fonts
 
-    if PDF_FONT not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(UnicodeCIDFont(PDF_FONT))
-    return PDF_FONT
+    return pdf_fonts(*(str(value) for _label, value in document.meta))[0]
 
 
 def to_pdf(document: Document) -> bytes:
@@ -210,7 +206,7 @@ def to_pdf(document: Document) -> bytes:
     from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, TableStyle
     from reportlab.platypus import Table as PdfTable
 
-    font = _pdf_font()
+    font = _pdf_font(document)
     # Chinese wraps between any two characters; other languages between words.
     wrap = "CJK" if str(get_locale() or "").startswith("zh") else None
     base = ParagraphStyle("base", fontName=font, fontSize=8.5, leading=11.5, wordWrap=wrap)
@@ -227,7 +223,8 @@ def to_pdf(document: Document) -> bytes:
     story = [para(document.title, title_style)]
     meta = PdfTable([[para(label, small), para(value)] for label, value in document.meta],
                     colWidths=[32 * mm, width - 32 * mm])
-    meta.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
+    meta.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, -1), font),
+                              ("VALIGN", (0, 0), (-1, -1), "TOP"), ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
                               ("TOPPADDING", (0, 0), (-1, -1), 1)]))
     story += [meta, Spacer(0, 4 * mm)]
     for table in document.tables:
@@ -275,7 +272,8 @@ def to_pdf(document: Document) -> bytes:
 
     out = io.BytesIO()
     pdf = SimpleDocTemplate(out, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=14 * mm,
-                            bottomMargin=16 * mm, title=document.title, author=document.meta[2][1])
+                            bottomMargin=16 * mm, title=document.title, author=document.meta[2][1],
+                            initialFontName=font)
     pdf.build(story, onFirstPage=decorate, onLaterPages=decorate)
     return out.getvalue()
 

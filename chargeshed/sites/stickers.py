@@ -12,27 +12,19 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfgen import canvas
 from sqlalchemy import select
 
 from chargeshed.extensions import db
+from chargeshed.pdffonts import pdf_fonts
 from chargeshed.sites.models import PORT_RETIRED, Port, Shed
 from chargeshed.sites.qr import port_url, qr_png
 
-CJK_FONT = "STSong-Light"
 COLUMNS, ROWS = 3, 4
 MARGIN = 10 * mm
 QR_SIZE = 34 * mm
 INSTRUCTIONS = "扫码充电"
 HINT = "先插好充电器，再扫码付款"
-
-
-def _font() -> str:
-    """Register reportlab's built-in Chinese CID font once (no font file needed)."""
-    if CJK_FONT not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(UnicodeCIDFont(CJK_FONT))
-    return CJK_FONT
 
 
 def sticker_ports(shed: Shed) -> list[Port]:
@@ -49,9 +41,8 @@ def _fit(text: str, font: str, size: float, width: float) -> float:
 
 
 def _sticker(pdf: canvas.Canvas, x: float, y: float, w: float, h: float, shed: Shed, port: Port,
-             url: str) -> None:
-    """Draw one sticker with its lower-left corner at (x, y)."""
-    cjk = _font()
+             url: str, cjk: str, bold: str) -> None:
+    """Draw one sticker with its lower-left corner at (x, y), in the embedded fonts `cjk` and `bold`."""
     pdf.setStrokeColorRGB(0.7, 0.7, 0.7)
     pdf.setDash(2, 3)
     pdf.rect(x, y, w, h)
@@ -68,14 +59,14 @@ def _sticker(pdf: canvas.Canvas, x: float, y: float, w: float, h: float, shed: S
     number = str(port.number)
     number_size = 30
     suffix_size = 15
-    total = pdfmetrics.stringWidth(number, "Helvetica-Bold", number_size) + \
+    total = pdfmetrics.stringWidth(number, bold, number_size) + \
         pdfmetrics.stringWidth("号", cjk, suffix_size)
     start = centre - total / 2
     baseline = top - 17.5 * mm
-    pdf.setFont("Helvetica-Bold", number_size)
+    pdf.setFont(bold, number_size)
     pdf.drawString(start, baseline, number)
     pdf.setFont(cjk, suffix_size)
-    pdf.drawString(start + pdfmetrics.stringWidth(number, "Helvetica-Bold", number_size), baseline, "号")
+    pdf.drawString(start + pdfmetrics.stringWidth(number, bold, number_size), baseline, "号")
 
     image = ImageReader(io.BytesIO(qr_png(url, box_size=8)))
     # The code's own white border keeps the text around it out of its quiet zone.
@@ -85,15 +76,16 @@ def _sticker(pdf: canvas.Canvas, x: float, y: float, w: float, h: float, shed: S
     pdf.drawCentredString(centre, y + 11 * mm, INSTRUCTIONS)
     pdf.setFont(cjk, _fit(HINT, cjk, 8, inner))
     pdf.drawCentredString(centre, y + 7 * mm, HINT)
-    pdf.setFont("Helvetica", _fit(url, "Helvetica", 6.5, inner))
+    pdf.setFont(cjk, _fit(url, cjk, 6.5, inner))
     pdf.drawCentredString(centre, y + 3 * mm, url)
 
 
 def sticker_sheet_pdf(shed: Shed, public_base_url: str) -> bytes:
     """The shed's sticker sheet as PDF bytes (A4, 3 × 4 stickers a page)."""
     buffer = io.BytesIO()
+    cjk, bold = pdf_fonts(shed.name)  # embedded, so a print shop prints exactly this
     # invariant: the same shed gives byte-identical files (no timestamps or random ids).
-    pdf = canvas.Canvas(buffer, pagesize=A4, pageCompression=1, invariant=1)
+    pdf = canvas.Canvas(buffer, pagesize=A4, pageCompression=1, invariant=1, initialFontName=cjk)
     pdf.setTitle(f"{shed.name} QR")
     pdf.setAuthor("ChargeShed")
     page_w, page_h = A4
@@ -108,9 +100,9 @@ def sticker_sheet_pdf(shed: Shed, public_base_url: str) -> bytes:
         col, row = slot % COLUMNS, slot // COLUMNS
         x = MARGIN + col * w
         y = page_h - MARGIN - (row + 1) * h
-        _sticker(pdf, x, y, w, h, shed, port, port_url(public_base_url, port.code))
+        _sticker(pdf, x, y, w, h, shed, port, port_url(public_base_url, port.code), cjk, bold)
     if not ports:
-        pdf.setFont(_font(), 14)
+        pdf.setFont(cjk, 14)
         pdf.drawString(MARGIN, page_h - MARGIN - 14, f"{shed.name}: 没有可用的充电口")
     pdf.showPage()
     pdf.save()

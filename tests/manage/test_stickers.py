@@ -14,6 +14,7 @@ from chargeshed.accounts.models import ROLE_SITE_MANAGER
 from chargeshed.extensions import db
 from chargeshed.sites.models import Port
 from tests.conftest import skip_or_fail
+from tests.pdffonts import assert_every_font_embedded
 
 PDFTOPPM = shutil.which("pdftoppm") or "/usr/bin/pdftoppm"
 
@@ -50,6 +51,8 @@ def test_sticker_sheet_codes_decode_to_exactly_the_port_urls(client, make_site, 
 
     expected = sorted(f"https://charge.example.cn/p/T11{n:03d}" for n in range(1, 14))
     assert sorted(decoded_urls(response.data, tmp_path)) == expected
+    # A print shop prints exactly this: every font is in the file (no reader-supplied substitutes).
+    assert {font["sub"] for font in assert_every_font_embedded(response.data)} == {"yes"}
 
 
 def test_cli_writes_the_same_sheet(app, runner, make_site, tmp_path, client, make_staff, login):

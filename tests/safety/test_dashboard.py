@@ -13,6 +13,7 @@ from chargeshed.charging.models import ChargeSession
 from chargeshed.extensions import db
 from chargeshed.safety import stats, workflow
 from chargeshed.sites.models import Port
+from tests.pdffonts import assert_every_font_embedded
 
 
 @pytest.fixture
@@ -120,13 +121,8 @@ def test_monthly_summary_pdf_has_the_months_figures(client, cases, make_staff, l
     reader = PdfReader(io.BytesIO(response.data))
     text = "\n".join(page.extract_text() for page in reader.pages)
     assert "Hazard reports received" in text and "Cases open at month end" in text
-    fonts = {
-        str(font)
-        for page in reader.pages
-        for font in page["/Resources"]["/Font"].values()
-        for font in [font.get_object()["/BaseFont"]]
-    }
-    assert "/STSong-Light" in fonts
+    fonts = assert_every_font_embedded(response.data)
+    assert all("NotoSansCJK" in font["name"] for font in fonts)
     figures = stats.month_summary(site.id, 2026, 11, clock.now)
     assert figures.reports == 6 and figures.closed == 3 and figures.median_hours == 10
     assert len(figures.open_at_end) == 4 and figures.reminders == 1  # open includes the October case

@@ -14,6 +14,7 @@ from chargeshed.money.format import format_fen
 from chargeshed.settlement import statements
 from chargeshed.settlement.exports import statement_file
 from chargeshed.settlement.periods import Period
+from tests.pdffonts import assert_every_font_embedded
 from tests.settlement.conftest import THREE_PARTIES, local
 
 OCTOBER = Period.month("2026-10")
@@ -135,6 +136,7 @@ def test_the_pdf_prints_the_parties_terms_and_totals(october):
         assert format_fen(totals[key]) in text.replace("¥ ", "¥"), key
     assert "¥0.62/kWh" in text.replace("¥ ", "¥")
     assert "largest-remainder" in text.replace("\n", " ")
+    assert_every_font_embedded(draft) and assert_every_font_embedded(issued)
 
 
 def test_an_issued_download_stays_the_same_after_later_bookings(october, at, charge, ports, make_resident):

@@ -15,8 +15,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "chargeshed"
 
-# Modules every package may use: configuration, extensions, domain errors, clock, htmx helpers, i18n.
-BASE = {"config", "extensions", "errors", "timeutil", "i18n"}
+# Modules every package may use: configuration, extensions, domain errors, clock, i18n, PDF fonts.
+BASE = {"config", "extensions", "errors", "timeutil", "i18n", "pdffonts"}
 # Feature packages, lowest first, and which other features each may import.
 ALLOWED: dict[str, set[str]] = {
     "money": set(),
