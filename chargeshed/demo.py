@@ -114,10 +114,14 @@ def _history(residents: list[User], ports: list[Port], days: int, per_day: int, 
     reasons, weights = zip(*REASONS, strict=True)
     count = 0
     for day in range(days):
-        for _ in range(int(per_day * rnd.uniform(0.7, 1.2))):
-            # Evenings (local time, UTC+8) are busy: people come home and plug in.
-            local_hour = min(23, max(0, int(rnd.gauss(19.5, 3.0))))
-            begin = start_day + timedelta(days=day, hours=local_hour - 8, minutes=rnd.randrange(60))
+        # Evenings (local time, UTC+8) are busy: people come home and plug in. Booked in time order, so
+        # ids follow the clock as they do in real use.
+        begins = sorted(
+            start_day + timedelta(days=day, hours=min(23, max(0, int(rnd.gauss(19.5, 3.0)))) - 8,
+                                  minutes=rnd.randrange(60))
+            for _ in range(int(per_day * rnd.uniform(0.7, 1.2)))
+        )
+        for begin in begins:
             port = rnd.choice(ports)
             if port_free_at[port.id] > begin:
                 continue

@@ -21,6 +21,7 @@ from chargeshed.accounts.access import (
 from chargeshed.extensions import db
 from chargeshed.htmx import render_page_or_partial
 from chargeshed.safety import charts, incidents, labels, queries, stats, summary, uploads, workflow
+from chargeshed.safety import notices as notice_sheets
 from chargeshed.safety.access import (
     get_building_or_404,
     get_case_or_404,
@@ -365,6 +366,21 @@ def notices():
     return render_template(
         "safety/notices.html", site=site, sites=visible_sites(current_user), buildings=buildings
     )
+
+
+@bp.get("/safety/notices.pdf")
+@staff_required(*SAFETY_ROLES)
+def notices_pdf():
+    """The same notices as one PDF, one A4 page per building, fonts embedded (for a print shop too)."""
+    site = _site_or_default()
+    sheets = [
+        notice_sheets.Notice(f"{site.name} · {labels.building_name(b.number)}",
+                             public_url("report.new", building_id=b.id))
+        for b in site.buildings
+    ]
+    body = notice_sheets.notices_pdf(site.name, sheets)
+    return current_app.response_class(body, mimetype="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="notices-{site.id}.pdf"', "Cache-Control": "private, no-store"})
 
 
 @bp.get("/safety/buildings/<int:building_id>/qr.<any(svg, png):fmt>")

@@ -10,7 +10,7 @@ import re
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
 from chargeshed.extensions import limiter
 from chargeshed.htmx import render_page_or_partial
@@ -109,10 +109,20 @@ def similar():
     return render_page_or_partial("safety/similar_page.html", "safety/_similar.html", similar=cases)
 
 
+class UnknownTrackingLink(NotFound):
+    """A tracking address that matches no report: its own 404 page, not the port sticker's."""
+
+
+@bp.errorhandler(UnknownTrackingLink)
+def _unknown_tracking_link(_error):
+    response = current_app.make_response((render_template("safety/track_missing.html"), 404))
+    return _private(response)
+
+
 def _case_by_token_or_404(token: str) -> HazardCase:
     case = workflow.find_by_token(token)
     if case is None:
-        abort(404)
+        raise UnknownTrackingLink()
     return case
 
 

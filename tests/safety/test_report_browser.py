@@ -163,3 +163,32 @@ def test_a_fake_photo_is_refused_on_the_phone_with_a_clear_message(server, tmp_p
     on_phone(steps)
     with app.app_context():
         assert db.session.execute(select(HazardCase)).first() is None
+
+
+@pytest.mark.browser
+def test_form_errors_are_summarised_and_go_away_once_fixed_and_the_link_can_be_copied(server):
+    app, base = server
+
+    def steps(phone, problems):
+        phone.goto(f"{base}/report")
+        phone.locator("[data-testid=report-submit]").tap()  # nothing chosen: sent back with errors
+        summary = phone.locator("[data-testid=error-summary]")
+        summary.wait_for()
+        assert summary.locator("li").count() >= 2 and "Building" in summary.inner_text()
+        assert phone.locator(".field.has-error select[name=building]").count() == 1
+        phone.select_option("select[name=building]", index=4)
+        assert phone.locator(".field.has-error select[name=building]").count() == 0  # its error went
+        assert "Building" not in summary.inner_text()  # and so did its line in the summary
+        phone.locator("label.choice", has_text="Flying wire").tap()
+        phone.locator("[data-testid=report-submit]").tap()
+        phone.wait_for_url(f"{base}/report/t/**")
+        phone.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+        phone.locator("[data-testid=copy-link]").tap()
+        phone.wait_for_function("document.querySelector('[data-testid=copy-link]').textContent === 'Copied'")
+        assert phone.evaluate("navigator.clipboard.readText()") == phone.url
+        phone.goto(f"{base}/report/t/not-a-real-token")
+        assert phone.locator("[data-testid=track-missing]").count() == 1
+        assert "sticker" not in phone.inner_text("main")
+        assert [m for m in problems.messages if "404" not in m] == []
+
+    on_phone(steps)
