@@ -68,7 +68,9 @@ def _init_extensions(app: Flask) -> None:
     def load_user(user_id: str):
         from chargeshed.accounts.models import User
 
-        return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+        # A deactivated account is signed out on its very next request (session or remember cookie).
+        return user if user is not None and user.is_active else None
 
     _install_clock(app)
     init_ports(app)
@@ -124,9 +126,10 @@ def _register_blueprints(app: Flask) -> None:
         resident,
         safety,
         safety_report,
+        staff,
         stripe_webhook,
     )
 
-    for module in (health, auth, resident, stripe_webhook, manage, operator, refunds, safety_report, safety):
+    for module in (health, auth, resident, stripe_webhook, manage, staff, operator, refunds, safety_report, safety):
         app.register_blueprint(module.bp)
     errors.init_app(app)

@@ -1,6 +1,6 @@
 """Every model, imported in one place so migrations and create_app see the whole schema."""
 
-from chargeshed.accounts.models import Bike, User
+from chargeshed.accounts.models import Bike, StaffAction, User
 from chargeshed.charging.models import ChargeSession, SessionEvent, Tariff
 from chargeshed.money.models import LedgerAccount, LedgerEntry, LedgerTxn
 from chargeshed.payments.models import CashOut, SessionRefund, TopUp, TopUpRefund, WebhookEvent
@@ -13,5 +13,5 @@ __all__ = [
     "Agreement", "AgreementParty", "Alert", "Bike", "Building", "CaseEvent", "CashOut", "CasePhoto",
     "ChargeSession", "HazardCase", "Incident", "IncidentOccurrence", "LedgerAccount", "LedgerEntry", "LedgerTxn",
     "Operator", "Port", "PortCommand", "PortEvent", "SessionEvent", "SessionRefund", "Shed", "Site", "Statement",
-    "SyncMark", "Tariff", "TopUp", "TopUpRefund", "User", "WebhookEvent",
+    "StaffAction", "SyncMark", "Tariff", "TopUp", "TopUpRefund", "User", "WebhookEvent",
 ]

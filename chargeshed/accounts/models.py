@@ -1,4 +1,4 @@
-"""User (resident or staff) and Bike."""
+"""User (resident or staff), Bike, and StaffAction (the audit log of what staff did)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from datetime import datetime
 
 from flask_login import UserMixin
 from sqlalchemy import ForeignKey, String
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -34,6 +35,8 @@ class User(UserMixin, db.Model):
     unit: Mapped[int | None]
     locale: Mapped[str | None] = mapped_column(String(8))
     is_active_account: Mapped[bool] = mapped_column(default=True)
+    # Set when an admin (or site manager) issued a temporary password: the next sign-in must replace it.
+    must_change_password: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     created_at: Mapped[datetime] = mapped_column(default=clock_now)
 
     bikes: Mapped[list[Bike]] = relationship(back_populates="owner", order_by="Bike.id")
@@ -66,3 +69,20 @@ class Bike(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=clock_now)
 
     owner: Mapped[User] = relationship(back_populates="bikes")
+
+
+class StaffAction(db.Model):
+    """One thing a staff member did, with when, on what, where and why (never edited, never deleted)."""
+
+    __tablename__ = "staff_action"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=clock_now, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), index=True)
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(120), default="")
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"), index=True)
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operator.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(255), default="")
+
+    actor: Mapped[User | None] = relationship()

@@ -20,5 +20,6 @@ def change_password(user: User, current: str, new: str) -> str | None:
     if user.check_password(new):
         return "unchanged"
     user.set_password(new)
+    user.must_change_password = False
     db.session.commit()
     return None

@@ -1,13 +1,14 @@
 """What staff do to a port in service: rename, maintenance, retire, stop the charge on it.
 
 Every function is one transaction: it either does everything or raises Refused and stores nothing.
-Each action is logged as a PortEvent row naming the person.
+Each action is logged as a PortEvent row naming the person and, given the actor's id, in the staff action log.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from chargeshed.accounts import audit
 from chargeshed.charging import sessions as charging
 from chargeshed.charging.models import PENDING
 from chargeshed.extensions import db
@@ -24,7 +25,15 @@ def _log(port: Port, kind: str, who: str, now: datetime, detail: str = "") -> No
     db.session.add(PortEvent(port_id=port.id, at=now, kind=kind, detail=text[:255]))
 
 
-def rename_port(port: Port, label: str, who: str, now: datetime) -> None:
+def _audit(actor_id: int | None, action: str, port: Port, reason: str = "", what: str = "") -> None:
+    if actor_id is None:
+        return
+    shed = port.shed
+    target = f"{what}{shed.name} #{port.number} ({port.code})"
+    audit.record(actor_id, action, target, site_id=shed.site_id, operator_id=shed.operator_id, reason=reason)
+
+
+def rename_port(port: Port, label: str, who: str, now: datetime, *, actor_id: int | None = None) -> None:
     """Change the label residents see under the port number. Commits."""
     label = label.strip()
     if port.status == PORT_RETIRED:
@@ -32,10 +41,11 @@ def rename_port(port: Port, label: str, who: str, now: datetime) -> None:
     old = port.label
     port.label = label
     _log(port, "renamed", who, now, f"{old} → {label}")
+    _audit(actor_id, audit.PORT_RENAMED, port, f"{old} → {label}")
     db.session.commit()
 
 
-def set_maintenance(port: Port, on: bool, who: str, now: datetime) -> bool:
+def set_maintenance(port: Port, on: bool, who: str, now: datetime, *, actor_id: int | None = None) -> bool:
     """Take a port out of service (or back); False when it already was. Commits.
 
     Refused while a charge runs on it: stop the charge first. The hardware is told too.
@@ -50,11 +60,12 @@ def set_maintenance(port: Port, on: bool, who: str, now: datetime) -> bool:
     port.status = wanted
     outbox.enqueue(port.id, CMD_SET_AVAILABLE, argument="off" if on else "on")
     _log(port, "maintenance_on" if on else "maintenance_off", who, now)
+    _audit(actor_id, audit.MAINTENANCE_ON if on else audit.MAINTENANCE_OFF, port)
     db.session.commit()
     return True
 
 
-def retire_port(port: Port, who: str, now: datetime) -> bool:
+def retire_port(port: Port, who: str, now: datetime, *, actor_id: int | None = None) -> bool:
     """Take a port out of use for good; its sessions and events stay. False if retired already. Commits."""
     if port.status == PORT_RETIRED:
         return False
@@ -63,17 +74,19 @@ def retire_port(port: Port, who: str, now: datetime) -> bool:
     port.status = PORT_RETIRED
     outbox.enqueue(port.id, CMD_SET_AVAILABLE, argument="off")
     _log(port, "retired", who, now)
+    _audit(actor_id, audit.PORT_RETIRED, port)
     db.session.commit()
     return True
 
 
-def staff_stop(port: Port, who: str, reason: str, now: datetime) -> bool:
+def staff_stop(port: Port, who: str, reason: str, now: datetime, *, actor_id: int | None = None) -> bool:
     """End the charge on a port as staff, with the reason on record; settles it. False if none runs."""
     session = charging.live_session_on_port(port.id)
     if session is None:
         return False
     detail = f"{who}: {reason.strip()}"
     _log(port, "staff_stop", who, now, reason.strip())
+    _audit(actor_id, audit.STAFF_STOP, port, reason, what=f"#{session.id} · ")
     if session.state == PENDING:
         return charging.fail_session(session, charging.STAFF_STOP, now, detail=detail)
     return charging.end_session(session, charging.STAFF_STOP, now, detail=detail)

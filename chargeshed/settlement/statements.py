@@ -9,6 +9,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from chargeshed.accounts import audit
 from chargeshed.extensions import db
 from chargeshed.settlement.figures import compute_figures
 from chargeshed.settlement.models import DRAFT, ISSUED, REVIEWED, Statement
@@ -119,6 +120,9 @@ def review(operator_id: int, site_id: int, period: Period, user_id: int | None,
     row.reviewed_at = now
     row.reviewed_by_id = user_id
     _totals_into(row, figures)
+    if user_id is not None:
+        audit.record(user_id, audit.STATEMENT_REVIEWED, f"{period.start.isoformat()} – {period.end.isoformat()}",
+                     site_id=site_id, operator_id=operator_id)
     try:
         db.session.commit()
     except IntegrityError:
@@ -188,6 +192,10 @@ def issue(statement: Statement, user_id: int | None, now: datetime | None = None
             .values(status=ISSUED, sequence=sequence, issued_at=now, issued_by_id=user_id,
                     number=format_number(statement.operator_id, statement.site_id, sequence))
         ).rowcount
+        if claimed and user_id is not None:
+            audit.record(user_id, audit.STATEMENT_ISSUED, format_number(statement.operator_id, statement.site_id,
+                                                                         sequence),
+                         site_id=statement.site_id, operator_id=statement.operator_id)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()

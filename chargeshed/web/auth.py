@@ -93,6 +93,20 @@ def logout():
     return redirect(url_for("auth.login" if staff else "resident.home"))
 
 
+# What someone with a temporary password may still open before choosing their own.
+OPEN_WITH_TEMPORARY_PASSWORD = {"auth.change_password", "auth.logout", "auth.set_language", "static", "health.healthz"}
+
+
+@bp.before_app_request
+def _temporary_password_must_be_changed():
+    """A temporary password (from an admin or site manager) opens only the password form."""
+    if (current_user.is_authenticated and getattr(current_user, "must_change_password", False)
+            and request.endpoint not in OPEN_WITH_TEMPORARY_PASSWORD):
+        flash(_("Choose your own password before you continue."), "error")
+        return redirect(url_for("auth.change_password"))
+    return None
+
+
 @bp.route("/account/password", methods=["GET", "POST"])
 @login_required
 @limiter.limit("10/hour", methods=["POST"])

@@ -220,7 +220,7 @@ def port_maintenance(port_id: int):
         abort(400)
     on = form.mode.data == "on"
     try:
-        changed = port_admin.set_maintenance(port, on, _who(), clock_now())
+        changed = port_admin.set_maintenance(port, on, _who(), clock_now(), actor_id=current_user.id)
     except admin.Refused as refused:
         flash(_refusal(refused), "error")
     else:
@@ -238,7 +238,7 @@ def port_stop(port_id: int):
     form = StaffStopForm()
     if not form.validate_on_submit():
         return _port_page(port, 400, stop_form=form)
-    if port_admin.staff_stop(port, _who(), form.reason.data, clock_now()):
+    if port_admin.staff_stop(port, _who(), form.reason.data, clock_now(), actor_id=current_user.id):
         flash(_("The charge was stopped and settled."), "ok")
     else:
         flash(_("No charge was running on this port."), "error")
@@ -254,7 +254,7 @@ def port_rename(port_id: int):
     if not form.validate_on_submit():
         return _port_page(port, 400, rename_form=form)
     try:
-        port_admin.rename_port(port, form.label.data or "", _who(), clock_now())
+        port_admin.rename_port(port, form.label.data or "", _who(), clock_now(), actor_id=current_user.id)
     except admin.Refused as refused:
         flash(_refusal(refused), "error")
     else:
@@ -270,7 +270,7 @@ def port_retire(port_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
-        if port_admin.retire_port(port, _who(), clock_now()):
+        if port_admin.retire_port(port, _who(), clock_now(), actor_id=current_user.id):
             flash(_("Port %(n)s is retired. Its history is kept.", n=port.number), "ok")
     except admin.Refused as refused:
         flash(_refusal(refused), "error")

@@ -50,6 +50,7 @@ OTHER_TENANT: dict[str, Callable[[Tenant], int]] = {
     "operator_id": lambda t: t.operator_id,
     "building_id": _building,
     "alert_id": _alert,
+    "user_id": lambda t: t.users[ROLE_PATROL].id,  # staff administration: the other site's patrol
 }
 
 
