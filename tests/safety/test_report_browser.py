@@ -180,15 +180,19 @@ def test_form_errors_are_summarised_and_go_away_once_fixed_and_the_link_can_be_c
         assert phone.locator(".field.has-error select[name=building]").count() == 0  # its error went
         assert "Building" not in summary.inner_text()  # and so did its line in the summary
         phone.locator("label.choice", has_text="Flying wire").tap()
+        phone.fill("input[name=unit]", "1")
+        phone.fill("input[name=floor]", "3")
         phone.locator("[data-testid=report-submit]").tap()
         phone.wait_for_url(f"{base}/report/t/**")
         phone.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
         phone.locator("[data-testid=copy-link]").tap()
         phone.wait_for_function("document.querySelector('[data-testid=copy-link]').textContent === 'Copied'")
-        assert phone.evaluate("navigator.clipboard.readText()") == phone.url
+        copied = phone.evaluate("navigator.clipboard.readText()")  # the public address, as in the box
+        assert copied == phone.input_value("#track-url") and copied.endswith(phone.url.split("/report")[1])
         phone.goto(f"{base}/report/t/not-a-real-token")
         assert phone.locator("[data-testid=track-missing]").count() == 1
         assert "sticker" not in phone.inner_text("main")
-        assert [m for m in problems.messages if "404" not in m] == []
+        # Only the refused form (400) and the unknown link (404) answered with errors, as they should.
+        assert [m for m in problems.messages if "404" not in m and "400" not in m] == []
 
     on_phone(steps)

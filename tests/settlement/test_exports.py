@@ -146,3 +146,15 @@ def test_an_issued_download_stays_the_same_after_later_bookings(october, at, cha
     charge(make_resident(balance_fen=1000), ports(october)[2][1], local(2026, 11, 4, 9), minutes=100)
     after, _ = statement_file(_view(october), "csv")
     assert after == before
+
+
+def test_the_chinese_statement_files_have_no_english_left(october):
+    """Exports are read by the owners' committee: every heading and label comes from the catalogue."""
+    import re
+
+    from flask_babel import force_locale
+
+    with force_locale("zh_CN"):
+        content, _name = statement_file(_view(october), "csv")
+    words = set(re.findall(r"[A-Za-z]{3,}", content.decode("utf-8-sig"))) - {"kWh"}
+    assert words == set()
