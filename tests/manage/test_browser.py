@@ -184,3 +184,30 @@ def test_the_grid_polls_with_304s_and_shows_changes(app, chromium, live_server, 
     chromium(wait_for_free, page, faulty.id)
     assert problems.messages == []
     chromium(lambda browser: page.context.close())
+
+
+def test_the_console_stays_clean_through_staff_form_submits(app, chromium, live_server, compound):
+    """Real CSRF and the strict CSP: stop a charge, rename, maintenance, then the staff log. No console error,
+    no CSP violation (nothing may inject inline styles or handlers)."""
+    site, ports, manager = compound
+    manager_login, landing, port_id = manager.login, f"/manage/sites/{site.id}", ports[0].id
+
+    def submit_forms(browser):
+        page, problems = signed_in_page(browser, live_server, manager_login, landing, VIEWPORTS["phone"])
+        page.goto(f"{live_server}/manage/ports/{port_id}")
+        page.fill("textarea[name=reason]", "cable damaged")
+        page.click("form[action$='/stop'] button")
+        page.wait_for_load_state()
+        page.fill("input[name=label]", "by the door")
+        page.click("form[action$='/rename'] button")
+        page.wait_for_load_state()
+        page.click("form[action$='/maintenance'] button")
+        page.wait_for_load_state()
+        page.goto(f"{live_server}/manage/audit")
+        logged = page.locator("[data-testid=audit] tr[data-action]").count()
+        page.wait_for_timeout(500)
+        page.context.close()
+        return logged, problems.messages
+
+    logged, messages = chromium(submit_forms)
+    assert logged == 3 and messages == []
