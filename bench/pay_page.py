@@ -4,9 +4,12 @@ Targets: ≥ 0.8 × the reference's requests per second, p99 ≤ 50 ms, at 16 co
 Both apps run with the same gunicorn settings (chargeshed/gunicorn_conf.py: gthread, 4 threads
 per worker) on the same migrated PostgreSQL database holding the demo compound. ChargeShed is
 measured as a first-time scanner (anonymous) and as a signed-in resident (the usual case: the
-wallet is shown). Each configuration runs twice, interleaved; the better run is shown.
+wallet is shown). The three configurations run in rounds, interleaved; each round's ratio is taken
+against the reference of the same round, and the median and the spread (lowest–highest) over the
+rounds are shown. Also printed: the page's bytes all in, as a phone receives them (the HTML and
+every stylesheet and script it links, with Accept-Encoding: br, gzip, headers included).
 
-    .venv/bin/python bench/pay_page.py [--seconds 15] [--connections 16]
+    .venv/bin/python bench/pay_page.py [--seconds 15] [--connections 16] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -54,10 +58,33 @@ def sign_in(base: str, login: str, password: str) -> str:
     return "; ".join(f"{k}={v}" for k, v in cookies.items())
 
 
+def bytes_all_in(base: str, path: str, headers: dict) -> tuple[int, list[str]]:
+    """Bytes on the wire for the page and the assets it links (compressed as offered), with headers."""
+    host, port = base.removeprefix("http://").split(":")
+
+    def fetch(url: str) -> tuple[int, str, str]:
+        connection = http.client.HTTPConnection(host, int(port))
+        connection.request("GET", url, headers={"Accept-Encoding": "br, gzip", **headers})
+        response = connection.getresponse()
+        body = response.read()
+        head = sum(len(k) + len(v) + 4 for k, v in response.getheaders()) + 17
+        connection.close()
+        return head + len(body), response.getheader("Content-Encoding") or "identity", body.decode("latin-1")
+
+    total, html_encoding, html = fetch(path)
+    parts = [f"page {total} B ({html_encoding})"]
+    for asset in re.findall(r'(?:href|src)="(/static/[^"]+)"', html):
+        size, encoding, _ = fetch(asset)
+        total += size
+        parts.append(f"{asset.rsplit('/', 1)[-1]} {size} B ({encoding})")
+    return total, parts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if not _common.have_wrk():
         sys.exit("wrk is needed (Debian: apt-get install wrk)")
@@ -106,30 +133,38 @@ def main() -> None:
             assert 'data-testid="start"' in page.getresponse().read().decode(), "not signed in"
             for base, headers in targets.values():  # warm up both apps
                 _common.wrk(f"{base}/p/{code}", args.connections, 3, headers=headers)
-            for _round in range(2):
+            weights = {name: bytes_all_in(base, f"/p/{code}", headers)
+                       for name, (base, headers) in targets.items() if not name.startswith("reference")}
+            for _round in range(args.rounds):
                 for name, (base, headers) in targets.items():
                     runs[name].append(
                         _common.wrk(f"{base}/p/{code}", args.connections, args.seconds, headers=headers)
                     )
                     time.sleep(1)
-    best = {name: max(results, key=lambda r: r["rps"]) for name, results in runs.items()}
-    reference = best["reference (1 query)"]["rps"]
-    print(f"{'':<24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7}   runs (req/s)")
-    for name, r in best.items():
-        ratio = r["rps"] / reference
+    print(f"{'':<24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7}  {'ratio spread':>12}   runs (req/s)")
+    reference_runs = runs["reference (1 query)"]
+    for name, results in runs.items():
+        ratios = [r["rps"] / ref["rps"] for r, ref in zip(results, reference_runs, strict=True)]
+        ratio = statistics.median(ratios)
+        rps = statistics.median(r["rps"] for r in results)
+        p50 = statistics.median(r["p50"] for r in results)
+        p99 = statistics.median(r["p99"] for r in results)
         note = (
             ""
             if name.startswith("reference")
-            else (
-                f"  ratio {_common.verdict(ratio >= TARGET_RATIO)}, "
-                f"p99 {_common.verdict(r['p99'] <= TARGET_P99_MS)}"
-            )
+            else f"  ratio {_common.verdict(ratio >= TARGET_RATIO)}, p99 {_common.verdict(p99 <= TARGET_P99_MS)}"
         )
-        each = " / ".join(f"{x['rps']:.0f}" for x in runs[name])
+        each = " / ".join(f"{x['rps']:.0f}" for x in results)
+        errors = sum(r["errors"] for r in results)
         print(
-            f"{name:<24} {r['rps']:>8.0f} {r['p50']:>8.1f} {r['p99']:>8.1f} {ratio:>7.2f}   {each}{note}"
-            + (f"  ({r['errors']} non-2xx)" if r["errors"] else "")
+            f"{name:<24} {rps:>8.0f} {p50:>8.1f} {p99:>8.1f} {ratio:>7.2f}  "
+            f"{min(ratios):>5.2f}–{max(ratios):<6.2f}   {each}{note}"
+            + (f"  ({errors} non-2xx)" if errors else "")
         )
+    print("median over the rounds; p99 per round: " + "; ".join(
+        f"{name.split(', ')[-1]} " + " / ".join(f"{r['p99']:.0f}" for r in results) for name, results in runs.items()))
+    for name, (total, parts) in weights.items():
+        print(f"bytes all in, {name}: {total / 1024:.1f} KiB ({total} B, target 25 KB) = " + " + ".join(parts))
 
 
 if __name__ == "__main__":

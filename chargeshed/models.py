@@ -7,11 +7,12 @@ from chargeshed.payments.models import CashOut, SessionRefund, TopUp, TopUpRefun
 from chargeshed.ports.models import Alert, PortCommand, PortEvent
 from chargeshed.safety.models import CaseEvent, CasePhoto, HazardCase, Incident, IncidentOccurrence, SyncMark
 from chargeshed.settlement.models import Agreement, AgreementParty, Statement
-from chargeshed.sites.models import Building, Operator, Port, Shed, Site
+from chargeshed.sites.models import Building, OccupancyVersion, Operator, Port, Shed, Site
 
 __all__ = [
     "Agreement", "AgreementParty", "Alert", "Bike", "Building", "CaseEvent", "CashOut", "CasePhoto",
     "ChargeSession", "HazardCase", "Incident", "IncidentOccurrence", "LedgerAccount", "LedgerEntry", "LedgerTxn",
+    "OccupancyVersion",
     "Operator", "Port", "PortCommand", "PortEvent", "SessionEvent", "SessionRefund", "Shed", "Site", "Statement",
     "StaffAction", "SyncMark", "Tariff", "TopUp", "TopUpRefund", "User", "WebhookEvent",
 ]

@@ -1,7 +1,9 @@
 """Live occupancy: every port's state per shed, counts on top, and a cheap version for polling.
 
 Callers pass the sheds to show as a subquery of ids, already limited to what the user may see
-(chargeshed.accounts.access.visible_shed_ids).
+(chargeshed.accounts.access.visible_shed_ids), and show them a page at a time (shed_page): a
+manager watching one compound never pays for every port of an operator. The unchanged poll reads
+one row per site (OccupancyVersion) that the supervisor tick keeps up to date (refresh_versions).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, and_, case, func, or_, select
+from sqlalchemy import Select, and_, case, func, insert, or_, select, update
 
 from chargeshed.charging.models import CHARGING, LIVE_STATES, ChargeSession
 from chargeshed.charging.port_state import display_state
@@ -18,7 +20,7 @@ from chargeshed.charging.sessions import OFFLINE_AFTER_SECONDS, port_offline
 from chargeshed.extensions import db
 from chargeshed.ports.driver import OFFLINE_STATE
 from chargeshed.ports.models import Alert
-from chargeshed.sites.models import PORT_MAINTENANCE, PORT_RETIRED, Port, Shed
+from chargeshed.sites.models import PORT_MAINTENANCE, PORT_RETIRED, OccupancyVersion, Port, Shed, Site
 
 OUT_OF_SERVICE = ("fault", "offline", "maintenance")
 COUNTED = ("free", "charging", "occupied", "out_of_service")
@@ -54,7 +56,7 @@ class ShedBlock:
         self.counts["out_of_service" if cell.state in OUT_OF_SERVICE else cell.state] += 1
 
 
-def occupancy(shed_ids: Select, now: datetime) -> list[ShedBlock]:
+def occupancy(shed_ids: Select | list[int], now: datetime) -> list[ShedBlock]:
     """The sheds (by name) and their ports in service or maintenance, with live states.
 
     Two queries whatever the number of ports; retired ports are left out.
@@ -93,42 +95,134 @@ def totals(blocks: list[ShedBlock]) -> dict[str, int]:
     return {key: sum(block.counts[key] for block in blocks) for key in COUNTED}
 
 
-def state_version(shed_ids: Select, now: datetime, *extra: object) -> str:
-    """A short fingerprint of everything the grid shows, from three aggregate queries.
+@dataclass(frozen=True)
+class ShedPage:
+    """One page of a site's sheds: which sheds, and where it stands among all of them."""
 
-    It changes when a port's reading, service status or fault changes, when a port goes
-    offline (the debounce passes), when a charge starts or ends, when a shed is renamed or
-    an alert is raised or acknowledged, and each minute while something charges (the grid
-    shows charging time). `extra` adds the caller's own inputs (locale, user).
+    shed_ids: list[int]
+    number: int
+    pages: int
+    total: int
+    first: int  # 1-based position of the page's first shed (0 when there is none)
+    last: int
+
+
+def shed_page(shed_ids: Select, page: int, per_page: int, only_shed: int | None = None) -> ShedPage:
+    """The sheds (by name) on page `page` of the visible ones, or the one shed `only_shed` if visible.
+
+    Two small queries on the shed table; the grid then reads the ports of these sheds only.
     """
+    visible = select(Shed.id).where(Shed.id.in_(shed_ids))
+    if only_shed is not None:
+        visible = visible.where(Shed.id == only_shed)
+    total = db.session.execute(select(func.count()).select_from(visible.subquery())).scalar_one()
+    pages = max(1, -(-total // per_page))
+    number = min(max(1, page), pages)
+    ids = list(db.session.execute(
+        visible.order_by(Shed.name, Shed.id).offset((number - 1) * per_page).limit(per_page)).scalars())
+    first = (number - 1) * per_page + 1 if ids else 0
+    return ShedPage(ids, number, pages, total, first, first + len(ids) - 1 if ids else 0)
+
+
+def _ids_where(condition, column):
+    """Sum of `column` over the rows meeting `condition`: changes when any such row comes or goes."""
+    return func.coalesce(func.sum(case((condition, column), else_=0)), 0)
+
+
+def _site_figures(now: datetime) -> tuple[Select, int]:
+    """Per site: aggregates over everything the grid shows, and the stored version row (one statement)."""
     stale = now - timedelta(seconds=OFFLINE_AFTER_SECONDS)
-    in_scope = Port.shed_id.in_(shed_ids)
-    ports = db.session.execute(
-        select(
-            func.count(Port.id),
-            func.max(Port.state_changed_at),
-            func.coalesce(func.sum(Port.watts), 0),
-            func.coalesce(func.sum(case((Port.fault.is_not(None), Port.id), else_=0)), 0),
-            func.coalesce(func.sum(case((Port.status == PORT_MAINTENANCE, Port.id), else_=0)), 0),
-            func.coalesce(func.sum(case((Port.status == PORT_RETIRED, Port.id), else_=0)), 0),
-            func.coalesce(func.sum(case((or_(Port.ocpp_state == OFFLINE_STATE, Port.last_seen_at <= stale),
-                                         Port.id), else_=0)), 0),
-        ).where(in_scope)
-    ).one()
-    sessions = db.session.execute(
-        select(
-            func.count(ChargeSession.id),
-            func.coalesce(func.sum(ChargeSession.id), 0),
-            func.coalesce(func.sum(case((ChargeSession.state == CHARGING, ChargeSession.id), else_=0)), 0),
-        ).where(ChargeSession.shed_id.in_(shed_ids), ChargeSession.state.in_(LIVE_STATES))
-    ).one()
-    sheds = db.session.execute(select(Shed.id, Shed.name, Shed.location).where(Shed.id.in_(shed_ids))
-                               .order_by(Shed.id)).all()
-    alerts = db.session.execute(
-        select(func.count(Alert.id), func.coalesce(func.sum(Alert.id), 0))
-        .where(Alert.port_id.in_(select(Port.id).where(in_scope)), Alert.cleared_at.is_(None),
-               Alert.acknowledged_at.is_(None))
-    ).one()
-    minute = now.strftime("%Y%m%d%H%M") if sessions[0] else ""
-    material = repr((tuple(ports), tuple(sessions), [tuple(s) for s in sheds], tuple(alerts), minute, extra))
+    still_heard = and_(Port.status != PORT_RETIRED, Port.ocpp_state != OFFLINE_STATE, Port.last_seen_at > stale)
+    ports = (
+        select(Shed.site_id,
+               func.count(Port.id).label("ports"),
+               func.max(Port.state_changed_at).label("changed"),
+               func.coalesce(func.sum(Port.watts), 0).label("watts"),
+               _ids_where(Port.fault.is_not(None), Port.id).label("faults"),
+               _ids_where(Port.status == PORT_MAINTENANCE, Port.id).label("maintenance"),
+               _ids_where(Port.status == PORT_RETIRED, Port.id).label("retired"),
+               _ids_where(or_(Port.ocpp_state == OFFLINE_STATE, Port.last_seen_at <= stale), Port.id).label("offline"),
+               func.min(case((still_heard, Port.last_seen_at))).label("oldest_heard"))
+        .join(Shed, Shed.id == Port.shed_id).group_by(Shed.site_id).subquery()
+    )
+    sessions = (
+        select(Shed.site_id,
+               func.count(ChargeSession.id).label("live"),
+               func.sum(ChargeSession.id).label("live_ids"),
+               _ids_where(ChargeSession.state == CHARGING, ChargeSession.id).label("charging_ids"))
+        .join(Shed, Shed.id == ChargeSession.shed_id).where(ChargeSession.state.in_(LIVE_STATES))
+        .group_by(Shed.site_id).subquery()
+    )
+    sheds = (
+        select(Shed.site_id, func.count(Shed.id).label("sheds"), func.sum(Shed.id).label("shed_ids"),
+               func.sum(Shed.operator_id).label("operators"),
+               func.aggregate_strings(Shed.name + "\x1f" + Shed.location, "\x1e").label("names"))
+        .group_by(Shed.site_id).subquery()
+    )
+    alerts = (
+        select(Shed.site_id, func.count(Alert.id).label("alerts"), func.sum(Alert.id).label("alert_ids"))
+        .join(Port, Port.id == Alert.port_id).join(Shed, Shed.id == Port.shed_id)
+        .where(Alert.cleared_at.is_(None), Alert.acknowledged_at.is_(None))
+        .group_by(Shed.site_id).subquery()
+    )
+    material = [ports.c.ports, ports.c.changed, ports.c.watts, ports.c.faults, ports.c.maintenance,
+                ports.c.retired, ports.c.offline, sessions.c.live, sessions.c.live_ids, sessions.c.charging_ids,
+                sheds.c.sheds, sheds.c.shed_ids, sheds.c.operators, sheds.c.names, alerts.c.alerts,
+                alerts.c.alert_ids]
+    return (
+        select(Site.id.label("site_id"), ports.c.oldest_heard, OccupancyVersion.fingerprint.label("stored"),
+               OccupancyVersion.offline_at.label("stored_offline_at"),
+               OccupancyVersion.charging.label("stored_charging"), *material)
+        .outerjoin(ports, ports.c.site_id == Site.id)
+        .outerjoin(sessions, sessions.c.site_id == Site.id)
+        .outerjoin(sheds, sheds.c.site_id == Site.id)
+        .outerjoin(alerts, alerts.c.site_id == Site.id)
+        .outerjoin(OccupancyVersion, OccupancyVersion.site_id == Site.id)
+    ), len(material)
+
+
+def refresh_versions(now: datetime) -> int:
+    """Bring every site's OccupancyVersion up to date; the supervisor tick calls this each round.
+
+    One aggregate statement over all sites, then writes only the rows that changed. The version
+    changes when a port's reading, service status or fault changes, when a port is seen offline,
+    when a charge starts or ends, when a shed is renamed or changes operator, and when an alert is
+    raised or acknowledged. Commits, like the tick's other steps. Returns the number of rows written.
+    """
+    statement, width = _site_figures(now)
+    inserts, updates = [], []
+    for row in db.session.execute(statement):
+        fingerprint = hashlib.sha1(repr(tuple(row[-width:])).encode()).hexdigest()[:24]
+        offline_at = row.oldest_heard + timedelta(seconds=OFFLINE_AFTER_SECONDS) if row.oldest_heard else None
+        charging = bool(row.live)
+        if (row.stored, row.stored_offline_at, row.stored_charging) == (fingerprint, offline_at, charging):
+            continue
+        values = dict(site_id=row.site_id, fingerprint=fingerprint, offline_at=offline_at, charging=charging,
+                      refreshed_at=now)
+        (inserts if row.stored is None else updates).append(values)
+    if inserts:
+        db.session.execute(insert(OccupancyVersion), inserts)
+    if updates:
+        db.session.execute(update(OccupancyVersion), updates)
+    db.session.commit()
+    return len(inserts) + len(updates)
+
+
+def grid_version(site_id: int, now: datetime, *extra: object) -> str | None:
+    """The grid's ETag from the site's version row: one primary-key read, no aggregate.
+
+    Besides the stored fingerprint it changes once a port the tick last saw alive has been silent
+    for the offline debounce, and each minute while something charges (the grid shows charging
+    time). `extra` adds the caller's own inputs (locale, user, page). None until a tick has
+    recorded the site: then the grid is simply rendered.
+    """
+    row = db.session.execute(
+        select(OccupancyVersion.fingerprint, OccupancyVersion.offline_at, OccupancyVersion.charging)
+        .where(OccupancyVersion.site_id == site_id)
+    ).first()
+    if row is None:
+        return None
+    went_offline = row.offline_at is not None and now >= row.offline_at
+    minute = now.strftime("%Y%m%d%H%M") if row.charging else ""
+    material = repr((row.fingerprint, went_offline, minute, extra))
     return hashlib.sha1(material.encode()).hexdigest()[:24]

@@ -91,3 +91,19 @@ class Port(db.Model):
     def in_service(self) -> bool:
         """True when residents may start a charge here (not in maintenance or retired)."""
         return self.status == PORT_ACTIVE
+
+
+class OccupancyVersion(db.Model):
+    """What a site's occupancy grid shows, reduced to a fingerprint; kept by the supervisor tick.
+
+    An unchanged poll of the grid reads this one row (chargeshed/sites/occupancy.py) instead of
+    aggregating over the site's ports.
+    """
+
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(40))
+    # The earliest moment a port still heard from would count as offline without a new reading.
+    offline_at: Mapped[datetime | None]
+    # Something charges: the grid shows charging time, so the poll changes each minute.
+    charging: Mapped[bool] = mapped_column(default=False)
+    refreshed_at: Mapped[datetime]

@@ -93,6 +93,8 @@ HARDWARE_STATES = {
 }
 
 POLL_SECONDS = 10
+# Sheds per page of the occupancy grid (about 200 ports at 20 a shed).
+SHEDS_PER_PAGE = 10
 PAGE_SIZE = 50
 DEFAULT_RANGE_DAYS = 28
 MAX_RANGE_DAYS = 366
@@ -140,14 +142,20 @@ def index():
     return render_template("manage/index.html", sites=sites)
 
 
+def _grid_args() -> tuple[int, int | None]:
+    """The grid's page and shed filter from the query string (?page=2, ?shed=7)."""
+    return max(1, request.args.get("page", 1, type=int) or 1), request.args.get("shed", type=int)
+
+
 def _grid_context(site: Site) -> dict:
     now = clock_now()
-    shed_ids = visible_shed_ids(current_user, site.id)
-    blocks = occupancy.occupancy(shed_ids, now)
+    page, only_shed = _grid_args()
+    pager = occupancy.shed_page(visible_shed_ids(current_user, site.id), page, SHEDS_PER_PAGE, only_shed)
+    blocks = occupancy.occupancy(pager.shed_ids, now)
     # Translated once and formatted per cell: the grid may have thousands of ports.
     hours_minutes = _("%(h)s h %(m)s min")  # no variables given: returned unformatted
     return dict(site=site, blocks=blocks, totals=occupancy.totals(blocks), now=now, poll_seconds=POLL_SECONDS,
-                hours_minutes=hours_minutes,
+                hours_minutes=hours_minutes, pager=pager, only_shed=only_shed,
                 open_alerts=port_alerts.unacknowledged_open_count(visible_port_ids(current_user, site.id)))
 
 
@@ -164,13 +172,14 @@ def occupancy_page(site_id: int):
 def occupancy_grid(site_id: int):
     """The grid alone, for polling: 304 Not Modified, without rendering, while nothing changed."""
     site = get_site_or_404(current_user, site_id)
-    version = occupancy.state_version(visible_shed_ids(current_user, site.id), clock_now(),
-                                      str(get_locale()), current_user.id, is_partial())
-    if version in request.if_none_match:
+    version = occupancy.grid_version(site.id, clock_now(), str(get_locale()), current_user.id, is_partial(),
+                                     *_grid_args())
+    if version is not None and version in request.if_none_match:
         response = current_app.response_class(status=304)
     else:
         response = render_page_or_partial("manage/occupancy.html", "manage/_grid.html", **_grid_context(site))
-    response.set_etag(version)
+    if version is not None:
+        response.set_etag(version)
     response.headers["Cache-Control"] = "private, no-cache"
     response.vary.add("HX-Request")
     response.vary.add("Cookie")
