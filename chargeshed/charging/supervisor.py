@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import String, bindparam, cast, func, or_, select, text, update
 
+from chargeshed.charging import occupancy
 from chargeshed.charging import sessions as svc
 from chargeshed.charging.models import CHARGING, LIVE_STATES, PENDING, ChargeSession
 from chargeshed.charging.tariff import Tariff as TariffRules
@@ -141,6 +142,7 @@ def tick(driver: PortDriver, now: datetime, *, start_timeout: int = START_TIMEOU
         _record_after_commands(driver, [port for port in ports if port.id in touched], now)
     changed = alerts.refresh(now)
     report.alerts = changed["raised"] + changed["cleared"]
+    occupancy.refresh_versions(now)  # the grid's unchanged poll reads one row per site
     return report
 
 
