@@ -127,8 +127,8 @@ def main() -> None:
         grid = f"/manage/sites/{site_id}/grid"
         hx = {"HX-Request": "true"}
 
-        refresh_ms, _ = timed(lambda: occupancy.refresh_versions(utcnow()), 1)  # first: inserts the row
-        refresh_again_ms, _ = timed(lambda: occupancy.refresh_versions(utcnow()), 5)
+        versions_first_ms, _ = timed(lambda: occupancy.refresh_versions(utcnow()), 1)  # first: inserts the row
+        versions_again_ms, _ = timed(lambda: occupancy.refresh_versions(utcnow()), 5)
         health_ms, _ = timed(lambda: client.get("/healthz"), 20)
         full_ms, response = timed(lambda: client.get(grid, headers=hx), 5)
         assert response.status_code == 200, response.status_code
@@ -157,8 +157,8 @@ def main() -> None:
         ("  grid_version() alone (one row)", version_ms),
         (f"  occupancy() data alone, one page ({sum(len(b.cells) for b in blocks)} cells)", data_ms),
         (f"whole occupancy page ({len(page.get_data()) / 1024:.0f} KiB)", page_ms),
-        ("refresh_versions() in the tick, first (writes the row)", refresh_ms),
-        ("refresh_versions() in the tick, unchanged", refresh_again_ms),
+        ("refresh_versions() in the tick, first (writes the row)", versions_first_ms),
+        ("refresh_versions() in the tick, unchanged", versions_again_ms),
         ("alerts.refresh(), all ports healthy", refresh_ok_ms),
         (f"alerts.refresh(), 1 % offline, first ({raised['raised']} raised)", refresh_first_ms),
         ("alerts.refresh(), 1 % offline, again (nothing new)", refresh_again_ms),
