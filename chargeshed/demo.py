@@ -88,6 +88,7 @@ def _top_up(user: User, amount_fen: int, at) -> None:
         topup.checkout_ref = f"demo_{topup.id}"
         db.session.commit()
         fulfilment.fulfil(topup.id, Payment(topup.checkout_ref, None, amount_fen, "cny"), now=at)
+        db.session.commit()
 
 
 def _agreement(site: Site, operator: Operator, start: date) -> None:
@@ -131,6 +132,7 @@ def _history(residents: list[User], ports: list[Port], days: int, per_day: int, 
                 _top_up(user, rnd.choice([1000, 2000, 5000]), begin - timedelta(minutes=2))
             with _clock_at(begin):
                 session = charging.start_session(user.id, port, now=begin)
+                db.session.commit()
             reason = rnd.choices(reasons, weights)[0]
             if reason == charging.START_FAILED:
                 with _clock_at(begin + timedelta(seconds=60)):

@@ -190,6 +190,7 @@ def make_resident(app):
             topup.checkout_ref = f"demo_{topup.id}"
             _db.session.commit()
             assert fulfilment.fulfil(topup.id, Payment(topup.checkout_ref, None, balance_fen, "cny")).credited
+            _db.session.commit()
         return user
 
     return factory

@@ -49,15 +49,16 @@ def set_maintenance(port: Port, on: bool, who: str, now: datetime, *, actor_id: 
     """Take a port out of service (or back); False when it already was. Commits.
 
     Refused while a charge runs on it: stop the charge first. The hardware is told too.
+    The port row is locked (as start_session locks it), so a start racing this either
+    finishes first and is seen here, or sees the port in maintenance.
     """
+    port = charging.lock_port(port)
     if port.status == PORT_RETIRED:
         raise Refused("retired")
     wanted = PORT_MAINTENANCE if on else PORT_ACTIVE
     if port.status == wanted:
         return False
-    if on and charging.live_session_on_port(port.id) is not None:
-        raise Refused("busy")
-    port.status = wanted
+    _take_out_of_use(port, wanted, check_busy=on)
     outbox.enqueue(port.id, CMD_SET_AVAILABLE, argument="off" if on else "on")
     _log(port, "maintenance_on" if on else "maintenance_off", who, now)
     _audit(actor_id, audit.MAINTENANCE_ON if on else audit.MAINTENANCE_OFF, port)
@@ -67,16 +68,27 @@ def set_maintenance(port: Port, on: bool, who: str, now: datetime, *, actor_id: 
 
 def retire_port(port: Port, who: str, now: datetime, *, actor_id: int | None = None) -> bool:
     """Take a port out of use for good; its sessions and events stay. False if retired already. Commits."""
+    port = charging.lock_port(port)
     if port.status == PORT_RETIRED:
         return False
-    if charging.live_session_on_port(port.id) is not None:
-        raise Refused("busy")
-    port.status = PORT_RETIRED
+    _take_out_of_use(port, PORT_RETIRED, check_busy=True)
     outbox.enqueue(port.id, CMD_SET_AVAILABLE, argument="off")
     _log(port, "retired", who, now)
     _audit(actor_id, audit.PORT_RETIRED, port)
     db.session.commit()
     return True
+
+
+def _take_out_of_use(port: Port, status: str, *, check_busy: bool) -> None:
+    """Set the port's status; Refused("busy") if a charge is live on it. The status is written and
+    the live session checked again under the write lock (SQLite has no row locks), in a savepoint."""
+    if check_busy and charging.live_session_on_port(port.id) is not None:
+        raise Refused("busy")
+    with db.session.begin_nested():
+        port.status = status
+        db.session.flush()
+        if check_busy and charging.live_session_on_port(port.id) is not None:
+            raise Refused("busy")
 
 
 def staff_stop(port: Port, who: str, reason: str, now: datetime, *, actor_id: int | None = None) -> bool:

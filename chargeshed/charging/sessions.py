@@ -1,4 +1,8 @@
-"""Charge session services: start, confirm, end, fail. Each is one DB transaction."""
+"""Charge session services: start, confirm, end, fail.
+
+start_session works inside the caller's transaction (the caller commits); end_session and
+fail_session are one transaction each, as the supervisor expects.
+"""
 
 from __future__ import annotations
 
@@ -92,19 +96,24 @@ def _event(session: ChargeSession, kind: str, at: datetime, detail: str = "") ->
 
 
 def start_session(user_id: int, port: Port, *, now: datetime | None = None, topup=None) -> ChargeSession:
-    """Reserve the hold from the wallet and queue the start command, in one transaction.
+    """Reserve the hold from the wallet and queue the start command, inside the caller's transaction.
 
-    A second start by the same resident on a port they already hold (a double tap)
-    returns their live session. Raises StartRefused otherwise.
+    The caller (the request, worker step or command that started the transaction) commits. A
+    second start by the same resident on a port they already hold (a double tap) returns their
+    live session (and still links `topup` to it). Raises StartRefused otherwise; what this
+    function wrote is then undone through its own savepoint, never the caller's other work.
 
     Races are settled by the database: the partial unique index uq_charge_session_live_port
     admits one live session per port, and the ledger's CHECK constraint keeps the wallet
-    from going negative when one resident starts on many ports at once.
+    from going negative when one resident starts on many ports at once. The port row is
+    locked first (FOR UPDATE on PostgreSQL), so a start and a switch to maintenance or
+    retirement are serialised: no live session remains on a port in maintenance.
     """
     now = now or clock_now()
+    port = lock_port(port)
     existing = live_session_on_port(port.id)
     if existing is not None and existing.user_id == user_id:
-        return existing
+        return _link_topup(existing, topup)
     refusal = refusal_for_port(port, now, existing)
     if refusal:
         raise StartRefused(refusal)
@@ -116,33 +125,42 @@ def start_session(user_id: int, port: Port, *, now: datetime | None = None, topu
         state=PENDING, hold_fen=terms.hold_fen, created_at=now,
     )
     try:
-        with db.session.begin_nested():
+        with db.session.begin_nested():  # our own part only: a refusal undoes nothing else
             db.session.add(session)
             db.session.flush()
+            ledger.post(
+                f"hold:{session.id}", "hold",
+                [ledger.Leg(ledger.wallet_account(user_id), -session.hold_fen),
+                 ledger.Leg(ledger.holds_account(), session.hold_fen)],
+                memo=f"hold for session {session.id}", at=now,
+            )
     except IntegrityError:
-        db.session.rollback()
         existing = live_session_on_port(port.id)
         if existing is not None and existing.user_id == user_id:
-            return existing
+            return _link_topup(existing, topup)
         raise StartRefused("port_busy") from None
-    try:
-        ledger.post(
-            f"hold:{session.id}", "hold",
-            [ledger.Leg(ledger.wallet_account(user_id), -session.hold_fen),
-             ledger.Leg(ledger.holds_account(), session.hold_fen)],
-            memo=f"hold for session {session.id}",
-        )
     except ledger.InsufficientFunds:
-        db.session.rollback()
         raise StartRefused("insufficient_funds") from None
     outbox.enqueue(port.id, CMD_START, session_id=session.id)
     _event(session, "requested", now, f"port {port.code}")
-    if topup is not None:
-        topup.started_session_id = session.id
-    db.session.commit()
+    _link_topup(session, topup)
+    db.session.flush()
     log.info("session started", extra={"event": "session.start", "session_id": session.id, "user_id": user_id,
                                         "port": port.code, "hold_fen": session.hold_fen,
                                         "ledger_ref": f"hold:{session.id}"})
+    return session
+
+
+def lock_port(port: Port) -> Port:
+    """The port row, locked until the caller's transaction ends (PostgreSQL; SQLite serialises writers)."""
+    return db.session.execute(
+        select(Port).where(Port.id == port.id).with_for_update().execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def _link_topup(session: ChargeSession, topup) -> ChargeSession:
+    if topup is not None and topup.started_session_id is None:
+        topup.started_session_id = session.id
     return session
 
 
@@ -201,15 +219,18 @@ def _claim_end(session: ChargeSession, state: str, reason: str, now: datetime) -
         .where(ChargeSession.id == session.id, ChargeSession.state.in_(LIVE_STATES))
         .values(state=state, end_reason=reason, ended_at=now)
     ).rowcount
-    if not claimed:
-        db.session.rollback()
+    if not claimed:  # nothing was written: the caller's transaction is left as it is
         return False
     db.session.refresh(session)
     return True
 
 
 def _settle(session: ChargeSession, cost_fen: int) -> None:
-    """Book the end of the hold: cost to the shed's revenue, the rest back to the wallet."""
+    """Book the end of the hold: cost to the shed's revenue, the rest back to the wallet.
+
+    Booked at the session's end instant (`ended_at`), the same instant that dates its energy and
+    count, so a session never falls into two statements.
+    """
     if not 0 <= cost_fen <= session.hold_fen:
         raise ledger.LedgerError(f"cost {cost_fen} outside hold {session.hold_fen}")
     session.cost_fen = cost_fen
@@ -218,7 +239,7 @@ def _settle(session: ChargeSession, cost_fen: int) -> None:
         [ledger.Leg(ledger.holds_account(), -session.hold_fen),
          ledger.Leg(ledger.revenue_account(session.shed_id), cost_fen),
          ledger.Leg(ledger.wallet_account(session.user_id), session.hold_fen - cost_fen)],
-        memo=f"session {session.id}",
+        memo=f"session {session.id}", at=session.ended_at,
     )
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -20,8 +22,14 @@ from chargeshed.money.models import (
     LedgerEntry,
     LedgerTxn,
 )
+from chargeshed.timeutil import now as clock_now
 
 HOLDS_CODE = "holds"
+DEFAULT_CURRENCY = "cny"
+
+# The constraints whose violation post() turns into a LedgerError (names per the naming convention).
+NOT_NEGATIVE = "ck_ledger_account_not_negative"
+UNIQUE_REF = "uq_ledger_txn_ref"
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +54,19 @@ class Leg:
     amount_fen: int
 
 
-def get_account(code: str, kind: str, *, owner_id: int | None = None, shed_id: int | None = None):
-    """The account with this code, created on first use (race-safe via the unique code)."""
+def get_account(code: str, kind: str, *, owner_id: int | None = None, shed_id: int | None = None,
+                currency: str = DEFAULT_CURRENCY):
+    """The account with this code, created on first use (race-safe via the unique code).
+
+    An account holds one currency; its amounts are in that currency's minor units (fen for CNY).
+    """
     found = db.session.execute(select(LedgerAccount).where(LedgerAccount.code == code)).scalar_one_or_none()
     if found is not None:
         return found
     try:
         with db.session.begin_nested():
-            account = LedgerAccount(code=code, kind=kind, owner_id=owner_id, shed_id=shed_id, balance_fen=0)
+            account = LedgerAccount(code=code, kind=kind, owner_id=owner_id, shed_id=shed_id, balance_fen=0,
+                                    currency=currency.lower())
             db.session.add(account)
         return account
     except IntegrityError:  # created meanwhile by a concurrent transaction (or a broken reference)
@@ -79,9 +92,16 @@ def revenue_account(shed_id: int) -> LedgerAccount:
     return get_account(f"revenue:shed:{shed_id}", KIND_REVENUE, shed_id=shed_id)
 
 
-def external_account(name: str) -> LedgerAccount:
-    """Money outside the compound's books, e.g. the payment provider's clearing account."""
-    return get_account(f"external:{name}", KIND_EXTERNAL)
+def external_account(name: str, currency: str = DEFAULT_CURRENCY) -> LedgerAccount:
+    """Money outside the compound's books, e.g. the payment provider's clearing account.
+
+    Sign convention: money coming in from outside (a top-up) takes it below zero, money going out
+    (a refund, a provider's fee) brings it back up, so minus its balance is what the provider holds
+    for us. Accounts in another currency than CNY are named external:<name>:<currency>.
+    """
+    currency = currency.lower()
+    code = f"external:{name}" if currency == DEFAULT_CURRENCY else f"external:{name}:{currency}"
+    return get_account(code, KIND_EXTERNAL, currency=currency)
 
 
 def wallet_code(user_id: int) -> str:
@@ -102,11 +122,16 @@ def find_txn(ref: str) -> LedgerTxn | None:
     return db.session.execute(select(LedgerTxn).where(LedgerTxn.ref == ref)).scalar_one_or_none()
 
 
-def post(ref: str, kind: str, legs: Sequence[Leg], memo: str = "") -> LedgerTxn:
+def post(ref: str, kind: str, legs: Sequence[Leg], memo: str = "", *, at: datetime | None = None) -> LedgerTxn:
     """Book a balanced transaction inside the caller's DB transaction (the caller commits).
 
+    `at` is the business time the money moved (e.g. the instant a charge session ended);
+    statements date the transaction by it. It defaults to the app clock's now.
+    A transaction balances per currency: the legs of each currency sum to zero.
+
     Raises AlreadyBooked when `ref` exists, InsufficientFunds when a wallet or the
-    holds account would go below zero; in both cases nothing of it is kept.
+    holds account would go below zero; in both cases nothing of it is kept. The two are
+    told apart by the name of the violated constraint.
 
     Concurrency: the unique `ref` makes a second booking of the same business event
     fail, and each balance moves by an atomic UPDATE checked by the database
@@ -117,7 +142,10 @@ def post(ref: str, kind: str, legs: Sequence[Leg], memo: str = "") -> LedgerTxn:
     legs = [leg for leg in legs if leg.amount_fen != 0]
     if any(not isinstance(leg.amount_fen, int) or isinstance(leg.amount_fen, bool) for leg in legs):
         raise LedgerError("amounts must be integer fen")
-    if sum(leg.amount_fen for leg in legs) != 0:
+    per_currency: dict[str, int] = defaultdict(int)
+    for leg in legs:
+        per_currency[leg.account.currency or DEFAULT_CURRENCY] += leg.amount_fen
+    if any(per_currency.values()):
         raise LedgerError(f"unbalanced transaction {ref}")
     if not legs:
         raise LedgerError(f"empty transaction {ref}")
@@ -126,7 +154,7 @@ def post(ref: str, kind: str, legs: Sequence[Leg], memo: str = "") -> LedgerTxn:
     balances: dict[int, int] = {}
     try:
         with db.session.begin_nested():
-            txn = LedgerTxn(ref=ref, kind=kind, memo=memo[:255])
+            txn = LedgerTxn(ref=ref, kind=kind, memo=memo[:255], booked_at=at or clock_now())
             db.session.add(txn)
             db.session.flush()
             for leg in sorted(legs, key=lambda leg: leg.account.id):
@@ -141,10 +169,10 @@ def post(ref: str, kind: str, legs: Sequence[Leg], memo: str = "") -> LedgerTxn:
                                            amount_fen=leg.amount_fen) for leg in legs)
             db.session.flush()
     except IntegrityError as exc:
-        message = str(exc.orig).lower()
-        if "not_negative" in message or "check constraint" in message:
+        violated = violated_constraint(exc)
+        if violated == NOT_NEGATIVE:
             raise InsufficientFunds(ref) from exc
-        if find_txn(ref) is not None or "ledger_txn" in message:
+        if violated == UNIQUE_REF:
             raise AlreadyBooked(ref) from exc
         raise
     for leg in legs:
@@ -154,16 +182,42 @@ def post(ref: str, kind: str, legs: Sequence[Leg], memo: str = "") -> LedgerTxn:
     return txn
 
 
+def violated_constraint(exc: IntegrityError) -> str | None:
+    """The name of the constraint an IntegrityError violated, from the driver's structured report.
+
+    PostgreSQL (psycopg) names it in the error's diagnostics. SQLite has no diagnostics: a CHECK
+    failure carries the constraint's name, a UNIQUE failure the table and columns, which are mapped
+    to the unique constraint declared on them.
+    """
+    diag = getattr(exc.orig, "diag", None)
+    if diag is not None:
+        return getattr(diag, "constraint_name", None)
+    message = str(exc.orig)
+    for prefix in ("CHECK constraint failed: ", "UNIQUE constraint failed: "):
+        if message.startswith(prefix):
+            target = message[len(prefix):].strip()
+            if prefix.startswith("UNIQUE"):
+                table, _, columns = target.partition(".")
+                return f"uq_{table}_{columns.split(',')[0].strip()}"
+            return target if target.startswith("ck_") else f"ck_{target}"
+    return None
+
+
+def _unit(currency: str | None) -> str:
+    return "fen" if (currency or DEFAULT_CURRENCY) == DEFAULT_CURRENCY else f"{currency.upper()} minor units"
+
+
 def check_ledger() -> list[str]:
     """Problems found in the books: unbalanced transactions, cached balances that disagree."""
     problems = []
     unbalanced = db.session.execute(
-        select(LedgerTxn.ref, func.sum(LedgerEntry.amount_fen))
+        select(LedgerTxn.ref, LedgerAccount.currency, func.sum(LedgerEntry.amount_fen))
         .join(LedgerEntry, LedgerEntry.txn_id == LedgerTxn.id)
-        .group_by(LedgerTxn.id, LedgerTxn.ref)
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+        .group_by(LedgerTxn.id, LedgerTxn.ref, LedgerAccount.currency)
         .having(func.sum(LedgerEntry.amount_fen) != 0)
     ).all()
-    problems += [f"transaction {ref} is unbalanced by {total} fen" for ref, total in unbalanced]
+    problems += [f"transaction {ref} is unbalanced by {total} {_unit(currency)}" for ref, currency, total in unbalanced]
     sums = (
         select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_fen).label("total"))
         .group_by(LedgerEntry.account_id)

@@ -29,6 +29,8 @@ class LedgerAccount(db.Model):
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), index=True)
     shed_id: Mapped[int | None] = mapped_column(ForeignKey("shed.id"), index=True)
     balance_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # ISO code, lower case; balance and entries are in its minor units (fen for CNY, cents for HKD).
+    currency: Mapped[str] = mapped_column(String(3), default="cny", server_default="cny")
 
 
 class LedgerTxn(db.Model):
@@ -39,6 +41,9 @@ class LedgerTxn(db.Model):
     kind: Mapped[str] = mapped_column(String(24), index=True)
     memo: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(default=clock_now, index=True)
+    # Business time: when the money moved (a session's end, a payment's confirmation). Statements
+    # date transactions by it, so everything of one charge session falls on one instant.
+    booked_at: Mapped[datetime] = mapped_column(default=clock_now, index=True)
 
     entries: Mapped[list[LedgerEntry]] = relationship(back_populates="txn", order_by="LedgerEntry.id")
 

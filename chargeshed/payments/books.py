@@ -9,20 +9,38 @@ from chargeshed.money import ledger
 from chargeshed.money.models import LedgerAccount
 
 KIND_EXPENSE = "expense"
+KIND_EXCHANGE = "exchange"
+KIND_LOSS = "loss"
 KIND_REFUNDS_PENDING = "refunds"
 PENDING_REFUNDS_CODE = "refunds:pending"
 
 # Transaction kinds booked by this package (besides "topup").
-TXN_PAYMENT_FEE = "payment_fee"          # fee:topup:<topup id>: external:<p> -> fees:<p>
+TXN_PAYMENT_FEE = "payment_fee"          # fee:topup:<topup id>: fees:<p> -fee, external:<p> +fee (see fees.py)
 TXN_CASHOUT = "cashout"                  # cashout:<cash-out id>: wallet -> refunds:pending
 TXN_REFUND = "refund"                    # refund:<refund id>: refunds:pending -> external:<p>
 TXN_REFUND_FAILED = "refund_failed"      # refund_failed:<refund id>: refunds:pending (or external) -> wallet
 TXN_SESSION_REFUND = "session_refund"    # session_refund:<session id>: revenue:shed:<id> -> wallet
+TXN_EXTERNAL_REFUND = "external_refund"  # external_refund:<ref>: wallet (and losses:<p>) -> external:<p>
 
 
-def fees_account(provider: str) -> LedgerAccount:
-    """What a payment provider charged us: an expense."""
-    return ledger.get_account(f"fees:{provider}", KIND_EXPENSE)
+def _code(base: str, currency: str) -> str:
+    currency = currency.lower()
+    return base if currency == ledger.DEFAULT_CURRENCY else f"{base}:{currency}"
+
+
+def fees_account(provider: str, currency: str = ledger.DEFAULT_CURRENCY) -> LedgerAccount:
+    """What a payment provider charged us: a cost, so its balance is negative (see fees.py)."""
+    return ledger.get_account(_code(f"fees:{provider}", currency), KIND_EXPENSE, currency=currency)
+
+
+def exchange_account(provider: str, currency: str) -> LedgerAccount:
+    """One side of the provider's currency conversions (CNY out, settlement currency in)."""
+    return ledger.get_account(f"exchange:{provider}:{currency.lower()}", KIND_EXCHANGE, currency=currency)
+
+
+def losses_account(provider: str) -> LedgerAccount:
+    """Money returned to payers outside ChargeShed that no wallet could cover: the operator's loss."""
+    return ledger.get_account(f"losses:{provider}", KIND_LOSS)
 
 
 def pending_refunds_account() -> LedgerAccount:

@@ -1,23 +1,37 @@
-"""Provider events (already verified): what each one changes. Every handler is idempotent."""
+"""Provider events (already verified): what each one changes. Every handler is idempotent.
+
+`handle_event` is the unit of work of one webhook delivery: it commits each step, and never
+keeps a transaction open while it asks Stripe something (the same goes for `settle_payment`,
+shared with the success redirect and reconcile).
+"""
 
 from __future__ import annotations
 
 import logging
 
+from sqlalchemy import select
+
 from chargeshed.extensions import db
 from chargeshed.payments import fees, fulfilment, refunds
 from chargeshed.payments.models import EXPIRED, FAILED, TopUp
-from chargeshed.payments.providers import payment_from_checkout, refund_from_stripe
+from chargeshed.payments.providers import (
+    Payment,
+    ProviderRefund,
+    payment_from_checkout,
+    refund_from_dispute,
+    refund_from_stripe,
+)
 
 log = logging.getLogger(__name__)
 
 PAID_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 UNPAID_EVENTS = {"checkout.session.expired": EXPIRED, "checkout.session.async_payment_failed": FAILED}
 REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
+DISPUTE_EVENTS = ("charge.dispute.funds_withdrawn",)
 
 
 def handle_event(event, provider, *, start_ttl_seconds: int = 900) -> str:
-    """Apply one verified Stripe event; returns a short outcome for the log."""
+    """Apply one verified Stripe event; returns a short outcome for the log. Commits."""
     obj = event.data.object
     if event.type in PAID_EVENTS:
         return _checkout_paid(obj, provider, start_ttl_seconds)
@@ -26,14 +40,46 @@ def handle_event(event, provider, *, start_ttl_seconds: int = 900) -> str:
         if topup_id is None:
             return "unknown_topup"
         changed = fulfilment.mark_unpaid(topup_id, obj.id, UNPAID_EVENTS[event.type])
+        db.session.commit()
         return event.type.rsplit(".", 1)[1] if changed else "unchanged"
     if event.type in REFUND_EVENTS:
-        return refunds.apply_provider_refund(refund_from_stripe(obj))
+        return apply_refund(refund_from_stripe(obj), provider)
     if event.type == "charge.refunded":
         # The charge does not list its refunds: ask for them.
-        outcomes = [refunds.apply_provider_refund(r) for r in provider.refunds_for_charge(obj.id)]
+        db.session.commit()
+        outcomes = [apply_refund(r, provider) for r in provider.refunds_for_charge(obj.id)]
         return ",".join(sorted(set(outcomes))) or "no_refunds"
+    if event.type in DISPUTE_EVENTS:
+        return apply_refund(refund_from_dispute(obj), provider)
     return "ignored"
+
+
+def apply_refund(refund: ProviderRefund, provider) -> str:
+    """One refund (or lost dispute) as Stripe reports it: ours is settled, any other is booked as
+    made outside ChargeShed. Commits; may ask Stripe which top-up the payment was for."""
+    outcome = refunds.apply_provider_refund(refund) if refund.kind == "refund" else "unknown_refund"
+    db.session.commit()
+    if outcome != "unknown_refund" or refunds.external_refund_known(refund.ref):
+        return outcome if outcome != "unknown_refund" else "already_booked"
+    topup_id = refund.topup_id or topup_for_payment(refund.payment_ref, provider)
+    row = refunds.book_external_refund(refund, topup_id, provider.name)
+    db.session.commit()
+    return f"outside_{row.status}" if row is not None else "outside_nothing_returned"
+
+
+def topup_for_payment(payment_ref: str | None, provider) -> int | None:
+    """The top-up a payment was for: from our books, else from the PaymentIntent's metadata."""
+    if not payment_ref:
+        return None
+    known = db.session.execute(select(TopUp.id).where(TopUp.payment_ref == payment_ref)).scalar()
+    db.session.commit()
+    if known is not None:
+        return known
+    try:
+        return provider.topup_id_for_payment(payment_ref)
+    except Exception:
+        log.warning("payment %s: top-up not found at the provider", payment_ref, exc_info=True)
+        return None
 
 
 def _topup_id(checkout) -> int | None:
@@ -49,21 +95,49 @@ def _checkout_paid(checkout, provider, start_ttl_seconds: int) -> str:
     if topup_id is None:
         log.warning("paid checkout %s without a top-up reference", checkout.id)
         return "unknown_topup"
-    result = fulfilment.fulfil(topup_id, payment, start_ttl_seconds=start_ttl_seconds)
+    result = settle_payment(topup_id, payment, provider, start_ttl_seconds=start_ttl_seconds)
     if result.problem:
         return result.problem
     if result.session_id:
         outcome = "credited_and_started" if result.credited else "started"
     else:
         outcome = "credited" if result.credited else "already_credited"
-    # The charge has started (or was never asked for); the fee lookup may take its time.
-    _record_fee_quietly(result.topup, provider)
+    if result.topup is not None and result.topup.status == "refunded":
+        outcome = "refunded_before_credit"
     return outcome
 
 
+def settle_payment(topup_id: int, payment: Payment, provider, *, start_ttl_seconds: int = 900,
+                   now=None, record_fee: bool = True) -> fulfilment.Fulfilment:
+    """A confirmed payment, from the webhook, the success redirect or reconcile: book refunds Stripe
+    already made on it (so a payment refunded first is never credited), credit it once, start the
+    waiting charge, then record the fee. Commits after each step; no transaction is open while
+    Stripe is asked. The success redirect passes record_fee=False: the resident does not wait for it."""
+    db.session.commit()
+    if payment.payment_ref and hasattr(provider, "refunds_for_payment"):
+        try:
+            earlier = provider.refunds_for_payment(payment.payment_ref)
+        except Exception:  # fulfil anyway: a refund found later is taken back from the wallet
+            log.warning("refunds of %s not checked before crediting", payment.payment_ref, exc_info=True)
+            earlier = []
+        for refund in earlier:
+            if refund.refund_id is None and not refunds.external_refund_known(refund.ref):
+                refunds.book_external_refund(refund, topup_id, provider.name, now=now)
+        db.session.commit()
+    result = fulfilment.fulfil(topup_id, payment, start_ttl_seconds=start_ttl_seconds, now=now)
+    db.session.commit()
+    if record_fee and result.topup is not None and not result.problem:
+        # The charge has started (or was never asked for); the fee lookup may take its time.
+        _record_fee_quietly(result.topup, provider)
+    return result
+
+
 def _record_fee_quietly(topup: TopUp, provider) -> None:
+    if provider.is_demo:
+        return
     try:
         fees.record_fee(topup, provider)
+        db.session.commit()
     except Exception:  # the reconcile job records it later
         log.warning("fee of top-up %s not recorded yet", topup.id, exc_info=True)
         db.session.rollback()

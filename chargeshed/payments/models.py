@@ -15,6 +15,14 @@ CREATED = "created"
 CREDITED = "credited"
 EXPIRED = "expired"
 FAILED = "failed"
+REFUNDED = "refunded"  # refunded in full (e.g. from the dashboard) before it was credited: never credited
+UNPAID_STATES = (EXPIRED, FAILED, REFUNDED)
+
+# Refunds not made by ChargeShed (dashboard, dispute): how each was booked.
+EXTERNAL_BEFORE_CREDIT = "before_credit"  # the top-up was not credited yet: it is credited less
+EXTERNAL_TAKEN = "taken"                  # taken back from the wallet in full
+EXTERNAL_SHORTFALL = "shortfall"          # the wallet no longer had it all: the rest is a loss to look at
+EXTERNAL_UNMATCHED = "unmatched"          # no top-up of ours: nothing booked, reported
 
 # Refund (TopUpRefund) states, as the provider reports them.
 REFUND_PENDING = "pending"
@@ -38,10 +46,18 @@ class TopUp(db.Model):
     provider: Mapped[str] = mapped_column(String(12))
     status: Mapped[str] = mapped_column(String(12), default=CREATED, index=True)
     checkout_ref: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # A random idempotency key for creating the checkout (database ids are reused after a rollback).
+    checkout_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     payment_ref: Mapped[str | None] = mapped_column(String(255))
-    # The provider's exact fee and what we keep, from its balance transaction (set once known).
+    # The provider's exact fee and what we keep, from its balance transaction (set once known), in
+    # minor units of `fee_currency`: the provider's settlement currency (None: the top-up's currency).
     fee_fen: Mapped[int | None]
     net_fen: Mapped[int | None]
+    fee_currency: Mapped[str | None] = mapped_column(String(3))
+    # Stripe's rate when it converted the payment: top-up amount x rate = amount in fee_currency.
+    exchange_rate: Mapped[str | None] = mapped_column(String(32))
+    # Why the checkout could not be created or paid, for the resident's page (e.g. "provider_down").
+    problem: Mapped[str] = mapped_column(String(40), default="", server_default="")
     # "Top up and start": the port to start on once the money is in.
     start_port_id: Mapped[int | None] = mapped_column(ForeignKey("port.id"))
     started_session_id: Mapped[int | None] = mapped_column(ForeignKey("charge_session.id"))
@@ -98,6 +114,11 @@ class TopUpRefund(db.Model):
     status: Mapped[str] = mapped_column(String(12), default=REFUND_PENDING, index=True)
     provider_ref: Mapped[str | None] = mapped_column(String(255), unique=True)
     failure_reason: Mapped[str] = mapped_column(String(80), default="")
+    # A random idempotency key and when it was made: Stripe forgets keys after about 24 h, so a key
+    # older than a few hours is never relied on; the refund is looked up by its metadata instead.
+    idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    key_created_at: Mapped[datetime | None]
+    submitted_at: Mapped[datetime | None]  # first request sent (any later one is a resubmission)
     created_at: Mapped[datetime] = mapped_column(default=clock_now)
     settled_at: Mapped[datetime | None]
 
@@ -117,3 +138,26 @@ class SessionRefund(db.Model):
 
     session: Mapped[ChargeSession] = relationship()  # noqa: F821
     staff: Mapped[User] = relationship()  # noqa: F821
+
+
+class ExternalRefund(db.Model):
+    """Money returned to a payer outside ChargeShed (a dashboard refund, a lost dispute), booked once.
+
+    Taken back from the resident's wallet as far as it is still there; the rest is a shortfall the
+    operator sees (on the refunds page and in `reconcile`). Before the top-up was credited, it is
+    simply credited less.
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(12))
+    provider_ref: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(12), default="refund")  # refund | dispute
+    topup_id: Mapped[int | None] = mapped_column(ForeignKey("top_up.id"), index=True)
+    payment_ref: Mapped[str | None] = mapped_column(String(255))
+    amount_fen: Mapped[int]
+    taken_fen: Mapped[int] = mapped_column(default=0)
+    shortfall_fen: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=clock_now, index=True)
+
+    topup: Mapped[TopUp | None] = relationship()

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Protocol
 
 import stripe
 
 from chargeshed.payments.models import TopUp
+
+# Bounded waits: a resident pressing "Top up" hears back within seconds even when Stripe hangs.
+CONNECT_TIMEOUT_SECONDS = 3.0
+READ_TIMEOUT_SECONDS = 6.0
+MAX_NETWORK_RETRIES = 1
 
 # Expanding this path on a Checkout Session reaches the exact fee (Stripe allows 4 levels).
 FEE_PATH = "payment_intent.latest_charge.balance_transaction"
@@ -35,11 +41,15 @@ class Payment:
 
 @dataclass(frozen=True)
 class Fee:
-    """A payment's fee and net from its balance transaction, in minor units of `currency`."""
+    """A payment's balance transaction: gross `amount`, `fee` and `net` in minor units of `currency`,
+    the provider's settlement currency. When that differs from the payment's currency,
+    `exchange_rate` is the provider's rate: payment amount x rate = `amount`."""
 
     fee: int
     net: int
     currency: str
+    amount: int | None = None
+    exchange_rate: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,8 @@ class ProviderRefund:
     payment_ref: str | None = None
     refund_id: int | None = None
     failure_reason: str = ""
+    topup_id: int | None = None  # from the metadata, when ChargeShed made the refund
+    kind: str = "refund"  # or "dispute": money a lost dispute took back
 
 
 class RefundRejected(Exception):
@@ -94,6 +106,10 @@ class DemoProvider:
         topup.checkout_ref = f"demo_{topup.id}"
         return urls.demo
 
+    def checkout_state(self, topup: TopUp) -> tuple[Payment | None, str | None]:
+        """The demo page itself is the payment."""
+        return self.paid_payment(topup), None
+
     def paid_payment(self, topup: TopUp) -> Payment | None:
         """The demo page itself is the payment; the caller only asks after it was confirmed."""
         return Payment(topup.checkout_ref or f"demo_{topup.id}", None, topup.amount_fen, topup.currency)
@@ -116,14 +132,22 @@ class StripeProvider:
     is_demo = False
     settles_refunds_at_once = False  # refunds complete on the webhook (or the reconcile job)
 
-    def __init__(self, secret_key: str, webhook_secret: str, api_base: str = "", http_client=None):
+    def __init__(self, secret_key: str, webhook_secret: str, api_base: str = "", http_client=None, *,
+                 timeout: tuple[float, float] = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
+                 max_network_retries: int = MAX_NETWORK_RETRIES):
         self.webhook_secret = webhook_secret
         addresses = {"api": api_base} if api_base else None
+        # The SDK's default waits 80 s a try: always bound connect and read.
+        http_client = http_client or stripe.RequestsClient(timeout=timeout)
         self.client = stripe.StripeClient(secret_key, base_addresses=addresses, http_client=http_client,
-                                          max_network_retries=2)
+                                          max_network_retries=max_network_retries)
 
     def create_checkout(self, topup: TopUp, urls: CheckoutUrls, description: str) -> str:
-        """A Checkout Session for the top-up; Stripe offers the methods (card, Alipay, WeChat Pay)."""
+        """A Checkout Session for the top-up; Stripe offers the methods (card, Alipay, WeChat Pay)
+        enabled in the dashboard (no payment_method_types: the account's defaults apply).
+
+        Idempotent by the top-up's random `checkout_key`. Call it outside any DB transaction.
+        """
         separator = "&" if "?" in urls.success else "?"
         reference = {"topup_id": str(topup.id)}
         session = self.client.v1.checkout.sessions.create(
@@ -141,7 +165,7 @@ class StripeProvider:
                 "success_url": urls.success + separator + "session_id={CHECKOUT_SESSION_ID}",
                 "cancel_url": urls.cancel,
             },
-            options={"idempotency_key": f"topup-{topup.id}-checkout"},
+            options={"idempotency_key": topup.checkout_key or f"topup-{topup.id}-checkout"},
         )
         topup.checkout_ref = session.id
         return session.url
@@ -152,6 +176,16 @@ class StripeProvider:
             return None
         session = self.client.v1.checkout.sessions.retrieve(topup.checkout_ref)
         return payment_from_checkout(session)
+
+    def checkout_state(self, topup: TopUp) -> tuple[Payment | None, str | None]:
+        """(the payment, None) once paid; (None, "expired" or "failed") when it never will be;
+        (None, None) while the resident may still pay or the payment is processing."""
+        if not topup.checkout_ref:
+            return None, None
+        session = self.client.v1.checkout.sessions.retrieve(topup.checkout_ref,
+                                                            params={"expand": ["payment_intent"]})
+        payment = payment_from_checkout(session)
+        return payment, (None if payment else unpaid_outcome(session))
 
     def fee_for(self, topup: TopUp) -> Fee | None:
         """The fee from the payment's balance transaction (None until Stripe has booked it)."""
@@ -175,6 +209,22 @@ class StripeProvider:
         except stripe.InvalidRequestError as exc:
             raise RefundRejected(exc.code or "invalid_request") from exc
         return refund_from_stripe(refund)
+
+    def refunds_for_payment(self, payment_ref: str) -> list[ProviderRefund]:
+        """Every refund of a PaymentIntent (Stripe lists refunds by payment_intent or charge; there is
+        no search by metadata, so ours are picked out by their metadata here)."""
+        page = self.client.v1.refunds.list(params={"payment_intent": payment_ref, "limit": 100})
+        return [refund_from_stripe(r) for r in page.auto_paging_iter()]
+
+    def find_refund(self, payment_ref: str, refund_id: int) -> ProviderRefund | None:
+        """Our refund `refund_id` at Stripe, found by its metadata, or None when Stripe has none."""
+        found = [r for r in self.refunds_for_payment(payment_ref) if r.refund_id == refund_id]
+        return found[0] if found else None
+
+    def topup_id_for_payment(self, payment_ref: str) -> int | None:
+        """The top-up a PaymentIntent pays for, from its metadata."""
+        intent = self.client.v1.payment_intents.retrieve(payment_ref)
+        return _int_or_none(field(field(intent, "metadata"), "topup_id"))
 
     def refund_by_ref(self, ref: str) -> ProviderRefund:
         """The current state of one refund."""
@@ -215,9 +265,25 @@ class StripeProvider:
         return event
 
 
+def field(obj, key: str, default=None):
+    """A field of a StripeObject (not a dict: it has no .get) or a plain dict; `default` when absent."""
+    if obj is None or isinstance(obj, str):
+        return default
+    try:
+        value = obj[key]
+    except (KeyError, TypeError, IndexError):
+        return default
+    return default if value is None else value
+
+
+def _int_or_none(value) -> int | None:
+    text = str(value) if value is not None else ""
+    return int(text) if text.isdigit() else None
+
+
 def _id(value) -> str | None:
     """An expandable field's id, whether Stripe sent the id or the object."""
-    return value if isinstance(value, str) or value is None else value.id
+    return value if isinstance(value, str) or value is None else field(value, "id")
 
 
 def payment_from_checkout(session) -> Payment | None:
@@ -228,6 +294,18 @@ def payment_from_checkout(session) -> Payment | None:
                    str(session.currency))
 
 
+def unpaid_outcome(session) -> str | None:
+    """"expired" for an expired Checkout Session, "failed" for a completed one whose (async) payment
+    failed for good (its PaymentIntent, when expanded, wants a new payment method or was cancelled)."""
+    if field(session, "status") == "expired":
+        return "expired"
+    intent = field(session, "payment_intent")
+    if field(session, "status") == "complete" and field(intent, "status") in ("requires_payment_method",
+                                                                              "canceled"):
+        return "failed"
+    return None
+
+
 def fee_from_checkout(session) -> Fee | None:
     """The fee of a Checkout Session whose payment_intent.latest_charge.balance_transaction is expanded."""
     intent = getattr(session, "payment_intent", None)
@@ -235,24 +313,43 @@ def fee_from_checkout(session) -> Fee | None:
     txn = getattr(charge, "balance_transaction", None) if not isinstance(charge, str) else None
     if txn is None or isinstance(txn, str):
         return None
-    return Fee(int(txn.fee), int(txn.net), str(txn.currency).lower())
+    return fee_from_balance_transaction(txn)
+
+
+def fee_from_balance_transaction(txn) -> Fee:
+    """A Fee from a BalanceTransaction; the rate is kept exactly as Stripe wrote it."""
+    rate = field(txn, "exchange_rate")
+    return Fee(int(txn["fee"]), int(txn["net"]), str(txn["currency"]).lower(),
+               amount=int(txn["amount"]) if field(txn, "amount") is not None else None,
+               exchange_rate=Decimal(repr(rate)) if isinstance(rate, float) else
+               (Decimal(str(rate)) if rate is not None else None))
 
 
 def refund_from_stripe(refund) -> ProviderRefund:
-    """Our view of a Stripe Refund object."""
-    metadata = getattr(refund, "metadata", None) or {}
-    refund_id = str(metadata.get("refund_id", "")) if hasattr(metadata, "get") else ""
+    """Our view of a Stripe Refund object (a StripeObject: fields are read by key, never .get)."""
+    metadata = field(refund, "metadata")
     return ProviderRefund(
-        ref=refund.id, status=str(refund.status), amount_fen=int(refund.amount),
-        payment_ref=_id(getattr(refund, "payment_intent", None)),
-        refund_id=int(refund_id) if refund_id.isdigit() else None,
-        failure_reason=str(getattr(refund, "failure_reason", None) or ""),
+        ref=refund["id"], status=str(refund["status"]), amount_fen=int(refund["amount"]),
+        payment_ref=_id(field(refund, "payment_intent")),
+        refund_id=_int_or_none(field(metadata, "refund_id")),
+        failure_reason=str(field(refund, "failure_reason", "")),
+        topup_id=_int_or_none(field(metadata, "topup_id")),
     )
+
+
+def refund_from_dispute(dispute) -> ProviderRefund:
+    """A dispute whose funds were withdrawn, seen as money returned to the payer."""
+    return ProviderRefund(ref=dispute["id"], status="succeeded", amount_fen=int(dispute["amount"]),
+                          payment_ref=_id(field(dispute, "payment_intent")), kind="dispute")
 
 
 def provider_from_config(config) -> PaymentProvider:
     """The configured provider; Stripe only when PAYMENTS=stripe and a secret key is set."""
     if config.get("PAYMENTS") == "stripe" and config.get("STRIPE_SECRET_KEY"):
-        return StripeProvider(config["STRIPE_SECRET_KEY"], config.get("STRIPE_WEBHOOK_SECRET", ""),
-                              config.get("STRIPE_API_BASE", ""), config.get("STRIPE_HTTP_CLIENT"))
+        return StripeProvider(
+            config["STRIPE_SECRET_KEY"], config.get("STRIPE_WEBHOOK_SECRET", ""),
+            config.get("STRIPE_API_BASE", ""), config.get("STRIPE_HTTP_CLIENT"),
+            timeout=(float(config.get("STRIPE_CONNECT_TIMEOUT_SECONDS", CONNECT_TIMEOUT_SECONDS)),
+                     float(config.get("STRIPE_READ_TIMEOUT_SECONDS", READ_TIMEOUT_SECONDS))),
+            max_network_retries=int(config.get("STRIPE_MAX_NETWORK_RETRIES", MAX_NETWORK_RETRIES)))
     return DemoProvider()

@@ -1,18 +1,25 @@
 """Reconciliation with Stripe: credit paid top-ups whose webhook never came, record missing
-fees, settle refunds left pending, and report whatever does not match."""
+fees, settle refunds left pending, book refunds made outside ChargeShed, close top-ups that
+expired or failed, and report whatever does not match.
+
+The run is the unit of work: it commits after each item and before every call to Stripe.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import datetime
+import time
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
 from chargeshed.extensions import db
-from chargeshed.payments import fees, fulfilment, refunds
-from chargeshed.payments.models import CREATED, CREDITED, EXPIRED, TopUp, TopUpRefund
-from chargeshed.payments.providers import fee_from_checkout, payment_from_checkout
+from chargeshed.money.format import format_fen
+from chargeshed.payments import events, fees, fulfilment, refunds
+from chargeshed.payments.models import CREATED, CREDITED, EXPIRED, EXTERNAL_UNMATCHED, FAILED, REFUNDED, TopUp
+from chargeshed.payments.providers import fee_from_checkout, payment_from_checkout, unpaid_outcome
 from chargeshed.timeutil import now as clock_now
 
 log = logging.getLogger(__name__)
@@ -25,13 +32,15 @@ class Report:
     """What one reconciliation run found and did."""
 
     checkouts: int = 0
-    credited: list[int] = field(default_factory=list)
-    fees: list[int] = field(default_factory=list)
-    expired: list[int] = field(default_factory=list)
-    refunds_settled: list[int] = field(default_factory=list)
-    refunds_submitted: list[int] = field(default_factory=list)
-    waiting: list[str] = field(default_factory=list)
-    mismatches: list[str] = field(default_factory=list)
+    credited: list[int] = dc_field(default_factory=list)
+    fees: list[int] = dc_field(default_factory=list)
+    expired: list[int] = dc_field(default_factory=list)
+    failed: list[int] = dc_field(default_factory=list)
+    refunds_settled: list[int] = dc_field(default_factory=list)
+    refunds_submitted: list[int] = dc_field(default_factory=list)
+    outside_refunds: list[str] = dc_field(default_factory=list)
+    waiting: list[str] = dc_field(default_factory=list)
+    mismatches: list[str] = dc_field(default_factory=list)
 
     def lines(self) -> list[str]:
         """A short human summary, one fact a line."""
@@ -39,6 +48,8 @@ class Report:
                f"credited late: {len(self.credited)}" + _ids(self.credited),
                f"fees recorded: {len(self.fees)}" + _ids(self.fees),
                f"expired top-ups: {len(self.expired)}",
+               f"failed payments: {len(self.failed)}" + _ids(self.failed),
+               f"refunds made outside ChargeShed, booked: {len(self.outside_refunds)}",
                f"refunds settled: {len(self.refunds_settled)}" + _ids(self.refunds_settled),
                f"refunds submitted again: {len(self.refunds_submitted)}" + _ids(self.refunds_submitted)]
         out += [f"waiting: {w}" for w in self.waiting]
@@ -60,18 +71,41 @@ def reconcile(provider, *, since: int, now: datetime | None = None, start_ttl_se
     """
     now = now or clock_now()
     report = Report()
+    db.session.commit()
     for session in provider.checkouts_since(since):
         report.checkouts += 1
         _check_checkout(session, provider, report, now, start_ttl_seconds)
+        db.session.commit()
     _record_missing_fees(provider, report)
     _settle_pending_refunds(provider, report, now)
-    for refund in provider.refunds_since(since):
-        if refund.refund_id is None and db.session.execute(
-                select(TopUpRefund.id).where(TopUpRefund.provider_ref == refund.ref)).first() is None:
-            report.mismatches.append(f"refund {refund.ref} of {refund.amount_fen} on {refund.payment_ref} "
-                                     "was not made here (dashboard?); the ledger does not know it")
+    db.session.commit()
+    for refund in list(provider.refunds_since(since)):
+        if refund.refund_id is not None or refunds.external_refund_known(refund.ref):
+            continue
+        outcome = events.apply_refund(refund, provider)
+        report.outside_refunds.append(refund.ref)
+        # Its webhook never arrived: say so once (later runs find it booked).
+        report.mismatches.append(f"refund {refund.ref} of {format_fen(refund.amount_fen)} on {refund.payment_ref} "
+                                 f"was not made here (dashboard?); booked now: {outcome}")
+    # The same look-back window on the app's clock (the one that dates our rows).
+    window = timedelta(seconds=max(0, time.time() - since))
+    report.mismatches += _shortfall_lines(now - window)
     report.mismatches += refunds.pending_refunds_problems()
+    db.session.commit()
     return report
+
+
+def _shortfall_lines(since: datetime) -> list[str]:
+    lines = []
+    for row in refunds.shortfalls(since):
+        if row.status == EXTERNAL_UNMATCHED:
+            lines.append(f"{row.kind} {row.provider_ref} of "
+                         f"{format_fen(row.amount_fen)} on {row.payment_ref} matches no top-up here")
+        else:
+            lines.append(f"{row.kind} {row.provider_ref} on top-up {row.topup_id} returned "
+                         f"{format_fen(row.amount_fen)} outside ChargeShed; the wallet had "
+                         f"{format_fen(row.taken_fen)}: shortfall {format_fen(row.shortfall_fen)}")
+    return lines
 
 
 def _check_checkout(session, provider, report: Report, now: datetime, ttl: int) -> None:
@@ -90,7 +124,10 @@ def _check_checkout(session, provider, report: Report, now: datetime, ttl: int) 
         elif session.status == "expired" and topup.status == CREATED:
             if fulfilment.mark_unpaid(topup.id, session.id, EXPIRED):
                 report.expired.append(topup.id)
-        elif session.status == "complete":
+        elif unpaid_outcome(session) == FAILED:
+            if topup.status == CREATED and fulfilment.mark_unpaid(topup.id, session.id, FAILED):
+                report.failed.append(topup.id)
+        elif session.status == "complete" and topup.status == CREATED:
             report.waiting.append(f"top-up {topup.id}: payment still processing")
         return
     problem = fulfilment.payment_problem(topup, payment)
@@ -98,11 +135,15 @@ def _check_checkout(session, provider, report: Report, now: datetime, ttl: int) 
         report.mismatches.append(f"checkout {session.id} paid {payment.amount_fen} {payment.currency} "
                                  f"for top-up {topup.id} ({topup.amount_fen} {topup.currency}): {problem}")
         return
-    if topup.status != CREDITED:
-        result = fulfilment.fulfil(topup.id, payment, now=now, start_ttl_seconds=ttl)
+    if topup.status not in (CREDITED, REFUNDED):
+        result = events.settle_payment(topup.id, payment, provider, now=now, start_ttl_seconds=ttl,
+                                       record_fee=False)
         if result.credited:
             log.warning("top-up %s credited by reconciliation: its webhook never arrived", topup.id)
             report.credited.append(topup.id)
+        db.session.refresh(topup)
+    if topup.status != CREDITED:
+        return
     fee = fee_from_checkout(session)
     if fee is not None and topup.fee_fen is None:
         outcome = fees.book_fee(topup, fee)
@@ -118,13 +159,16 @@ def _check_checkout(session, provider, report: Report, now: datetime, ttl: int) 
 def _record_missing_fees(provider, report: Report) -> None:
     """Credited Stripe top-ups older than the listing window may still lack their fee."""
     missing = db.session.execute(
-        select(TopUp)
+        select(TopUp.id)
         .where(TopUp.provider == provider.name, TopUp.status == CREDITED, TopUp.fee_fen.is_(None))
         .order_by(TopUp.id).limit(FEE_BATCH)
     ).scalars().all()
-    for topup in missing:
+    db.session.commit()
+    for topup_id in missing:
+        topup = db.session.get(TopUp, topup_id)
         try:
             outcome = fees.record_fee(topup, provider)
+            db.session.commit()
         except Exception as exc:  # one bad top-up must not stop the run
             db.session.rollback()
             report.mismatches.append(f"top-up {topup.id}: fee lookup failed ({type(exc).__name__})")
@@ -138,15 +182,22 @@ def _record_missing_fees(provider, report: Report) -> None:
 
 
 def _settle_pending_refunds(provider, report: Report, now: datetime) -> None:
-    for part in refunds.pending_refunds():
-        if part.topup.provider != provider.name:
-            continue
+    pending = [part.id for part in refunds.pending_refunds() if part.topup.provider == provider.name]
+    db.session.commit()
+    for part_id in pending:
+        part = db.session.get(refunds.TopUpRefund, part_id)
         try:
             if part.provider_ref is None:
-                if refunds.submit_refund(part, provider, now=now) in ("submitted", "rejected"):
+                outcome = refunds.submit_refund(part, provider, now=now)
+                if outcome in ("submitted", "rejected"):
                     report.refunds_submitted.append(part.id)
+                elif outcome.startswith("refund_") or outcome == "found":
+                    report.refunds_settled.append(part.id)
                 continue
-            outcome = refunds.apply_provider_refund(provider.refund_by_ref(part.provider_ref), now=now)
+            ref = part.provider_ref
+            db.session.commit()
+            outcome = refunds.apply_provider_refund(provider.refund_by_ref(ref), now=now)
+            db.session.commit()
         except Exception as exc:
             db.session.rollback()
             report.mismatches.append(f"refund {part.id}: lookup failed ({type(exc).__name__})")

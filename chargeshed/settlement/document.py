@@ -115,6 +115,22 @@ def role_label(role: str) -> str:
     return str(ROLE_LABELS.get(role, role))
 
 
+def _minor(amount: int, currency: str) -> str:
+    """An amount in minor units of a two-decimal currency, e.g. 1087 hkd -> 'HKD 10.87'."""
+    sign = "-" if amount < 0 else ""
+    whole, cents = divmod(abs(int(amount)), 100)
+    return f"{sign}{currency.upper()} {whole:,}.{cents:02d}"
+
+
+def _converted_fee_rows(converted: dict) -> list[list]:
+    """Fees Stripe took in the account's settlement currency, with how their CNY equivalent was derived."""
+    return [[_("Of which taken in %(currency)s: fees %(fee)s on %(settled)s settled for %(paid)s; "
+               "CNY equivalent = each fee x CNY paid / amount settled (Stripe's rate on that payment)",
+               currency=currency.upper(), fee=_minor(c["fee_minor"], currency),
+               settled=_minor(c["gross_minor"], currency), paid=format_fen(c["paid_fen"])), Fen(c["cny_fen"])]
+            for currency, c in sorted(converted.items())]
+
+
 def fee_treatment(segment: dict) -> str:
     """How an agreement treats payment fees, in words."""
     if segment["fee_mode"] == FEES_PARTY:
@@ -219,6 +235,7 @@ def build(figures: dict, status: str, number: str | None, issued_at: datetime | 
             [_("Gross revenue of this site"), Fen(figures["fees"]["site_gross_fen"])],
             [_("Gross revenue of all sites"), Fen(figures["fees"]["all_gross_fen"])],
             [_("Allocated to this site"), Fen(figures["fees"]["allocated_fen"])],
+            *_converted_fee_rows(figures["fees"].get("converted") or {}),
         ]),
         Table("residents", _("Residents' money (not revenue)"), [_("Item"), _("Amount")], rows=[
             [_("Wallet balances at the end of the period (owed to residents)"),

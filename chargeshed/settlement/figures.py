@@ -1,14 +1,17 @@
 """A statement's figures, aggregated in SQL from the ledger (money) and the sessions (count, energy).
 
 Attribution rules (also printed on every statement):
-- Money belongs to the local day its ledger transaction was booked. A session is settled (booked)
-  when it ends, so its revenue lands on the day it ended.
+- Money belongs to the local day of its ledger transaction's business time (`booked_at`). A session
+  is settled at the instant it ended (`ended_at`), the same instant that dates its count and
+  energy, so one session never falls into two statements.
 - Gross revenue: entries of `settle` transactions on the sheds' revenue accounts.
 - Adjustments: every other transaction on those accounts (staff refunds, corrections), one line each.
 - Sessions and energy: sessions that ended in the period (metered energy, for the electricity
   pass-through).
 - Payment fees: `payment_fee` transactions booked in the period, allocated to every operator's site by
   largest remainder in proportion to its gross revenue, then to the agreements in force the same way.
+  A fee Stripe took in the account's settlement currency (e.g. HKD) counts as its CNY equivalent at
+  the rate of its own payment: fee x CNY amount / settled amount, rounded half up.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sqlalchemy import Date, cast, func, literal_column, select
 
 from chargeshed.charging.models import ENDED, ChargeSession
 from chargeshed.extensions import db
+from chargeshed.money.ledger import DEFAULT_CURRENCY
 from chargeshed.money.models import (
     KIND_HOLDS,
     KIND_REVENUE,
@@ -29,7 +33,14 @@ from chargeshed.money.models import (
     LedgerEntry,
     LedgerTxn,
 )
-from chargeshed.payments.books import KIND_REFUNDS_PENDING, TXN_PAYMENT_FEE, TXN_SESSION_REFUND
+from chargeshed.payments.books import (
+    KIND_EXCHANGE,
+    KIND_EXPENSE,
+    KIND_REFUNDS_PENDING,
+    TXN_PAYMENT_FEE,
+    TXN_SESSION_REFUND,
+)
+from chargeshed.payments.fees import cny_equivalent
 from chargeshed.settlement.agreements import AgreementBook, agreements_of, describe_terms
 from chargeshed.settlement.models import ISSUED, Statement
 from chargeshed.settlement.periods import Period, local_offset_hours
@@ -103,13 +114,13 @@ def revenue_by_shed_day(period: Period, accounts: dict[int, int]) -> RevenueBook
     if not accounts:
         return book
     start, end = period.utc_bounds()
-    day = local_day(LedgerTxn.created_at)
+    day = local_day(LedgerTxn.booked_at)
     is_settle = (LedgerTxn.kind == SETTLE).label("is_settle")
     rows = db.session.execute(
         select(LedgerEntry.account_id, day, is_settle, func.sum(LedgerEntry.amount_fen))
         .join(LedgerTxn, LedgerTxn.id == LedgerEntry.txn_id)
         .where(LedgerEntry.account_id.in_(list(accounts)), LedgerTxn.kind != TXN_PAYMENT_FEE,
-               LedgerTxn.created_at >= start, LedgerTxn.created_at < end)
+               LedgerTxn.booked_at >= start, LedgerTxn.booked_at < end)
         .group_by(LedgerEntry.account_id, day, is_settle)
     ).all()
     for account_id, d, settled, total in rows:
@@ -144,13 +155,13 @@ def adjustment_lines(days: list[date], accounts: dict[int, int]) -> list[dict]:
     for day in sorted(days):
         start, end = Period(day, day).utc_bounds()
         rows = db.session.execute(
-            select(LedgerTxn.id, LedgerTxn.ref, LedgerTxn.kind, LedgerTxn.created_at, LedgerTxn.memo,
+            select(LedgerTxn.id, LedgerTxn.ref, LedgerTxn.kind, LedgerTxn.booked_at, LedgerTxn.memo,
                    LedgerEntry.account_id, LedgerEntry.amount_fen)
             .join(LedgerEntry, LedgerEntry.txn_id == LedgerTxn.id)
             .where(LedgerEntry.account_id.in_(list(accounts)),
                    LedgerTxn.kind.not_in((SETTLE, TXN_PAYMENT_FEE)),
-                   LedgerTxn.created_at >= start, LedgerTxn.created_at < end)
-            .order_by(LedgerTxn.created_at, LedgerTxn.id, LedgerEntry.id)
+                   LedgerTxn.booked_at >= start, LedgerTxn.booked_at < end)
+            .order_by(LedgerTxn.booked_at, LedgerTxn.id, LedgerEntry.id)
         ).all()
         lines += [{"txn_id": txn_id, "ref": ref, "kind": kind, "memo": memo,
                    "booked_at": booked_at.isoformat(timespec="seconds"),
@@ -160,15 +171,55 @@ def adjustment_lines(days: list[date], accounts: dict[int, int]) -> list[dict]:
 
 
 def payment_fees(period: Period) -> tuple[int, int]:
-    """Payment fees booked in the period (all top-ups): (total fen, number of fee transactions)."""
+    """Payment fees booked in the period (all top-ups): (total fen, number of fee transactions).
+
+    Fees in another settlement currency count as their CNY equivalent (see fee_conversions).
+    """
     start, end = period.utc_bounds()
     total, count = db.session.execute(
-        select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0), func.count(func.distinct(LedgerTxn.id)))
+        select(func.coalesce(func.sum(-LedgerEntry.amount_fen), 0), func.count(func.distinct(LedgerTxn.id)))
         .join(LedgerEntry, LedgerEntry.txn_id == LedgerTxn.id)
-        .where(LedgerTxn.kind == TXN_PAYMENT_FEE, LedgerEntry.amount_fen > 0,
-               LedgerTxn.created_at >= start, LedgerTxn.created_at < end)
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+        .where(LedgerTxn.kind == TXN_PAYMENT_FEE, LedgerAccount.kind == KIND_EXPENSE,
+               LedgerAccount.currency == DEFAULT_CURRENCY,
+               LedgerTxn.booked_at >= start, LedgerTxn.booked_at < end)
     ).one()
-    return int(total), int(count)
+    converted = fee_conversions(period)
+    return (int(total) + sum(c["cny_fen"] for c in converted.values()),
+            int(count) + sum(c["transactions"] for c in converted.values()))
+
+
+def fee_conversions(period: Period) -> dict[str, dict]:
+    """Fees taken in a settlement currency other than CNY, per currency: the fees and settled amounts
+    in that currency's minor units, the CNY paid, and the CNY equivalent of the fees (each fee at its
+    own payment's rate: fee x CNY amount / settled amount, half up)."""
+    start, end = period.utc_bounds()
+    rows = db.session.execute(
+        select(LedgerTxn.id, LedgerAccount.kind, LedgerAccount.currency, LedgerEntry.amount_fen)
+        .join(LedgerEntry, LedgerEntry.txn_id == LedgerTxn.id)
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+        .where(LedgerTxn.kind == TXN_PAYMENT_FEE, LedgerAccount.kind.in_((KIND_EXPENSE, KIND_EXCHANGE)),
+               LedgerTxn.booked_at >= start, LedgerTxn.booked_at < end)
+    ).all()
+    per_txn: dict[int, dict] = defaultdict(dict)
+    for txn_id, kind, currency, amount in rows:
+        per_txn[txn_id][(kind, currency)] = int(amount)
+    out: dict[str, dict] = {}
+    for legs in per_txn.values():
+        foreign = [c for (k, c) in legs if k == KIND_EXPENSE and c != DEFAULT_CURRENCY]
+        if not foreign:
+            continue
+        currency = foreign[0]
+        fee, gross = -legs[(KIND_EXPENSE, currency)], legs.get((KIND_EXCHANGE, currency), 0)
+        paid = -legs.get((KIND_EXCHANGE, DEFAULT_CURRENCY), 0)
+        item = out.setdefault(currency, {"fee_minor": 0, "gross_minor": 0, "paid_fen": 0, "cny_fen": 0,
+                                         "transactions": 0})
+        item["fee_minor"] += fee
+        item["gross_minor"] += gross
+        item["paid_fen"] += paid
+        item["cny_fen"] += cny_equivalent(fee, paid, gross)
+        item["transactions"] += 1
+    return out
 
 
 def residents_money(period: Period) -> dict:
@@ -188,7 +239,7 @@ def residents_money(period: Period) -> dict:
         .select_from(LedgerEntry)
         .join(LedgerTxn, LedgerTxn.id == LedgerEntry.txn_id)
         .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
-        .where(LedgerAccount.kind.in_(kinds), LedgerTxn.created_at >= end)
+        .where(LedgerAccount.kind.in_(kinds), LedgerTxn.booked_at >= end)
         .group_by(LedgerAccount.kind)
     ).all())
     topups = db.session.execute(
@@ -196,7 +247,7 @@ def residents_money(period: Period) -> dict:
         .join(LedgerTxn, LedgerTxn.id == LedgerEntry.txn_id)
         .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
         .where(LedgerTxn.kind == TOPUP, LedgerAccount.kind == KIND_WALLET,
-               LedgerTxn.created_at >= start, LedgerTxn.created_at < end)
+               LedgerTxn.booked_at >= start, LedgerTxn.booked_at < end)
     ).scalar_one()
     at_end = {kind: int(now_balances.get(kind, 0)) - int(since.get(kind) or 0) for kind in kinds}
     return {"wallets_fen": at_end[KIND_WALLET], "holds_fen": at_end[KIND_HOLDS],
@@ -302,7 +353,8 @@ def compute_figures(operator_id: int, site_id: int, period: Period, now: datetim
         "days": [{"date": day.isoformat(), **cell.as_dict()} for day, cell in by_day.items()],
         "adjustments": adjustments,
         "fees": {"period_total_fen": total_fees, "transactions": fee_txns, "allocated_fen": fees_here,
-                 "site_gross_fen": gross_here, "all_gross_fen": gross_everywhere},
+                 "site_gross_fen": gross_here, "all_gross_fen": gross_everywhere,
+                 "converted": fee_conversions(period)},
         "segments": segments,
         "unassigned": unassigned,
         "parties": [{"name": name, "role": role, "payout_fen": amount}

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from chargeshed.accounts.access import MONEY_ROLES, get_shed_or_404, shed_scope
+from chargeshed.accounts.models import ROLE_ADMIN, ROLE_OPERATOR_STAFF
 from chargeshed.charging.models import ChargeSession
 from chargeshed.extensions import db
 from chargeshed.money.format import format_fen
 from chargeshed.payments import refunds
-from chargeshed.payments.models import SessionRefund
+from chargeshed.payments.models import ExternalRefund, SessionRefund
 from chargeshed.sites.models import Shed
 from chargeshed.web.access import staff_required
 from chargeshed.web.auth import safe_next
@@ -22,6 +24,12 @@ from chargeshed.web.payment_forms import SessionRefundForm
 bp = Blueprint("refunds", __name__, url_prefix="/operator/refunds")
 
 LIST_LIMIT = 100
+OUTSIDE_STATES = {
+    "taken": _l("Taken back from the wallet"),
+    "shortfall": _l("Shortfall: the wallet did not have it all"),
+    "before_credit": _l("Refunded before it was credited: credited less"),
+    "unmatched": _l("Matches no top-up: check in Stripe"),
+}
 
 
 def _session_or_404(session_id: int) -> ChargeSession:
@@ -54,7 +62,11 @@ def index():
         .options(joinedload(SessionRefund.session), joinedload(SessionRefund.staff))
         .order_by(SessionRefund.id.desc()).limit(LIST_LIMIT)
     ).scalars().all()
-    return render_template("refunds/index.html", rows=rows)
+    outside = []
+    if current_user.role in (ROLE_ADMIN, ROLE_OPERATOR_STAFF):  # the people who answer for the money
+        outside = db.session.execute(
+            select(ExternalRefund).order_by(ExternalRefund.id.desc()).limit(LIST_LIMIT)).scalars().all()
+    return render_template("refunds/index.html", rows=rows, outside=outside, OUTSIDE_STATES=OUTSIDE_STATES)
 
 
 @bp.route("/session/<int:session_id>", methods=["GET", "POST"])
@@ -71,6 +83,7 @@ def session_refund(session_id: int):
         except refunds.SessionRefundRefused as refused:
             form.amount.errors.append(_refused_message(refused, session))
         else:
+            db.session.commit()
             flash(_("%(amount)s refunded to the resident's wallet.", amount=format_fen(form.amount.data)),
                   "ok")
             return redirect(safe_next(request.args.get("next"), "refunds.index"))

@@ -20,9 +20,18 @@ from chargeshed.extensions import db
 from chargeshed.htmx import make_response, render_page_or_partial
 from chargeshed.money import ledger
 from chargeshed.money.format import format_fen
+from chargeshed.payments import events as payment_events
 from chargeshed.payments import fulfilment, refunds
 from chargeshed.payments.access import get_own_cashout_or_404, get_own_topup_or_404
-from chargeshed.payments.models import CREDITED, REFUND_FAILED, CashOut, TopUp, TopUpRefund
+from chargeshed.payments.models import (
+    CREDITED,
+    REFUND_FAILED,
+    REFUNDED,
+    UNPAID_STATES,
+    CashOut,
+    TopUp,
+    TopUpRefund,
+)
 from chargeshed.payments.providers import CheckoutUrls, provider_from_config
 from chargeshed.sites import qr
 from chargeshed.sites.services import get_port_by_code_or_404
@@ -119,6 +128,7 @@ def start(code: str):
     except charging.StartRefused as refused:
         flash(_refusal_message(refused.code), "error")
         return redirect(url_for(".port_page", code=port.code))
+    db.session.commit()
     return redirect(url_for(".session_page", session_id=session.id))
 
 
@@ -138,6 +148,8 @@ def topup():
 
 
 def _begin_topup(start_port, cancel: str):
+    """Record the top-up and commit, then ask the provider for a checkout (bounded waits) with no
+    transaction open; if the provider fails or hangs, the resident hears so within seconds."""
     form = TopUpForm()
     if not form.validate_on_submit():
         flash(_refusal_message("amount"), "error")
@@ -149,6 +161,7 @@ def _begin_topup(start_port, cancel: str):
     except fulfilment.TopUpRefused as refused:
         flash(_refusal_message(str(refused)), "error")
         return redirect(cancel)
+    db.session.commit()
     urls = CheckoutUrls(
         success=url_for(".topup_done", topup_id=topup_row.id, _external=True),
         cancel=cancel,
@@ -156,9 +169,11 @@ def _begin_topup(start_port, cancel: str):
     )
     try:
         checkout_url = provider.create_checkout(topup_row, urls, _("ChargeShed wallet top-up"))
-    except Exception:  # the provider is down or refused: nothing was charged
+    except Exception:  # the provider is down, hangs or refused: nothing was charged
         current_app.logger.exception("checkout creation failed for top-up %s", topup_row.id)
         db.session.rollback()
+        fulfilment.mark_failed_to_start(topup_row.id)
+        db.session.commit()
         flash(_("Payment is not available right now. Please try again in a minute."), "error")
         return redirect(cancel)
     db.session.commit()
@@ -186,29 +201,52 @@ def topup_done(topup_id: int):
     topup_row = get_own_topup_or_404(current_user, topup_id)
     if topup_row.status == CREDITED:
         return _after_payment(topup_row, None)
+    if topup_row.status in UNPAID_STATES:
+        return _unpaid(topup_row, topup_row.status)
     provider = _provider()
     if provider.is_demo:
         abort(404)
+    db.session.commit()  # no transaction open while Stripe is asked
     try:
-        payment = provider.paid_payment(topup_row)
+        payment, unpaid = provider.checkout_state(topup_row)
     except Exception:
         current_app.logger.exception("could not confirm top-up %s", topup_row.id)
-        payment = None
+        payment, unpaid = None, None
+    if unpaid is not None:
+        fulfilment.mark_unpaid(topup_row.id, topup_row.checkout_ref, unpaid)
+        db.session.commit()
+        return _unpaid(topup_row, unpaid)
     if payment is None:
         return render_template("resident/topup_waiting.html", topup=topup_row)
     return _after_payment(topup_row, payment)
 
 
+def _unpaid(topup_row: TopUp, status: str):
+    """A top-up that will never be paid: say so plainly and send the resident back."""
+    if status == REFUNDED:
+        flash(_("This payment was refunded, so nothing was added to your wallet."), "error")
+    else:
+        flash(_("The payment was not completed and nothing was charged. You can top up again."), "error")
+    if topup_row.start_port_id is not None:
+        return redirect(url_for(".port_page", code=topup_row.start_port.code))
+    return redirect(url_for(".wallet"))
+
+
 def _after_payment(topup_row: TopUp, payment):
     ttl = current_app.config["PENDING_START_TTL_SECONDS"]
     if payment is not None:
-        result = fulfilment.fulfil(topup_row.id, payment, start_ttl_seconds=ttl)
+        result = payment_events.settle_payment(topup_row.id, payment, _provider(), start_ttl_seconds=ttl,
+                                               record_fee=False)
     else:  # credited already (e.g. by the webhook): make sure its waiting charge started
         result = fulfilment.start_waiting_charge(topup_row, ttl_seconds=ttl)
+        db.session.commit()
+    db.session.refresh(topup_row)
     if result.problem:
         flash(_("We could not confirm this payment. If money was taken, it will be credited or refunded."),
               "error")
         return redirect(url_for(".wallet"))
+    if topup_row.status == REFUNDED:
+        return _unpaid(topup_row, REFUNDED)
     if result.session_id:
         return redirect(url_for(".session_page", session_id=result.session_id))
     if result.start_refused:

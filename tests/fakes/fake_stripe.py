@@ -12,6 +12,17 @@ port, background thread) so the *real* SDK can talk to it::
 
 Money is always integer minor units. Test-control methods (``complete_checkout``
 etc.) are plain Python calls; they mutate state and return the recorded Event.
+
+Behaviour of the real API that the fake keeps:
+- idempotency keys are remembered for 24 h only (``advance`` moves the fake's clock);
+- a response can be lost after the work is done (``lose_responses``) and the API can hang
+  (``hang``): the client sees a read timeout;
+- refunds made in the dashboard (``dashboard_refund``) carry no metadata; lost disputes
+  (``lose_dispute``) take money back with ``charge.dispute.funds_withdrawn``;
+- an account settles in its own currency (``settlement_currency``/``exchange_rates``): the
+  balance transaction then has ``amount``, ``fee``, ``net`` in that currency and ``exchange_rate``;
+- refunds are listed by ``payment_intent``/``charge``/``created`` only: the API has no refund
+  search and no metadata filter.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ API_VERSION = stripe.api_version
 _MIN_CHARGE = {"usd": 50, "eur": 50, "gbp": 30, "jpy": 50}  # default 50
 _AUTH_RE = re.compile(r"^Bearer ((?:sk|rk)_test_\S+)$")
 _INT_RE = re.compile(r"^-?\d+$")
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 
 
 def default_fee(amount: int) -> int:
@@ -182,12 +194,28 @@ class FakeStripe:
     )
 
     def __init__(
-        self, api_key: str | None = None, *, host: str = "127.0.0.1", clock: Callable[[], int] | None = None
+        self,
+        api_key: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        clock: Callable[[], int] | None = None,
+        settlement_currency: str | None = None,
+        exchange_rates: dict[str, float] | None = None,
     ):
         """``api_key``: if given, only that key is accepted (else any ``sk_test_``/``rk_test_``
-        key). ``clock``: returns unix seconds, for deterministic ``created`` values."""
+        key). ``clock``: returns unix seconds, for deterministic ``created`` values.
+        ``settlement_currency``: the account's currency (default: each charge's own);
+        ``exchange_rates``: charge currency -> rate into it (amount x rate = settled amount)."""
         self.api_key, self.host = api_key, host
-        self.clock = clock or (lambda: int(time.time()))
+        base_clock = clock or (lambda: int(time.time()))
+        self._offset = 0
+        self.clock = lambda: base_clock() + self._offset
+        self.settlement_currency = settlement_currency
+        self.exchange_rates = dict(exchange_rates or {})
+        self._lose: list[list] = []  # [path prefix, count] responses to lose after the work is done
+        self._hang: list[list] = []  # [path prefix, count] requests that hang before any work
+        self._released = threading.Event()
+        self.request_hooks: list[Callable[[str, str], None]] = []  # called (method, path) per API call
         self.url: str | None = None
         self.lock = threading.RLock()
         self.requests: list[dict] = []  # {"method", "path", "params"} per API call
@@ -212,6 +240,7 @@ class FakeStripe:
 
     def stop(self) -> None:
         """Stop the server thread (state is kept)."""
+        self._released.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -287,6 +316,77 @@ class FakeStripe:
             s.update(status="expired", url=None)
             return self._event("checkout.session.expired", s)
 
+    def advance(self, seconds: int) -> None:
+        """Move the fake's clock forward (idempotency keys older than 24 h are forgotten)."""
+        with self.lock:
+            self._offset += int(seconds)
+
+    def lose_responses(self, path: str, count: int = 1) -> None:
+        """The next ``count`` requests to ``path`` (a prefix) are carried out, but their responses
+        never arrive: the client waits until its read timeout."""
+        with self.lock:
+            self._released.clear()
+            self._lose.append([path, count])
+
+    def hang(self, path: str = "/v1/", count: int = 1_000_000) -> None:
+        """The next ``count`` requests to ``path`` hang before doing anything (until ``release``)."""
+        with self.lock:
+            self._released.clear()
+            self._hang.append([path, count])
+
+    def release(self) -> None:
+        """Stop hanging and let held requests go (they then answer normally)."""
+        with self.lock:
+            self._hang.clear()
+            self._lose.clear()
+        self._released.set()
+
+    def _take(self, rules: list[list], path: str) -> bool:
+        for rule in rules:
+            if path.startswith(rule[0]) and rule[1] > 0:
+                rule[1] -= 1
+                return True
+        return False
+
+    def dashboard_refund(self, payment_intent: str, amount: int | None = None) -> dict:
+        """Staff refund a payment from the Stripe dashboard: no metadata, events as for any refund.
+        Returns the refund."""
+        with self.lock:
+            params = {"payment_intent": payment_intent}
+            if amount is not None:
+                params["amount"] = str(amount)
+            return copy.deepcopy(self._ep_create_refund(params))
+
+    def lose_dispute(self, payment_intent: str, amount: int | None = None) -> dict:
+        """The payer disputes the payment and wins: Stripe withdraws the money
+        (``charge.dispute.funds_withdrawn``). Returns that event."""
+        with self.lock:
+            pi = self._get(payment_intent, "payment_intent")
+            ch = self._objects[pi["latest_charge"]]
+            amount = ch["amount"] - ch["amount_refunded"] if amount is None else amount
+            dispute = self._store(
+                "dp",
+                {
+                    "object": "dispute",
+                    "amount": amount,
+                    "charge": ch["id"],
+                    "currency": ch["currency"],
+                    "payment_intent": pi["id"],
+                    "reason": "fraudulent",
+                    "status": "lost",
+                    "balance_transactions": [],
+                },
+            )
+            return self._event("charge.dispute.funds_withdrawn", dispute)
+
+    def _settled(self, amount: int, currency: str) -> tuple[int, str, float | None]:
+        """An amount in the account's settlement currency: (amount, currency, exchange rate)."""
+        target = self.settlement_currency
+        if not target or target == currency:
+            return amount, currency, None
+        rate = self.exchange_rates[currency]
+        return int(round(amount * rate)), target, rate
+
     def fail_next_refund(self) -> None:
         """The next created refund is returned as ``pending`` and then ends ``failed``
         (events ``refund.created``, ``refund.failed``, ``refund.updated``)."""
@@ -356,23 +456,25 @@ class FakeStripe:
     def _pay(self, s: dict) -> None:
         pi = self._objects[s["payment_intent"]]
         amount, cur = pi["amount"], pi["currency"]
+        settled, settle_cur, rate = self._settled(amount, cur)
         fee = self._private[s["id"]]["fee"]
-        fee = default_fee(amount) if fee is None else fee
+        fee = default_fee(settled) if fee is None else fee
         txn = self._store(
             "txn",
             {
                 "object": "balance_transaction",
-                "amount": amount,
+                "amount": settled,
+                "exchange_rate": rate,
                 "fee": fee,
-                "net": amount - fee,
-                "currency": cur,
+                "net": settled - fee,
+                "currency": settle_cur,
                 "type": "charge",
                 "status": "pending",
                 "source": None,
                 "fee_details": [
                     {
                         "amount": fee,
-                        "currency": cur,
+                        "currency": settle_cur,
                         "type": "stripe_fee",
                         "description": "Stripe processing fees",
                         "application": None,
@@ -596,14 +698,16 @@ class FakeStripe:
                 param="amount",
             )
         cur = ch["currency"]
+        settled, settle_cur, rate = self._settled(amount, cur)
         txn = self._store(
             "txn",
             {
                 "object": "balance_transaction",
-                "amount": -amount,
+                "amount": -settled,
+                "exchange_rate": rate,
                 "fee": 0,
-                "net": -amount,
-                "currency": cur,
+                "net": -settled,
+                "currency": settle_cur,
                 "type": "refund",
                 "status": "pending",
                 "fee_details": [],
@@ -637,10 +741,11 @@ class FakeStripe:
             "txn",
             {
                 "object": "balance_transaction",
-                "amount": amount,
+                "amount": settled,
+                "exchange_rate": rate,
                 "fee": 0,
-                "net": amount,
-                "currency": cur,
+                "net": settled,
+                "currency": settle_cur,
                 "type": "refund_failure",
                 "status": "pending",
                 "fee_details": [],
@@ -664,6 +769,21 @@ class FakeStripe:
         return self._api(request)(environ, start_response)
 
     def _api(self, request: Request) -> Response:
+        for hook in list(self.request_hooks):
+            hook(request.method, request.path)
+        with self.lock:
+            hanging = self._take(self._hang, request.path)
+        if hanging:  # nothing is done; the client gives up long before
+            self._released.wait(60)
+            return self._json(503, {"error": {"type": "api_error", "message": "timed out"}}, {})
+        response = self._answer(request)
+        with self.lock:
+            losing = self._take(self._lose, request.path)
+        if losing:  # the work is done, the answer never reaches the client in time
+            self._released.wait(60)
+        return response
+
+    def _answer(self, request: Request) -> Response:
         req_id = f"req_{uuid.uuid4().hex[:14]}"
         headers = {"Request-Id": req_id, "Stripe-Version": API_VERSION}
         key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
@@ -688,8 +808,11 @@ class FakeStripe:
                         (auth.group(1), key),
                         (request.path, json.dumps(params, sort_keys=True)),
                     )
+                    remembered = self._idempotency.get(scope)
+                    if remembered and self.clock() - remembered[3] >= IDEMPOTENCY_TTL_SECONDS:
+                        del self._idempotency[scope]  # Stripe forgets keys after 24 hours
                     if scope in self._idempotency:
-                        old_fp, status, body = self._idempotency[scope]
+                        old_fp, status, body, _ = self._idempotency[scope]
                         if old_fp != fingerprint:
                             raise _StripeError(
                                 400,
@@ -714,7 +837,7 @@ class FakeStripe:
                 finally:
                     self._request_ctx = {"id": None, "idempotency_key": None}
                 if key:
-                    self._idempotency[scope] = (fingerprint, status, body)
+                    self._idempotency[scope] = (fingerprint, status, body, self.clock())
         except _StripeError as e:
             status, body = e.status, e.body
         return self._json(status, body, headers)

@@ -80,6 +80,7 @@ def stripe_topup(stripe_app, stripe_provider, fake_stripe, deliver):
 
     def do(user, amount_fen: int = 1000, *, fee: int | None = None, webhook: bool = True, pay: bool = True):
         topup = fulfilment.create_topup(user.id, amount_fen, [amount_fen], "cny", "stripe")
+        db.session.commit()  # as the view does: no transaction open while Stripe is called
         urls = CheckoutUrls("https://charge.example.cn/ok", "https://charge.example.cn/no", "/demo")
         stripe_provider.create_checkout(topup, urls, "ChargeShed wallet top-up")
         db.session.commit()

@@ -62,16 +62,20 @@ def test_cash_out_refunds_the_newest_top_ups_first_and_completes_on_the_webhook(
     assert "¥20.00" in wallet and "¥5.00" in wallet
 
 
-def test_refund_idempotency_keys_are_deterministic_so_a_retry_refunds_once(
+def test_refund_keys_are_random_and_stored_so_a_retry_refunds_once(
         two_topups, stripe_provider, fake_stripe):
     user, _, _ = two_topups
     cashout = refunds.request_cashout(user.id, 700, stripe_provider)
     (part,) = cashout.parts
     assert refunds.refund_key(part) == refunds.refund_key(db.session.get(TopUpRefund, part.id))
-    # Submitting again (a retry after a timeout) replays the same refund at Stripe.
-    assert refunds.submit_refund(part, stripe_provider) == "submitted"
-    assert len(refunds_at_stripe(fake_stripe)) == 2
+    # The answer was lost (nothing links the refund here): a retry finds it at Stripe, sends nothing.
+    part.provider_ref = None
+    db.session.commit()
+    assert refunds.submit_refund(part, stripe_provider) in ("found", "refund_succeeded")
+    assert len(refunds_at_stripe(fake_stripe)) == 1
     assert len(stripe_provider.client.v1.refunds.list().data) == 1
+    assert db.session.get(TopUpRefund, part.id).provider_ref is not None
+    assert check_ledger() == []
 
 
 def test_failed_refund_returns_the_money_to_the_wallet_whatever_the_event_order(
@@ -233,3 +237,4 @@ def test_pending_refunds_account_matches_the_refunds_on_their_way(two_topups, st
     db.session.commit()
     assert refunds.pending_refunds_problems() == [
         "refunds:pending has 1200 fen but pending refunds add up to 0 fen"]
+

@@ -25,11 +25,12 @@ def test_webhook_records_the_exact_fee_and_net_once(app, make_resident, stripe_t
     fee = find_txn(f"fee:topup:{topup.id}")
     assert fee.kind == "payment_fee"
     legs = {(e.account.code, e.amount_fen) for e in fee.entries}
-    assert legs == {("external:stripe", -93), ("fees:stripe", 93)}
+    # The refunds' sign convention: money leaving Stripe brings external:stripe up; a fee is a cost.
+    assert legs == {("external:stripe", 93), ("fees:stripe", -93)}
     (event,) = fake_stripe.events("checkout.session.completed")
     deliver(event)
     deliver(event)
-    assert balance_of("fees:stripe") == 93 and wallet_balance(user.id) == 2000
+    assert balance_of("fees:stripe") == -93 and wallet_balance(user.id) == 2000
     assert check_ledger() == []
 
 
@@ -60,7 +61,7 @@ def test_reconcile_records_fees_missing_after_a_success_redirect(
     result = runner.invoke(args=["reconcile"])
     assert "fees recorded: 1" in result.output
     db.session.refresh(topup)
-    assert topup.fee_fen == default_fee(1000) and balance_of("fees:stripe") == default_fee(1000)
+    assert topup.fee_fen == default_fee(1000) and balance_of("fees:stripe") == -default_fee(1000)
 
 
 def test_reconcile_marks_expired_checkouts(app, runner, make_resident, stripe_topup, fake_stripe):

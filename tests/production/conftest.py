@@ -122,4 +122,5 @@ def seed_resident(login: str, balance_fen: int = 0, password: str = "secret-pass
         topup.checkout_ref = f"demo_{topup.id}"
         db.session.commit()
         assert fulfilment.fulfil(topup.id, Payment(topup.checkout_ref, None, balance_fen, "cny")).credited
+        db.session.commit()
     return user

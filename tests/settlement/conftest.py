@@ -117,6 +117,7 @@ def top_up(app):
         assert fulfilment.fulfil(topup.id, Payment(topup.checkout_ref, None, amount_fen, "cny")).credited
         if fee_fen:
             assert fees.book_fee(topup, Fee(fee_fen, amount_fen - fee_fen, "cny")) == "recorded"
+        db.session.commit()
         return topup
 
     return run

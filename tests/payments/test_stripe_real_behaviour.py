@@ -1,0 +1,361 @@
+"""Money against a Stripe that behaves as the real one: SDK-built objects (StripeObject, not dicts),
+idempotency keys that expire after 24 h, answers lost after the work is done, a hanging API,
+refunds made in the dashboard, lost disputes, and an account that settles in HKD.
+
+Every test ends with `check-ledger`, and (where Stripe is called) with the proof that no database
+write transaction was open during any call to Stripe.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg
+import pytest
+import stripe
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from chargeshed.extensions import db
+from chargeshed.money.ledger import check_ledger, find_txn, wallet_balance
+from chargeshed.money.models import LedgerAccount
+from chargeshed.payments import refunds
+from chargeshed.payments.models import CashOut, ExternalRefund, TopUp, TopUpRefund
+from chargeshed.payments.providers import refund_from_stripe
+from tests.fakes.fake_stripe import FakeStripe, default_fee
+
+DAY = 24 * 3600
+
+
+@pytest.fixture(autouse=True)
+def quick_timeouts(stripe_app):
+    """Short read timeouts so a lost answer or a hanging API costs the tests little time."""
+    stripe_app.config.update(STRIPE_CONNECT_TIMEOUT_SECONDS=2.0, STRIPE_READ_TIMEOUT_SECONDS=1.5,
+                             STRIPE_MAX_NETWORK_RETRIES=1)
+
+
+@pytest.fixture
+def writes_during_calls(app, fake_stripe, db_url):
+    """Records any database write transaction open while Stripe is being called (must stay empty)."""
+    held: list[str] = []
+
+    def check(method: str, path: str) -> None:
+        if getattr(fake_stripe, "checks_paused", False):  # the test itself is writing meanwhile
+            return
+        if db_url.startswith("sqlite"):
+            conn = sqlite3.connect(db_url.removeprefix("sqlite:///"), timeout=0)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.rollback()
+            except sqlite3.OperationalError as exc:
+                held.append(f"{method} {path}: {exc}")
+            finally:
+                conn.close()
+        else:
+            url = make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+            with psycopg.connect(url) as conn:
+                rows = conn.execute(
+                    "SELECT state, query FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()").fetchall()
+            held.extend(f"{method} {path}: {state} {query[:80]}" for state, query in rows)
+
+    fake_stripe.request_hooks.append(check)
+    yield held
+    fake_stripe.request_hooks.remove(check)
+    assert held == [], held
+
+
+def balance_of(code: str) -> int:
+    return db.session.execute(select(LedgerAccount.balance_fen).where(LedgerAccount.code == code)).scalar() or 0
+
+
+def posts(fake, path: str) -> list[dict]:
+    return [r for r in fake.requests if r["method"] == "POST" and r["path"] == path]
+
+
+def refunds_at_stripe(fake, payment_intent: str) -> list[dict]:
+    return [o for o in fake._objects.values() if o["object"] == "refund" and o["payment_intent"] == payment_intent]
+
+
+@pytest.fixture
+def funded(make_resident, stripe_topup):
+    """A resident with one ¥20 Stripe top-up, credited through the webhook."""
+    user = make_resident()
+    topup = stripe_topup(user, 2000)
+    assert topup.status == "credited" and wallet_balance(user.id) == 2000
+    return user, topup
+
+
+# ------------------------------------------------------------------ 1. no double refund
+
+def test_refund_metadata_is_read_from_the_sdks_own_objects():
+    refund = stripe.StripeObject.construct_from(
+        {"id": "re_1", "object": "refund", "status": "succeeded", "amount": 700, "payment_intent": "pi_1",
+         "metadata": {"refund_id": "42", "topup_id": "7"}, "failure_reason": None}, "sk_test_x")
+    assert not hasattr(refund.metadata, "get")  # not a dict: .get is not there
+    seen = refund_from_stripe(refund)
+    assert (seen.refund_id, seen.topup_id, seen.payment_ref, seen.failure_reason) == (42, 7, "pi_1", "")
+
+
+def test_a_refund_webhook_before_the_answer_links_and_settles_our_refund(
+        funded, stripe_provider, fake_stripe, deliver, writes_during_calls):
+    user, topup = funded
+    fake_stripe.lose_responses("/v1/refunds", count=2)  # the first try and the SDK's retry
+    cashout = refunds.request_cashout(user.id, 700, stripe_provider)
+    (part,) = cashout.parts
+    assert part.provider_ref is None and part.status == "pending"
+    (created,) = fake_stripe.events("refund.created")
+    response = deliver(created)
+    assert response.status_code == 200 and response.json["outcome"] == "refund_succeeded"
+    db.session.expire_all()
+    assert db.session.get(TopUpRefund, part.id).provider_ref == created["data"]["object"]["id"]
+    assert db.session.get(CashOut, cashout.id).status == "completed"
+    assert wallet_balance(user.id) == 1300 and check_ledger() == []
+
+
+def test_a_lost_refund_answer_is_never_paid_twice_even_after_stripe_forgot_the_key(
+        funded, stripe_provider, fake_stripe, runner, clock, writes_during_calls):
+    user, topup = funded
+    fake_stripe.lose_responses("/v1/refunds", count=2)
+    refunds.request_cashout(user.id, 700, stripe_provider)
+    fake_stripe.release()
+    # Two days later: Stripe has forgotten the idempotency key; no webhook ever arrived.
+    fake_stripe.advance(2 * DAY)
+    clock.advance(days=2)
+    result = runner.invoke(args=["reconcile"])
+    assert [r["amount"] for r in refunds_at_stripe(fake_stripe, topup.payment_ref)] == [700]
+    assert "was not made here" not in result.output
+    assert result.exit_code == 0, result.output
+    again = runner.invoke(args=["reconcile"])
+    assert again.exit_code == 0 and len(refunds_at_stripe(fake_stripe, topup.payment_ref)) == 1
+    assert wallet_balance(user.id) == 1300 and balance_of("refunds:pending") == 0
+    assert check_ledger() == []
+
+
+def test_a_refund_that_never_reached_stripe_is_sent_again_with_a_fresh_key(
+        funded, stripe_provider, fake_stripe, runner, clock, writes_during_calls):
+    user, topup = funded
+    fake_stripe.hang("/v1/refunds", count=2)  # Stripe never did it
+    cashout = refunds.request_cashout(user.id, 500, stripe_provider)
+    fake_stripe.release()
+    (part,) = cashout.parts
+    first_key = db.session.get(TopUpRefund, part.id).idempotency_key
+    clock.advance(hours=5)
+    assert runner.invoke(args=["reconcile"]).exit_code == 0
+    assert [r["amount"] for r in refunds_at_stripe(fake_stripe, topup.payment_ref)] == [500]
+    db.session.expire_all()
+    assert db.session.get(TopUpRefund, part.id).idempotency_key != first_key
+    assert check_ledger() == []
+
+
+# ------------------------------------------------------------------ 2. no network call in a transaction
+
+def test_a_hanging_stripe_gives_the_resident_a_message_and_blocks_nobody(
+        stripe_app, client, make_site, make_resident, login, fake_stripe, stripe_topup, deliver,
+        writes_during_calls):
+    make_site()
+    other = make_resident()
+    paid = stripe_topup(other, 1000, webhook=False)
+    login(make_resident())
+    fake_stripe.hang("/v1/checkout/sessions", count=2)
+    delivered = []
+
+    def webhook_meanwhile(method: str, path: str) -> None:
+        """While the resident waits, another resident's payment webhook is credited: the database is free."""
+        if (method, path) == ("POST", "/v1/checkout/sessions") and not delivered:
+            fake_stripe.checks_paused = True
+            try:
+                delivered.append(deliver(fake_stripe.events("checkout.session.completed")[0]).status_code)
+            finally:
+                fake_stripe.checks_paused = False
+
+    fake_stripe.request_hooks.append(webhook_meanwhile)
+    response = client.post("/wallet/topup", data={"amount": "1000"}, follow_redirects=True)
+    fake_stripe.release()
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200 and ("Payment is not available" in text or "暂时无法支付" in text)
+    assert delivered and set(delivered) == {200}
+    assert wallet_balance(other.id) == 1000 and db.session.get(TopUp, paid.id).status == "credited"
+    assert check_ledger() == []
+
+
+# ------------------------------------------------------------------ 3. random idempotency keys
+
+def test_a_reused_database_id_never_collides_with_an_earlier_checkout(
+        make_resident, stripe_provider, fake_stripe, writes_during_calls):
+    from chargeshed.payments import fulfilment
+    from chargeshed.payments.providers import CheckoutUrls
+
+    user = make_resident()
+    topup = fulfilment.create_topup(user.id, 2000, [1000, 2000], "cny", "stripe")
+    db.session.commit()
+    # A ¥10 top-up had this id before its row was rolled back (SQLite hands the id out again),
+    # and Stripe still holds the checkout made for it under an id-based key.
+    stripe_provider.client.v1.checkout.sessions.create(
+        params={"mode": "payment", "success_url": "https://x/ok", "line_items": [
+            {"quantity": 1, "price_data": {"currency": "cny", "unit_amount": 1000,
+                                           "product_data": {"name": "ChargeShed wallet top-up"}}}]},
+        options={"idempotency_key": f"topup-{topup.id}-checkout"})
+    urls = CheckoutUrls("https://charge.example.cn/ok", "https://charge.example.cn/no", "/demo")
+    stripe_provider.create_checkout(topup, urls, "ChargeShed wallet top-up")
+    db.session.commit()
+    assert fake_stripe.get(topup.checkout_ref)["amount_total"] == 2000
+    assert topup.checkout_key and f"-{topup.id}-" not in topup.checkout_key
+
+
+# ------------------------------------------------------------------ 4. refunds made outside ChargeShed
+
+def test_a_payment_refunded_before_its_completed_event_is_never_credited(
+        make_resident, stripe_topup, fake_stripe, deliver, writes_during_calls):
+    user = make_resident()
+    topup = stripe_topup(user, 1000, webhook=False)
+    fake_stripe.dashboard_refund(fake_stripe.get(topup.checkout_ref)["payment_intent"])
+    response = deliver(fake_stripe.events("checkout.session.completed")[0])
+    assert response.status_code == 200 and response.json["outcome"] == "refunded_before_credit"
+    for event in fake_stripe.events("refund.*") + fake_stripe.events("charge.refunded"):
+        assert deliver(event).status_code == 200
+    db.session.expire_all()
+    assert db.session.get(TopUp, topup.id).status == "refunded"
+    assert wallet_balance(user.id) == 0 and find_txn(f"topup:{topup.id}") is None
+    assert check_ledger() == []
+
+
+def test_a_refund_event_before_the_completed_event_is_remembered(
+        make_resident, stripe_topup, fake_stripe, deliver, writes_during_calls):
+    user = make_resident()
+    topup = stripe_topup(user, 2000, webhook=False)
+    intent = fake_stripe.get(topup.checkout_ref)["payment_intent"]
+    fake_stripe.dashboard_refund(intent, 500)
+    assert deliver(fake_stripe.events("refund.created")[0]).json["outcome"] == "outside_before_credit"
+    assert deliver(fake_stripe.events("checkout.session.completed")[0]).status_code == 200
+    assert wallet_balance(user.id) == 1500 and check_ledger() == []
+
+
+def test_a_dashboard_refund_is_taken_back_from_the_wallet(funded, fake_stripe, deliver, writes_during_calls):
+    user, topup = funded
+    fake_stripe.dashboard_refund(topup.payment_ref, 800)
+    outcomes = {deliver(e).json["outcome"] for e in fake_stripe.events("refund.created")
+                + fake_stripe.events("charge.refunded")}
+    assert "outside_taken" in outcomes
+    assert wallet_balance(user.id) == 1200 and balance_of("losses:stripe") == 0
+    assert db.session.execute(select(func.count()).select_from(ExternalRefund)).scalar_one() == 1
+    assert check_ledger() == []
+
+
+def test_money_already_spent_is_shown_as_a_shortfall_to_the_operator_and_in_reconcile(
+        make_site, funded, fake_stripe, deliver, runner, ended_session, writes_during_calls):
+    make_site()
+    user, topup = funded
+    ended_session(user)  # ¥1.00 spent on a charge: the wallet has ¥19.00
+    fake_stripe.dashboard_refund(topup.payment_ref)  # all ¥20 back to the card
+    assert deliver(fake_stripe.events("refund.created")[0]).json["outcome"] == "outside_shortfall"
+    assert wallet_balance(user.id) == 0 and balance_of("losses:stripe") == -100
+    result = runner.invoke(args=["reconcile"])
+    assert result.exit_code == 1 and "shortfall ¥1.00" in result.output
+    assert check_ledger() == []
+
+
+def test_reconcile_books_a_dashboard_refund_whose_webhook_never_came(
+        funded, fake_stripe, runner, writes_during_calls):
+    user, topup = funded
+    fake_stripe.dashboard_refund(topup.payment_ref, 300)
+    first = runner.invoke(args=["reconcile"])
+    assert first.exit_code == 1 and "was not made here" in first.output
+    assert wallet_balance(user.id) == 1700
+    second = runner.invoke(args=["reconcile"])
+    assert second.exit_code == 0, second.output
+    assert wallet_balance(user.id) == 1700 and check_ledger() == []
+
+
+def test_a_lost_dispute_takes_the_money_back(funded, fake_stripe, deliver, writes_during_calls):
+    user, topup = funded
+    event = fake_stripe.lose_dispute(topup.payment_ref)
+    assert deliver(event).json["outcome"] == "outside_taken"
+    assert deliver(event).status_code == 200
+    assert wallet_balance(user.id) == 0 and check_ledger() == []
+
+
+# ------------------------------------------------------------------ 5. an account settled in HKD
+
+@pytest.fixture
+def hkd_stripe(fake_stripe):
+    """The fake Stripe account settles in HKD at 1 CNY = 1.087 HKD."""
+    fake_stripe.settlement_currency = "hkd"
+    fake_stripe.exchange_rates = {"cny": 1.087}
+    return fake_stripe
+
+
+def test_an_hkd_account_books_fees_exactly_and_reconciles_clean(
+        hkd_stripe, make_resident, stripe_topup, runner, writes_during_calls):
+    user = make_resident()
+    topup = stripe_topup(user, 1000)
+    settled = 1087
+    fee = default_fee(settled)
+    assert (topup.fee_fen, topup.net_fen, topup.fee_currency) == (fee, settled - fee, "hkd")
+    assert topup.exchange_rate == "1.087"
+    legs = {(e.account.code, e.account.currency, e.amount_fen) for e in find_txn(f"fee:topup:{topup.id}").entries}
+    assert legs == {("external:stripe", "cny", 1000), ("exchange:stripe:cny", "cny", -1000),
+                    ("exchange:stripe:hkd", "hkd", settled), ("external:stripe:hkd", "hkd", -(settled - fee)),
+                    ("fees:stripe:hkd", "hkd", -fee)}
+    assert balance_of("external:stripe") == 0  # the CNY paid was converted: nothing left in CNY
+    assert wallet_balance(user.id) == 1000
+    for _ in range(2):
+        result = runner.invoke(args=["reconcile"])
+        assert result.exit_code == 0, result.output
+        assert "MISMATCH" not in result.output
+    assert check_ledger() == []
+
+
+def test_statements_show_an_hkd_fee_as_its_cny_equivalent(hkd_stripe, make_resident, stripe_topup, clock):
+    from chargeshed.settlement.figures import fee_conversions, payment_fees
+    from chargeshed.settlement.periods import parse_period
+    from chargeshed.timeutil import to_local
+
+    stripe_topup(make_resident(), 1000)
+    period = parse_period(to_local(clock.now).strftime("%Y-%m"))
+    fee = default_fee(1087)
+    assert payment_fees(period) == ((fee * 1000 * 2 + 1087) // (2 * 1087), 1)
+    assert fee_conversions(period) == {"hkd": {"fee_minor": fee, "gross_minor": 1087, "paid_fen": 1000,
+                                               "cny_fen": (fee * 1000 * 2 + 1087) // (2 * 1087),
+                                               "transactions": 1}}
+
+
+# ------------------------------------------------------------------ 9. states that resolve
+
+def test_an_expired_top_up_says_so_instead_of_waiting(
+        stripe_app, client, make_site, make_resident, login, fake_stripe, checkout_session_id):
+    make_site()
+    login(make_resident())
+    response = client.post("/wallet/topup", data={"amount": "1000"})
+    session_id = checkout_session_id(response)
+    fake_stripe.expire_checkout(session_id)
+    topup = db.session.execute(select(TopUp)).scalar_one()
+    page = client.get(f"/topup/{topup.id}/done", follow_redirects=True).get_data(as_text=True)
+    assert "Waiting for the payment" not in page and "正在等待支付确认" not in page
+    assert "not completed" in page or "未完成" in page
+    db.session.expire_all()
+    assert db.session.get(TopUp, topup.id).status == "expired"
+
+
+def test_a_failed_async_payment_is_closed_by_reconcile_not_reported_as_processing(
+        make_resident, stripe_topup, fake_stripe, runner):
+    topup = stripe_topup(make_resident(), 1000, pay=False)
+    fake_stripe.complete_checkout(topup.checkout_ref, async_payment=True)
+    fake_stripe.fail_async_payment(topup.checkout_ref)
+    first = runner.invoke(args=["reconcile"])
+    assert first.exit_code == 0 and "failed payments: 1" in first.output
+    second = runner.invoke(args=["reconcile"])
+    assert "processing" not in second.output and "failed payments: 0" in second.output
+    db.session.expire_all()
+    assert db.session.get(TopUp, topup.id).status == "failed" and check_ledger() == []
+
+
+def test_fake_keeps_idempotency_keys_for_24_hours_only():
+    with FakeStripe() as fake:
+        client = stripe.StripeClient("sk_test_x", base_addresses={"api": fake.url}, max_network_retries=0)
+        params = {"mode": "payment", "success_url": "https://x/ok", "line_items": [
+            {"quantity": 1, "price_data": {"currency": "cny", "unit_amount": 1000, "product_data": {"name": "x"}}}]}
+        one = client.v1.checkout.sessions.create(params=params, options={"idempotency_key": "k"})
+        assert client.v1.checkout.sessions.create(params=params, options={"idempotency_key": "k"}).id == one.id
+        fake.advance(DAY)
+        assert client.v1.checkout.sessions.create(params=params, options={"idempotency_key": "k"}).id != one.id
