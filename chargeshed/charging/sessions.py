@@ -152,9 +152,14 @@ def start_session(user_id: int, port: Port, *, now: datetime | None = None, topu
 
 
 def lock_port(port: Port) -> Port:
-    """The port row, locked until the caller's transaction ends (PostgreSQL; SQLite serialises writers)."""
+    """The port row, locked until the caller's transaction ends (PostgreSQL; SQLite serialises writers).
+
+    FOR NO KEY UPDATE: starts and maintenance changes on one port wait for each other, while rows
+    that merely refer to the port (sessions, commands, readings) can still be written.
+    """
     return db.session.execute(
-        select(Port).where(Port.id == port.id).with_for_update().execution_options(populate_existing=True)
+        select(Port).where(Port.id == port.id).with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
     ).scalar_one()
 
 

@@ -17,6 +17,7 @@ def test_worker_rounds_turn_an_overload_cut_off_into_an_open_incident(app, make_
     port = db.session.execute(select(Port).where(Port.code == "T11001")).scalar_one()
     driver.plug(port.code, OVERLOAD)
     session = svc.start_session(make_resident(balance_fen=1000).id, port)
+    db.session.commit()  # start_session works in the caller's transaction: the test is the boundary
     worker = Worker(app, interval=0.05, listen=False)
     runner = threading.Thread(target=worker.run)
     runner.start()
