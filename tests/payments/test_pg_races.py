@@ -10,11 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from chargeshed.accounts.models import Bike
+from chargeshed.charging import port_admin as admin
 from chargeshed.charging import sessions
 from chargeshed.charging.models import LIVE_STATES, ChargeSession
 from chargeshed.extensions import db
 from chargeshed.money.ledger import check_ledger, wallet_balance
-from chargeshed.sites import admin
 from chargeshed.sites.models import PORT_ACTIVE, Port
 
 pytestmark = pytest.mark.pg

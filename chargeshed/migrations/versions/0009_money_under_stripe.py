@@ -1,8 +1,8 @@
 """money under real Stripe behaviour: business time on ledger transactions, account currencies,
 random idempotency keys, settlement-currency fees, refunds made outside ChargeShed
 
-Revision ID: 0008_money
-Revises: 0007
+Revision ID: 0009_money
+Revises: 0008_staff_admin
 Create Date: 2026-12-02 11:30:00
 
 Data: every ledger transaction gets booked_at = created_at (its business time so far); settle
@@ -14,8 +14,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = "0008_money"
-down_revision = "0007"
+revision = "0009_money"
+down_revision = "0008_staff_admin"
 branch_labels = None
 depends_on = None
 
