@@ -1,8 +1,8 @@
 """money under real Stripe behaviour: business time on ledger transactions, account currencies,
 random idempotency keys, settlement-currency fees, refunds made outside ChargeShed
 
-Revision ID: 0009_money
-Revises: 0008_staff_admin
+Revision ID: 0010_money
+Revises: 0009_occupancy_version
 Create Date: 2026-12-02 11:30:00
 
 Data: every ledger transaction gets booked_at = created_at (its business time so far); settle
@@ -14,8 +14,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = "0009_money"
-down_revision = "0008_staff_admin"
+revision = "0010_money"
+down_revision = "0009_occupancy_version"
 branch_labels = None
 depends_on = None
 
