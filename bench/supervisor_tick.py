@@ -1,9 +1,11 @@
-"""Supervisor tick over 10,000 live sessions (target: ≤ 1 s per tick).
+"""Supervisor tick over 10,000 live sessions (target: ≤ 1 s per tick, bursts of 100 endings included).
 
-Ten thousand ports (500 sheds × 20) each charging a simulated bike. Measured: steady ticks
-(nothing ends); a tick in which 10 bikes are unplugged (10 sessions end, settle, and their
-stop commands go out; 10,000 sessions of 4–6 h end at about 3 per 5-second tick); and a burst
-of 100 endings in one tick. On PostgreSQL (migrated scratch database) and SQLite.
+Ten thousand ports (500 sheds × 20) each charging a simulated bike. Before each tick the simulated
+units publish their readings into the telemetry store (what gateways do; timed apart as "publish").
+Measured: steady ticks (nothing ends); a tick in which 10 bikes are unplugged (10 sessions end and
+settle, their stops queued; 10,000 sessions of 4–6 h end at about 3 per 5-second tick); and three
+bursts of 100 endings in one tick, reported as median and spread and as a ratio to the steady tick
+of the same run. On PostgreSQL (migrated scratch database) and SQLite.
 
     .venv/bin/python bench/supervisor_tick.py [--ports 10000]
 """
@@ -132,6 +134,16 @@ def seed(ports: int, clock: Clock, driver, live_every: int = 1) -> None:
     )
     db.session.commit()
     sessions = dict(db.session.execute(select(ChargeSession.port_id, ChargeSession.id)).all())
+    from chargeshed.ports.models import PortTelemetry
+
+    # The telemetry the units' device-side sessions left: running our session since `started`.
+    db.session.execute(insert(PortTelemetry), [
+        dict(port_id=port_id, target="sim", scheme="sim", device="sim", state="Charging", watts=200, relay_on=True,
+             meter_wh=0, energy_wh=0, reading_at=started, heard_at=started, link_online=True,
+             link_changed_at=started, session_ref=f"S{sessions[port_id]}", session_started_at=started,
+             session_start_wh=0)
+        for port_id, _shed_id, _code in port_rows])
+    db.session.commit()
     now = clock.now
     clock.now = started
     for port_id, _shed_id, code in port_rows:
@@ -146,36 +158,47 @@ def run(database_url: str, ports: int) -> dict:
     from chargeshed.charging.supervisor import tick
     from chargeshed.extensions import db
     from chargeshed.money.ledger import check_ledger
-    from chargeshed.ports.sim import SimDriver
+    from chargeshed.ports.sim import SimAdapter, SimDriver
+    from chargeshed.sites.models import Port
 
     clock = Clock(datetime(2026, 11, 20, 20, 0, 0))
     app = create_app({"DATABASE_URL": database_url, "LOG_LEVEL": "WARNING", "TESTING": True})
     driver = SimDriver(clock, seed=3, auto_plug=False)
+    devices = SimAdapter(driver)
     app.extensions["clock"] = clock
+    publish: list[float] = []
+
+    def timed_tick():
+        clock.now += timedelta(seconds=5)
+        started = time.perf_counter()
+        devices.publish(clock.now)
+        publish.append((time.perf_counter() - started) * 1000)
+        db.session.remove()
+        started = time.perf_counter()
+        report = tick(clock.now)
+        elapsed = (time.perf_counter() - started) * 1000
+        db.session.remove()
+        return elapsed, report
+
     with app.app_context():
         if database_url.startswith("sqlite"):
             db.create_all()
         seed(ports, clock, driver)
         steady = []
         for _ in range(6):
-            clock.now += timedelta(seconds=5)
-            started = time.perf_counter()
-            report = tick(driver, clock.now)
-            steady.append((time.perf_counter() - started) * 1000)
-            db.session.remove()
+            elapsed, report = timed_tick()
+            steady.append(elapsed)
             assert report.ports_read == ports and not report.ended, report
-        from chargeshed.sites.models import Port
-
         codes = db.session.execute(select(Port.code).order_by(Port.id)).scalars().all()
         endings = {}
-        for count, chosen in ((10, codes[5::1000]), (100, codes[::100])):
+        for count, chosen in ((10, codes[5::1000]), (100, codes[0::100]), (101, codes[1::100]), (102, codes[2::100])):
             for code in chosen:
                 driver.unplug(code)
-            clock.now += timedelta(seconds=5)
-            started = time.perf_counter()
-            report = tick(driver, clock.now)
-            endings[count] = ((time.perf_counter() - started) * 1000, sum(report.ended.values()))
-            db.session.remove()
+            elapsed, report = timed_tick()
+            endings[count] = (elapsed, sum(report.ended.values()))
+            # Between bursts, a steady tick as the reference of the same moment.
+            reference, _report = timed_tick()
+            steady.append(reference)
         live = db.session.execute(select(func.count()).where(ChargeSession.state == "charging")).scalar_one()
         problems = check_ledger()
         db.session.remove()
@@ -186,6 +209,7 @@ def run(database_url: str, ports: int) -> dict:
         "endings": endings,
         "live": live,
         "ledger_ok": not problems,
+        "publish": publish,
     }
 
 
@@ -203,17 +227,22 @@ def main() -> None:
         results["SQLite"] = run(f"sqlite:///{os.path.join(folder, 'tick.sqlite3')}", args.ports)
     print(
         f"{'database':<11} {'steady tick p50 / max':>22} {'first tick':>11} {'10 ending':>10} "
-        f"{'100 ending (burst)':>19}   target {TARGET_MS} ms"
+        f"{'burst of 100: median (spread)':>30} {'÷ steady':>9} {'publish p50':>12}   target {TARGET_MS} ms"
     )
     for name, r in results.items():
         steady = sorted(r["steady"])
-        (ten_ms, ten), (hundred_ms, hundred) = r["endings"][10], r["endings"][100]
-        ok = max(max(steady), ten_ms) <= TARGET_MS
+        p50 = steady[len(steady) // 2]
+        ten_ms, ten = r["endings"][10]
+        bursts = sorted(r["endings"][key][0] for key in (100, 101, 102))
+        settled = [r["endings"][key][1] for key in (100, 101, 102)]
+        ok = max(max(steady), ten_ms, max(bursts)) <= TARGET_MS
+        publish = sorted(r["publish"])[len(r["publish"]) // 2]
         print(
-            f"{name:<11} {steady[len(steady) // 2]:>9.0f} / {max(steady):>6.0f} ms {r['first']:>8.0f} ms"
-            f" {ten_ms:>7.0f} ms {hundred_ms:>16.0f} ms   steady and 10 ending: {_common.verdict(ok)}; "
-            f"burst: {hundred_ms / max(hundred, 1):.0f} ms per settlement; ledger "
-            f"{'OK' if r['ledger_ok'] and ten == 10 and hundred == 100 else 'PROBLEM'}"
+            f"{name:<11} {p50:>9.0f} / {max(steady):>6.0f} ms {r['first']:>8.0f} ms {ten_ms:>7.0f} ms"
+            f" {bursts[1]:>15.0f} ms ({bursts[0]:.0f}–{bursts[2]:.0f}) {bursts[1] / p50:>8.1f}×"
+            f" {publish:>9.0f} ms   {_common.verdict(ok)}; "
+            f"burst: {bursts[1] / 100:.1f} ms per settlement; ledger "
+            f"{'OK' if r['ledger_ok'] and ten == 10 and settled == [100, 100, 100] else 'PROBLEM'}"
         )
 
 

@@ -1,4 +1,4 @@
-"""flask commands: demo, ports, worker, serve, check-ledger, create-user."""
+"""flask commands: demo, ports, chargers, worker, gateway, serve, check-ledger, create-user."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def register(app: Flask) -> None:
     import importlib
     import importlib.util
 
-    for command in (demo_command, safety_demo_command, ports_command, worker_command, serve_command,
-                    check_ledger_command, create_user_command):
+    for command in (demo_command, safety_demo_command, ports_command, chargers_command, worker_command,
+                    gateway_command, serve_command, check_ledger_command, create_user_command):
         app.cli.add_command(command)
     for name in FEATURE_COMMAND_MODULES:
         if importlib.util.find_spec(name) is not None:
@@ -71,23 +71,113 @@ def safety_demo_command() -> None:
     click.echo(f"safety demo: {result['cases']} cases; patrol user {result['patrol']} / {DEMO_PASSWORD}")
 
 
-@click.command("ports")
+@click.group("ports", invoke_without_command=True)
 @click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="text", show_default=True)
+@click.pass_context
 @with_appcontext
-def ports_command(fmt: str) -> None:
-    """List every port with its public URL."""
+def ports_command(ctx: click.Context, fmt: str) -> None:
+    """List every port with its public URL and hardware target (subcommand: bind)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from chargeshed.sites.models import Port
     from chargeshed.sites.qr import port_url
 
     base = current_app.config["PUBLIC_BASE_URL"]
     ports = db.session.execute(select(Port).options(joinedload(Port.shed)).order_by(Port.shed_id, Port.number))
     rows = [{"code": p.code, "shed": p.shed.name, "shed_id": p.shed_id, "number": p.number,
-             "url": port_url(base, p.code)} for p in ports.scalars()]
+             "url": port_url(base, p.code), "hardware_target": p.hardware_target} for p in ports.scalars()]
     if fmt == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
     else:
         for row in rows:
-            click.echo(f"{row['code']}  {row['shed']} #{row['number']:<3} {row['url']}")
+            click.echo(f"{row['code']}  {row['shed']} #{row['number']:<3} {row['url']}  {row['hardware_target']}")
+
+
+@ports_command.command("bind")
+@click.argument("port_code")
+@click.argument("target")
+@with_appcontext
+def ports_bind_command(port_code: str, target: str) -> None:
+    """Wire PORT_CODE to TARGET: sim, ocpp:<id>/<connector>, shelly:<prefix>/<switch>, tasmota:<topic>[/<relay>]."""
+    from chargeshed.ports import telemetry
+    from chargeshed.ports.targets import TargetError
+    from chargeshed.sites.models import Port
+
+    port = db.session.execute(select(Port).where(Port.code == port_code)).scalar_one_or_none()
+    if port is None:
+        raise click.ClickException(f"no port {port_code}")
+    try:
+        telemetry.bind(port, target)
+    except TargetError as exc:
+        raise click.BadParameter(str(exc), param_hint="TARGET") from None
+    db.session.commit()
+    click.echo(f"{port.code} → {port.hardware_target}")
+
+
+@click.group("chargers", invoke_without_command=True)
+@click.pass_context
+def chargers_command(ctx: click.Context) -> None:
+    """OCPP charge points: add (prints the AuthorizationKey once), list (link state, last heard)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(chargers_list_command)
+
+
+@chargers_command.command("add")
+@click.argument("charge_point_id")
+@click.option("--connectors", type=click.IntRange(1, 99), default=1, show_default=True)
+@click.option("--operator-id", type=int, default=None, help="The operator whose staff may see it.")
+@with_appcontext
+def chargers_add_command(charge_point_id: str, connectors: int, operator_id: int | None) -> None:
+    """Register CHARGE_POINT_ID and print its AuthorizationKey (shown this once; stored hashed)."""
+    from chargeshed.ports.registry import RegistryError, add_charger
+
+    try:
+        added = add_charger(charge_point_id, connectors, operator_id=operator_id)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    db.session.commit()
+    click.echo(f"charger {charge_point_id}: {connectors} connector(s); bind ports to ocpp:{charge_point_id}/<n>")
+    click.echo(f"AuthorizationKey: {added.key}")
+    click.echo("Store it in the station now: it is not shown again.", err=True)
+
+
+@chargers_command.command("list")
+@click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="text", show_default=True)
+@with_appcontext
+def chargers_list_command(fmt: str = "text") -> None:
+    """Every charge point with its link state and when it was last heard."""
+    from chargeshed.ports.registry import charger_rows
+
+    rows = [{"charge_point_id": c.charge_point_id, "connectors": c.connectors,
+             "online": bool(link and link.online),
+             "last_heard": link.heard_at.isoformat(timespec="seconds") if link and link.heard_at else None,
+             "gateway": link.gateway_id if link else None, "state": link.state if link else None}
+            for c, link in charger_rows()]
+    if fmt == "json":
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
+        return
+    for row in rows:
+        click.echo(f"{row['charge_point_id']:<24} {row['connectors']:>2}  {'online ' if row['online'] else 'offline'}"
+                   f"  last heard {row['last_heard'] or 'never'}  {row['state'] or ''}")
+
+
+@click.command("gateway")
+@click.option("--ocpp-host", default=None, help="OCPP listen host (default from OCPP_LISTEN).")
+@click.option("--ocpp-port", type=int, default=None, help="OCPP listen port (default from OCPP_LISTEN).")
+@with_appcontext
+def gateway_command(ocpp_host: str | None, ocpp_port: int | None) -> None:
+    """Run the hardware gateway (OCPP stations, MQTT relays) until SIGTERM; shares only the database."""
+    from chargeshed.ports.gateway import Gateway, load_adapters
+
+    app = current_app._get_current_object()
+    host, _, port = app.config["OCPP_LISTEN"].rpartition(":")
+    app.config["OCPP_LISTEN"] = f"{ocpp_host or host or '127.0.0.1'}:{ocpp_port or port or 9000}"
+    adapters = load_adapters(app.config)
+    gateway = Gateway(app, adapters)
+    click.echo(f"gateway {gateway.gateway_id}: {', '.join(sorted(gateway.adapters)) or 'no adapters installed'}",
+               err=True)
+    gateway.run()
+    click.echo("gateway: stopped", err=True)
 
 
 @click.command("worker")
@@ -95,7 +185,7 @@ def ports_command(fmt: str) -> None:
 @with_appcontext
 def worker_command(interval: float | None) -> None:
     """Run the supervisor (port commands, readings, rules) until SIGTERM; shares only the database."""
-    from chargeshed.ports.runtime import Worker
+    from chargeshed.worker import Worker
 
     app = current_app._get_current_object()
     worker = Worker(app, interval or app.config["WORKER_INTERVAL_SECONDS"])
@@ -146,7 +236,7 @@ def _serve_threaded(app: Flask, host: str, port: int, with_worker: bool) -> None
 
     from werkzeug.serving import WSGIRequestHandler, make_server
 
-    from chargeshed.ports.runtime import Worker
+    from chargeshed.worker import Worker
 
     class QuietHandler(WSGIRequestHandler):
         def log_request(self, *args, **kwargs) -> None:  # the app logs every request itself

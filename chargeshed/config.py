@@ -50,6 +50,7 @@ ENV_KEYS = {
     "MQTT_CA_FILE": str,
     "MQTT_CLIENT_ID": str,
     "STATIC_BUILD_DIR": str,
+    "OCPP_LISTEN": str,
 }
 
 
@@ -103,6 +104,8 @@ def defaults(instance_path: str) -> dict:
         "START_TIMEOUT_SECONDS": START_TIMEOUT_SECONDS,
         # The simulated charging units' state (PORT_DRIVER=sim): outside the worker, like real hardware.
         "SIM_STATE_FILE": os.path.join(instance_path, "sim_ports.json"),
+        # Where the gateway (`flask --app chargeshed gateway`) listens for OCPP 1.6J stations.
+        "OCPP_LISTEN": "127.0.0.1:9000",
         # Logs: "json" (one object per line, with the request id) or "text".
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",

@@ -4,13 +4,23 @@ from chargeshed.accounts.models import Bike, StaffAction, User
 from chargeshed.charging.models import ChargeSession, SessionEvent, Tariff
 from chargeshed.money.models import LedgerAccount, LedgerEntry, LedgerTxn
 from chargeshed.payments.models import CashOut, SessionRefund, TopUp, TopUpRefund, WebhookEvent
-from chargeshed.ports.models import Alert, PortCommand, PortEvent
+from chargeshed.ports.models import (
+    Alert,
+    Charger,
+    DeviceLink,
+    Gateway,
+    MeterSample,
+    PortCommand,
+    PortEvent,
+    PortTelemetry,
+)
 from chargeshed.safety.models import CaseEvent, CasePhoto, HazardCase, Incident, IncidentOccurrence, SyncMark
 from chargeshed.settlement.models import Agreement, AgreementParty, Statement
 from chargeshed.sites.models import Building, OccupancyVersion, Operator, Port, Shed, Site
 
 __all__ = [
-    "Agreement", "AgreementParty", "Alert", "Bike", "Building", "CaseEvent", "CashOut", "CasePhoto",
+    "Agreement", "AgreementParty", "Alert", "Bike", "Building", "CaseEvent", "CashOut", "CasePhoto", "Charger",
+    "DeviceLink", "Gateway", "MeterSample", "PortTelemetry",
     "ChargeSession", "HazardCase", "Incident", "IncidentOccurrence", "LedgerAccount", "LedgerEntry", "LedgerTxn",
     "OccupancyVersion",
     "Operator", "Port", "PortCommand", "PortEvent", "SessionEvent", "SessionRefund", "Shed", "Site", "Statement",

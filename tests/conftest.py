@@ -210,10 +210,11 @@ def login(client):
 
 @pytest.fixture
 def tick(app, driver, clock):
-    """Run one supervisor tick at the fake clock's time."""
-    from chargeshed.charging.supervisor import tick as run_tick
+    """Run one round at the fake clock's time: the simulated units get their commands and publish
+    their readings into the telemetry store, then the supervisor ticks (chargeshed.worker.sim_round)."""
+    from chargeshed.worker import sim_round
 
     def do():
-        return run_tick(driver, clock.now)
+        return sim_round(driver, clock.now)
 
     return do

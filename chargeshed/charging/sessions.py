@@ -26,8 +26,9 @@ from chargeshed.charging.tariff import average_watts
 from chargeshed.extensions import db
 from chargeshed.money import ledger
 from chargeshed.ports import outbox
-from chargeshed.ports.driver import FAULTED, OFFLINE_STATE, UNAVAILABLE
+from chargeshed.ports.driver import FAULTED, UNAVAILABLE
 from chargeshed.ports.models import CMD_START, CMD_STOP
+from chargeshed.ports.telemetry import OFFLINE_AFTER_SECONDS, port_offline  # noqa: F401  (re-exported)
 from chargeshed.sites.models import PORT_MAINTENANCE, PORT_RETIRED, Port
 from chargeshed.timeutil import now as clock_now
 
@@ -42,8 +43,6 @@ STAFF_STOP = "staff_stop"
 PORT_FAULT = "port_fault"
 OFFLINE = "offline"
 START_FAILED = "start_failed"
-
-OFFLINE_AFTER_SECONDS = 4 * 60
 
 log = logging.getLogger(__name__)
 _UNKNOWN = object()
@@ -63,14 +62,6 @@ def live_session_on_port(port_id: int) -> ChargeSession | None:
     return db.session.execute(
         select(ChargeSession).where(ChargeSession.port_id == port_id, ChargeSession.state.in_(LIVE_STATES))
     ).scalar_one_or_none()
-
-
-def port_offline(port: Port, now: datetime) -> bool:
-    """True when the port has not been heard from for the offline debounce."""
-    if port.ocpp_state == OFFLINE_STATE:
-        return True
-    seen = port.last_seen_at
-    return seen is not None and (now - seen).total_seconds() >= OFFLINE_AFTER_SECONDS
 
 
 def refusal_for_port(port: Port, now: datetime, live=_UNKNOWN) -> str | None:
@@ -141,7 +132,8 @@ def start_session(user_id: int, port: Port, *, now: datetime | None = None, topu
         raise StartRefused("port_busy") from None
     except ledger.InsufficientFunds:
         raise StartRefused("insufficient_funds") from None
-    outbox.enqueue(port.id, CMD_START, session_id=session.id)
+    # The device switches off by itself after the longest charge the tariff allows (if we are gone).
+    outbox.enqueue(port.id, CMD_START, session_id=session.id, cap_seconds=terms.max_minutes * 60)
     _event(session, "requested", now, f"port {port.code}")
     _link_topup(session, topup)
     db.session.flush()
@@ -249,10 +241,11 @@ def _settle(session: ChargeSession, cost_fen: int) -> None:
 
 
 def end_session(session: ChargeSession, reason: str, now: datetime | None = None, *,
-                detail: str = "", stop_port: bool = True) -> bool:
+                detail: str = "", stop_port: bool = True, commit: bool = True) -> bool:
     """End a charging (or pending) session for `reason` and settle it, in one transaction.
 
-    Returns False when the session had already ended (nothing changes).
+    Returns False when the session had already ended (nothing changes). With commit=False the
+    caller owns the transaction (the supervisor settles a batch, each in a savepoint).
     """
     now = now or clock_now()
     if not _claim_end(session, ENDED, reason, now):
@@ -262,13 +255,16 @@ def end_session(session: ChargeSession, reason: str, now: datetime | None = None
         outbox.enqueue(session.port_id, CMD_STOP, session_id=session.id, argument=reason)
     _event(session, "ended", now, detail or reason)
     settled = _settled_fields(session)
-    db.session.commit()
+    if commit:
+        db.session.commit()
+    else:
+        db.session.flush()
     log.info("session settled", extra={"event": "session.end", **settled})
     return True
 
 
 def fail_session(session: ChargeSession, reason: str = START_FAILED, now: datetime | None = None,
-                 detail: str = "") -> bool:
+                 detail: str = "", *, commit: bool = True) -> bool:
     """A start that never became a charge: release the whole hold, open the relay to be safe."""
     now = now or clock_now()
     if not _claim_end(session, FAILED, reason, now):
@@ -277,7 +273,10 @@ def fail_session(session: ChargeSession, reason: str = START_FAILED, now: dateti
     outbox.enqueue(session.port_id, CMD_STOP, session_id=session.id, argument=reason)
     _event(session, "failed", now, detail or reason)
     settled = _settled_fields(session)
-    db.session.commit()
+    if commit:
+        db.session.commit()
+    else:
+        db.session.flush()
     log.info("session settled", extra={"event": "session.fail", **settled})
     return True
 

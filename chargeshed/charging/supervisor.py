@@ -1,19 +1,22 @@
-"""The supervisor: one idempotent tick executes port commands, reads the ports, applies the rules, settles.
+"""The supervisor: one idempotent tick reads the stored telemetry, applies the rules, settles.
 
-Calling tick twice with the same `now` changes nothing the second time. A tick issues a fixed
-number of queries whatever the number of ports: it reads ports and live sessions as plain rows,
-computes in Python and writes back only what changed, in batches. Live sessions are written with
-conditional UPDATEs (`... AND state IN ('pending', 'charging')`), so a session a resident stopped
-meanwhile is never overwritten; every transition goes through the session services.
+It never talks to hardware: devices push readings into the telemetry store (through a gateway, or
+the in-process simulator) and commands go out through the outbox. Calling tick twice with the same
+`now` changes nothing the second time. A tick issues a fixed number of queries whatever the number
+of ports: ports with their telemetry and live sessions are read as plain rows, computed in Python,
+and only what changed is written back, in batches. Live sessions are written with conditional
+UPDATEs (`... AND state IN ('pending', 'charging')`), so a session a resident stopped meanwhile is
+never overwritten; every transition goes through the session services.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, bindparam, cast, func, or_, select, text, update
+from sqlalchemy import String, bindparam, cast, or_, select, text, update
 
 from chargeshed.charging import occupancy
 from chargeshed.charging import sessions as svc
@@ -22,19 +25,31 @@ from chargeshed.charging.tariff import Tariff as TariffRules
 from chargeshed.charging.tariff import average_watts
 from chargeshed.extensions import db
 from chargeshed.ports import alerts, outbox
-from chargeshed.ports.driver import AVAILABLE, FAULTED, OFFLINE_STATE, PortDriver, PortOffline, PortReading
-from chargeshed.ports.models import CMD_START, QUEUED, PortCommand, PortEvent
+from chargeshed.ports.driver import AVAILABLE, FAULTED, OFFLINE_STATE
+from chargeshed.ports.models import CMD_START, FAILED, REJECTED, PortCommand, PortEvent, PortTelemetry
+from chargeshed.ports.telemetry import OFFLINE_AFTER_SECONDS
 from chargeshed.sites.models import PORT_RETIRED, Port
+
+log = logging.getLogger(__name__)
 
 START_TIMEOUT_SECONDS = 60
 # PostgreSQL advisory lock held for the reading phase, so two workers never supervise at once.
 SUPERVISOR_LOCK = 0x43534855
 
 _PORT_COLUMNS = ("id", "code", "status", "ocpp_state", "watts", "fault", "last_seen_at", "state_changed_at")
+_TELEMETRY_COLUMNS = ("state", "watts", "relay_on", "fault", "energy_wh", "heard_at", "link_online",
+                      "session_ref", "session_start_wh", "session_stopped_at", "session_stop_wh",
+                      "session_stop_reason")
 _SESSION_COLUMNS = ("id", "port_id", "state", "created_at", "confirmed_at", "rules", "watts", "energy_wh",
                     "tier_watts", "bucket_started_at", "bucket_start_wh", "low_power_since")
 _MEASURED = ("watts", "energy_wh", "tier_watts", "bucket_started_at", "bucket_start_wh", "low_power_since")
-_PORT_WRITTEN = ("ocpp_state", "watts", "fault", "state_changed_at")
+_PORT_WRITTEN = ("ocpp_state", "watts", "fault", "state_changed_at", "last_seen_at")
+
+# A device that stopped a session by itself (reason as the adapter reports it) → our end reason.
+DEVICE_STOP_REASONS = {
+    "local": svc.USER_STOP, "remote": svc.STAFF_STOP, "unplugged": svc.UNPLUGGED, "fault": svc.PORT_FAULT,
+    "power_loss": svc.OFFLINE, "other": svc.PORT_FAULT,
+}
 
 
 @dataclass
@@ -45,14 +60,25 @@ class TickReport:
     confirmed: int = 0
     ended: dict[str, int] = field(default_factory=dict)
     failed: int = 0
-    commands: int = 0
+    commands: int = 0  # commands delivered in the round (the in-process simulator's rounds count them)
     alerts: int = 0  # alerts raised or cleared
     skipped: bool = False  # another supervisor was mid-tick
+    settle_errors: int = 0  # settlements that failed (each rolled back alone; retried next tick)
 
     @property
     def busy(self) -> bool:
         """True when the tick changed something worth logging."""
         return bool(self.ended or self.failed or self.confirmed or self.commands or self.alerts)
+
+    def add(self, other: TickReport) -> None:
+        """Fold another tick of the same round into this report."""
+        self.confirmed += other.confirmed
+        self.failed += other.failed
+        self.commands += other.commands
+        self.alerts += other.alerts
+        self.settle_errors += other.settle_errors
+        for reason, count in other.ended.items():
+            self.ended[reason] = self.ended.get(reason, 0) + count
 
 
 class _Row:
@@ -78,6 +104,28 @@ class _PortRow(_Row):
     NAMES = _PORT_COLUMNS
 
 
+class _Telemetry:
+    """The stored telemetry of one port (None values when its device was never heard)."""
+
+    __slots__ = _TELEMETRY_COLUMNS
+
+    def __init__(self, values):
+        for name, value in zip(_TELEMETRY_COLUMNS, values, strict=True):
+            setattr(self, name, value)
+
+    def fresh(self, now: datetime) -> bool:
+        """A reading that still describes the port: link up and heard within the offline debounce."""
+        return bool(self.link_online and self.state and self.heard_at is not None
+                    and (now - self.heard_at).total_seconds() < OFFLINE_AFTER_SECONDS)
+
+    def session_energy(self, ref: str) -> int | None:
+        """Wh the device metered for our session `ref`, or None when the device is not running it."""
+        if self.session_ref != ref:
+            return None
+        end = self.session_stop_wh if self.session_stopped_at is not None else self.energy_wh
+        return max(0, (end or 0) - (self.session_start_wh or 0))
+
+
 class _LiveRow(_Row):
     """A live session, shaped like ChargeSession for the rules and the session services' helpers."""
 
@@ -86,41 +134,59 @@ class _LiveRow(_Row):
     terms: TariffRules
     charged_seconds = ChargeSession.charged_seconds
 
+    @property
+    def ref(self) -> str:
+        return f"S{self.id}"
 
-def tick(driver: PortDriver, now: datetime, *, start_timeout: int = START_TIMEOUT_SECONDS) -> TickReport:
-    """Run one supervision round at `now`.
 
-    1. Execute queued port commands (a start the port rejects fails its session at once).
-    2. Read every port; confirm starts, update measurements, apply the rules; end sessions.
-    3. Send the stop commands of the sessions just ended and record the ports' state after it.
+def tick(now: datetime, *, start_timeout: int = START_TIMEOUT_SECONDS) -> TickReport:
+    """Run one supervision round at `now` over the stored telemetry.
+
+    1. Fail the pending sessions whose start the device rejected (or that was never delivered).
+    2. Read every port with its telemetry; confirm starts, update measurements, apply the rules.
+    3. Settle the sessions that end (their stop commands are queued in the outbox).
     4. Raise or clear the staff's port alerts (offline, fault) from what was recorded.
     """
     report = TickReport()
-    run_commands(driver, now, report)
+    _fail_refused_starts(now, report)
     if not _take_supervisor_lock():
         db.session.rollback()
         report.skipped = True
         return report
 
-    ports = [_PortRow(row) for row in db.session.execute(
-        select(*(getattr(Port, name) for name in _PORT_COLUMNS))
-        .where(Port.status != PORT_RETIRED).order_by(Port.id))]
+    rows = db.session.execute(
+        select(*(getattr(Port, name) for name in _PORT_COLUMNS),
+               *(getattr(PortTelemetry, name) for name in _TELEMETRY_COLUMNS))
+        .outerjoin(PortTelemetry, PortTelemetry.port_id == Port.id)
+        .where(Port.status != PORT_RETIRED).order_by(Port.id)).all()
+    split = len(_PORT_COLUMNS)
     live = _live_sessions()
-    queued = set(db.session.execute(
-        select(PortCommand.port_id).where(PortCommand.status == QUEUED).distinct()).scalars())
+    busy_ports = outbox.open_command_ports()
 
-    endings: list[tuple[int, str]] = []
-    for port in ports:
-        reading = _read(driver, port.code)
+    ports: list[_PortRow] = []
+    endings: list[tuple[int, str, datetime]] = []
+    for row in rows:
+        port, stored = _PortRow(row[:split]), _Telemetry(row[split:])
+        ports.append(port)
         report.ports_read += 1
         session = live.get(port.id)
-        _record_reading(port, reading, session, now, command_queued=port.id in queued)
+        reading = stored if stored.fresh(now) else None
+        _record_reading(port, reading, stored, session, now, command_queued=port.id in busy_ports)
         if session is None:
+            continue
+        if stored.session_ref == session.ref and stored.session_stopped_at is not None:
+            _update_measurements(session, stored, now)
+            if session.state == PENDING:
+                endings.append((session.id, svc.START_FAILED, now))
+            else:
+                reason = DEVICE_STOP_REASONS.get(stored.session_stop_reason or "other", svc.PORT_FAULT)
+                at = min(now, max(stored.session_stopped_at, session.confirmed_at or now))
+                endings.append((session.id, reason, at))
             continue
         if session.state == PENDING:
             outcome = _pending_rule(session, reading, now, start_timeout)
             if outcome == svc.START_FAILED:
-                endings.append((session.id, outcome))
+                endings.append((session.id, outcome, now))
                 continue
             if outcome != "confirm" or not svc.confirm_started(session.id, now):
                 continue
@@ -131,44 +197,29 @@ def tick(driver: PortDriver, now: datetime, *, start_timeout: int = START_TIMEOU
         _update_measurements(session, reading, now)
         reason = _charging_rule(session, port, reading, now)
         if reason:
-            endings.append((session.id, reason))
-    _write_ports(ports, now)
+            endings.append((session.id, reason, now))
+    _write_ports(ports)
     _write_measurements(live.values())
     db.session.commit()
 
-    _settle_endings(endings, now, report)
-    if endings:
-        touched = run_commands(driver, now, report)
-        _record_after_commands(driver, [port for port in ports if port.id in touched], now)
+    _settle_endings(endings, report)
     changed = alerts.refresh(now)
     report.alerts = changed["raised"] + changed["cleared"]
     occupancy.refresh_versions(now)  # the grid's unchanged poll reads one row per site
     return report
 
 
-def run_commands(driver: PortDriver, now: datetime, report: TickReport | None = None) -> set[int]:
-    """Execute queued port commands; a start the port rejects fails its session (hold released).
-
-    Returns the ids of ports that received a command. Safe to call from several processes.
-    """
-    report = report if report is not None else TickReport()
-    touched: set[int] = set()
-    for _ in range(3):  # failing a rejected start queues a stop: send it in the same round
-        result = outbox.dispatch(driver, now)
-        report.commands += result.sent
-        touched |= result.port_ids
-        failed_any = False
-        for command in result.rejected:
-            if command.kind != CMD_START or not command.session_id:
-                continue
-            session = db.session.get(ChargeSession, command.session_id)
-            if session is not None and session.state == PENDING and svc.fail_session(
-                    session, svc.START_FAILED, now, detail=f"port rejected: {command.error}"):
-                report.failed += 1
-                failed_any = True
-        if not failed_any:
-            break
-    return touched
+def _fail_refused_starts(now: datetime, report: TickReport) -> None:
+    """A start the device rejected (or the outbox gave up on) fails its pending session at once."""
+    refused = db.session.execute(
+        select(ChargeSession, PortCommand.error)
+        .join(PortCommand, PortCommand.session_id == ChargeSession.id)
+        .where(ChargeSession.state == PENDING, PortCommand.kind == CMD_START,
+               PortCommand.status.in_((REJECTED, FAILED)))
+        .order_by(ChargeSession.id)).all()
+    for session, error in refused:
+        if svc.fail_session(session, svc.START_FAILED, now, detail=f"port rejected: {error}"):
+            report.failed += 1
 
 
 def _take_supervisor_lock() -> bool:
@@ -197,20 +248,16 @@ def _live_sessions() -> dict[int, _LiveRow]:
     return live
 
 
-def _read(driver: PortDriver, code: str) -> PortReading | None:
-    try:
-        return driver.read(code)
-    except PortOffline:
-        return None
+def _record_reading(port: _PortRow, reading: _Telemetry | None, stored: _Telemetry, session: _LiveRow | None,
+                    now: datetime, *, command_queued: bool = False) -> None:
+    """Mirror the stored reading on the port; log offline periods, faults and stuck relays.
 
-
-def _record_reading(port: _PortRow, reading: PortReading | None, session: _LiveRow | None, now: datetime,
-                    *, command_queued: bool = False) -> None:
-    """Store the live reading on the port; log offline periods, faults and stuck relays.
-
-    A relay that is on with no live session is a stuck relay, unless a command for the port is
-    still queued (a session stopped a moment ago whose stop has not gone out yet).
+    The port's last_seen_at is when its device was last heard. A relay that is on with no live
+    session is a stuck relay, unless a command for the port is still open (a session stopped a
+    moment ago whose stop has not been acknowledged yet).
     """
+    if stored.heard_at is not None and (port.last_seen_at is None or stored.heard_at > port.last_seen_at):
+        port.last_seen_at = stored.heard_at
     if reading is None:
         if svc.port_offline(port, now) and port.ocpp_state != OFFLINE_STATE:
             db.session.add(PortEvent(port_id=port.id, at=now, kind="offline"))
@@ -227,7 +274,6 @@ def _record_reading(port: _PortRow, reading: PortReading | None, session: _LiveR
         port.fault = fault
     _set_state(port, reading.state, now)
     port.watts = reading.watts
-    port.last_seen_at = now
 
 
 def _set_state(port: _PortRow, state: str, now: datetime) -> None:
@@ -236,21 +282,23 @@ def _set_state(port: _PortRow, state: str, now: datetime) -> None:
         port.state_changed_at = now
 
 
-def _pending_rule(session: _LiveRow, reading: PortReading | None, now: datetime, timeout: int) -> str | None:
-    """'confirm' once the relay is on; START_FAILED when unconfirmed for too long."""
-    if reading is not None and reading.relay_on and reading.state != FAULTED:
+def _pending_rule(session: _LiveRow, reading: _Telemetry | None, now: datetime, timeout: int) -> str | None:
+    """'confirm' once the device runs our session with the relay on; START_FAILED when unconfirmed too long."""
+    if reading is not None and reading.relay_on and reading.state != FAULTED and reading.session_ref == session.ref:
         return "confirm"
     if (now - session.created_at).total_seconds() >= timeout:
         return svc.START_FAILED
     return None
 
 
-def _update_measurements(session: _LiveRow, reading: PortReading | None, now: datetime) -> None:
+def _update_measurements(session: _LiveRow, reading: _Telemetry | None, now: datetime) -> None:
     """Energy, power, and the 5-minute averages that decide the tier."""
     if reading is None:
         return
-    session.watts = reading.watts
-    session.energy_wh = max(session.energy_wh, reading.energy_wh)
+    energy = reading.session_energy(session.ref)
+    session.watts = reading.watts if reading.session_stopped_at is None else 0
+    if energy is not None:
+        session.energy_wh = max(session.energy_wh, energy)
     window = timedelta(minutes=session.terms.average_minutes)
     if session.bucket_started_at is None:
         session.bucket_started_at, session.bucket_start_wh = now, session.energy_wh
@@ -261,7 +309,7 @@ def _update_measurements(session: _LiveRow, reading: PortReading | None, now: da
         session.bucket_started_at, session.bucket_start_wh = now, session.energy_wh
 
 
-def _charging_rule(session: _LiveRow, port: _PortRow, reading: PortReading | None,
+def _charging_rule(session: _LiveRow, port: _PortRow, reading: _Telemetry | None,
                    now: datetime) -> str | None:
     """The end reason that applies now, if any (checked in order of urgency)."""
     terms = session.terms
@@ -314,14 +362,11 @@ def _bulk_update(table, columns: tuple[str, ...], rows: list[dict], *, live_only
                        [{"b_id": row["id"], **{name: row[name] for name in columns}} for row in rows])
 
 
-def _write_ports(ports: list[_PortRow], now: datetime) -> None:
-    """Changed readings, then 'seen at now' for every port that answered: two batched statements."""
+def _write_ports(ports: list[_PortRow]) -> None:
+    """One batched statement for the ports whose mirrored reading changed."""
     _bulk_update(Port.__table__, _PORT_WRITTEN,
                  [{"id": p.id, **{name: getattr(p, name) for name in _PORT_WRITTEN}}
                   for p in ports if p.changed(_PORT_WRITTEN)])
-    _bulk_update(Port.__table__, ("last_seen_at",),
-                 [{"id": p.id, "last_seen_at": now} for p in ports
-                  if p.last_seen_at == now and p.changed(("last_seen_at",))])
 
 
 def _write_measurements(sessions) -> None:
@@ -331,38 +376,35 @@ def _write_measurements(sessions) -> None:
                   for s in sessions if s.state != PENDING and s.changed(_MEASURED)], live_only=True)
 
 
-def _settle_endings(endings: list[tuple[int, str]], now: datetime, report: TickReport) -> None:
-    """End or fail each session through the session services (one transaction each)."""
+def _settle_endings(endings: list[tuple[int, str, datetime]], report: TickReport) -> None:
+    """End or fail each session through the session services, one savepoint each, in one transaction.
+
+    A settlement that raises is rolled back alone (its savepoint) and logged; the others commit
+    together, and the failed one is tried again by the next tick (its session is still live).
+    """
     if not endings:
         return
-    reasons = dict(endings)
+    reasons = {session_id: (reason, at) for session_id, reason, at in endings}
     sessions = db.session.execute(
         select(ChargeSession).where(ChargeSession.id.in_(reasons)).order_by(ChargeSession.id)).scalars().all()
     for session in sessions:
-        reason = reasons[session.id]
-        if reason == svc.START_FAILED:
-            if svc.fail_session(session, reason, now, detail="start not confirmed in time"):
-                report.failed += 1
-        elif svc.end_session(session, reason, now):
-            report.ended[reason] = report.ended.get(reason, 0) + 1
-
-
-def _record_after_commands(driver: PortDriver, ports: list[_PortRow], now: datetime) -> None:
-    """Read the ports that just received a command (e.g. a stop) and store what they report now."""
-    if not ports:
-        return
-    ids = [port.id for port in ports]
-    live_ports = set(db.session.execute(
-        select(ChargeSession.port_id).where(ChargeSession.port_id.in_(ids),
-                                            ChargeSession.state.in_(LIVE_STATES))).scalars())
-    queued = set(db.session.execute(
-        select(func.distinct(PortCommand.port_id)).where(PortCommand.port_id.in_(ids),
-                                                         PortCommand.status == QUEUED)).scalars())
-    for port in ports:
-        port.mark_saved()
-    for port in ports:
-        if port.id in live_ports:
+        reason, at = reasons[session.id]
+        try:
+            with db.session.begin_nested():
+                if reason == svc.START_FAILED:
+                    done = svc.fail_session(session, reason, at, detail="start not confirmed in time",
+                                            commit=False)
+                else:
+                    done = svc.end_session(session, reason, at, commit=False)
+        except Exception:
+            log.exception("settling session %s failed; retried next tick", session.id,
+                          extra={"event": "supervisor.settle_error", "session_id": session.id})
+            report.settle_errors += 1
             continue
-        _record_reading(port, _read(driver, port.code), None, now, command_queued=port.id in queued)
-    _write_ports(ports, now)
+        if not done:
+            continue
+        if reason == svc.START_FAILED:
+            report.failed += 1
+        else:
+            report.ended[reason] = report.ended.get(reason, 0) + 1
     db.session.commit()

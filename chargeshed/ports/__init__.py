@@ -1,1 +1,4 @@
-"""Port drivers (simulated now, OCPP later) and the command outbox."""
+"""The hardware boundary: targets, telemetry store, command outbox, gateway, device adapters, registries.
+
+Imports nothing from charging, safety or web: those read the telemetry and queue commands.
+"""

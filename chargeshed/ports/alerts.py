@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Select, and_, func, or_, select
 
-from chargeshed.charging.sessions import OFFLINE_AFTER_SECONDS, port_offline
 from chargeshed.extensions import db
 from chargeshed.ports.driver import FAULTED, OFFLINE_STATE
 from chargeshed.ports.models import ALERT_FAULT, ALERT_OFFLINE, Alert, PortEvent
+from chargeshed.ports.telemetry import OFFLINE_AFTER_SECONDS, port_offline
 from chargeshed.sites.models import PORT_MAINTENANCE, PORT_RETIRED, Port
 
 # How long a condition must last before it is an alert.

@@ -212,7 +212,7 @@ def energy_wh_at(bike: Bike, minutes: float) -> float:
 
 
 class SimDriver:
-    """A PortDriver over simulated ports, driven by an injectable clock.
+    """Simulated charging units, driven by an injectable clock; `SimAdapter` connects them like devices.
 
     `speed` compresses the charge curve (60 = the curve advances a minute each real second);
     energy is still metered in real time, so power and price tiers stay realistic.
@@ -388,3 +388,63 @@ class SimDriver:
         # The curve runs `speed` times faster, but the meter counts real time at the drawn power,
         # so average power (energy / time), which decides the price tier, stays true.
         return energy_wh_at(port.bike, self._sim_minutes(port.relay_closed_at)) / self.speed
+
+
+class SimAdapter:
+    """The simulator as a device behind the gateway boundary: it executes outbox commands and
+    publishes its readings into the telemetry store, exactly as a real device's adapter does.
+
+    Synchronous (the simulated units answer at once); `chargeshed.worker` runs it in-process for
+    `make run` and tests. Ports bound to the target ``sim`` are addressed by their code.
+    """
+
+    scheme = "sim"
+
+    def __init__(self, driver: SimDriver):
+        self.driver = driver
+
+    def send(self, command) -> None:
+        """Execute one outbox Command; raise PortRejected or PortOffline like a device would.
+
+        A start that the unit accepts is reported as a device-side session start (meter from 0).
+        """
+        from chargeshed.extensions import db
+        from chargeshed.ports import telemetry
+
+        code = command.port_code
+        if command.kind == "start":
+            self.driver.start(code, command.session_ref)
+            telemetry.record_session_event(code, telemetry.STARTED, self.driver.clock(), command.session_ref,
+                                           meter_wh=0)
+            db.session.commit()
+        elif command.kind == "stop":
+            self.driver.stop(code, command.reason)
+        elif command.kind == "set_available":
+            self.driver.set_available(code, command.available)
+
+    def publish(self, now: datetime, port_ids=None) -> int:
+        """Push the current reading of every simulated port (or of `port_ids`); silent units send none.
+
+        Commits (one batch, like the gateway's writer). Returns the number of readings stored.
+        """
+        from sqlalchemy import select
+
+        from chargeshed.extensions import db
+        from chargeshed.ports.telemetry import Reading, record_readings
+        from chargeshed.sites.models import PORT_RETIRED, Port
+
+        query = select(Port.code).where(Port.hardware_target == "sim", Port.status != PORT_RETIRED).order_by(Port.id)
+        if port_ids is not None:
+            query = query.where(Port.id.in_(list(port_ids)))
+        batch = []
+        for code in db.session.execute(query).scalars():
+            try:
+                reading = self.driver.read(code)
+            except PortOffline:
+                continue
+            batch.append((code, Reading(at=now, state=reading.state, watts=reading.watts,
+                                        meter_wh=reading.energy_wh, relay_on=reading.relay_on,
+                                        fault=reading.fault or "")))
+        stored = record_readings(batch, heard_at=now) if batch else 0
+        db.session.commit()
+        return stored

@@ -83,6 +83,8 @@ class Port(db.Model):
     fault: Mapped[str | None] = mapped_column(String(80))
     last_seen_at: Mapped[datetime | None]
     state_changed_at: Mapped[datetime | None]
+    # Which device and outlet this port is wired to (see chargeshed.ports.targets): sim, ocpp:…, shelly:…
+    hardware_target: Mapped[str] = mapped_column(String(120), default="sim", server_default="sim")
     created_at: Mapped[datetime] = mapped_column(default=clock_now)
 
     shed: Mapped[Shed] = relationship(back_populates="ports")

@@ -62,11 +62,11 @@ def live_server(app):
 @pytest.fixture
 def tick(app, driver, clock):
     """Run one supervisor tick at the fake clock's time, in its own app context like the worker."""
-    from chargeshed.charging.supervisor import tick as run_tick
+    from chargeshed.worker import sim_round
 
     def do():
         with app.app_context():
-            return run_tick(driver, clock.now)
+            return sim_round(driver, clock.now)
 
     return do
 

@@ -10,8 +10,9 @@ from sqlalchemy import event
 from chargeshed.charging import sessions as svc
 from chargeshed.charging.supervisor import tick
 from chargeshed.extensions import db
-from chargeshed.ports.sim import LITHIUM
+from chargeshed.ports.sim import LITHIUM, SimAdapter
 from chargeshed.sites.models import Port
+from chargeshed.worker import sim_round
 
 # The pay page: one plain row (port, shed, site, tariff, the port's live session and, signed in, the
 # wallet balance: chargeshed/charging/scan.py); signed in also the user (Flask-Login).
@@ -57,12 +58,13 @@ def _steady_tick_statements(make_site, make_resident, driver, clock, ports: int)
     for code in codes:
         driver.plug(code, LITHIUM)
         svc.start_session(user.id, db.session.execute(db.select(Port).where(Port.code == code)).scalar_one())
-    tick(driver, clock.now)  # starts go out, sessions confirmed
+    sim_round(driver, clock.now)  # starts go out, sessions confirmed
     clock.advance(minutes=1)
-    tick(driver, clock.now)
+    sim_round(driver, clock.now)
     clock.advance(minutes=1)
+    SimAdapter(driver).publish(clock.now)  # the units push their readings; the tick reads them
     with counted() as statements:
-        report = tick(driver, clock.now)
+        report = tick(clock.now)
     assert report.ports_read == ports and not report.ended
     return len(statements)
 
@@ -75,6 +77,6 @@ def test_a_supervisor_tick_issues_the_same_statements_for_4_or_40_ports(app, mak
         db.session.execute(table.delete())
     db.session.commit()
     many = _steady_tick_statements(make_site, make_resident, driver, clock, 40)
-    # Commands, (advisory lock), ports, live sessions, queued commands, two or three batched writes,
-    # the alert refresh's two reads: a constant, whatever the number of ports.
+    # Refused starts, (advisory lock), ports with telemetry, live sessions, open commands, two batched
+    # writes, the alert refresh's two reads: a constant, whatever the number of ports.
     assert few == many <= 11

@@ -6,10 +6,10 @@ from sqlalchemy import select
 
 from chargeshed.charging import sessions as svc
 from chargeshed.extensions import db
-from chargeshed.ports.runtime import Worker
 from chargeshed.ports.sim import OVERLOAD
 from chargeshed.safety.models import Incident
 from chargeshed.sites.models import Port
+from chargeshed.worker import Worker
 
 
 def test_worker_rounds_turn_an_overload_cut_off_into_an_open_incident(app, make_site, make_resident, driver, clock):

@@ -4,13 +4,13 @@ from sqlalchemy import select
 
 from chargeshed.charging import sessions as svc
 from chargeshed.charging.models import ChargeSession, SessionEvent
-from chargeshed.charging.supervisor import tick as run_tick
 from chargeshed.charging.tariff import Tariff, Tier
 from chargeshed.extensions import db
 from chargeshed.money import ledger
 from chargeshed.ports.models import PortCommand, PortEvent
 from chargeshed.ports.sim import LITHIUM, OVERLOAD, STUCK_RELAY, UNPLUGGED, Bike
 from chargeshed.sites.models import Port
+from chargeshed.worker import sim_round as run_tick
 
 CODE = "T11001"
 
@@ -172,7 +172,7 @@ def test_a_stuck_relay_is_recorded_as_a_fault(app, make_site, make_resident, dri
 
 def test_a_relay_whose_stop_is_still_queued_is_not_taken_for_stuck(app, make_site, make_resident, driver,
                                                                     clock):
-    """A resident stops between the tick's commands and its readings: not a fault."""
+    """A resident stops between the unit's reading and the supervisor's tick: not a fault."""
     from chargeshed.charging import supervisor
 
     make_site()
@@ -181,19 +181,19 @@ def test_a_relay_whose_stop_is_still_queued_is_not_taken_for_stuck(app, make_sit
     session = _start(user)
     run_tick(driver, clock.now)
     clock.advance(minutes=10)
-    original = supervisor.run_commands
+    original = supervisor.tick
 
-    def commands_then_resident_stops(*args, **kwargs):
-        touched = original(*args, **kwargs)
+    def resident_stops_then_tick(*args, **kwargs):
+        # The unit has just published "relay on"; the resident stops before the supervisor looks.
         if session.is_live:
             svc.end_session(session, svc.USER_STOP, clock.now)
-        return touched
+        return original(*args, **kwargs)
 
-    supervisor.run_commands = commands_then_resident_stops
+    supervisor.tick = resident_stops_then_tick
     try:
         run_tick(driver, clock.now)
     finally:
-        supervisor.run_commands = original
+        supervisor.tick = original
     assert _port().fault is None
     run_tick(driver, clock.now)
     assert _port().fault is None and driver.read(CODE).relay_on is False
