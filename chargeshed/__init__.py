@@ -119,6 +119,7 @@ def _register_blueprints(app: Flask) -> None:
     from chargeshed.web import (
         auth,
         errors,
+        hardware,
         health,
         manage,
         operator,
@@ -130,6 +131,7 @@ def _register_blueprints(app: Flask) -> None:
         stripe_webhook,
     )
 
-    for module in (health, auth, resident, stripe_webhook, manage, staff, operator, refunds, safety_report, safety):
+    for module in (health, auth, resident, stripe_webhook, manage, hardware, staff, operator, refunds, safety_report,
+                   safety):
         app.register_blueprint(module.bp)
     errors.init_app(app)

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 # Longest a wait lasts before the loop looks at its stop flag again (SIGTERM is honoured this fast).
 WAIT_SLICE_SECONDS = 0.5
 SIM_GATEWAY_ID = "worker-sim"
+# The simulated units answer at once: a claim older than this was left by a worker that was killed.
+SIM_CLAIM_EXPIRES_SECONDS = 5
 
 
 def deliver_sim(driver, now: datetime):
@@ -31,7 +33,8 @@ def deliver_sim(driver, now: datetime):
     from chargeshed.ports import outbox
     from chargeshed.ports.sim import SimAdapter
 
-    return outbox.deliver(SimAdapter(driver).send, now, gateway_id=SIM_GATEWAY_ID, schemes=("sim",))
+    return outbox.deliver(SimAdapter(driver).send, now, gateway_id=SIM_GATEWAY_ID, schemes=("sim",),
+                          own_claims_expire=SIM_CLAIM_EXPIRES_SECONDS)
 
 
 def sim_round(driver, now: datetime, *, start_timeout: int | None = None):

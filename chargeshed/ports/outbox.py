@@ -114,15 +114,16 @@ def _scheme_filter(schemes: tuple[str, ...]):
 
 
 def claim(now: datetime, *, gateway_id: str, schemes: tuple[str, ...], routed: tuple[str, ...] = (),
-          limit: int = 200) -> list[Command]:
+          limit: int = 200, own_claims_expire: float | None = None) -> list[Command]:
     """Take due commands for ports on `schemes` (QUEUED → SENDING) and commit; the caller sends them.
 
     Schemes in `routed` (e.g. OCPP, where only the process holding the station's websocket can reach
     it) are claimed only for devices this gateway holds (DeviceLink.gateway_id). At most one open
     command per port: later ones wait for the earlier to be answered. Also requeues commands of
-    gateways that died mid-send.
+    gateways that died mid-send (after CLAIM_EXPIRES_SECONDS; this gateway's own earlier claims after
+    `own_claims_expire` seconds: a restarted in-process simulator takes its commands back at once).
     """
-    _requeue_expired(now)
+    _requeue_expired(now, gateway_id, own_claims_expire)
     earlier = aliased(PortCommand)
     blocked = exists().where(earlier.port_id == PortCommand.port_id, earlier.id < PortCommand.id,
                              earlier.status.in_(OPEN_STATES))
@@ -167,12 +168,14 @@ def claim(now: datetime, *, gateway_id: str, schemes: tuple[str, ...], routed: t
     return commands
 
 
-def _requeue_expired(now: datetime) -> None:
+def _requeue_expired(now: datetime, gateway_id: str, own_expire: float | None) -> None:
     """Commands left SENDING by a gateway that died: queue them again (their device never answered us)."""
+    expired = PortCommand.claimed_at <= now - timedelta(seconds=CLAIM_EXPIRES_SECONDS)
+    if own_expire is not None:
+        expired = or_(expired, and_(PortCommand.claimed_by == gateway_id,
+                                    PortCommand.claimed_at <= now - timedelta(seconds=own_expire)))
     db.session.execute(
-        update(PortCommand)
-        .where(PortCommand.status == SENDING,
-               PortCommand.claimed_at <= now - timedelta(seconds=CLAIM_EXPIRES_SECONDS))
+        update(PortCommand).where(PortCommand.status == SENDING, expired)
         .values(status=QUEUED, next_attempt_at=now, error="gateway lost while sending")
         .execution_options(synchronize_session=False))
 
@@ -221,7 +224,7 @@ def mark_unanswered(command_id: int, reason: str, now: datetime) -> str:
 
 
 def deliver(send: Callable[[Command], None], now: datetime, *, gateway_id: str, schemes: tuple[str, ...],
-            rounds: int = 5) -> Delivered:
+            rounds: int = 5, own_claims_expire: float | None = None) -> Delivered:
     """Synchronous delivery for an in-process device (the simulator): claim, send, mark, repeat.
 
     `send` raises PortRejected (refused) or PortOffline/TimeoutError (no answer). Several rounds,
@@ -229,7 +232,7 @@ def deliver(send: Callable[[Command], None], now: datetime, *, gateway_id: str, 
     """
     result = Delivered()
     for _ in range(rounds):
-        commands = claim(now, gateway_id=gateway_id, schemes=schemes)
+        commands = claim(now, gateway_id=gateway_id, schemes=schemes, own_claims_expire=own_claims_expire)
         if not commands:
             break
         for command in commands:

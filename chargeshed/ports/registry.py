@@ -29,7 +29,11 @@ DEAD_AFTER_HEARTBEATS = 3
 
 
 class RegistryError(ValueError):
-    """A registry request that cannot be done (the message says why)."""
+    """A registry request that cannot be done (the message says why; `code` names the case)."""
+
+    def __init__(self, message: str, code: str = "invalid"):
+        super().__init__(message)
+        self.code = code
 
 
 def _hash(key: str) -> str:
@@ -52,7 +56,7 @@ def add_charger(charge_point_id: str, connectors: int = 1, *, operator_id: int |
     if not 1 <= connectors <= 99:
         raise RegistryError("connectors: 1 to 99")
     if db.session.execute(select(Charger.id).where(Charger.charge_point_id == charge_point_id)).first():
-        raise RegistryError(f"charge point {charge_point_id} is registered already")
+        raise RegistryError(f"charge point {charge_point_id} is registered already", "exists")
     key = secrets.token_hex(KEY_BYTES)
     charger = Charger(charge_point_id=charge_point_id, connectors=connectors, key_hash=_hash(key),
                       operator_id=operator_id)

@@ -50,6 +50,7 @@ from chargeshed.sites.stickers import sticker_sheet_pdf
 from chargeshed.timeutil import now as clock_now
 from chargeshed.web.access import staff_required
 from chargeshed.web.forms import ActionForm
+from chargeshed.web.hardware import port_hardware
 from chargeshed.web.jinja import END_REASONS, SESSION_STATES
 from chargeshed.web.manage_forms import (
     MaintenanceForm,
@@ -208,7 +209,7 @@ def _port_page(port: Port, status: int = 200, **forms):
         "manage/port.html", port=port, shed=port.shed, live=live, now=now,
         state=port_state_now(port, live, now), cost=charging.cost_now(live, now) if live else 0,
         recent=recent, events=events, alerts=port_alert_rows, action_form=ActionForm(),
-        mask=current_user.role == ROLE_OPERATOR_STAFF, **forms,
+        mask=current_user.role == ROLE_OPERATOR_STAFF, hardware=port_hardware(port), **forms,
     ), status
 
 

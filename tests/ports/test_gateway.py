@@ -12,8 +12,8 @@ from sqlalchemy import select
 from chargeshed.extensions import db
 from chargeshed.ports import outbox, telemetry
 from chargeshed.ports.gateway import Adapter, CommandRejected, Gateway
-from chargeshed.ports.models import CMD_SET_AVAILABLE, CMD_STOP, DeviceLink, Gateway as GatewayRow, PortCommand
-from chargeshed.ports.models import PortTelemetry
+from chargeshed.ports.models import CMD_SET_AVAILABLE, CMD_STOP, DeviceLink, PortCommand, PortTelemetry
+from chargeshed.ports.models import Gateway as GatewayRow
 from chargeshed.ports.telemetry import Reading
 from chargeshed.sites.models import Port
 from chargeshed.timeutil import utcnow
