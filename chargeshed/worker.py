@@ -37,25 +37,28 @@ def deliver_sim(driver, now: datetime):
                           own_claims_expire=SIM_CLAIM_EXPIRES_SECONDS)
 
 
-def sim_round(driver, now: datetime, *, start_timeout: int | None = None):
+def sim_round(driver, now: datetime, *, start_timeout: int | None = None, stopping=None):
     """One round with the simulated devices, in the order real ones would act.
 
     Commands go out, the units publish their readings, the supervisor ticks; the stops it queued go
     out and the units they reached publish again, so the ports' state after the stop is recorded
     in the same round. Returns the supervisor's TickReport (commands = commands delivered).
+    `stopping` (a threading.Event) cuts the round short between steps, each its own transaction.
     """
-    from chargeshed.charging.supervisor import START_TIMEOUT_SECONDS, tick
+    from chargeshed.charging.supervisor import START_TIMEOUT_SECONDS, TickReport, tick
     from chargeshed.ports.sim import SimAdapter
 
     adapter = SimAdapter(driver)
     timeout = start_timeout or START_TIMEOUT_SECONDS
     sent = deliver_sim(driver, now).sent
-    adapter.publish(now)
+    if stopping is not None and stopping.is_set():
+        return TickReport(commands=sent)
+    adapter.publish()
     report = tick(now, start_timeout=timeout)
     after = deliver_sim(driver, now)
     report.commands = sent + after.sent
     if after.port_ids:
-        adapter.publish(now, after.port_ids)
+        adapter.publish(after.port_ids)
         report.add(tick(now, start_timeout=timeout))
     return report
 
@@ -132,8 +135,14 @@ class Worker:
         from chargeshed.ports.runtime import get_driver
 
         if self.simulated:
-            return sim_round(get_driver(self.app), clock_now(), start_timeout=self.start_timeout)
+            return sim_round(get_driver(self.app), clock_now(), start_timeout=self.start_timeout,
+                             stopping=self.stopping)
         return tick(clock_now(), start_timeout=self.start_timeout)
+
+    def _release_claims(self):
+        from chargeshed.ports import outbox
+
+        return outbox.release_claims(SIM_GATEWAY_ID, clock_now())
 
     def _commands(self):
         from chargeshed.ports.runtime import get_driver
@@ -145,6 +154,8 @@ class Worker:
         from chargeshed.safety.incidents import sync_incidents
 
         listen = self.listen and self.simulated
+        if self.simulated:  # commands a killed predecessor claimed go out again at once
+            self._round("release", self._release_claims)
         listener = CommandListener.open(self.app) if listen else None
         log.info("worker started", extra={"event": "worker.start", "interval": self.interval,
                                           "listening": listener is not None, "simulator": self.simulated})
@@ -152,6 +163,8 @@ class Worker:
             while not self.stopping.is_set():
                 started = time.monotonic()
                 self._round("tick", self._tick)
+                if self.stopping.is_set():
+                    break
                 self._round("incidents", lambda: sync_incidents(clock_now()))
                 if listener is None and listen:
                     listener = CommandListener.open(self.app)

@@ -180,6 +180,20 @@ def _requeue_expired(now: datetime, gateway_id: str, own_expire: float | None) -
         .execution_options(synchronize_session=False))
 
 
+def release_claims(gateway_id: str, now: datetime) -> int:
+    """Queue again every command `gateway_id` claimed and never marked (it restarted). Commits.
+
+    For a gateway id that outlives its process (the worker's in-process simulator); devices must
+    take a repeated command of the same session as a no-op.
+    """
+    released = db.session.execute(
+        update(PortCommand).where(PortCommand.status == SENDING, PortCommand.claimed_by == gateway_id)
+        .values(status=QUEUED, next_attempt_at=now, error="sender restarted while sending")
+        .execution_options(synchronize_session=False)).rowcount
+    db.session.commit()
+    return released
+
+
 def _finish(command_id: int, values: dict) -> bool:
     done = db.session.execute(
         update(PortCommand).where(PortCommand.id == command_id, PortCommand.status.in_(OPEN_STATES))

@@ -422,10 +422,11 @@ class SimAdapter:
         elif command.kind == "set_available":
             self.driver.set_available(code, command.available)
 
-    def publish(self, now: datetime, port_ids=None) -> int:
+    def publish(self, port_ids=None) -> int:
         """Push the current reading of every simulated port (or of `port_ids`); silent units send none.
 
-        Commits (one batch, like the gateway's writer). Returns the number of readings stored.
+        Readings carry the units' own clock, like a device's. Commits (one batch, like the gateway's
+        writer). Returns the number of readings stored.
         """
         from sqlalchemy import select
 
@@ -437,6 +438,7 @@ class SimAdapter:
         if port_ids is not None:
             query = query.where(Port.id.in_(list(port_ids)))
         batch = []
+        now = self.driver.clock()
         for code in db.session.execute(query).scalars():
             try:
                 reading = self.driver.read(code)

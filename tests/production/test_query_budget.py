@@ -62,7 +62,7 @@ def _steady_tick_statements(make_site, make_resident, driver, clock, ports: int)
     clock.advance(minutes=1)
     sim_round(driver, clock.now)
     clock.advance(minutes=1)
-    SimAdapter(driver).publish(clock.now)  # the units push their readings; the tick reads them
+    SimAdapter(driver).publish()  # the units push their readings; the tick reads them
     with counted() as statements:
         report = tick(clock.now)
     assert report.ports_read == ports and not report.ended
