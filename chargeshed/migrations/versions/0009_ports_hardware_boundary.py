@@ -1,7 +1,7 @@
 """ports: telemetry store, outbox delivery, device links, chargers, gateways, port targets
 
-Revision ID: 0008_hardware
-Revises: 0007
+Revision ID: 0009_hardware
+Revises: 0008_staff_admin
 Create Date: 2026-12-02 11:15:22.825196
 
 Devices push readings into port_telemetry (latest per port) and meter_sample; device_link holds
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0008_hardware'
-down_revision = '0007'
+revision = '0009_hardware'
+down_revision = '0008_staff_admin'
 branch_labels = None
 depends_on = None
 
