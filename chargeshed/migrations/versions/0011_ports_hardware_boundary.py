@@ -1,7 +1,7 @@
 """ports: telemetry store, outbox delivery, device links, chargers, gateways, port targets
 
-Revision ID: 0009_hardware
-Revises: 0008_staff_admin
+Revision ID: 0011_hardware
+Revises: 0010_money
 Create Date: 2026-12-02 11:15:22.825196
 
 Devices push readings into port_telemetry (latest per port) and meter_sample; device_link holds
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0009_hardware'
-down_revision = '0008_staff_admin'
+revision = '0011_hardware'
+down_revision = '0010_money'
 branch_labels = None
 depends_on = None
 
