@@ -27,8 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "safety": {"accounts", "sites", "charging", "ports"},
     "settlement": {"accounts", "sites", "charging", "money", "payments"},
 }
-# ports/ is hardware only: it may know the sites' Port rows and nothing above them. Checked once the
-# hardware boundary no longer reaches into charging and safety (see test_ports_is_hardware_only).
+# ports/ is hardware only: it may know the sites' Port rows and nothing above them.
 PORTS_ALLOWED = {"sites"}
 FEATURES = set(ALLOWED) | {"ports"}
 APP_LEVEL = {"web", "cli", "demo", "models", "worker", "__init__"}
@@ -81,11 +80,7 @@ def test_feature_packages_import_only_downwards(package):
 
 
 def test_ports_is_hardware_only():
-    violations = _violations("ports", PORTS_ALLOWED)
-    if violations and all("ports/runtime.py" in v or "ports/outbox.py" in v or "ports/alerts.py" in v
-                          for v in violations):
-        pytest.xfail("the hardware boundary rewrite moves the loop and alerts out of ports/")
-    assert violations == []
+    assert _violations("ports", PORTS_ALLOWED) == []
 
 
 def test_the_rules_have_no_cycle():
