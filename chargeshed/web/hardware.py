@@ -11,6 +11,7 @@ from sqlalchemy import select
 from wtforms import IntegerField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange
 
+from chargeshed.accounts import audit
 from chargeshed.accounts.access import SHED_ADMIN_ROLES, get_port_or_404, visible_port_ids
 from chargeshed.accounts.models import ROLE_ADMIN, ROLE_OPERATOR_STAFF, ROLE_SITE_MANAGER
 from chargeshed.extensions import db
@@ -61,12 +62,16 @@ def port_bind(port_id: int):
     form = TargetForm()
     if not form.validate_on_submit():
         abort(400)
+    before = port.hardware_target
     try:
         telemetry.bind(port, form.target.data)
     except TargetError as exc:
         db.session.rollback()
         flash(_("Not a hardware target: %(reason)s", reason=str(exc)), "error")
         return redirect(url_for("manage.port_page", port_id=port_id) + "#hardware")
+    audit.record(current_user.id, audit.PORT_BINDING, f"{port.shed.name} #{port.number} ({port.code})",
+                 site_id=port.shed.site_id, operator_id=port.shed.operator_id,
+                 reason=f"{before} → {port.hardware_target}")
     db.session.commit()
     flash(_("Port %(n)s is now wired to %(target)s.", n=port.number, target=port.hardware_target), "ok")
     return redirect(url_for("manage.port_page", port_id=port_id) + "#hardware")

@@ -44,6 +44,8 @@ def test_a_manager_rewires_a_port_and_sees_its_link(app, client, tenants):
     db.session.commit()
     page = _get(client, f"/manage/ports/{port.id}").get_data(as_text=True)
     assert "is now wired to shelly:box-1/2" in page and 'data-online="yes"' in page
+    log = _get(client, "/manage/audit").get_data(as_text=True)  # the staff log names who rewired it
+    assert 'data-action="port_binding"' in log and "sim → shelly:box-1/2" in log
 
 
 def test_operator_staff_see_the_port_link_but_cannot_rewire(app, client, tenants):
