@@ -20,7 +20,9 @@ from datetime import datetime
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from chargeshed.ports.driver import PortOffline, PortRejected
+from chargeshed.ports.driver import AVAILABLE, CHARGING, FAULTED, SUSPENDED_EV, PortOffline, PortRejected
+from chargeshed.ports.gateway import Adapter, Command
+from chargeshed.ports.telemetry import Reading
 from chargeshed.timeutil import now as clock_now
 
 log = logging.getLogger(__name__)
@@ -358,3 +360,192 @@ class _Deadline:
             return await self._timeout.__aexit__(exc_type, exc, tb)
         except TimeoutError:
             raise CommandUnanswered(f"{self.what}: no answer in {self.seconds:g} s") from None
+
+
+# The gateway's adapters ----------------------------------------------------------------------------
+
+# How often a device the broker holds as connected is reported heard (the store reads a port offline
+# after 4 minutes of silence; Tasmota's SENSOR comes every 5 minutes by default).
+HEARTBEAT_SECONDS = 60.0
+# Below this many watts a closed relay delivers nothing (charger finished or unplugged).
+IDLE_WATTS = 1.0
+
+
+@dataclass
+class _Relay:
+    """What the adapter knows of one relay channel: the last figures and the session it runs."""
+
+    relay_on: bool = False
+    watts: float = 0.0
+    fault: str = ""
+    meter_wh: float | None = None
+    session_ref: str | None = None
+
+    def state(self) -> str:
+        """The OCPP-style connector state the supervisor reads."""
+        if self.fault:
+            return FAULTED
+        if self.relay_on:
+            return CHARGING if self.watts >= IDLE_WATTS else SUSPENDED_EV
+        # Open with our session on it (the device-side cap ran out, or a stop is on its way).
+        return SUSPENDED_EV if self.session_ref else AVAILABLE
+
+
+class MqttHub:
+    """The broker link that the Shelly and Tasmota adapters of one gateway share.
+
+    Follows every port bound to a `shelly:` or `tasmota:` target, reports readings and device links
+    to the gateway's reporter, and switches relays for the outbox's commands.
+    """
+
+    def __init__(self, settings: BrokerSettings):
+        self.settings = settings
+        self.link: MqttLink | None = None
+        self.reporter = None
+        self.relays: dict[str, _Relay] = {}
+        self.online: dict[str, bool] = {}  # device key -> what the broker last said
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self, reporter) -> None:
+        """Connect (once for both adapters), following the ports bound to relays."""
+        if self.link is not None:
+            return
+        from chargeshed.ports.shelly import ShellyProtocol
+        from chargeshed.ports.tasmota import TasmotaProtocol
+
+        self.reporter = reporter
+        self.link = MqttLink(self.settings, [ShellyProtocol(self.settings.client_id), TasmotaProtocol()],
+                             self._on_reading, clock=reporter.now)
+        await self._follow_bound_ports()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self.link.run()), loop.create_task(self._heartbeats())]
+
+    async def close(self) -> None:
+        """Stop the link and the heartbeats."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def _follow_bound_ports(self) -> None:
+        """Watch every bound relay; continue Tasmota totals and running sessions from the store."""
+        try:
+            bound = await self.reporter.run_db(_bound_relays)
+        except Exception:  # database down: commands still watch their targets as they come
+            log.warning("cannot list the ports bound to MQTT relays", exc_info=True)
+            return
+        for target, meter_wh, session_ref in bound:
+            if target in self.relays:
+                continue
+            relay = self.relays[target] = _Relay(session_ref=session_ref)
+            if meter_wh is not None:
+                relay.meter_wh = meter_wh
+                if not self.link.protocol_for(target).counter_restarts_at_zero:
+                    self.link.meters.floor(target, meter_wh)
+            await self.link.watch(target)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            if self.link.connected.is_set():
+                for device, online in list(self.online.items()):
+                    if online:
+                        self.reporter.link(device, True)
+            await self._follow_bound_ports()
+
+    def _on_reading(self, reading: RelayReading) -> None:
+        kind, device_id, _channel = split_target(reading.target)
+        device = f"{kind}:{device_id}"
+        if reading.online is not None and self.online.get(device) != reading.online:
+            self.online[device] = reading.online
+            self.reporter.link(device, reading.online)
+        if not reading.online:
+            return
+        relay = self.relays.setdefault(reading.target, _Relay())
+        if reading.relay_on is not None:
+            relay.relay_on = reading.relay_on
+        if reading.watts is not None:
+            relay.watts = reading.watts
+        if reading.fault is not None:
+            relay.fault = reading.fault
+        if reading.meter_wh is not None:
+            relay.meter_wh = reading.meter_wh
+        if (reading.relay_on, reading.watts, reading.fault, reading.meter_wh, reading.temperature_c) == (
+                None, None, None, None, None):
+            return  # only "online": the device's link was reported above
+        self.reporter.reading(reading.target, self._stored(relay, reading.temperature_c))
+
+    def _stored(self, relay: _Relay, temperature_c: float | None = None) -> Reading:
+        return Reading(at=self.reporter.now(), state=relay.state(), watts=int(round(relay.watts)),
+                       meter_wh=None if relay.meter_wh is None else int(relay.meter_wh),
+                       relay_on=relay.relay_on, fault=relay.fault, temperature_c=temperature_c)
+
+    async def send(self, command) -> None:
+        """Carry out one outbox command on a relay (see chargeshed.ports.gateway.Adapter.send)."""
+        target = command.target.text
+        relay = self.relays.setdefault(target, _Relay())
+        if command.kind == "start":
+            if relay.session_ref == command.session_ref and relay.relay_on:
+                return  # the same start again (a gateway restart resent it): already running
+            await self.link.switch(target, True, command.cap_seconds)
+            relay.relay_on, relay.fault = True, ""
+            relay.session_ref = command.session_ref or None
+            if relay.session_ref:
+                self.reporter.session_started(target, relay.session_ref, self.reporter.now(),
+                                              None if relay.meter_wh is None else int(relay.meter_wh))
+            self.reporter.reading(target, self._stored(relay))
+        elif command.kind == "stop" or (command.kind == "set_available" and not command.available):
+            await self.link.switch(target, False)
+            ref, relay.session_ref = relay.session_ref, None
+            relay.relay_on, relay.watts = False, 0.0
+            if ref and command.kind == "stop":
+                self.reporter.session_stopped(target, ref, self.reporter.now(),
+                                              None if relay.meter_wh is None else int(relay.meter_wh), "remote")
+            self.reporter.reading(target, self._stored(relay))
+        else:
+            await self.link.watch(target)  # back in service: a relay has nothing to switch
+
+
+def _bound_relays() -> list[tuple[str, int | None, str | None]]:
+    """(target, stored device meter, running session ref) of every port bound to an MQTT relay."""
+    from sqlalchemy import select
+
+    from chargeshed.extensions import db
+    from chargeshed.ports.models import PortTelemetry
+
+    rows = db.session.execute(select(PortTelemetry.target, PortTelemetry.meter_wh, PortTelemetry.session_ref,
+                                     PortTelemetry.session_stopped_at)
+                              .where(PortTelemetry.scheme.in_(("shelly", "tasmota"))))
+    return [(target, meter, ref if stopped is None else None) for target, meter, ref, stopped in rows]
+
+
+class RelayAdapter(Adapter):
+    """The gateway adapter of one relay family (`shelly` or `tasmota`) over the shared hub."""
+
+    routed = False  # any gateway reaches a relay through the broker
+
+    def __init__(self, scheme: str, hub: MqttHub):
+        self.scheme = scheme
+        self.hub = hub
+
+    async def start(self, reporter) -> None:
+        """Connect the hub (once for both families)."""
+        await self.hub.start(reporter)
+
+    async def send(self, command: Command) -> None:
+        """Switch the relay for one outbox command."""
+        await self.hub.send(command)
+
+    async def close(self) -> None:
+        """Close the hub's link (once for both families)."""
+        await self.hub.close()
+
+
+def adapters(config) -> list[RelayAdapter]:
+    """The gateway's Shelly and Tasmota adapters, sharing one broker connection (MQTT_URL …)."""
+    hub = MqttHub(BrokerSettings.from_config(config))
+    return [RelayAdapter("shelly", hub), RelayAdapter("tasmota", hub)]

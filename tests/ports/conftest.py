@@ -97,3 +97,19 @@ def devices():
     for device in made:
         device.close()
 
+
+
+@pytest.fixture
+def mqtt_gateway(app, clock, broker):
+    """Start gateways (MQTT adapters, the test's clock) on their own threads; stopped at the end."""
+    from tests.ports.gateway_runner import GatewayRunner
+
+    started: list[GatewayRunner] = []
+
+    def start() -> GatewayRunner:
+        started.append(GatewayRunner(app, clock))
+        return started[-1]
+
+    yield start
+    for runner in started:
+        runner.stop()
