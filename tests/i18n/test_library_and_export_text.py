@@ -10,7 +10,7 @@ from flask_babel import force_locale
 
 from chargeshed.accounts.models import ROLE_SITE_MANAGER
 from chargeshed.accounts.services import create_user
-from chargeshed.extensions import login_manager
+from chargeshed.extensions import db, login_manager
 
 ENGLISH_WORD = re.compile(r"[A-Za-z]{3,}")
 UNITS = {"kWh"}
@@ -39,6 +39,7 @@ def test_sessions_csv_headers_and_codes_are_chinese(app, client, make_site, make
     site = make_site()
     session = start_session(make_resident(balance_fen=1000).id, site.sheds[0].ports[0])
     end_session(session, USER_STOP)
+    db.session.commit()  # the caller owns the unit of work
     login(create_user("manager-zh", "secret-pass", ROLE_SITE_MANAGER, site_id=site.id))
     text = client.get("/manage/sessions.csv").get_data(as_text=True).lstrip("\ufeff")
     header, *rows = list(csv.reader(io.StringIO(text)))

@@ -87,6 +87,7 @@ def test_deactivating_signs_the_user_out_at_once_with_the_reason_in_the_log(app,
 def test_the_staff_log_names_who_stopped_which_charge_and_why_within_the_tenant(client, tenants, sign_in):
     a, b, _admin, resident = tenants
     session = start_session(resident.id, a.ports[0])
+    db.session.commit()  # the caller owns the unit of work
     sign_in(a.users[ROLE_SITE_MANAGER])
     client.post(f"/manage/ports/{a.ports[0].id}/stop", data={"reason": "电缆破损"})
     log = client.get("/manage/audit").get_data(as_text=True)
