@@ -43,6 +43,8 @@ ENV_KEYS = {
     "LOG_LEVEL": str,
     "PROXY_FIX": int,
     "HSTS_SECONDS": int,
+    "OCPP_TLS_CERT": str,
+    "OCPP_TLS_KEY": str,
     "MQTT_URL": str,
     "MQTT_USERNAME": str,
     "MQTT_PASSWORD": str,

@@ -14,13 +14,14 @@ from chargeshed.ports.models import (
     PortEvent,
     PortTelemetry,
 )
+from chargeshed.ports.ocpp_models import OcppTransaction
 from chargeshed.safety.models import CaseEvent, CasePhoto, HazardCase, Incident, IncidentOccurrence, SyncMark
 from chargeshed.settlement.models import Agreement, AgreementParty, Statement
 from chargeshed.sites.models import Building, OccupancyVersion, Operator, Port, Shed, Site
 
 __all__ = [
     "Agreement", "AgreementParty", "Alert", "Bike", "Building", "CaseEvent", "CashOut", "CasePhoto", "Charger",
-    "DeviceLink", "Gateway", "MeterSample", "PortTelemetry",
+    "DeviceLink", "Gateway", "MeterSample", "OcppTransaction", "PortTelemetry",
     "ChargeSession", "HazardCase", "Incident", "IncidentOccurrence", "LedgerAccount", "LedgerEntry", "LedgerTxn",
     "OccupancyVersion",
     "Operator", "Port", "PortCommand", "PortEvent", "SessionEvent", "SessionRefund", "Shed", "Site", "Statement",
