@@ -1,7 +1,7 @@
 """ocpp_transaction: the transaction ids handed to OCPP stations
 
-Revision ID: 0010_ocpp
-Revises: 0009_hardware
+Revision ID: 0012_ocpp
+Revises: 0011_hardware
 Create Date: 2026-12-02 11:35:00
 
 One row per StartTransaction a station sent (its id is the transactionId we answered with), with
@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0010_ocpp'
-down_revision = '0009_hardware'
+revision = '0012_ocpp'
+down_revision = '0011_hardware'
 branch_labels = None
 depends_on = None
 
