@@ -203,8 +203,9 @@ def one_run(args, number: int) -> dict:
             with app.app_context():
                 for user_id, port_id in zip(users, port_ids, strict=True):
                     port = db.session.get(Port, port_id)
-                    session = sessions.start_session(user_id, port)
-                    queued[f"S{session.id}"] = time.time()
+                    session_id = sessions.start_session(user_id, port).id
+                    db.session.commit()  # queued: NOTIFY goes out on commit
+                    queued[f"S{session_id}"] = time.time()
                     db.session.remove()
                     time.sleep(gap)
             time.sleep(max(0.0, args.measure - (time.monotonic() - window_start)))

@@ -45,8 +45,11 @@ def test_two_gateways_fifty_simultaneous_starts_one_remote_start(pg_only, app, m
             try:
                 barrier.wait()
                 port = db.session.get(Port, port_id)
-                outcomes.append(sessions.start_session(user_id, port).id)
+                session_id = sessions.start_session(user_id, port).id
+                db.session.commit()  # the unit of work of a request
+                outcomes.append(session_id)
             except sessions.StartRefused as refused:
+                db.session.rollback()
                 outcomes.append(refused.code)
             finally:
                 db.session.remove()
@@ -104,6 +107,7 @@ def test_two_gateways_fifty_simultaneous_starts_one_remote_start(pg_only, app, m
                         try:
                             session = db.session.get(ChargeSession, session_id)
                             assert sessions.end_session(session, sessions.USER_STOP)
+                            db.session.commit()
                         finally:
                             db.session.remove()
 
