@@ -10,8 +10,11 @@ PORT ?= 5000
 
 .PHONY: run test install translations migrate demo worker serve lint bench clean
 
+# The simulated curve runs SIM_SPEED times faster (a whole charge ends by itself in about two minutes).
+DEMO_SIM_SPEED ?= 240
+
 run: install translations migrate demo
-	CHARGESHED_ENV=demo SIM_SPEED=$${SIM_SPEED:-30} WORKER_INTERVAL_SECONDS=$${WORKER_INTERVAL_SECONDS:-2} \
+	CHARGESHED_ENV=demo SIM_SPEED=$${SIM_SPEED:-$(DEMO_SIM_SPEED)} WORKER_INTERVAL_SECONDS=$${WORKER_INTERVAL_SECONDS:-2} \
 		PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://127.0.0.1:$(PORT)} \
 		$(FLASK) serve --host 127.0.0.1 --port $(PORT) --with-worker
 
@@ -35,7 +38,7 @@ migrate: install
 	$(FLASK) db upgrade
 
 demo: install
-	$(FLASK) demo
+	SIM_SPEED=$${SIM_SPEED:-$(DEMO_SIM_SPEED)} $(FLASK) demo
 
 worker: install
 	$(FLASK) worker

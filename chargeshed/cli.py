@@ -42,7 +42,7 @@ def demo_command(days: int, per_day: int) -> None:
     """Load the demo compound (idempotent: does nothing if it exists)."""
     from chargeshed.demo import DEMO_PASSWORD, load_demo
 
-    result = load_demo(days, per_day)
+    result = load_demo(days, per_day, sim_speed=float(current_app.config["SIM_SPEED"]))
     if not result["created"]:
         click.echo("Demo compound already loaded.")
         return

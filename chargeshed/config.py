@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 # Defaults that services also use as their parameters' defaults: defined here once, imported there.
@@ -53,6 +54,16 @@ ENV_KEYS = {
     "MQTT_CLIENT_ID": str,
     "STATIC_BUILD_DIR": str,
     "OCPP_LISTEN": str,
+    "NOTIFY_WECHAT_APP_ID": str,
+    "NOTIFY_WECHAT_SECRET": str,
+    "NOTIFY_WECHAT_API_BASE": str,
+    "NOTIFY_WECHAT_OAUTH_BASE": str,
+    "NOTIFY_WECHAT_TEMPLATES": json.loads,
+    "ALIYUN_SMS_ACCESS_KEY_ID": str,
+    "ALIYUN_SMS_ACCESS_KEY_SECRET": str,
+    "ALIYUN_SMS_SIGN_NAME": str,
+    "ALIYUN_SMS_API_BASE": str,
+    "ALIYUN_SMS_TEMPLATES": json.loads,
 }
 
 

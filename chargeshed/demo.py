@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date, timedelta
 
 from flask import current_app
@@ -13,6 +14,7 @@ from chargeshed.accounts import services as accounts
 from chargeshed.accounts.models import ROLE_ADMIN, ROLE_OPERATOR_STAFF, ROLE_RESIDENT, ROLE_SITE_MANAGER, User
 from chargeshed.charging import sessions as charging
 from chargeshed.charging.models import Tariff
+from chargeshed.charging.tariff import Tariff as TariffRules
 from chargeshed.charging.tariff import default_tariff
 from chargeshed.extensions import db
 from chargeshed.payments import fulfilment
@@ -34,13 +36,36 @@ REASONS = [(charging.FULL, 62), (charging.USER_STOP, 18), (charging.TIME_UP, 6),
            (charging.UNPLUGGED, 5), (charging.OVERLOAD, 1), (charging.PORT_FAULT, 1), (charging.START_FAILED, 3)]
 
 
-def load_demo(history_days: int = 30, sessions_per_day: int = 40, seed: int = 2026) -> dict:
-    """Create the demo compound if absent; returns counts of what was created."""
+# From this speed-up on, the demo tariff judges "full" after one minute (see demo_tariff).
+QUICK_FULL_SPEED = 60
+
+
+def demo_tariff(sim_speed: float = 1.0) -> tuple[str, TariffRules]:
+    """The demo compound's tariff (name, rules).
+
+    The simulator compresses the charge curve `sim_speed` times, but the rules and the meter run in real
+    time: "below 10 W for 10 minutes" would keep a sped-up demo charge waiting ten real minutes, and a
+    whole simulated charge meters only a few Wh. So with a fast simulator (`make run`) the demo tariff,
+    named as such, judges a charge full after one minute below the threshold and bills from 1 Wh.
+    """
+    rules = default_tariff()
+    if sim_speed < QUICK_FULL_SPEED:
+        return "标准电价", rules
+    return "演示电价（模拟加速）", replace(rules, full_minutes=1, min_billable_wh=1)
+
+
+def load_demo(history_days: int = 30, sessions_per_day: int = 40, seed: int = 2026,
+              sim_speed: float = 1.0) -> dict:
+    """Create the demo compound if absent; returns counts of what was created.
+
+    `sim_speed` is the simulator's speed-up the demo will be served with (see demo_tariff).
+    """
     if db.session.execute(select(Site).where(Site.name == SITE_NAME)).scalar_one_or_none() is not None:
         return {"created": False}
     site = Site(name=SITE_NAME, address=SITE_ADDRESS)
     operator = Operator(name=OPERATOR_NAME)
-    tariff = Tariff(name="标准电价", rules=default_tariff().to_dict())
+    tariff_name, rules = demo_tariff(sim_speed)
+    tariff = Tariff(name=tariff_name, rules=rules.to_dict())
     db.session.add_all([site, operator, tariff])
     db.session.flush()
     db.session.add_all(Building(site_id=site.id, number=n) for n in range(1, 13))
@@ -64,6 +89,11 @@ def load_demo(history_days: int = 30, sessions_per_day: int = 40, seed: int = 20
                              operator_id=operator.id if role == ROLE_OPERATOR_STAFF else None)
     residents = [accounts.create_user(phone, DEMO_PASSWORD, ROLE_RESIDENT, site_id=site.id, building=b, unit=u)
                  for phone, b, u in RESIDENTS]
+    from chargeshed.passes.models import PassPlan
+
+    db.session.add(PassPlan(site_id=site.id, name="30天月卡", price_fen=1500, days=30, charges_per_day=2,
+                            hours_per_charge=8, max_watts=400))
+    db.session.commit()
     first_day = (clock_now() - timedelta(days=history_days + 1)).date().replace(day=1)
     _agreement(site, operator, first_day)
     sessions = _history(residents, ports, history_days, sessions_per_day, random.Random(seed))

@@ -1,8 +1,11 @@
 """Every model, imported in one place so migrations and create_app see the whole schema."""
 
 from chargeshed.accounts.models import Bike, StaffAction, User
+from chargeshed.accounts.reset import PasswordReset
 from chargeshed.charging.models import ChargeSession, SessionEvent, Tariff
 from chargeshed.money.models import LedgerAccount, LedgerEntry, LedgerTxn
+from chargeshed.notify.models import Notification, NotifyConsent, PortFreeWatch
+from chargeshed.passes.models import MonthlyPass, PassPlan, PassUse
 from chargeshed.payments.models import CashOut, SessionRefund, TopUp, TopUpRefund, WebhookEvent
 from chargeshed.ports.models import (
     Alert,
@@ -25,5 +28,6 @@ __all__ = [
     "ChargeSession", "HazardCase", "Incident", "IncidentOccurrence", "LedgerAccount", "LedgerEntry", "LedgerTxn",
     "OccupancyVersion",
     "Operator", "Port", "PortCommand", "PortEvent", "SessionEvent", "SessionRefund", "Shed", "Site", "Statement",
-    "StaffAction", "SyncMark", "Tariff", "TopUp", "TopUpRefund", "User", "WebhookEvent",
+    "StaffAction", "SyncMark", "Tariff", "TopUp", "TopUpRefund", "User", "WebhookEvent", "Notification",
+    "NotifyConsent", "PortFreeWatch", "PasswordReset", "MonthlyPass", "PassPlan", "PassUse",
 ]

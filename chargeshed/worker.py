@@ -151,6 +151,7 @@ class Worker:
 
     def run(self) -> None:
         """Tick every `interval` seconds; errors are logged and the loop goes on."""
+        from chargeshed.notify.config import notify_step
         from chargeshed.safety.incidents import sync_incidents
 
         listen = self.listen and self.simulated
@@ -166,6 +167,7 @@ class Worker:
                 if self.stopping.is_set():
                     break
                 self._round("incidents", lambda: sync_incidents(clock_now()))
+                self._round("notify", lambda: notify_step(self.app, clock_now()))
                 if listener is None and listen:
                     listener = CommandListener.open(self.app)
                 while not self.stopping.is_set():

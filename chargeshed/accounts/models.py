@@ -33,6 +33,7 @@ class User(UserMixin, db.Model):
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("operator.id"), index=True)
     building: Mapped[int | None]
     unit: Mapped[int | None]
+    room: Mapped[str | None] = mapped_column(String(8))  # 房号 as written on the door, e.g. "1201"
     locale: Mapped[str | None] = mapped_column(String(8))
     is_active_account: Mapped[bool] = mapped_column(default=True)
     # Set when an admin (or site manager) issued a temporary password: the next sign-in must replace it.

@@ -38,10 +38,11 @@ def default_site_id() -> int | None:
 
 
 def register_resident(phone: str, password: str, building: int | None, unit: int | None,
-                      site_id: int | None) -> User | None:
+                      site_id: int | None, room: str | None = None) -> User | None:
     """Create a resident; None when the phone number is taken."""
     try:
-        return create_user(phone, password, ROLE_RESIDENT, building=building, unit=unit, site_id=site_id)
+        return create_user(phone, password, ROLE_RESIDENT, building=building, unit=unit, room=room or None,
+                           site_id=site_id)
     except ValueError:
         return None
 

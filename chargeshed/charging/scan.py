@@ -39,8 +39,9 @@ class ScannedPort:
 
 @dataclass(frozen=True, slots=True)
 class Named:
-    """A site as the page shows it."""
+    """A site as the page shows it (the id for its free-port and pass pages)."""
 
+    id: int
     name: str
 
 
@@ -78,7 +79,7 @@ def _statement(with_wallet: bool) -> Select:
     live = aliased(ChargeSession)
     columns = [Port.id, Port.code, Port.number, Port.label, Port.status, Port.ocpp_state, Port.fault,
                Port.last_seen_at, Shed.id.label("shed_id"), Shed.name.label("shed_name"),
-               Site.name.label("site_name"), Tariff.rules, live.id.label("live_id"),
+               Site.id.label("site_id"), Site.name.label("site_name"), Tariff.rules, live.id.label("live_id"),
                live.user_id.label("live_user_id")]
     if with_wallet:
         columns.append(select(LedgerAccount.balance_fen).where(LedgerAccount.code == bindparam("wallet"))
@@ -108,7 +109,7 @@ def load_scan(code: str, user_id: int | None = None) -> Scan | None:
     return Scan(
         port=ScannedPort(row.id, row.code, row.number, row.label, row.status, row.ocpp_state, row.fault,
                          row.last_seen_at),
-        shed=ShedSign(row.shed_id, row.shed_name, Named(row.site_name)),
+        shed=ShedSign(row.shed_id, row.shed_name, Named(row.site_id, row.site_name)),
         terms=TariffRules.from_dict(row.rules),
         live=LiveRef(row.live_id, row.live_user_id) if row.live_id is not None else None,
         balance_fen=(row.balance_fen or 0) if user_id is not None else None,

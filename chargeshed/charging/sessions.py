@@ -25,6 +25,7 @@ from chargeshed.charging.models import (
 from chargeshed.charging.tariff import average_watts
 from chargeshed.extensions import db
 from chargeshed.money import ledger
+from chargeshed.notify import events as notify_events
 from chargeshed.ports import outbox
 from chargeshed.ports.driver import FAULTED, UNAVAILABLE
 from chargeshed.ports.models import CMD_START, CMD_STOP
@@ -43,6 +44,7 @@ STAFF_STOP = "staff_stop"
 PORT_FAULT = "port_fault"
 OFFLINE = "offline"
 START_FAILED = "start_failed"
+OVER_PASS_TIER = "over_pass_tier"
 
 log = logging.getLogger(__name__)
 _UNKNOWN = object()
@@ -86,8 +88,12 @@ def _event(session: ChargeSession, kind: str, at: datetime, detail: str = "") ->
     db.session.add(SessionEvent(session_id=session.id, kind=kind, at=at, detail=detail[:255]))
 
 
-def start_session(user_id: int, port: Port, *, now: datetime | None = None, topup=None) -> ChargeSession:
+def start_session(user_id: int, port: Port, *, now: datetime | None = None, topup=None, terms=None,
+                  on_new=None) -> ChargeSession:
     """Reserve the hold from the wallet and queue the start command, inside the caller's transaction.
+
+    `terms` replaces the shed's tariff (a monthly-pass charge: no hold, free at stop); `on_new(session)`
+    runs for a newly created session in the same transaction (e.g. to count it against the pass).
 
     The caller (the request, worker step or command that started the transaction) commits. A
     second start by the same resident on a port they already hold (a double tap) returns their
@@ -108,23 +114,25 @@ def start_session(user_id: int, port: Port, *, now: datetime | None = None, topu
     refusal = refusal_for_port(port, now, existing)
     if refusal:
         raise StartRefused(refusal)
-    terms = port.shed.tariff.terms
-    if ledger.wallet_balance(user_id) < terms.hold_fen:
+    terms = terms or port.shed.tariff.terms
+    hold_fen = 0 if terms.pass_max_watts else terms.hold_fen  # a monthly-pass charge reserves nothing
+    if ledger.wallet_balance(user_id) < hold_fen:
         raise StartRefused("insufficient_funds")
     session = ChargeSession(
         user_id=user_id, port_id=port.id, shed_id=port.shed_id, rules=terms.to_dict(),
-        state=PENDING, hold_fen=terms.hold_fen, created_at=now,
+        state=PENDING, hold_fen=hold_fen, created_at=now,
     )
     try:
         with db.session.begin_nested():  # our own part only: a refusal undoes nothing else
             db.session.add(session)
             db.session.flush()
-            ledger.post(
-                f"hold:{session.id}", "hold",
-                [ledger.Leg(ledger.wallet_account(user_id), -session.hold_fen),
-                 ledger.Leg(ledger.holds_account(), session.hold_fen)],
-                memo=f"hold for session {session.id}", at=now,
-            )
+            if session.hold_fen:  # a monthly-pass charge reserves nothing
+                ledger.post(
+                    f"hold:{session.id}", "hold",
+                    [ledger.Leg(ledger.wallet_account(user_id), -session.hold_fen),
+                     ledger.Leg(ledger.holds_account(), session.hold_fen)],
+                    memo=f"hold for session {session.id}", at=now,
+                )
     except IntegrityError:
         existing = live_session_on_port(port.id)
         if existing is not None and existing.user_id == user_id:
@@ -136,6 +144,8 @@ def start_session(user_id: int, port: Port, *, now: datetime | None = None, topu
     outbox.enqueue(port.id, CMD_START, session_id=session.id, cap_seconds=terms.max_minutes * 60)
     _event(session, "requested", now, f"port {port.code}")
     _link_topup(session, topup)
+    if on_new is not None:
+        on_new(session)
     db.session.flush()
     log.info("session started", extra={"event": "session.start", "session_id": session.id, "user_id": user_id,
                                         "port": port.code, "hold_fen": session.hold_fen,
@@ -188,13 +198,23 @@ def mark_charging(session: ChargeSession, now: datetime) -> bool:
 
 
 def current_tier_watts(session: ChargeSession, now: datetime) -> int:
-    """Power that decides the tier: the highest 5-minute average, or the average so far."""
+    """Power that decides the tier: the highest 5-minute average once one is complete.
+
+    Before the first 5-minute window closes, the higher of the average so far and the latest reading:
+    whole-Wh meter readings make an early average too low, and a price that jumps a tier at minute five
+    reads as a broken promise. From the first reading the resident sees the tier they will pay.
+    """
     if session.tier_watts or session.confirmed_at is None:
         return session.tier_watts
     seconds = (now - session.confirmed_at).total_seconds()
     if seconds <= 0:
         return session.watts
-    return average_watts(session.energy_wh, seconds)
+    return max(average_watts(session.energy_wh, seconds), session.watts)
+
+
+def tier_is_provisional(session: ChargeSession) -> bool:
+    """True while no complete 5-minute average exists yet (the tier follows the latest reading)."""
+    return not session.tier_watts
 
 
 def compute_cost(session: ChargeSession, at: datetime) -> int:
@@ -231,6 +251,8 @@ def _settle(session: ChargeSession, cost_fen: int) -> None:
     if not 0 <= cost_fen <= session.hold_fen:
         raise ledger.LedgerError(f"cost {cost_fen} outside hold {session.hold_fen}")
     session.cost_fen = cost_fen
+    if not session.hold_fen:  # a monthly-pass charge: nothing was reserved, nothing to book
+        return
     ledger.post(
         f"settle:{session.id}", "settle",
         [ledger.Leg(ledger.holds_account(), -session.hold_fen),
@@ -254,6 +276,7 @@ def end_session(session: ChargeSession, reason: str, now: datetime | None = None
     if stop_port:
         outbox.enqueue(session.port_id, CMD_STOP, session_id=session.id, argument=reason)
     _event(session, "ended", now, detail or reason)
+    notify_events.charge_finished(session, now)  # an outbox row, sent by the worker after this commits
     settled = _settled_fields(session)
     if commit:
         db.session.commit()

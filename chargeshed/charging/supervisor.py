@@ -320,6 +320,9 @@ def _charging_rule(session: _LiveRow, port: _PortRow, reading: _Telemetry | None
         return svc.PORT_FAULT
     if reading.watts > terms.overload_w:
         return svc.OVERLOAD
+    if terms.pass_max_watts and session.energy_wh >= terms.min_billable_wh and \
+            terms.tier_for(svc.current_tier_watts(session, now)).max_watts > terms.pass_max_watts:
+        return svc.OVER_PASS_TIER
     if reading.state == AVAILABLE:
         return svc.UNPLUGGED
     if reading.watts < terms.unplug_w and session.energy_wh < terms.min_billable_wh \

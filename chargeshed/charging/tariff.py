@@ -32,6 +32,8 @@ class Tariff:
     unplug_grace_seconds: int = 60
     min_billable_wh: int = 5
     average_minutes: int = 5
+    # Set on a monthly-pass charge: it costs nothing and may not go above this tier (0: a paid charge).
+    pass_max_watts: int = 0
 
     def __post_init__(self):
         if not self.tiers:
@@ -64,6 +66,11 @@ class Tariff:
                 return tier
         return self.tiers[-1]
 
+    def tier_floor(self, tier: Tier) -> int:
+        """The lower watt bound of a tier (0 for the first)."""
+        index = self.tiers.index(tier)
+        return self.tiers[index - 1].max_watts if index else 0
+
     def started_units(self, seconds: int) -> int:
         """Units begun in `seconds` of charging (a started unit counts whole)."""
         unit = self.unit_minutes * 60
@@ -75,13 +82,15 @@ class Tariff:
         A charge that delivered less than `min_billable_wh` (unplugged, failed to
         start, faulted at once) costs nothing.
         """
-        if energy_wh < self.min_billable_wh or seconds <= 0:
+        if energy_wh < self.min_billable_wh or seconds <= 0 or self.pass_max_watts:
             return 0
         units = max(1, self.started_units(seconds))
         return min(self.hold_fen, units * self.tier_for(tier_watts).price_fen)
 
     def paid_seconds(self, tier_watts: int) -> int:
         """How long the hold pays for at this tier (whole units only), within the maximum."""
+        if self.pass_max_watts:  # a pass charge is limited by time, not by money
+            return self.max_minutes * 60
         units = self.hold_fen // self.tier_for(tier_watts).price_fen
         return min(units * self.unit_minutes, self.max_minutes) * 60
 

@@ -302,6 +302,12 @@ def act(
         raise WorkflowError("changed", _("Someone else changed this case meanwhile. Please look again."))
     db.session.add(event)
     db.session.flush()
+    if case.reporter_id and to_state != event.from_state:  # the reporter hears of progress, if they opted in
+        from chargeshed.notify.base import HAZARD_PROGRESS
+        from chargeshed.notify.outbox import queue_for_user
+
+        queue_for_user(case.reporter_id, HAZARD_PROGRESS, {"case": f"#{case.id}", "status": state_name(to_state)},
+                       f"hazard:{case.id}:{event.id}", now)
     kind = PHOTO_AFTER if action == RECTIFY else PHOTO_SITE
     _store_photos(case, event, [photo] if photo is not None else [], kind, now)
     db.session.refresh(case)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 
 # No 0/O, 1/I/L: easy to read aloud and type.
@@ -15,5 +16,5 @@ def new_port_code() -> str:
 
 
 def normalise_code(code: str) -> str:
-    """Upper-case a scanned or typed code."""
-    return (code or "").strip().upper()
+    """Upper-case a scanned or typed code, without the spaces or dashes people type between groups."""
+    return re.sub(r"[\s\-]", "", code or "").upper()

@@ -74,7 +74,8 @@ def register():
     form = RegisterForm()
     if form.validate_on_submit():
         user = accounts.register_resident(form.phone.data, form.password.data, form.building.data,
-                                          form.unit.data, site_id=accounts.default_site_id())
+                                          form.unit.data, site_id=accounts.default_site_id(),
+                                          room=form.room.data)
         if user is None:
             form.phone.errors.append(_("This phone number already has an account. Sign in instead."))
         else:

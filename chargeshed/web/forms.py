@@ -10,6 +10,8 @@ from wtforms import BooleanField, IntegerField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optional, Regexp, ValidationError
 
 PHONE_RE = r"^1[3-9]\d{9}$"
+# 房号 as on the door: floor and room digits (302, 1201), sometimes with a letter (1201A).
+ROOM_RE = r"^\d{1,5}[A-Z]?$"
 # Chinese plates for e-bikes vary by city; accept letters, digits and CJK, 4-12 characters.
 PLATE_RE = re.compile(r"^[0-9A-Z\u4e00-\u9fff·-]{4,12}$")
 
@@ -18,6 +20,11 @@ def normalise_phone(value: str | None) -> str:
     """Digits only, without +86 or spaces."""
     digits = re.sub(r"\D", "", value or "")
     return digits[2:] if digits.startswith("86") and len(digits) == 13 else digits
+
+
+def normalise_room(value: str | None) -> str:
+    """'1201室', ' 1201 ' -> '1201'; upper-case letters."""
+    return re.sub(r"[\s室号]", "", value or "").upper()
 
 
 def normalise_plate(value: str | None) -> str:
@@ -49,7 +56,10 @@ class RegisterForm(FlaskForm):
     building = IntegerField(_l("Building (栋)"), validators=[
         Optional(), NumberRange(min=1, max=99, message=_l("Enter a building number from 1 to 99."))])
     unit = IntegerField(_l("Unit (单元)"), validators=[
-        Optional(), NumberRange(min=1, max=20, message=_l("Enter a unit number from 1 to 20."))])
+        Optional(), NumberRange(min=1, max=20, message=_l("Enter a unit number from 1 to 20. A room number "
+                                                          "such as 1201 goes in the Room field."))])
+    room = StringField(_l("Room (房号), e.g. 1201"), filters=[normalise_room], validators=[
+        Optional(), Regexp(ROOM_RE, message=_l("Enter the room number on your door, e.g. 1201 or 302."))])
 
 
 class BikeForm(FlaskForm):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 from flask_babel import get_locale
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from chargeshed.money.format import format_fen
@@ -20,6 +21,7 @@ END_REASONS = {
     "port_fault": _l("Port fault"),
     "offline": _l("Port went offline"),
     "start_failed": _l("Start failed"),
+    "over_pass_tier": _l("Power above the monthly pass's tier"),
 }
 
 SESSION_STATES = {
@@ -52,10 +54,24 @@ def duration(seconds: int) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def duration_words(seconds: int) -> str:
+    """A duration in words, never as a clock: "12 小时", "1 小时 5 分钟", "45 分钟", "30 秒"."""
+    seconds = max(0, int(seconds))
+    hours, minutes = seconds // 3600, seconds % 3600 // 60
+    if hours and minutes:
+        return _("%(h)s h %(m)s min", h=hours, m=minutes)
+    if hours:
+        return _("%(h)s h", h=hours)
+    if minutes:
+        return _("%(m)s min", m=minutes)
+    return _("%(s)s s", s=seconds)
+
+
 def init_app(app: Flask) -> None:
     """Register filters and globals."""
     app.jinja_env.filters["yuan"] = format_fen
     app.jinja_env.filters["localtime"] = local_time
     app.jinja_env.filters["duration"] = duration
+    app.jinja_env.filters["duration_words"] = duration_words
     app.jinja_env.globals.update(get_locale=get_locale, END_REASONS=END_REASONS, SESSION_STATES=SESSION_STATES,
                                  PORT_STATES=PORT_STATES)

@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
+from chargeshed.accounts import reset as password_reset
 from chargeshed.accounts import services as accounts
 from chargeshed.charging import sessions as charging
 from chargeshed.charging.access import get_own_session_or_404
+from chargeshed.charging.finder import free_ports_near, site_sheds
 from chargeshed.charging.models import LIVE_STATES, PENDING, ChargeSession
 from chargeshed.charging.port_state import port_state_now
 from chargeshed.charging.scan import load_scan
-from chargeshed.extensions import db
+from chargeshed.extensions import db, limiter
 from chargeshed.htmx import make_response, render_page_or_partial
 from chargeshed.money import ledger
 from chargeshed.money.format import format_fen
+from chargeshed.money.statement import wallet_statement
+from chargeshed.notify import consent as notify_consent
+from chargeshed.notify import events as notify_events
+from chargeshed.notify import wechat as notify_wechat
+from chargeshed.notify.base import SMS, WECHAT, NotifyError
+from chargeshed.notify.config import get_notifiers
+from chargeshed.notify.outbox import send_rows
+from chargeshed.passes import service as passes
 from chargeshed.payments import events as payment_events
 from chargeshed.payments import fulfilment, refunds
 from chargeshed.payments.access import get_own_cashout_or_404, get_own_topup_or_404
@@ -29,21 +39,31 @@ from chargeshed.payments.models import (
     REFUNDED,
     UNPAID_STATES,
     CashOut,
+    SessionRefund,
     TopUp,
     TopUpRefund,
 )
 from chargeshed.payments.providers import CheckoutUrls, provider_from_config
+from chargeshed.ports.models import PortEvent
 from chargeshed.sites import qr
+from chargeshed.sites.codes import CODE_LENGTH, normalise_code
+from chargeshed.sites.models import Port, Shed, Site
 from chargeshed.sites.services import get_port_by_code_or_404
 from chargeshed.timeutil import now as clock_now
 from chargeshed.web.forms import ActionForm, BikeForm, TopUpForm
+from chargeshed.web.passes import refusal_message as pass_refusal
 from chargeshed.web.payment_forms import CashOutForm
+from chargeshed.web.resident_forms import ForgotForm, ResetForm
 
 bp = Blueprint("resident", __name__)
 
 # Polling stops itself: htmx stops polling on HTTP 286.
 STOP_POLLING = 286
 HISTORY_PAGE = 20
+# The free-port page refreshes every SITE_POLL_SECONDS and stops after SITE_POLL_LIMIT rounds (about
+# ten minutes): someone looking for a port has found one by then, and an idle tab stops costing requests.
+SITE_POLL_SECONDS = 10
+SITE_POLL_LIMIT = 60
 
 CASHOUT_STATES = {
     "pending": _l("On its way"),
@@ -92,6 +112,38 @@ def home():
                            amounts=_topup_amounts(), form=ActionForm(), now=clock_now())
 
 
+@bp.get("/go")
+def go_to_code():
+    """Type the code printed under a damaged QR sticker: lower case and spaces are fine."""
+    typed = request.args.get("code", "")
+    code = normalise_code(typed)
+    if not code:
+        return render_template("resident/code_entry.html", typed=typed, message=None)
+    if len(code) != CODE_LENGTH:
+        message = _("A port code has %(n)s letters and digits; you typed %(typed)s.", n=CODE_LENGTH, typed=code)
+    elif db.session.execute(select(Port.id).where(Port.code == code)).first() is None:
+        message = _("No port has the code %(code)s. Check it against the sign on the port.", code=code)
+    else:
+        return redirect(url_for(".port_page", code=code))
+    return render_template("resident/code_entry.html", typed=typed, message=message), 404
+
+
+@bp.get("/site/<int:site_id>")
+def site_ports(site_id: int):
+    """Public: each shed's free, busy and out-of-service ports, live; polling stops after a while."""
+    site = db.session.get(Site, site_id)
+    if site is None:
+        abort(404)
+    rounds = max(0, request.args.get("round", 0, type=int) or 0)
+    polling = rounds < SITE_POLL_LIMIT
+    response = render_page_or_partial("resident/site.html", "resident/_site_live.html", site=site,
+                                      sheds=site_sheds(site.id, clock_now()), rounds=rounds, polling=polling,
+                                      poll_seconds=SITE_POLL_SECONDS)
+    if not polling and request.htmx:
+        response.status_code = STOP_POLLING
+    return response
+
+
 @bp.get("/p/<code>")
 def port_page(code: str):
     """The scan target: which port this is, its state, the price, and Start or Top up and start."""
@@ -113,6 +165,8 @@ def port_page(code: str):
         # Only signed-in residents get forms: an anonymous scan sets no session cookie.
         form=ActionForm() if signed_in else None,
         refusal_message=_refusal_message(refusal) if refusal else None, provider=_provider(),
+        free_ports=free_ports_near(found.shed.site.id, found.shed.id, port.id, now)
+        if refusal and refusal != "port_retired" else None,
     )
 
 
@@ -123,8 +177,15 @@ def start(code: str):
     port = get_port_by_code_or_404(code)
     if not ActionForm().validate_on_submit():
         abort(400)
+    if not _plug_confirmed(port):
+        return redirect(url_for(".port_page", code=port.code))
     try:
-        session = charging.start_session(current_user.id, port)
+        if request.form.get("use_pass") == "yes":
+            session = _start_on_pass(port)
+            if session is None:
+                return redirect(url_for(".pass_start", code=port.code))
+        else:
+            session = charging.start_session(current_user.id, port)
     except charging.StartRefused as refused:
         flash(_refusal_message(refused.code), "error")
         return redirect(url_for(".port_page", code=port.code))
@@ -137,7 +198,62 @@ def start(code: str):
 def topup_and_start(code: str):
     """Top up the wallet and start this port as soon as the payment is confirmed."""
     port = get_port_by_code_or_404(code)
+    if not _plug_confirmed(port):
+        return redirect(url_for(".port_page", code=port.code))
     return _begin_topup(start_port=port, cancel=url_for(".port_page", code=port.code, _external=True))
+
+
+PLUG_CONFIRMED = "plug_confirmed"
+
+
+@bp.get("/p/<code>/pass")
+@login_required
+def pass_start(code: str):
+    """Charge on my monthly pass: what it covers here today, then the start button (or why not)."""
+    port = get_port_by_code_or_404(code)
+    now = clock_now()
+    live = charging.live_session_on_port(port.id)
+    refusal = charging.refusal_for_port(port, now, live)
+    monthly_pass, pass_refused = None, None
+    try:
+        monthly_pass = passes.usable_pass(current_user.id, port.shed.site_id, now)
+    except passes.PassRefused as refused:
+        pass_refused = pass_refusal(refused.code)
+    return render_template("resident/pass_start.html", port=port, shed=port.shed, monthly_pass=monthly_pass,
+                           pass_refused=pass_refused, state=port_state_now(port, live, now), form=ActionForm(),
+                           refusal_message=_refusal_message(refusal) if refusal else None)
+
+
+def _start_on_pass(port):
+    """Start a charge on my monthly pass (free at stop, within the plan's limits); None if refused."""
+    now = clock_now()
+    try:
+        monthly_pass = passes.usable_pass(current_user.id, port.shed.site_id, now)
+    except passes.PassRefused as refused:
+        flash(pass_refusal(refused.code), "error")
+        return None
+    terms = passes.session_terms(port.shed.tariff.terms, monthly_pass.plan)
+    return charging.start_session(current_user.id, port, now=now, terms=terms,
+                                  on_new=lambda session: passes.record_use(monthly_pass, session.id, now))
+
+
+def _plug_confirmed(port) -> bool:
+    """A port with a bike left plugged in starts only after the resident confirms the plug is theirs.
+
+    Starting would power whatever is plugged in and charge this resident's wallet for it. The
+    confirmation is recorded as a port event (who, when), which staff see in the port's history.
+    """
+    now = clock_now()
+    if port_state_now(port, charging.live_session_on_port(port.id), now) != "occupied":
+        return True
+    if request.form.get(PLUG_CONFIRMED) != "yes":
+        flash(_("Another bike is still plugged into this port. Unplug it, plug in your charger, "
+                "then tick the box to confirm."), "error")
+        return False
+    db.session.add(PortEvent(port_id=port.id, at=now, kind=PLUG_CONFIRMED,
+                             detail=f"user {current_user.id} confirmed their own charger is plugged in"))
+    db.session.commit()
+    return True
 
 
 @bp.post("/wallet/topup")
@@ -249,6 +365,8 @@ def _after_payment(topup_row: TopUp, payment):
         return _unpaid(topup_row, REFUNDED)
     if result.session_id:
         return redirect(url_for(".session_page", session_id=result.session_id))
+    if result.start_refused and topup_row.start_port_id is not None:
+        return redirect(url_for(".topup_not_started", topup_id=topup_row.id))
     if result.start_refused:
         flash(_refusal_message(result.start_refused), "error")
     else:
@@ -256,6 +374,22 @@ def _after_payment(topup_row: TopUp, payment):
     if topup_row.start_port_id is not None:
         return redirect(url_for(".port_page", code=topup_row.start_port.code))
     return redirect(url_for(".wallet"))
+
+
+@bp.get("/topup/<int:topup_id>/not-started")
+@login_required
+def topup_not_started(topup_id: int):
+    """Paid, but the port was taken (or went out of service) meanwhile: the money is safe in the wallet."""
+    topup_row = get_own_topup_or_404(current_user, topup_id)
+    if topup_row.status != CREDITED or topup_row.start_port_id is None:
+        abort(404)
+    port = topup_row.start_port
+    now = clock_now()
+    refusal = charging.refusal_for_port(port, now)
+    return render_template("resident/topup_not_started.html", topup=topup_row, port=port,
+                           balance=ledger.wallet_balance(current_user.id),
+                           refusal_message=_refusal_message(refusal) if refusal else None,
+                           free_ports=free_ports_near(port.shed.site_id, port.shed_id, port.id, now))
 
 
 @bp.get("/s/<int:session_id>")
@@ -282,12 +416,42 @@ def session_live(session_id: int):
 def _session_context(session: ChargeSession) -> dict:
     now = clock_now()
     terms = session.terms
-    elapsed = session.charged_seconds(now)
-    limit = terms.paid_seconds(charging.current_tier_watts(session, now))
-    progress = 100 if not session.is_live else min(100, int(elapsed * 100 / limit)) if limit else 0
-    return dict(session=session, port=session.port, cost=charging.cost_now(session, now), elapsed=elapsed,
-                limit_seconds=limit, progress=progress, form=ActionForm(), terms=terms,
+    tier_watts = charging.current_tier_watts(session, now)
+    tier = terms.tier_for(tier_watts)
+    full_in = None  # seconds until a low-power charge is judged full
+    if session.is_live and session.low_power_since is not None:
+        full_in = max(0, terms.full_minutes * 60 - int((now - session.low_power_since).total_seconds()))
+    port = session.port
+    waiting_pickup = session.end_reason == charging.FULL and port_state_now(port, None, now) == "occupied"
+    return dict(session=session, port=port, cost=charging.cost_now(session, now),
+                elapsed=session.charged_seconds(now), limit_seconds=terms.paid_seconds(tier_watts),
+                tier=tier, tier_floor=terms.tier_floor(tier), tier_watts=tier_watts,
+                tier_provisional=charging.tier_is_provisional(session), full_in=full_in,
+                waiting_pickup=waiting_pickup, end_note=_end_note(session), form=ActionForm(), terms=terms,
+                refund=None if session.is_live else db.session.execute(
+                    select(SessionRefund).where(SessionRefund.session_id == session.id)).scalar_one_or_none(),
                 balance=ledger.wallet_balance(session.user_id))
+
+
+def _end_note(session: ChargeSession) -> str | None:
+    """What staff wrote when they stopped this charge (shown to the resident), else None."""
+    if session.end_reason != charging.STAFF_STOP:
+        return None
+    for event in reversed(session.events):
+        if event.kind in ("ended", "failed"):
+            # staff_stop records "<who>: <reason>"; the resident sees the reason, not the login
+            return event.detail.split(": ", 1)[-1] or None
+    return None
+
+
+@bp.get("/s/<int:session_id>/stop")
+@login_required
+def stop_confirm(session_id: int):
+    """Ask before stopping: one tap must not end a charge by mistake."""
+    session = get_own_session_or_404(current_user, session_id)
+    if not session.is_live:
+        return redirect(url_for(".session_page", session_id=session.id))
+    return render_template("resident/stop_confirm.html", **_session_context(session))
 
 
 @bp.post("/s/<int:session_id>/stop")
@@ -330,6 +494,35 @@ def wallet():
                            CASHOUT_STATES=CASHOUT_STATES)
 
 
+STATEMENT_LABELS = {
+    "topup": _l("Top-up"),
+    "hold": _l("Prepaid for a charge (reserved)"),
+    "settle": _l("Charge settled: unused prepaid money back"),
+    "session_refund": _l("Refund from the operator"),
+    "cashout": _l("Withdrawal"),
+    "refund_failed": _l("Withdrawal failed: money back"),
+    "pass_sale": _l("Monthly pass bought"),
+    "pass_refund": _l("Monthly pass: unused days refunded"),
+}
+SESSION_KINDS = ("hold", "settle", "session_refund")
+
+
+@bp.get("/wallet/statement")
+@login_required
+def statement():
+    """钱包明细: every movement of my wallet with the balance after it; holds of live charges marked."""
+    page = max(1, request.args.get("page", 1, type=int) or 1)
+    lines, has_more = wallet_statement(current_user.id, limit=HISTORY_PAGE, offset=(page - 1) * HISTORY_PAGE)
+    session_ids = {line.subject_id for line in lines if line.kind in SESSION_KINDS}
+    sessions = {s.id: s for s in db.session.execute(
+        select(ChargeSession).where(ChargeSession.id.in_(session_ids))).scalars()}
+    refunds_by_session = {r.session_id: r for r in db.session.execute(
+        select(SessionRefund).where(SessionRefund.session_id.in_(session_ids))).scalars()}
+    return render_template("resident/statement.html", lines=lines, has_more=has_more, page=page,
+                           sessions=sessions, session_refunds=refunds_by_session, labels=STATEMENT_LABELS,
+                           balance=ledger.wallet_balance(current_user.id))
+
+
 def _withdrawable(provider) -> int:
     return refunds.withdrawable_fen(current_user.id, provider.name, window_days=_refund_window())
 
@@ -354,7 +547,17 @@ def cashout():
     """Withdraw wallet money: refunded to the card, Alipay or WeChat Pay of recent top-ups."""
     provider = _provider()
     form = CashOutForm()
-    if form.validate_on_submit():
+    if form.validate_on_submit() and request.form.get("confirmed") != "yes":
+        # First submit: check the amount, then ask before any money moves.
+        withdrawable, balance = _withdrawable(provider), ledger.wallet_balance(current_user.id)
+        if form.amount.data > withdrawable:
+            code = "over_balance" if form.amount.data > balance else "over_refundable"
+            form.amount.errors.append(_cashout_message(refunds.CashOutRefused(code, withdrawable)))
+        else:
+            return render_template("resident/cashout_confirm.html", form=form, amount_fen=form.amount.data,
+                                   balance=balance, provider=provider,
+                                   request_key=request.form.get("request_key", "")[:64])
+    elif form.validate_on_submit():
         try:
             done = refunds.request_cashout(current_user.id, form.amount.data, provider,
                                            window_days=_refund_window(),
@@ -390,8 +593,12 @@ def history():
         select(ChargeSession).where(ChargeSession.user_id == current_user.id)
         .order_by(ChargeSession.id.desc()).offset((page - 1) * HISTORY_PAGE).limit(HISTORY_PAGE + 1)
     ).scalars().all()
-    return render_template("resident/history.html", sessions=sessions[:HISTORY_PAGE], page=page,
-                           has_more=len(sessions) > HISTORY_PAGE)
+    sessions, has_more = sessions[:HISTORY_PAGE], len(sessions) > HISTORY_PAGE
+    goodwill = dict(db.session.execute(
+        select(SessionRefund.session_id, SessionRefund.amount_fen)
+        .where(SessionRefund.session_id.in_([s.id for s in sessions]))).all())
+    return render_template("resident/history.html", sessions=sessions, page=page, has_more=has_more,
+                           goodwill=goodwill)
 
 
 @bp.route("/bikes", methods=["GET", "POST"])
@@ -434,3 +641,128 @@ def port_qr_png(code: str):
     body = qr.qr_png(qr.port_url(current_app.config["PUBLIC_BASE_URL"], port.code))
     return current_app.response_class(body, mimetype="image/png",
                                       headers={"Cache-Control": "public, max-age=86400"})
+
+
+@bp.route("/notifications", methods=["GET", "POST"])
+@login_required
+def notifications():
+    """Choose how to be told when a charge ends or a port frees up: WeChat, SMS, or only this page."""
+    available = get_notifiers(current_app._get_current_object())
+    channels = notify_consent.active_channels(current_user.id)
+    if request.method == "POST":
+        if not ActionForm().validate_on_submit():
+            abort(400)
+        now = clock_now()
+        if SMS in available:
+            notify_consent.set_consent(current_user.id, SMS,
+                                       current_user.login if request.form.get(SMS) == "yes" else None, now)
+        if WECHAT in channels and request.form.get(WECHAT) != "yes":
+            notify_consent.set_consent(current_user.id, WECHAT, None, now)
+        db.session.commit()
+        flash(_("Your choice is saved."), "ok")
+        return redirect(url_for(".notifications"))
+    return render_template("resident/notifications.html", available=available, channels=channels,
+                           form=ActionForm())
+
+
+@bp.get("/notifications/wechat")
+@login_required
+def wechat_bind():
+    """Inside WeChat: learn the resident's openid through WeChat's OAuth, then switch WeChat messages on."""
+    notifier = get_notifiers(current_app._get_current_object()).get(WECHAT)
+    if notifier is None:
+        abort(404)
+    session["wechat_state"] = state = secrets.token_urlsafe(16)
+    return redirect(notify_wechat.oauth_authorize_url(
+        notifier.app_id, url_for(".wechat_callback", _external=True), state,
+        base=current_app.config.get("NOTIFY_WECHAT_OAUTH_BASE") or "https://open.weixin.qq.com"))
+
+
+@bp.get("/notifications/wechat/callback")
+@login_required
+def wechat_callback():
+    """WeChat's OAuth redirect: exchange the code (no transaction open), record the consent."""
+    notifier = get_notifiers(current_app._get_current_object()).get(WECHAT)
+    state = session.pop("wechat_state", None)
+    if notifier is None or not state or not secrets.compare_digest(state, request.args.get("state", "")):
+        abort(400)
+    user_id = current_user.id
+    db.session.rollback()  # the exchange is a network call: no database transaction stays open
+    try:
+        openid = notify_wechat.oauth_openid(notifier, request.args.get("code", ""))
+    except NotifyError:
+        current_app.logger.warning("WeChat OAuth exchange failed", exc_info=True)
+        flash(_("WeChat did not confirm your account. Please try again from inside WeChat."), "error")
+        return redirect(url_for(".notifications"))
+    notify_consent.set_consent(user_id, WECHAT, openid, clock_now())
+    db.session.commit()
+    flash(_("WeChat messages are on. In WeChat, allow the message types you want to receive."), "ok")
+    return redirect(url_for(".notifications"))
+
+
+@bp.post("/shed/<int:shed_id>/watch")
+@login_required
+def watch_shed(shed_id: int):
+    """"Tell me when a port here is free": one message on my channels, then the wish expires."""
+    shed = db.session.get(Shed, shed_id)
+    if shed is None or not ActionForm().validate_on_submit():
+        abort(404)
+    if not notify_consent.active_channels(current_user.id):
+        flash(_("Choose WeChat or SMS first, then ask again."), "error")
+        return redirect(url_for(".notifications"))
+    watch = notify_events.watch_shed(current_user.id, shed.id, clock_now())
+    db.session.commit()
+    flash(_("We will tell you once when a port in %(shed)s is free (until %(until)s).", shed=shed.name,
+            until=_local_hm(watch.expires_at)), "ok")
+    return redirect(request.form.get("back") if (request.form.get("back") or "").startswith("/")
+                    and not request.form.get("back", "").startswith("//")
+                    else url_for(".site_ports", site_id=shed.site_id))
+
+
+def _local_hm(moment) -> str:
+    from chargeshed.web.jinja import local_time
+
+    return local_time(moment, "%H:%M")
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@limiter.limit("5/minute;20/hour", methods=["POST"])
+def forgot_password():
+    """Ask for a code by SMS; the answer is the same whether or not the number has an account."""
+    notifiers = get_notifiers(current_app._get_current_object())
+    form = ForgotForm()
+    if SMS in notifiers and form.validate_on_submit():
+        try:
+            row_id = password_reset.request_code(form.phone.data)
+        except password_reset.ResetRefused as refused:
+            db.session.rollback()
+            form.phone.errors.append(_("A code was sent a moment ago. Wait a minute before asking again.")
+                                     if refused.code == "too_soon" else
+                                     _("Too many codes today. Try again tomorrow or ask the property office."))
+        else:
+            db.session.commit()
+            if row_id is not None:  # send at once, outside any transaction; the worker retries if it fails
+                send_rows([row_id], {SMS: notifiers[SMS]}, clock_now())
+            flash(_("If this number has an account, a code is on its way by SMS. It works for %(m)s minutes.",
+                    m=password_reset.CODE_MINUTES), "ok")
+            return redirect(url_for(".reset_password", phone=form.phone.data))
+    return render_template("resident/password_forgot.html", form=form, sms=SMS in notifiers)
+
+
+@bp.route("/password/reset", methods=["GET", "POST"])
+@limiter.limit("10/minute", methods=["POST"])
+def reset_password():
+    """Enter the code and a new password; a code works once, for a few minutes, with a few guesses."""
+    form = ResetForm()
+    if request.method == "GET" and request.args.get("phone"):
+        form.phone.data = request.args["phone"]
+    if form.validate_on_submit():
+        try:
+            password_reset.reset_password(form.phone.data, form.code.data, form.password.data)
+        except password_reset.ResetRefused:
+            form.code.errors.append(_("This code is wrong, used or expired. Ask for a new one."))
+        else:
+            db.session.commit()
+            flash(_("Your password was changed. Sign in with the new one."), "ok")
+            return redirect(url_for("auth.login"))
+    return render_template("resident/password_reset.html", form=form)

@@ -68,6 +68,7 @@ def test_first_charge_from_scan_to_change_in_the_wallet(live_server, phone, make
 
     # Stop: pay for what was used, the rest of the ¥10 stays in the wallet.
     page.get_by_test_id("stop").click()
+    page.get_by_test_id("stop-confirm").click()  # asked first: one tap does not end a charge
     expect(state).to_have_attribute("data-state", "ended")
     expect(page.get_by_test_id("end-reason")).to_have_text("您已手动停止")
     cost_fen = int(cost.get_attribute("data-fen"))

@@ -38,7 +38,7 @@ def test_cash_out_refunds_the_newest_top_ups_first_and_completes_on_the_webhook(
         two_topups, client, login, fake_stripe, deliver):
     user, older, newer = two_topups
     login(user)
-    response = client.post("/wallet/cashout", data={"amount": "25", "request_key": "k1"})
+    response = client.post("/wallet/cashout", data={"amount": "25", "request_key": "k1", "confirmed": "yes"})
     assert response.status_code == 302
     cashout = db.session.execute(select(CashOut)).scalar_one()
     assert response.headers["Location"].endswith(f"/wallet/cashout/{cashout.id}")
@@ -161,8 +161,8 @@ def test_double_submit_makes_one_cash_out(two_topups, client, login, fake_stripe
     login(user)
     form = client.get("/wallet/cashout").get_data(as_text=True)
     key = re.search(r'name="request_key" value="([^"]+)"', form).group(1)
-    first = client.post("/wallet/cashout", data={"amount": "5", "request_key": key})
-    second = client.post("/wallet/cashout", data={"amount": "5", "request_key": key})
+    first = client.post("/wallet/cashout", data={"amount": "5", "request_key": key, "confirmed": "yes"})
+    second = client.post("/wallet/cashout", data={"amount": "5", "request_key": key, "confirmed": "yes"})
     assert first.headers["Location"] == second.headers["Location"]
     assert db.session.execute(select(func.count()).select_from(CashOut)).scalar_one() == 1
     assert wallet_balance(user.id) == 2500 and len(refunds_at_stripe(fake_stripe)) == 1
@@ -211,7 +211,8 @@ def test_demo_cash_out_completes_at_once_and_says_demo(app, client, login, make_
     user = login(make_resident(balance_fen=2000))
     page = client.get("/wallet/cashout").get_data(as_text=True)
     assert "Demo" in page or "演示" in page
-    done = client.post("/wallet/cashout", data={"amount": "12.50", "request_key": "x"}, follow_redirects=True)
+    done = client.post("/wallet/cashout", data={"amount": "12.50", "request_key": "x", "confirmed": "yes"},
+                       follow_redirects=True)
     text = done.get_data(as_text=True)
     assert 'data-state="completed"' in text and ("DEMO" in text or "演示" in text)
     assert wallet_balance(user.id) == 750 and balance_of("refunds:pending") == 0
