@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app chargeshed
 CATALOGUES := $(wildcard chargeshed/translations/*/LC_MESSAGES/messages.po)
+# The built-in SECRET_KEY and in-memory rate limits are refused unless this says demo (or test).
+export CHARGESHED_ENV ?= demo
 
 # `make run PORT=8080` serves elsewhere; QR codes follow (PUBLIC_BASE_URL defaults to the same port).
 PORT ?= 5000
@@ -14,7 +16,7 @@ PORT ?= 5000
 DEMO_SIM_SPEED ?= 240
 
 run: install translations migrate demo
-	CHARGESHED_ENV=demo SIM_SPEED=$${SIM_SPEED:-$(DEMO_SIM_SPEED)} WORKER_INTERVAL_SECONDS=$${WORKER_INTERVAL_SECONDS:-2} \
+	SIM_SPEED=$${SIM_SPEED:-$(DEMO_SIM_SPEED)} WORKER_INTERVAL_SECONDS=$${WORKER_INTERVAL_SECONDS:-2} \
 		PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://127.0.0.1:$(PORT)} \
 		$(FLASK) serve --host 127.0.0.1 --port $(PORT) --with-worker
 

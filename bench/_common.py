@@ -79,6 +79,7 @@ def env_for(database_url: str, instance: str, **extra) -> dict[str, str]:
         DATABASE_URL=database_url,
         CHARGESHED_INSTANCE=instance,
         SECRET_KEY="bench-secret",
+        CHARGESHED_ENV="test",
         LOG_LEVEL="WARNING",
         PYTHONPATH=ROOT,
     )

@@ -27,6 +27,7 @@ def create_app(config: dict | None = None) -> Flask:
         app.config.from_mapping(config)
     app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
     app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
+    settings.check_safe_to_serve(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
 
     _init_extensions(app)
@@ -65,12 +66,11 @@ def _init_extensions(app: Flask) -> None:
     app.config["REMEMBER_COOKIE_SECURE"] = app.config["SESSION_COOKIE_SECURE"]
 
     @login_manager.user_loader
-    def load_user(user_id: str):
-        from chargeshed.accounts.models import User
+    def load_user(cookie_id: str):
+        from chargeshed.accounts.services import user_for_cookie
 
-        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-        # A deactivated account is signed out on its very next request (session or remember cookie).
-        return user if user is not None and user.is_active else None
+        # A revoked cookie, or a deactivated account, is signed out on its very next request.
+        return user_for_cookie(cookie_id)
 
     _install_clock(app)
     init_ports(app)

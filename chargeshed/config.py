@@ -16,6 +16,7 @@ def _flag(value: str) -> bool:
 
 
 ENV_KEYS = {
+    "CHARGESHED_ENV": str,
     "SECRET_KEY": str,
     "DATABASE_URL": str,
     "PUBLIC_BASE_URL": str,
@@ -75,10 +76,18 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+# The built-in key signs the demo's cookies; anyone can read it here, so it never serves for real.
+DEFAULT_SECRET_KEY = "dev-only-change-me"
+# CHARGESHED_ENV values where the built-in key and per-process rate limits are allowed.
+RELAXED_ENVS = ("demo", "test")
+
+
 def defaults(instance_path: str) -> dict:
     """The built-in configuration, good for a local demo."""
     return {
-        "SECRET_KEY": "dev-only-change-me",
+        # "production" unless CHARGESHED_ENV says demo or test (`make run` does).
+        "CHARGESHED_ENV": "production",
+        "SECRET_KEY": DEFAULT_SECRET_KEY,
         "DATABASE_URL": "sqlite:///" + os.path.join(instance_path, "chargeshed.sqlite3"),
         "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
         "PAYMENTS": "demo",
@@ -149,3 +158,34 @@ def from_environment(environ: dict[str, str] | None = None) -> dict:
         found["SESSION_COOKIE_SECURE"] = True
         found["PREFERRED_URL_SCHEME"] = "https"
     return found
+
+
+def unsafe_settings(config) -> list[str]:
+    """What makes this configuration unfit to serve real people (empty when fine, or in demo/test).
+
+    The built-in SECRET_KEY would let anyone forge a session cookie; an in-memory rate limit counts
+    sign-in attempts per process, so N gunicorn workers let N times as many guesses through.
+    """
+    if config.get("TESTING") or config.get("CHARGESHED_ENV") in RELAXED_ENVS:
+        return []
+    problems = []
+    if not config.get("SECRET_KEY") or config["SECRET_KEY"] == DEFAULT_SECRET_KEY:
+        problems.append(
+            "SECRET_KEY is not set (the built-in development key would let anyone forge a sign-in). "
+            "Set SECRET_KEY to a long random value, e.g. "
+            "python -c 'import secrets; print(secrets.token_hex(32))'.")
+    storage = str(config.get("RATELIMIT_STORAGE_URI") or "memory://")
+    if config.get("RATELIMIT_ENABLED", True) and storage.startswith("memory://"):
+        problems.append(
+            "RATELIMIT_STORAGE_URI is memory://: every web process would count sign-in attempts on its "
+            "own. Set RATELIMIT_STORAGE_URI=redis://127.0.0.1:6379 (shared by all processes).")
+    return problems
+
+
+def check_safe_to_serve(config) -> None:
+    """Refuse to start with settings that are only good for a demo (see unsafe_settings)."""
+    problems = unsafe_settings(config)
+    if problems:
+        raise RuntimeError(
+            "ChargeShed refuses to start: " + " ".join(problems)
+            + " For a local demo or tests set CHARGESHED_ENV=demo.")

@@ -6,8 +6,9 @@ or `flask --app chargeshed serve --gunicorn`. Run `flask --app chargeshed worker
 the web processes never talk to hardware, they queue port commands in the database.
 
 Environment: BIND (127.0.0.1:8000), WEB_CONCURRENCY (worker processes, default 2 × CPUs + 1),
-GUNICORN_THREADS (threads per process, 4), FORWARDED_ALLOW_IPS (proxies whose X-Forwarded-Proto
-gunicorn believes, 127.0.0.1). On SIGTERM gunicorn stops accepting, lets requests in flight
+GUNICORN_THREADS (threads per process, 4). gunicorn itself believes no X-Forwarded-* header: the
+app's PROXY_FIX setting (the number of trusted proxies) is the one place that decides.
+On SIGTERM gunicorn stops accepting, lets requests in flight
 finish (up to graceful_timeout) and exits 0.
 """
 
@@ -23,7 +24,10 @@ graceful_timeout = 20
 # Each request is logged by the app as one JSON line with its request id; no second access log.
 accesslog = None
 errorlog = "-"
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Forwarded headers are trusted by the app (PROXY_FIX) or not at all: a client that reaches gunicorn
+# through a proxy on loopback must not make a request "https" by sending X-Forwarded-Proto itself.
+forwarded_allow_ips = ""
+secure_scheme_headers: dict[str, str] = {}
 # Recycle workers now and then so a slow leak can never grow without bound.
 max_requests = 5000
 max_requests_jitter = 500

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from datetime import datetime
 
 from flask_login import UserMixin
@@ -19,6 +21,11 @@ ROLE_SITE_MANAGER = "site_manager"
 ROLE_OPERATOR_STAFF = "operator_staff"
 ROLE_PATROL = "patrol"
 STAFF_ROLES = (ROLE_ADMIN, ROLE_SITE_MANAGER, ROLE_OPERATOR_STAFF, ROLE_PATROL)
+
+
+def new_session_token() -> str:
+    """A fresh per-user secret that every session and remember-me cookie of the user carries."""
+    return secrets.token_hex(16)
 
 
 class User(UserMixin, db.Model):
@@ -39,6 +46,8 @@ class User(UserMixin, db.Model):
     # Set when an admin (or site manager) issued a temporary password: the next sign-in must replace it.
     must_change_password: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     created_at: Mapped[datetime] = mapped_column(default=clock_now)
+    # Part of every session and remember-me cookie; replacing it signs the user out everywhere.
+    session_token: Mapped[str] = mapped_column(String(32), default=new_session_token)
 
     bikes: Mapped[list[Bike]] = relationship(back_populates="owner", order_by="Bike.id")
 
@@ -49,6 +58,16 @@ class User(UserMixin, db.Model):
     def check_password(self, password: str) -> bool:
         """True when the password matches the stored hash."""
         return check_password_hash(self.password_hash, password)
+
+    def get_id(self) -> str:  # flask-login: stored in the session and the remember-me cookie
+        """"<id>.<session token>": a cookie stops working once the token is replaced."""
+        if not self.session_token:
+            self.session_token = new_session_token()
+        return f"{self.id}.{self.session_token}"
+
+    def matches_session(self, token: str) -> bool:
+        """True when a cookie's token is the user's current one (constant-time comparison)."""
+        return bool(self.session_token) and hmac.compare_digest(self.session_token, token)
 
     @property
     def is_active(self) -> bool:  # flask-login

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from chargeshed.accounts.models import ROLE_RESIDENT, Bike, User
+from chargeshed.accounts.models import ROLE_RESIDENT, Bike, User, new_session_token
 from chargeshed.extensions import db
 from chargeshed.sites.models import Site
 
@@ -30,6 +30,24 @@ def authenticate(login: str, password: str, normalise: Callable[[str], str]) -> 
     if not user.is_active or not user.check_password(password):
         return None
     return user
+
+
+def user_for_cookie(cookie_id: str) -> User | None:
+    """The active user a session or remember-me cookie names ("<id>.<token>"), if its token is current."""
+    user_id, _, token = (cookie_id or "").partition(".")
+    if not user_id.isdigit() or len(user_id) > 10 or not token:
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.is_active or not user.matches_session(token):
+        return None
+    return user
+
+
+def revoke_sessions(user: User) -> None:
+    """End every session and remember-me cookie of `user` (logout everywhere, password change,
+    deactivation) by replacing the secret they carry. Flushes; the caller commits."""
+    user.session_token = new_session_token()
+    db.session.flush()
 
 
 def default_site_id() -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required, login_user, logout_user
@@ -17,9 +17,9 @@ from chargeshed.accounts.access import MANAGE_ROLES
 from chargeshed.accounts.models import ROLE_PATROL
 from chargeshed.accounts.passwords import MIN_LENGTH
 from chargeshed.accounts.passwords import change_password as change_password_service
-from chargeshed.extensions import limiter
+from chargeshed.extensions import db, limiter
 from chargeshed.i18n import LANG_COOKIE
-from chargeshed.web.forms import LoginForm, RegisterForm, normalise_phone
+from chargeshed.web.forms import PASSWORD_MESSAGES, LoginForm, RegisterForm, check_password_strength, normalise_phone
 
 bp = Blueprint("auth", __name__)
 
@@ -51,9 +51,24 @@ class PasswordForm(FlaskForm):
     confirm = PasswordField(_l("Repeat new password"), validators=[
         EqualTo("new", message=_l("The passwords do not match."))])
 
+    def validate_new(self, field):
+        check_password_strength(field, current_user.login)
+
+
+def _account_key() -> str:
+    """Rate-limit key of the account a sign-in names (so guesses from many addresses add up)."""
+    login = (request.form.get("login") or "").strip()[:64]
+    return "account:" + (normalise_phone(login) or login.lower())
+
+
+def _failed(response) -> bool:
+    """A sign-in that did not succeed (the form is shown again)."""
+    return response.status_code != 302
+
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit("10/minute;50/hour", methods=["POST"])
+@limiter.limit("10/minute;50/hour", methods=["POST"])  # per address
+@limiter.limit("10/minute;30/hour", methods=["POST"], key_func=_account_key, deduct_when=_failed)
 def login():
     """Sign in by phone (or staff user name) and password."""
     form = LoginForm()
@@ -67,16 +82,28 @@ def login():
     return render_template("auth/login.html", form=form, next=request.args.get("next", ""))
 
 
+def _phone_was_taken(_response) -> bool:
+    return bool(g.get("phone_taken"))
+
+
 @bp.route("/register", methods=["GET", "POST"])
 @limiter.limit("5/minute;30/hour", methods=["POST"])
+@limiter.limit("10/day", methods=["POST"], deduct_when=_phone_was_taken)
 def register():
-    """Create a resident account; the phone number is the login."""
+    """Create a resident account; the phone number is the login.
+
+    A taken number is said so (the person most likely has an account and should sign in), unlike
+    sign-in, which never tells whether a number is registered. So that this cannot be used to list
+    residents' numbers, one address gets at most 10 such answers a day (on top of 5 sign-ups a
+    minute); sign-in allows 10 guesses a minute per address and per account.
+    """
     form = RegisterForm()
     if form.validate_on_submit():
         user = accounts.register_resident(form.phone.data, form.password.data, form.building.data,
                                           form.unit.data, site_id=accounts.default_site_id(),
                                           room=form.room.data)
         if user is None:
+            g.phone_taken = True
             form.phone.errors.append(_("This phone number already has an account. Sign in instead."))
         else:
             login_user(user, remember=True)
@@ -88,8 +115,11 @@ def register():
 @bp.post("/logout")
 @login_required
 def logout():
-    """Sign out."""
+    """Sign out, on every device: the session and remember-me cookies of this user stop working
+    (a copied cookie too)."""
     staff = current_user.is_staff
+    accounts.revoke_sessions(current_user)
+    db.session.commit()
     logout_user()
     return redirect(url_for("auth.login" if staff else "resident.home"))
 
@@ -121,8 +151,11 @@ def change_password():
         elif refused == "unchanged":
             form.new.errors.append(_("Choose a password different from the current one."))
         elif refused:
-            form.new.errors.append(_("Use at least 8 characters."))
+            form.new.errors.append(PASSWORD_MESSAGES[refused])
         else:
+            # Other sessions ended with the change; this browser stays signed in.
+            remembered = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies
+            login_user(current_user._get_current_object(), remember=remembered)
             flash(_("Your password was changed."), "ok")
             return redirect(url_for(landing(current_user)))
     return render_template("auth/password.html", form=form), 400 if form.errors else 200

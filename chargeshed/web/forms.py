@@ -12,6 +12,21 @@ from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optio
 PHONE_RE = r"^1[3-9]\d{9}$"
 # 房号 as on the door: floor and room digits (302, 1201), sometimes with a letter (1201A).
 ROOM_RE = r"^\d{1,5}[A-Z]?$"
+# What a refused password is told (chargeshed.accounts.passwords.password_problem's reasons).
+PASSWORD_MESSAGES = {
+    "too_short": _l("Use at least 8 characters."),
+    "personal": _l("Do not use your phone number or login in your password."),
+    "guessable": _l("This password is too easy to guess. Use a longer one, mixing words, letters and digits."),
+}
+
+
+def check_password_strength(field, *personal: str | None) -> None:
+    """Form validation: raise ValidationError with a clear message when the password is refused."""
+    from chargeshed.accounts.passwords import password_problem
+
+    problem = password_problem(field.data or "", *personal)
+    if problem:
+        raise ValidationError(PASSWORD_MESSAGES[problem])
 # Chinese plates for e-bikes vary by city; accept letters, digits and CJK, 4-12 characters.
 PLATE_RE = re.compile(r"^[0-9A-Z\u4e00-\u9fff·-]{4,12}$")
 
@@ -60,6 +75,9 @@ class RegisterForm(FlaskForm):
                                                           "such as 1201 goes in the Room field."))])
     room = StringField(_l("Room (房号), e.g. 1201"), filters=[normalise_room], validators=[
         Optional(), Regexp(ROOM_RE, message=_l("Enter the room number on your door, e.g. 1201 or 302."))])
+
+    def validate_password(self, field):
+        check_password_strength(field, self.phone.data)
 
 
 class BikeForm(FlaskForm):

@@ -43,7 +43,7 @@ def process_env(database_url: str, instance: str, **extra: str) -> dict[str, str
     env = {key: value for key, value in os.environ.items()
            if key not in ENV_KEYS and not key.startswith(("FLASK_", "WERKZEUG_"))}
     env.update(DATABASE_URL=database_url, CHARGESHED_INSTANCE=instance, SECRET_KEY="production-test-secret",
-               PYTHONPATH=ROOT, LOG_FORMAT="json", PYTHONUNBUFFERED="1")
+               CHARGESHED_ENV="test", PYTHONPATH=ROOT, LOG_FORMAT="json", PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
 

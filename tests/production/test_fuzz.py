@@ -21,6 +21,7 @@ from chargeshed.accounts.models import (
     ROLE_PATROL,
     ROLE_RESIDENT,
     ROLE_SITE_MANAGER,
+    User,
 )
 from chargeshed.charging import sessions as svc
 from chargeshed.extensions import db
@@ -221,7 +222,7 @@ def test_no_input_on_any_route_gets_a_server_error(app, make_site, make_resident
         g.pop("_login_user", None)  # requests share the test's app context: forget the last user
         if role is not None:
             with client.session_transaction() as session:
-                session["_user_id"] = str(app.fuzz_people[role])
+                session["_user_id"] = db.session.get(User, app.fuzz_people[role]).get_id()
                 session["_fresh"] = True
         headers = data.draw(st.sampled_from([{}, {"HX-Request": "true"}, {"Accept": "application/json"}]))
         kwargs = _body(data, fields) if method != "GET" else {}

@@ -129,3 +129,99 @@ def test_the_json_formatter_writes_one_parseable_line_with_extras_and_exceptions
     assert "\n" not in text
     line = json.loads(text)
     assert line["msg"] == "failed here" and line["session_id"] == 12 and "ValueError: boom" in line["exc"]
+
+
+# --- Starting safely -------------------------------------------------------------------------------
+
+def _production_config(tmp_path, **overrides) -> dict:
+    return {"DATABASE_URL": f"sqlite:///{tmp_path / 'prod.db'}", "CHARGESHED_ENV": "production",
+            "SECRET_KEY": "a-real-secret-from-the-environment", "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379",
+            **overrides}
+
+
+def test_the_app_refuses_to_start_outside_demo_with_the_built_in_key_or_a_per_process_limit(tmp_path):
+    from chargeshed import create_app
+    from chargeshed.config import DEFAULT_SECRET_KEY
+
+    with pytest.raises(RuntimeError, match="SECRET_KEY is not set"):
+        create_app(_production_config(tmp_path, SECRET_KEY=DEFAULT_SECRET_KEY))
+    with pytest.raises(RuntimeError, match="SECRET_KEY is not set"):
+        create_app(_production_config(tmp_path, SECRET_KEY=""))
+    with pytest.raises(RuntimeError, match="RATELIMIT_STORAGE_URI is memory://"):
+        create_app(_production_config(tmp_path, RATELIMIT_STORAGE_URI="memory://"))
+    assert create_app(_production_config(tmp_path)).config["SECRET_KEY"] != DEFAULT_SECRET_KEY
+    demo = create_app(_production_config(tmp_path, CHARGESHED_ENV="demo", SECRET_KEY=DEFAULT_SECRET_KEY,
+                                         RATELIMIT_STORAGE_URI="memory://"))
+    assert demo.config["SECRET_KEY"] == DEFAULT_SECRET_KEY
+
+
+def test_gunicorn_exits_with_a_clear_message_when_no_secret_key_is_set(tmp_path):
+    import subprocess
+
+    from tests.production.live import FLASK, ROOT, free_port, process_env
+
+    env = process_env(f"sqlite:///{tmp_path / 'g.db'}", str(tmp_path / "instance"), CHARGESHED_ENV="production",
+                      RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379")
+    del env["SECRET_KEY"]
+    result = subprocess.run(FLASK + ["serve", "--gunicorn", "--workers", "1", "--host", "127.0.0.1", "--port",
+                                     str(free_port())], env=env, cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0
+    assert "refuses to start: SECRET_KEY is not set" in result.stdout + result.stderr
+
+
+def test_gunicorn_believes_no_forwarded_proto_without_proxy_fix(tmp_path):
+    from tests.production.live import Browser, WebServer, process_env
+
+    env = process_env(f"sqlite:///{tmp_path / 'g.db'}", str(tmp_path / "instance"))
+    server = WebServer(env, str(tmp_path / "web.log"), workers=1, threads=2).start()
+    try:
+        reply = Browser(server.base).request("GET", "/healthz", headers={"X-Forwarded-Proto": "https"})
+    finally:
+        server.stop()
+    assert "Strict-Transport-Security" not in reply.headers
+
+
+# --- Sign-in guessing ------------------------------------------------------------------------------
+
+def _limited_app(tmp_path, storage: str, prefix: str = ""):
+    from chargeshed import create_app
+    from chargeshed.extensions import db
+
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'limit.sqlite3'}",
+                      "SECRET_KEY": "test", "WTF_CSRF_ENABLED": False, "RATELIMIT_ENABLED": True,
+                      "RATELIMIT_STORAGE_URI": storage, "RATELIMIT_KEY_PREFIX": prefix})
+    with app.app_context():
+        db.create_all()
+    return app
+
+
+def test_guesses_at_one_account_from_many_addresses_are_limited_too(tmp_path):
+    app = _limited_app(tmp_path, "memory://")
+    client = app.test_client()
+    statuses = [client.post("/login", data={"login": "13800000001", "password": f"guess{n}"},
+                            environ_base={"REMOTE_ADDR": f"203.0.113.{n}"}).status_code for n in range(11)]
+    assert statuses[:10] == [200] * 10 and statuses[10] == 429
+    # Another account from a fresh address is not affected.
+    other = client.post("/login", data={"login": "13800000002", "password": "x"},
+                        environ_base={"REMOTE_ADDR": "198.51.100.1"})
+    assert other.status_code == 200
+
+
+def test_two_web_processes_share_the_sign_in_limit_through_redis(tmp_path):
+    import secrets
+
+    import redis
+
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2).ping()
+    except redis.RedisError:
+        from tests.conftest import skip_or_fail
+
+        skip_or_fail("Redis not reachable at 127.0.0.1:6379")
+    prefix = f"test-{secrets.token_hex(6)}"
+    workers = [_limited_app(tmp_path, "redis://127.0.0.1:6379", prefix) for _ in range(2)]
+    clients = [worker.test_client() for worker in workers]
+    statuses = [clients[n % 2].post("/login", data={"login": "admin", "password": f"guess{n}"}).status_code
+                for n in range(12)]
+    assert statuses[:10] == [200] * 10 and statuses[10:] == [429, 429]

@@ -1,0 +1,110 @@
+"""Sessions end for real: a copied session or remember-me cookie stops working after sign-out, a
+password change or deactivation. Guessable passwords are refused."""
+
+from __future__ import annotations
+
+from chargeshed.accounts.services import revoke_sessions
+from chargeshed.extensions import db
+
+PASSWORD = "secret-pass"
+
+
+def _copy_cookies(source, target, names=("session", "remember_token")) -> None:
+    for name in names:
+        cookie = source.get_cookie(name)
+        if cookie is not None:
+            target.set_cookie(name, cookie.value)
+
+
+def _signed_in(client) -> bool:
+    """True when /wallet (residents only) opens rather than sending to the sign-in page."""
+    return client.get("/wallet").status_code == 200
+
+
+def test_a_copied_session_cookie_stops_working_after_sign_out(app, client, make_resident, login):
+    login(make_resident())
+    thief = app.test_client()
+    _copy_cookies(client, thief, names=("session",))
+    assert _signed_in(thief)
+    client.post("/logout")
+    assert not _signed_in(client)
+    assert not _signed_in(thief)
+
+
+def test_a_copied_remember_me_cookie_stops_working_after_sign_out(app, client, make_resident):
+    user = make_resident()
+    client.post("/login", data={"login": user.login, "password": PASSWORD, "remember": "y"})
+    assert client.get_cookie("remember_token") is not None
+    thief = app.test_client()
+    _copy_cookies(client, thief, names=("remember_token",))
+    assert _signed_in(thief)  # the remember-me cookie alone signs in
+    client.post("/logout")
+    other = app.test_client()
+    _copy_cookies(client, other, names=())
+    fresh_thief = app.test_client()
+    _copy_cookies(thief, fresh_thief, names=("remember_token",))
+    assert not _signed_in(fresh_thief)
+
+
+def test_a_password_change_ends_other_sessions_but_keeps_this_one(app, client, make_resident, login):
+    user = login(make_resident())
+    laptop = app.test_client()
+    laptop.post("/login", data={"login": user.login, "password": PASSWORD, "remember": "y"})
+    stolen = app.test_client()
+    _copy_cookies(laptop, stolen)
+    assert _signed_in(laptop) and _signed_in(stolen)
+
+    changed = client.post("/account/password", data={"current": PASSWORD, "new": "Plum-rain 4 sheds",
+                                                     "confirm": "Plum-rain 4 sheds"})
+    assert changed.status_code == 302
+    assert _signed_in(client)
+    assert not _signed_in(laptop)
+    assert not _signed_in(stolen)
+
+
+def test_revoke_sessions_signs_out_everywhere_and_deactivation_ends_sessions(app, client, make_resident,
+                                                                             login):
+    from chargeshed.accounts.models import User
+
+    user = login(make_resident())
+    assert _signed_in(client)
+    revoke_sessions(db.session.get(User, user.id))
+    db.session.commit()
+    assert not _signed_in(client)
+
+    login(user)
+    assert _signed_in(client)
+    db.session.get(User, user.id).is_active_account = False
+    db.session.commit()
+    assert not _signed_in(client)
+
+
+def test_cookies_from_before_the_token_format_are_not_accepted(app, client, make_resident):
+    user = make_resident()
+    with client.session_transaction() as session:
+        session["_user_id"] = str(user.id)  # an id alone, as a forged or old cookie would carry
+        session["_fresh"] = True
+    assert not _signed_in(client)
+
+
+def test_registration_refuses_common_and_personal_passwords(client, make_site):
+    make_site()
+    phone = "13912345678"
+    for weak in ("12345678", "password", "qwertyui", phone, f"{phone}a", "11111111"):
+        response = client.post("/register", data={"phone": phone, "password": weak, "confirm": weak})
+        assert response.status_code == 200, weak
+        text = response.get_data(as_text=True)
+        assert ("too easy to guess" in text or "phone number or login" in text), weak
+    ok = client.post("/register", data={"phone": phone, "password": "Plum-rain 4 sheds",
+                                        "confirm": "Plum-rain 4 sheds"})
+    assert ok.status_code == 302
+
+
+def test_password_change_refuses_a_guessable_password(client, make_resident, login):
+    user = login(make_resident())
+    response = client.post("/account/password", data={"current": PASSWORD, "new": "password1",
+                                                      "confirm": "password1"})
+    assert response.status_code == 400 and "too easy to guess" in response.get_data(as_text=True)
+    own_phone = client.post("/account/password", data={"current": PASSWORD, "new": user.login,
+                                                       "confirm": user.login})
+    assert own_phone.status_code == 400 and "phone number or login" in own_phone.get_data(as_text=True)
