@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import Select, func, or_, select
 
 from chargeshed.accounts.models import User
+from chargeshed.cells import neutral_text
 from chargeshed.charging.models import ENDED, FAILED, ChargeSession
 from chargeshed.extensions import db
 from chargeshed.sites.models import PORT_ACTIVE, PORT_RETIRED, Port, Shed
@@ -126,13 +127,13 @@ def csv_lines(query: Select, now: datetime, *, header: dict[str, str], words: di
     yield "\ufeff" + flush()
     result = db.session.execute(query.execution_options(yield_per=CSV_BATCH))
     for n, (session, number, shed_name, login) in enumerate(result, start=1):
-        writer.writerow([
+        writer.writerow([neutral_text(value) for value in (
             session.id, _local(session.created_at), _local(session.ended_at), shed_name, number,
             mask_login(login) if mask_residents else login, words.get(session.state, session.state),
             words.get(session.end_reason, session.end_reason) if session.end_reason else "",
             session.charged_seconds(now) // 60, session.energy_wh,
             session.cost_fen, _fen_as_yuan(session.cost_fen), session.hold_fen,
-        ])
+        )])
         if n % 200 == 0:
             yield flush()
     yield flush()

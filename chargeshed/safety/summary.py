@@ -15,6 +15,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 from reportlab.platypus.flowables import KeepTogether
 
+from chargeshed.cells import neutral_text
 from chargeshed.pdffonts import pdf_fonts
 from chargeshed.safety import labels
 from chargeshed.safety.stats import MonthSummary
@@ -55,7 +56,8 @@ def _p(text: str, style: ParagraphStyle) -> Paragraph:
 
 
 def _table(rows: list[list], widths: list[float], styles: dict, header: bool = True) -> Table:
-    cells = [[c if isinstance(c, Paragraph) else _p(c, styles["cell"]) for c in row] for row in rows]
+    # Table text is what gets copied into spreadsheets: never a formula there.
+    cells = [[c if isinstance(c, Paragraph) else _p(neutral_text(c), styles["cell"]) for c in row] for row in rows]
     table = Table(cells, colWidths=widths, hAlign="LEFT", repeatRows=1 if header else 0)
     commands = [
         ("FONTNAME", (0, 0), (-1, -1), _font()),

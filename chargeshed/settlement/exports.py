@@ -9,6 +9,7 @@ from decimal import Decimal
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
+from chargeshed.cells import neutral_cell, neutral_text
 from chargeshed.settlement.document import (
     Bp,
     Document,
@@ -56,27 +57,34 @@ def statement_file(view: StatementView, fmt: str) -> tuple[bytes, str]:
 # --- CSV -------------------------------------------------------------------------------------------
 
 def to_csv(document: Document) -> bytes:
-    """Sections one after another: a title row, a header row, the rows, a total row. Amounts in yuan."""
+    """Sections one after another: a title row, a header row, the rows, a total row. Amounts in yuan.
+
+    Every cell goes through neutral_text (no cell can become a spreadsheet formula).
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([document.title])
+
+    def row(values) -> None:
+        writer.writerow([neutral_text(v) for v in values])
+
+    row([document.title])
     for label, value in document.meta:
-        writer.writerow([label, value])
-    writer.writerow([_("Amounts in yuan (CNY), energy in kWh.")])
+        row([label, value])
+    row([_("Amounts in yuan (CNY), energy in kWh.")])
     for table in document.tables:
-        writer.writerow([])
-        writer.writerow([table.title])
-        writer.writerow(table.header)
-        for row in table.rows:
-            writer.writerow([cell_text(v, yuan_text) for v in row])
+        row([])
+        row([table.title])
+        row(table.header)
+        for values in table.rows:
+            row([cell_text(v, yuan_text) for v in values])
         if table.total and table.rows:
-            writer.writerow([cell_text(v, yuan_text) for v in table.total_row()])
+            row([cell_text(v, yuan_text) for v in table.total_row()])
         if table.note:
-            writer.writerow([table.note])
-    writer.writerow([])
-    writer.writerow([_("How the figures are made")])
+            row([table.note])
+    row([])
+    row([_("How the figures are made")])
     for rule in document.rules:
-        writer.writerow([rule])
+        row([rule])
     return out.getvalue().encode("utf-8-sig")
 
 
@@ -97,7 +105,7 @@ def _xlsx_value(value):
         return Decimal(value.value).scaleb(-3), KWH_FORMAT
     if isinstance(value, Bp):
         return Decimal(value.value).scaleb(-4), SHARE_FORMAT
-    return value, None
+    return neutral_cell(value), None
 
 
 def _sheet_title(text: str, taken: set[str]) -> str:
@@ -114,10 +122,10 @@ def _write_table(sheet, table: Table, first_row: int, bold) -> int:
     from openpyxl.utils import get_column_letter
 
     row_no = first_row
-    sheet.cell(row=row_no, column=1, value=table.title).font = bold
+    sheet.cell(row=row_no, column=1, value=neutral_cell(table.title)).font = bold
     row_no += 1
     for column, label in enumerate(table.header, start=1):
-        sheet.cell(row=row_no, column=column, value=label).font = bold
+        sheet.cell(row=row_no, column=column, value=neutral_cell(label)).font = bold
     row_no += 1
     data_start = row_no
     for row in table.rows:
@@ -130,7 +138,7 @@ def _write_table(sheet, table: Table, first_row: int, bold) -> int:
     if table.total and table.rows:
         for column, value in enumerate(table.total_row(), start=1):
             if column == 1:
-                sheet.cell(row=row_no, column=1, value=value).font = bold
+                sheet.cell(row=row_no, column=1, value=neutral_cell(value)).font = bold
             elif value != "":
                 letter = get_column_letter(column)
                 formula = f"=SUM({letter}{data_start}:{letter}{row_no - 1})"
@@ -139,7 +147,7 @@ def _write_table(sheet, table: Table, first_row: int, bold) -> int:
                 cell.font = bold
         row_no += 1
     if table.note:
-        sheet.cell(row=row_no, column=1, value=table.note)
+        sheet.cell(row=row_no, column=1, value=neutral_cell(table.note))
         row_no += 1
     return row_no + 1
 
@@ -154,11 +162,11 @@ def to_xlsx(document: Document) -> bytes:
     main = book.active
     taken: set[str] = set()
     main.title = _sheet_title(_("Statement"), taken)
-    main.cell(row=1, column=1, value=document.title).font = Font(bold=True, size=14)
+    main.cell(row=1, column=1, value=neutral_cell(document.title)).font = Font(bold=True, size=14)
     row_no = 2
     for label, value in document.meta:
-        main.cell(row=row_no, column=1, value=label).font = bold
-        main.cell(row=row_no, column=2, value=value)
+        main.cell(row=row_no, column=1, value=neutral_cell(label)).font = bold
+        main.cell(row=row_no, column=2, value=neutral_cell(value))
         row_no += 1
     row_no += 1
     for table in document.tables:
@@ -171,7 +179,7 @@ def to_xlsx(document: Document) -> bytes:
     main.cell(row=row_no, column=1, value=_("How the figures are made")).font = bold
     for rule in document.rules:
         row_no += 1
-        main.cell(row=row_no, column=1, value=rule)
+        main.cell(row=row_no, column=1, value=neutral_cell(rule))
     _widen(main)
     out = io.BytesIO()
     book.save(out)
@@ -279,7 +287,8 @@ def to_pdf(document: Document) -> bytes:
 
 
 def _escape(text) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """PDF paragraph markup for text: neutralised (copied into a spreadsheet it stays text), escaped."""
+    return neutral_text(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _pdf_cell(value, style):

@@ -166,6 +166,9 @@ def init_app(app: Flask) -> None:
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         headers.setdefault("Permissions-Policy", "camera=(), geolocation=(), microphone=()")
+        if "Cache-Control" not in headers and request.endpoint != "static" and _signed_in():
+            # Pages of a signed-in person carry personal data: no browser or proxy may keep a copy.
+            headers["Cache-Control"] = "private, no-store"
         if request.is_secure and hsts_seconds:
             headers.setdefault("Strict-Transport-Security", f"max-age={hsts_seconds}; includeSubDomains")
         headers["X-Request-Id"] = g.get("request_id", "")
@@ -178,6 +181,15 @@ def init_app(app: Flask) -> None:
                        "ms": round((time.perf_counter() - g.request_started) * 1000, 1)},
             )
         return response
+
+
+def _signed_in() -> bool:
+    """True when a user is signed in, or the request's cookies name one (checked without the database)."""
+    from flask import session
+
+    if getattr(g.get("_login_user"), "is_authenticated", False):
+        return True
+    return "_user_id" in session or "remember_token" in request.cookies
 
 
 def _user_id() -> int | None:

@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from chargeshed.config import from_environment, normalise_database_url
+from chargeshed.extensions import db
 from chargeshed.web.hardening import JsonFormatter
 
 
@@ -225,3 +226,35 @@ def test_two_web_processes_share_the_sign_in_limit_through_redis(tmp_path):
     statuses = [clients[n % 2].post("/login", data={"login": "admin", "password": f"guess{n}"}).status_code
                 for n in range(12)]
     assert statuses[:10] == [200] * 10 and statuses[10:] == [429, 429]
+
+
+# --- Caching and errors ----------------------------------------------------------------------------
+
+def test_pages_of_a_signed_in_person_are_never_stored(client, make_site, make_resident, login):
+    make_site()
+    anonymous = client.get("/p/T11001")
+    assert "no-store" not in anonymous.headers.get("Cache-Control", "")
+    me = login(make_resident(balance_fen=1000))
+    started = client.post("/p/T11001/start")
+    session_path = started.headers["Location"]
+    for path in ("/", "/wallet", "/history", session_path, "/wallet/cashout", "/bikes", "/p/T11001",
+                 "/account/password"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["Cache-Control"] == "private, no-store", path
+    assert client.get("/static/css/app.css").headers.get("Cache-Control") != "private, no-store"
+    assert me.id
+
+
+def test_a_signed_in_visitor_gets_our_500_page_with_headers_when_the_database_is_down(app, client,
+                                                                                       make_resident, login):
+    login(make_resident())
+    assert client.get("/wallet").status_code == 200
+    db.drop_all()  # every query now fails, the one loading the signed-in user included
+    db.session.remove()
+    response = client.get("/wallet")
+    assert response.status_code == 500
+    assert "Content-Security-Policy" in response.headers and response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Cache-Control"] == "private, no-store"
+    page = response.get_data(as_text=True)
+    assert "<html" in page and ("出错了" in page or "Something went wrong" in page)
