@@ -3,6 +3,12 @@
 A photo is accepted when Pillow decodes it as JPEG, PNG or WebP and it carries no markup that a
 browser could run (polyglots). What is stored is a fresh JPEG made from the decoded pixels, so
 nothing of the uploaded file survives but the picture.
+
+Memory: a decoded picture costs 3-4 bytes per pixel, so the pixel caps are what bound it. JPEG
+(what phone cameras write) is decoded at a reduced scale (1/2 … 1/8, Pillow's draft mode) straight
+to about MAX_SIDE; PNG and WebP cannot be decoded smaller, so they get a far lower cap, and every
+picture is shrunk in place to MAX_SIDE before any copy is made. At most DECODE_SLOTS pictures are
+decoded at once per process; the rest wait their turn (then are refused with "busy").
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import io
 import os
 import re
 import secrets
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from flask import current_app
@@ -19,17 +27,36 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PHOTOS = 3
 MAX_PHOTO_BYTES = 8 * 1024 * 1024
-MAX_PIXELS = 48_000_000
+# Pixel caps by format. A 50 MP camera JPEG is decoded at 1/4 scale (about 3 MP); PNG and WebP
+# (screenshots: a phone's is 3-4 MP) decode in full, and WebP decoding needs ~15 bytes per pixel.
+MAX_PIXELS = {"JPEG": 50_000_000, "PNG": 8_000_000, "WEBP": 4_200_000}
 MAX_SIDE = 2000
+# Pictures decoded at the same time in one process, and how long a request waits for its turn.
+DECODE_SLOTS = 2
+DECODE_WAIT_SECONDS = 20
 THUMB_SIDE = 320
 JPEG_QUALITY = 85
-ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP"}
+ALLOWED_FORMATS = set(MAX_PIXELS)
 
 # Markup a browser might run if the file were ever served as HTML or SVG.
 _MARKUP = re.compile(
     rb"<\s*(script|html|body|iframe|object|embed|svg[\s>/]|!doctype\s+html|\?php)|javascript:|on(error|load)\s*=",
     re.IGNORECASE,
 )
+
+
+_decoding = threading.BoundedSemaphore(DECODE_SLOTS)
+
+
+@contextmanager
+def _decode_slot():
+    """Hold one of the process's decoding slots (refuses with a clear message after a long wait)."""
+    if not _decoding.acquire(timeout=DECODE_WAIT_SECONDS):
+        raise PhotoRejected(_("Many photos are being received right now. Please try again in a minute."))
+    try:
+        yield
+    finally:
+        _decoding.release()
 
 
 class PhotoRejected(ValueError):
@@ -74,29 +101,34 @@ def clean_photo(raw: bytes, max_bytes: int = MAX_PHOTO_BYTES) -> CleanPhoto:
     if _MARKUP.search(raw):
         raise PhotoRejected(_("This file contains more than a picture and was refused. "
                               "Please take or choose a plain photo."))
+    with _decode_slot():
+        picture = _decode_small(raw)
+    thumb = picture.copy()
+    thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    return CleanPhoto(data=_jpeg(picture), thumb=_jpeg(thumb), width=picture.width, height=picture.height)
+
+
+def _decode_small(raw: bytes) -> Image.Image:
+    """The picture upright, as RGB, at most MAX_SIDE on its longer side, decoded in bounded memory."""
     try:
         with Image.open(io.BytesIO(raw)) as image:
             if image.format not in ALLOWED_FORMATS:
                 raise PhotoRejected(_("Only JPEG, PNG or WebP photos are accepted."))
             width, height = image.size
-            if width * height > MAX_PIXELS or width < 1 or height < 1:
+            if width * height > MAX_PIXELS[image.format] or width < 1 or height < 1:
                 raise PhotoRejected(_("The picture is too large in pixels. Please choose a smaller photo."))
-            if image.format == "JPEG":  # decode at 1/2, 1/4 ... scale when the photo is that much larger
-                ratio = min(1.0, MAX_SIDE / max(width, height))
-                image.draft("RGB", (max(1, int(width * ratio)), max(1, int(height * ratio))))
-            image.load()
+            # JPEG: decode at 1/2, 1/4 or 1/8 scale; any format: shrink in place before copying.
+            ratio = min(1.0, MAX_SIDE / max(width, height))
+            image.draft("RGB", (max(1, int(width * ratio)), max(1, int(height * ratio))))
+            image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
             upright = ImageOps.exif_transpose(image)
-            picture = _flatten(upright)
+            return _flatten(upright)
     except PhotoRejected:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError,
             EOFError) as exc:
         raise PhotoRejected(_("This file is not a photo we can read. Please choose a JPEG, PNG or WebP "
                               "photo.")) from exc
-    picture.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
-    thumb = picture.copy()
-    thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
-    return CleanPhoto(data=_jpeg(picture), thumb=_jpeg(thumb), width=picture.width, height=picture.height)
 
 
 def _flatten(image: Image.Image) -> Image.Image:
