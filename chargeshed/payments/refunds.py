@@ -158,6 +158,8 @@ def book_cashout(user_id: int, amount_fen: int, provider_name: str, *, now: date
     now = now or clock_now()
     if not isinstance(amount_fen, int) or amount_fen <= 0:
         raise CashOutRefused("amount")
+    # Keys are the user's own: another user sending the same key can neither see nor block this one.
+    request_key = f"{user_id}:{request_key}"[:64] if request_key else None
     if request_key and (earlier := _cashout_by_key(user_id, request_key)) is not None:
         return earlier
     # One cash-out at a time per wallet (a row lock where the database has them).

@@ -6,8 +6,10 @@ import re
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, IntegerField, PasswordField, StringField
+from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optional, Regexp, ValidationError
+
+from chargeshed.web.bounds import IntegerField
 
 PHONE_RE = r"^1[3-9]\d{9}$"
 # 房号 as on the door: floor and room digits (302, 1201), sometimes with a letter (1201A).

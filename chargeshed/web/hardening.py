@@ -25,7 +25,7 @@ REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Endpoints that take a JSON body; every other endpoint takes forms, and JSON to them is a 415.
 JSON_ENDPOINTS = frozenset({"stripe_webhook.webhook"})
 # Database ids are 32-bit on every engine we run on: a larger <int:...> in a URL is simply not found.
-MAX_URL_INT = 2**31 - 1
+MAX_URL_INT = 2**31 - 1  # chargeshed.web.bounds.INT_MAX
 # LogRecord attributes that are not "extra" fields.
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime",
                                                                                "taskName"}
@@ -141,7 +141,10 @@ def init_app(app: Flask) -> None:
 
     Runs before the blueprints are registered, so their <int:...> routes get the bounded converter.
     """
+    from chargeshed.web import bounds
+
     configure_logging(app)
+    bounds.init_app(app)
     app.url_map.converters["int"] = BoundedIntConverter
     proxies = int(app.config.get("PROXY_FIX") or 0)
     if proxies:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
+
+from chargeshed.web.bounds import DateField, IntegerField
 
 NUMBERS_HELP = _l("For example 1-12 or 13, 14, 20-24.")
 NUMBERS_RULES = [DataRequired(_l("Enter the numbers of the new ports.")), Length(max=200)]

@@ -6,13 +6,14 @@ from decimal import Decimal, InvalidOperation
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, FieldList, Form, FormField, SelectField, StringField
+from wtforms import BooleanField, FieldList, Form, FormField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from chargeshed.settlement.agreements import MAX_PARTIES, PartyInput
 from chargeshed.settlement.document import ROLE_LABELS
 from chargeshed.settlement.models import FEES_PARTY, FEES_SHARED, ROLE_OTHER
+from chargeshed.web.bounds import DateField
 
 PARTY_ROWS = 4
 

@@ -10,8 +10,6 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
-    DateField,
-    IntegerField,
     MultipleFileField,
     RadioField,
     SelectField,
@@ -30,6 +28,7 @@ from chargeshed.safety.labels import (
     building_name,
 )
 from chargeshed.safety.models import CasePhoto
+from chargeshed.web.bounds import DateField, IntegerField, bounded_int
 from chargeshed.web.forms import PLATE_RE, normalise_plate
 
 
@@ -39,13 +38,12 @@ def choices(labels: dict) -> list[SelectChoice]:
 
 
 def _optional_int(value):
-    """'' and None become None; digits become an int; anything else stays a string (refused later)."""
+    """'' and None become None; digits become an int; anything else (a number too large for the
+    database included) stays a string, refused later."""
     if value in (None, ""):
         return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return value
+    number = bounded_int(value)
+    return value if number is None else number
 
 
 class ReportForm(FlaskForm):
