@@ -191,6 +191,7 @@ def send_photo(photo: CasePhoto, thumb: bool):
         )
     except (FileNotFoundError, ValueError):
         abort(404)
-    response.headers["Cache-Control"] = "private, max-age=3600"
+    # Case photos show people's homes and bikes: never kept by a browser or proxy.
+    response.headers["Cache-Control"] = "private, no-store"
     response.headers["Content-Disposition"] = f'inline; filename="case-{photo.case_id}-{photo.id}.jpg"'
     return response
