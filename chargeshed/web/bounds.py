@@ -46,12 +46,6 @@ class BoundedMultiDict(ImmutableMultiDict):
         return super().get(key, default, type)
 
 
-class BoundedRequest(Request):
-    """The app's request class: bounded query and form values."""
-
-    parameter_storage_class = BoundedMultiDict
-
-
 class IntegerField(fields.IntegerField):
     """wtforms.IntegerField that refuses numbers a 32-bit database column cannot hold."""
 
@@ -73,5 +67,8 @@ class DateField(fields.DateField):
 
 
 def init_app(app: Flask) -> None:
-    """Make every request's query and form values bounded."""
-    app.request_class = BoundedRequest
+    """Make every request's query and form values bounded (keeping what extensions added to the
+    request class, such as htmx's `request.htmx`)."""
+    base: type[Request] = app.request_class
+    app.request_class = type("BoundedRequest", (base,), {"parameter_storage_class": BoundedMultiDict,
+                                                         "__doc__": "Request with bounded query and form values."})
