@@ -218,3 +218,79 @@ def tick(app, driver, clock):
         return sim_round(driver, clock.now)
 
     return do
+
+
+class Compound:
+    """One tenant: a site with its own operator, sheds, staff of every role, residents with bikes,
+    a settled charge, a goodwill refund and a hazard case (see the `two_compounds` fixture)."""
+
+    def __init__(self, **parts):
+        self.__dict__.update(parts)
+
+
+@pytest.fixture
+def two_compounds(app, make_site, clock):
+    """Compounds A and B, complete and separate, for tenant-isolation tests. Returns (a, b, admin).
+
+    Each has: site, operator_id, sheds (two), ports, staff {role: user} (site manager, operator
+    staff, patrol), residents (two, of the site, building 4, with bikes plated "<X>PLATE01/02"),
+    session (an ended charge of the first resident), refund (a goodwill refund of it), case (an
+    open hazard case in building 4 linked to the first bike). Passwords are 'secret-pass'.
+    """
+    from sqlalchemy import select as _select
+
+    from chargeshed.accounts.models import (
+        ROLE_ADMIN,
+        ROLE_OPERATOR_STAFF,
+        ROLE_PATROL,
+        ROLE_SITE_MANAGER,
+    )
+    from chargeshed.accounts.services import add_bike, create_user
+    from chargeshed.charging import sessions as charging
+    from chargeshed.payments import fulfilment
+    from chargeshed.payments.providers import Payment
+    from chargeshed.payments.refunds import refund_session
+    from chargeshed.safety import workflow
+    from chargeshed.sites.models import Building, Port, Shed
+
+    admin = create_user("platform-admin", "secret-pass", ROLE_ADMIN)
+
+    def build(label: str) -> Compound:
+        site = make_site(name=f"{label}小区", sheds=(2, 2))
+        sheds = list(_select_all(_select(Shed).where(Shed.site_id == site.id).order_by(Shed.id)))
+        ports = list(_select_all(_select(Port).where(Port.shed_id.in_([s.id for s in sheds])).order_by(Port.id)))
+        operator_id = sheds[0].operator_id
+        staff = {role: create_user(f"{label.lower()}-{role}", "secret-pass", role, site_id=site.id,
+                                   operator_id=operator_id if role == ROLE_OPERATOR_STAFF else None,
+                                   display_name=f"{label} {role}")
+                 for role in (ROLE_SITE_MANAGER, ROLE_OPERATOR_STAFF, ROLE_PATROL)}
+        residents = []
+        for n in (1, 2):
+            phone = f"13{'7' if label == 'A' else '8'}0000{n:04d}"
+            resident = create_user(phone, "secret-pass", ROLE_RESIDENT, site_id=site.id, building=4, unit=n)
+            add_bike(resident, f"{label}PLATE{n:02d}")
+            topup = fulfilment.create_topup(resident.id, 2000, [2000], "cny", "demo")
+            topup.checkout_ref = f"demo_{topup.id}"
+            _db.session.commit()
+            fulfilment.fulfil(topup.id, Payment(topup.checkout_ref, None, 2000, "cny"))
+            residents.append(resident)
+        session = charging.start_session(residents[0].id, ports[0], now=clock.now)
+        charging.mark_charging(session, clock.now + timedelta(seconds=5))
+        session.tier_watts = session.watts = 180
+        session.energy_wh = 288
+        _db.session.commit()
+        assert charging.end_session(session, charging.FULL, clock.now + timedelta(minutes=120), stop_port=False)
+        refund = refund_session(admin.id, session, min(10, session.cost_fen), "goodwill", now=clock.now)
+        building4 = _db.session.execute(
+            _select(Building).where(Building.site_id == site.id, Building.number == 4)).scalar_one()
+        case = workflow.file_report(workflow.NewReport("bike_indoors", building4.id, unit=1, floor=2,
+                                                       spot="lobby", plate=f"{label}PLATE01"))
+        workflow.link_bike(case, f"{label}PLATE01", staff[ROLE_PATROL].id)
+        return Compound(site=site, operator_id=operator_id, sheds=sheds, ports=ports, staff=staff,
+                        residents=residents, session=session, refund=refund, case=case, building=building4)
+
+    return build("A"), build("B"), admin
+
+
+def _select_all(query):
+    return _db.session.execute(query).scalars()

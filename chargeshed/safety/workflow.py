@@ -15,7 +15,7 @@ from datetime import datetime
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
-from chargeshed.accounts.models import Bike
+from chargeshed.accounts.models import Bike, User
 from chargeshed.charging.models import ChargeSession
 from chargeshed.extensions import db
 from chargeshed.safety import uploads
@@ -45,7 +45,7 @@ from chargeshed.safety.models import (
     CasePhoto,
     HazardCase,
 )
-from chargeshed.sites.models import Building
+from chargeshed.sites.models import Building, Shed
 from chargeshed.timeutil import now as clock_now
 
 # Reminder channels (the guide: WeChat, phone, SMS, a visit; a posted notice when unreachable).
@@ -319,11 +319,17 @@ def _need(value: str, code: str, message: str) -> None:
         raise WorkflowError(code, message)
 
 
-def find_bike(plate: str) -> Bike | None:
-    """The registered bike with this (normalised) plate."""
+def find_bike(plate: str, site_id: int) -> Bike | None:
+    """The bike with this (normalised) plate registered by a resident of `site_id`.
+
+    Bikes of other compounds are not found: staff of one compound never see another's residents,
+    and an "unknown plate" answer says nothing about other compounds.
+    """
     if not plate:
         return None
-    return db.session.execute(select(Bike).where(Bike.plate == plate)).scalar_one_or_none()
+    return db.session.execute(
+        select(Bike).join(User, User.id == Bike.owner_id).where(Bike.plate == plate, User.site_id == site_id)
+    ).scalar_one_or_none()
 
 
 def link_bike(case: HazardCase, plate: str, actor_id: int, now: datetime | None = None) -> Bike:
@@ -331,7 +337,7 @@ def link_bike(case: HazardCase, plate: str, actor_id: int, now: datetime | None 
     now = now or clock_now()
     if not case.is_open:
         raise WorkflowError("state", _("This case is closed."))
-    bike = find_bike(plate)
+    bike = find_bike(plate, case.site_id)
     if bike is None:
         raise WorkflowError("plate", _("No registered bike has the plate %(plate)s.", plate=plate))
     case.bike_id = bike.id
@@ -402,29 +408,38 @@ class OwnerRecord:
 
 
 def owner_record(case: HazardCase) -> OwnerRecord | None:
-    """Repeat-offender view of the linked bike and its owner, or None when no bike is linked."""
-    if case.bike is None:
-        return None
+    """Repeat-offender view of the linked bike and its owner, or None when no bike is linked.
+
+    Only what the case's compound knows: its cases and charges in its sheds; nothing when the bike's
+    owner is not a resident of the case's compound.
+    """
     bike = case.bike
+    if bike is None or bike.owner.site_id != case.site_id:
+        return None
     owner_bikes = select(Bike.id).where(Bike.owner_id == bike.owner_id)
     for_bike = list(
         db.session.execute(
-            select(HazardCase).where(HazardCase.bike_id == bike.id).order_by(HazardCase.created_at)
+            select(HazardCase)
+            .where(HazardCase.bike_id == bike.id, HazardCase.site_id == case.site_id)
+            .order_by(HazardCase.created_at)
         ).scalars()
     )
     for_owner = db.session.execute(
-        select(func.count()).select_from(HazardCase).where(HazardCase.bike_id.in_(owner_bikes))
+        select(func.count()).select_from(HazardCase).where(
+            HazardCase.bike_id.in_(owner_bikes), HazardCase.site_id == case.site_id)
     ).scalar_one()
     charges, last = db.session.execute(
         select(func.count(ChargeSession.id), func.max(ChargeSession.ended_at)).where(
-            ChargeSession.user_id == bike.owner_id, ChargeSession.state == "ended"
+            ChargeSession.user_id == bike.owner_id, ChargeSession.state == "ended",
+            ChargeSession.shed_id.in_(select(Shed.id).where(Shed.site_id == case.site_id)),
         )
     ).one()
     return OwnerRecord(bike, for_bike, for_owner, charges, last)
 
 
 def repeat_counts(bike_ids: Sequence[int]) -> dict[int, int]:
-    """Number of cases per owner, keyed by bike id, for a list page's repeat-offender badges."""
+    """Number of cases per owner (in the owner's own compound), keyed by bike id, for a list page's
+    repeat-offender badges."""
     ids = [b for b in set(bike_ids) if b]
     if not ids:
         return {}
@@ -433,7 +448,8 @@ def repeat_counts(bike_ids: Sequence[int]) -> dict[int, int]:
         db.session.execute(
             select(Bike.owner_id, func.count(HazardCase.id))
             .join(HazardCase, HazardCase.bike_id == Bike.id)
-            .where(Bike.owner_id.in_(set(owner_of.values())))
+            .join(User, User.id == Bike.owner_id)
+            .where(Bike.owner_id.in_(set(owner_of.values())), HazardCase.site_id == User.site_id)
             .group_by(Bike.owner_id)
         ).all()
     )

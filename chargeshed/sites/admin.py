@@ -100,8 +100,11 @@ def add_ports(shed: Shed, numbers: list[int], now: datetime) -> list[Port]:
 
 
 def add_shed(site: Site, name: str, location: str, operator_id: int, tariff_id: int,
-             port_numbers: list[int], now: datetime) -> Shed:
-    """A new shed in a site, with its first ports, all or none. Commits."""
+             port_numbers: list[int], now: datetime, *, any_operator: bool = False) -> Shed:
+    """A new shed in a site, with its first ports, all or none. Commits.
+
+    The operator and tariff must be among shed_choices(site, any_operator=...).
+    """
     name = name.strip()
     if not name:
         raise Refused("name_missing")
@@ -109,7 +112,8 @@ def add_shed(site: Site, name: str, location: str, operator_id: int, tariff_id: 
         select(func.count(Shed.id)).where(Shed.site_id == site.id, Shed.name == name)
     ).scalar_one():
         raise Refused("name_taken")
-    if db.session.get(Operator, operator_id) is None or db.session.get(_tariff_model(), tariff_id) is None:
+    operators, tariffs = shed_choices(site, any_operator=any_operator)
+    if operator_id not in {o[0] for o in operators} or tariff_id not in {t[0] for t in tariffs}:
         raise Refused("choice_invalid")
     shed = Shed(site_id=site.id, operator_id=operator_id, tariff_id=tariff_id, name=name,
                 location=location.strip(), created_at=now)
@@ -141,9 +145,18 @@ def update_shed(shed: Shed, name: str, location: str) -> None:
     db.session.commit()
 
 
-def shed_choices() -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
-    """(operators, tariffs) a new shed can be given, by name."""
-    operators = db.session.execute(select(Operator.id, Operator.name).order_by(Operator.name)).all()
+def shed_choices(site: Site, *, any_operator: bool) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(operators, tariffs) a new shed of `site` can be given, by name.
+
+    With `any_operator` (the platform admin) every operator and tariff; otherwise (a site manager)
+    only the operators and tariffs already serving this site's sheds: bringing a new operator into
+    a compound is the platform's decision, and other operators' price lists stay theirs.
+    """
     tariff = _tariff_model()
-    tariffs = db.session.execute(select(tariff.id, tariff.name).order_by(tariff.name, tariff.id)).all()
-    return [tuple(o) for o in operators], [tuple(t) for t in tariffs]
+    operators = select(Operator.id, Operator.name).order_by(Operator.name, Operator.id)
+    tariffs = select(tariff.id, tariff.name).order_by(tariff.name, tariff.id)
+    if not any_operator:
+        operators = operators.where(Operator.id.in_(select(Shed.operator_id).where(Shed.site_id == site.id)))
+        tariffs = tariffs.where(tariff.id.in_(select(Shed.tariff_id).where(Shed.site_id == site.id)))
+    return ([tuple(o) for o in db.session.execute(operators).all()],
+            [tuple(t) for t in db.session.execute(tariffs).all()])

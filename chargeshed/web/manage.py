@@ -33,7 +33,7 @@ from chargeshed.accounts.access import (
     visible_shed_ids,
     visible_sites,
 )
-from chargeshed.accounts.models import ROLE_OPERATOR_STAFF
+from chargeshed.accounts.models import ROLE_ADMIN, ROLE_OPERATOR_STAFF
 from chargeshed.charging import occupancy, port_admin, usage
 from chargeshed.charging import sessions as charging
 from chargeshed.charging.access import get_alert_or_404
@@ -356,14 +356,15 @@ def shed_new(site_id: int):
     """Add a shed to a site, with its first ports."""
     site = get_site_or_404(current_user, site_id)
     form = NewShedForm()
-    operators, tariffs = admin.shed_choices()
+    any_operator = current_user.role == ROLE_ADMIN
+    operators, tariffs = admin.shed_choices(site, any_operator=any_operator)
     form.operator_id.choices = [SelectChoice(i, name) for i, name in operators]
     form.tariff_id.choices = [SelectChoice(i, name) for i, name in tariffs]
     if form.validate_on_submit():
         try:
             numbers = admin.parse_port_numbers(form.numbers.data)
             shed = admin.add_shed(site, form.name.data, form.location.data or "", form.operator_id.data,
-                                  form.tariff_id.data, numbers, clock_now())
+                                  form.tariff_id.data, numbers, clock_now(), any_operator=any_operator)
         except admin.Refused as refused:
             field = form.numbers if refused.code.startswith("numbers") else form.name
             field.errors.append(_refusal(refused))

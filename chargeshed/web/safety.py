@@ -128,7 +128,7 @@ def _case_context(case: HazardCase, forms: dict | None = None, error: str | None
     record = workflow.owner_record(case) if personal else None
     suggested = None
     if personal and case.bike_id is None and case.reported_plate:
-        suggested = workflow.find_bike(case.reported_plate)
+        suggested = workflow.find_bike(case.reported_plate, case.site_id)
     sheds = case.building.site.sheds
     return dict(
         case=case,

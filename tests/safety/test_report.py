@@ -114,7 +114,7 @@ def test_tracking_page_shows_no_personal_data(
 
     site = make_site()
     owner = make_resident(phone="13912345678")
-    owner.display_name = "Zhang San"
+    owner.display_name, owner.site_id = "Zhang San", site.id
     add_bike(owner, "ZZA12345")
     client.post("/report", data=report_data(building(site, 4).id, contact="13800001111", plate="ZZA12345"))
     case = _case()

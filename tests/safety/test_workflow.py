@@ -204,7 +204,7 @@ def test_notes_can_be_added_even_after_close_and_nothing_is_ever_deleted(client,
 def test_bike_link_shows_repeat_offender_and_first_charge_nudge(client, setup, building, make_resident):
     site, case, patrol = setup
     owner = make_resident()
-    owner.building, owner.unit = 4, 2
+    owner.building, owner.unit, owner.site_id = 4, 2, site.id
     add_bike(owner, "ZZB77777")
     earlier = workflow.file_report(
         workflow.NewReport("bike_indoors", building(site, 4).id, floor=1, spot="lobby", plate="ZZB77777")
