@@ -250,8 +250,8 @@ def test_a_signed_in_visitor_gets_our_500_page_with_headers_when_the_database_is
                                                                                        make_resident, login):
     login(make_resident())
     assert client.get("/wallet").status_code == 200
+    db.session.remove()  # end the test's own transaction, or PostgreSQL waits for it to drop the tables
     db.drop_all()  # every query now fails, the one loading the signed-in user included
-    db.session.remove()
     response = client.get("/wallet")
     assert response.status_code == 500
     assert "Content-Security-Policy" in response.headers and response.headers["X-Frame-Options"] == "DENY"
