@@ -22,6 +22,7 @@ from chargeshed.accounts.models import (
     STAFF_ROLES,
     User,
 )
+from chargeshed.accounts.services import revoke_sessions
 from chargeshed.errors import Forbidden, NotFound
 from chargeshed.extensions import db
 from chargeshed.sites.models import Operator, Site
@@ -132,6 +133,7 @@ def reset_password(actor: User, user: User, reason: str) -> str:
     password = temporary_password()
     user.set_password(password)
     user.must_change_password = True
+    revoke_sessions(user)  # whoever holds the old password's cookies is signed out
     audit.record(actor.id, audit.PASSWORD_RESET, user.login, reason=reason, **_scope_of(user))
     db.session.commit()
     return password
@@ -146,6 +148,8 @@ def set_active(actor: User, user: User, active: bool, reason: str) -> bool:
     if user.is_active_account == active:
         return False
     user.is_active_account = active
+    if not active:
+        revoke_sessions(user)  # reactivating does not bring old cookies back
     audit.record(actor.id, audit.STAFF_REACTIVATED if active else audit.STAFF_DEACTIVATED, user.login,
                  reason=reason, **_scope_of(user))
     db.session.commit()
