@@ -42,6 +42,44 @@ def _alert(tenant: Tenant) -> int:
     return alert.id
 
 
+def _case(tenant: Tenant) -> int:
+    from chargeshed.safety import workflow
+
+    return workflow.file_report(workflow.NewReport("bike_indoors", _building(tenant), floor=1, spot="lobby")).id
+
+
+def _session(tenant: Tenant) -> int:
+    """An ended, paid charge of a resident of the tenant, on the tenant's port."""
+    from chargeshed.accounts.models import ROLE_RESIDENT
+    from chargeshed.accounts.services import create_user
+    from chargeshed.charging import sessions as charging
+    from chargeshed.payments import fulfilment
+    from chargeshed.payments.providers import Payment
+
+    resident = create_user(f"1370000{tenant.site.id:04d}", PASSWORD, ROLE_RESIDENT, site_id=tenant.site.id)
+    topup = fulfilment.create_topup(resident.id, 1000, [1000], "cny", "demo")
+    topup.checkout_ref = f"demo_{topup.id}"
+    db.session.commit()
+    fulfilment.fulfil(topup.id, Payment(topup.checkout_ref, None, 1000, "cny"))
+    session = charging.start_session(resident.id, tenant.ports[1], now=START)
+    charging.mark_charging(session, START)
+    session.tier_watts = session.watts = 180
+    db.session.commit()
+    charging.end_session(session, charging.FULL, START.replace(hour=START.hour + 2), stop_port=False)
+    return session.id
+
+
+def _agreement(tenant: Tenant) -> int:
+    from datetime import date
+
+    from chargeshed.settlement.agreements import PartyInput, create_agreement
+
+    return create_agreement(operator_id=tenant.operator_id, site_id=tenant.site.id, shed_id=None,
+                            valid_from=date(2026, 1, 1), valid_to=None, electricity_fen_per_kwh=0,
+                            fee_mode="shared", parties=[PartyInput(f"运营{tenant.site.id}", "operator", 10000,
+                                                                   pays_electricity=True)]).id
+
+
 # How to find a tenant's object for a URL parameter. Extend this when a route takes a new kind of id.
 OTHER_TENANT: dict[str, Callable[[Tenant], int]] = {
     "site_id": lambda t: t.site.id,
@@ -51,6 +89,9 @@ OTHER_TENANT: dict[str, Callable[[Tenant], int]] = {
     "building_id": _building,
     "alert_id": _alert,
     "user_id": lambda t: t.users[ROLE_PATROL].id,  # staff administration: the other site's patrol
+    "case_id": _case,
+    "session_id": _session,
+    "agreement_id": _agreement,
 }
 
 
