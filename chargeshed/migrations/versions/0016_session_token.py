@@ -1,7 +1,7 @@
 """Per-user session token: sessions and remember-me cookies can be revoked.
 
-Revision ID: 0013_session_token
-Revises: 0012_ocpp
+Revision ID: 0016_session_token
+Revises: 0015_monthly_passes
 """
 
 import secrets
@@ -9,8 +9,8 @@ import secrets
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013_session_token"
-down_revision = "0012_ocpp"
+revision = "0016_session_token"
+down_revision = "0015_monthly_passes"
 branch_labels = None
 depends_on = None
 
