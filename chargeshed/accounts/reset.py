@@ -12,6 +12,7 @@ from sqlalchemy import ForeignKey, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chargeshed.accounts.models import ROLE_RESIDENT, User
+from chargeshed.accounts.services import revoke_sessions
 from chargeshed.extensions import db
 from chargeshed.notify.base import RESET_CODE, SMS
 from chargeshed.notify.outbox import queue
@@ -81,7 +82,8 @@ def request_code(phone: str, now: datetime | None = None) -> int | None:
 
 
 def reset_password(phone: str, code: str, new_password: str, now: datetime | None = None) -> User:
-    """Set a new password with a valid code (the newest unused one); the code then stops working.
+    """Set a new password with a valid code (the newest unused one); the code then stops working and
+    every session of the account ends.
 
     Raises ResetRefused("invalid") for a wrong, expired, used or over-guessed code; the caller commits.
     """
@@ -98,4 +100,5 @@ def reset_password(phone: str, code: str, new_password: str, now: datetime | Non
         raise ResetRefused("invalid")
     reset.used_at = now
     user.set_password(new_password)
+    revoke_sessions(user)  # whoever knew the old password is signed out everywhere
     return user

@@ -72,3 +72,12 @@ def test_without_sms_the_page_says_to_ask_the_property_office(app, client):
     page = client.get("/password/forgot").get_data(as_text=True)
     assert "请联系物业重置密码" in page
     assert "忘记密码？" in client.get("/login").get_data(as_text=True)
+
+
+def test_a_reset_by_sms_signs_out_whoever_had_the_old_password(app, client, make_resident, login, aliyun):
+    user = login(make_resident())
+    other_browser = app.test_client()
+    assert client.get("/wallet").status_code == 200
+    other_browser.post("/password/forgot", data={"phone": user.login})
+    assert _reset(other_browser, user.login, aliyun.messages[0]["params"]["code"]).status_code == 302
+    assert client.get("/wallet").status_code == 302  # the old session is gone
