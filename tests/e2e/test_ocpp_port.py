@@ -90,6 +90,7 @@ def test_resident_charges_on_an_ocpp_station_port(live_server, phone, make_site,
         page.screenshot(path=str(tmp_path / "ocpp-charging.png"), full_page=True)
 
         page.get_by_test_id("stop").click()
+        page.get_by_test_id("stop-confirm").click()  # the resident is asked before a charge ends
         expect(state).to_have_attribute("data-state", "ended")
         expect(page.get_by_test_id("end-reason")).to_have_text("您已手动停止")
 
