@@ -6,6 +6,7 @@ import os
 from datetime import datetime, timedelta
 
 import pytest
+from flask import has_app_context
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
@@ -125,9 +126,13 @@ def app(db_url, driver, tmp_path):
 
 class IsolatedClient(FlaskClient):
     """Each request runs in its own app context, as in production: no `g` or DB session shared with
-    the test body or with the previous request."""
+    the test body or with the previous request. What the test body wrote is committed first, as a
+    finished request's work would be (services leave the commit to their caller; an open transaction
+    would hold row locks the request then waits for)."""
 
     def open(self, *args, **kwargs):
+        if has_app_context():
+            _db.session.commit()
         with self.application.app_context():
             return super().open(*args, **kwargs)
 
