@@ -145,6 +145,15 @@ class MeterCounter:
         return total
 
 
+def payload_number(value) -> float | None:
+    """A figure from a device payload: None stays None; anything but an int or float is refused."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"not a number: {value!r}")
+    return float(value)
+
+
 def split_target(target: str) -> tuple[str, str, int | None]:
     """`shelly:pfx/0` → ("shelly", "pfx", 0); `tasmota:plug` → ("tasmota", "plug", None).
 

@@ -28,6 +28,7 @@ from chargeshed.ports.mqtt import (
     MqttLink,
     RelayReading,
     fail_after,
+    payload_number,
     split_target,
 )
 
@@ -64,9 +65,9 @@ def switch_reading(target_: str, status: dict, at: datetime, *, full: bool) -> R
         target=target_, at=at,
         online=True,
         relay_on=bool(output) if output is not None else None,
-        watts=_number(status.get("apower")),
-        meter_wh=_number(energy.get("total")) if isinstance(energy, dict) else None,
-        temperature_c=_number(temperature.get("tC")) if isinstance(temperature, dict) else None,
+        watts=payload_number(status.get("apower")),
+        meter_wh=payload_number(energy.get("total")) if isinstance(energy, dict) else None,
+        temperature_c=payload_number(temperature.get("tC")) if isinstance(temperature, dict) else None,
         fault=fault,
     )
 
@@ -80,14 +81,6 @@ def _split_device_topic(topic: str) -> tuple[str | None, str]:
     if head and leaf.startswith("switch:"):
         return head, "status/" + leaf
     return None, ""
-
-
-def _number(value) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"not a number: {value!r}")
-    return float(value)
 
 
 class ShellyProtocol:

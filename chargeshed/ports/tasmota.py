@@ -27,6 +27,7 @@ from chargeshed.ports.mqtt import (
     MqttLink,
     RelayReading,
     fail_after,
+    payload_number,
     split_target,
 )
 
@@ -78,11 +79,7 @@ def _channel_value(value, relay: int) -> float | None:
         value = value[relay - 1] if relay <= len(value) else None
     elif relay != 1:
         return None
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"not a number: {value!r}")
-    return float(value)
+    return payload_number(value)
 
 
 class TasmotaProtocol:
