@@ -15,9 +15,9 @@ def test_the_same_request_key_from_two_users_makes_two_cash_outs(app, make_resid
     for user in (first, second):
         client = app.test_client()
         client.post("/login", data={"login": user.login, "password": "secret-pass"})
-        response = client.post("/wallet/cashout", data={"amount": "5", "request_key": "same-key"})
+        response = client.post("/wallet/cashout", data={"amount": "5", "request_key": "same-key", "confirmed": "yes"})
         assert response.status_code == 302
-        again = client.post("/wallet/cashout", data={"amount": "5", "request_key": "same-key"})
+        again = client.post("/wallet/cashout", data={"amount": "5", "request_key": "same-key", "confirmed": "yes"})
         assert again.status_code == 302 and again.headers["Location"] == response.headers["Location"]
     cashouts = db.session.execute(select(CashOut).order_by(CashOut.id)).scalars().all()
     assert [(c.user_id, c.amount_fen) for c in cashouts] == [(first.id, 500), (second.id, 500)]
