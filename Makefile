@@ -47,6 +47,7 @@ worker: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Prints figures (see bench/README.md); pay_page.py needs wrk, settlement_month.py loads for ~2 minutes.
 BENCHES := supervisor_tick occupancy webhook_to_start pay_page settlement_month

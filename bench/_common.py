@@ -116,9 +116,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Server:
-        self.proc = subprocess.Popen(
-            self.argv, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
-        )
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -162,9 +160,7 @@ def have_wrk() -> bool:
     return shutil.which("wrk") is not None
 
 
-def wrk(
-    url: str, connections: int = 16, seconds: int = 15, threads: int = 2, headers: dict | None = None
-) -> dict:
+def wrk(url: str, connections: int = 16, seconds: int = 15, threads: int = 2, headers: dict | None = None) -> dict:
     """Run wrk and return req/s and latency percentiles (ms)."""
     argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency"]
     for key, value in (headers or {}).items():

@@ -67,17 +67,47 @@ def seed(url: str, instance: str, stations: int, connectors: int, starts: int) -
             shed = Shed(site_id=site.id, operator_id=operator.id, tariff_id=tariff.id, name=f"Shed {n}")
             db.session.add(shed)
             db.session.flush()
-            rows += [{"shed_id": shed.id, "number": c, "code": f"B{n:05d}{c:02d}", "label": "",
-                      "hardware_target": f"ocpp:{cp_id}/{c}"} for c in range(1, connectors + 1)]
+            rows += [
+                {
+                    "shed_id": shed.id,
+                    "number": c,
+                    "code": f"B{n:05d}{c:02d}",
+                    "label": "",
+                    "hardware_target": f"ocpp:{cp_id}/{c}",
+                }
+                for c in range(1, connectors + 1)
+            ]
         db.session.execute(insert(Port), rows)
-        db.session.execute(insert(PortTelemetry).from_select(
-            ["port_id", "target", "scheme", "device", "watts", "relay_on", "energy_wh", "session_start_wh",
-             "link_online"],
-            db.select(Port.id, Port.hardware_target, db.literal("ocpp"),
-                      db.func.split_part(Port.hardware_target, "/", 1), 0, False, 0, 0, False)))
+        db.session.execute(
+            insert(PortTelemetry).from_select(
+                [
+                    "port_id",
+                    "target",
+                    "scheme",
+                    "device",
+                    "watts",
+                    "relay_on",
+                    "energy_wh",
+                    "session_start_wh",
+                    "link_online",
+                ],
+                db.select(
+                    Port.id,
+                    Port.hardware_target,
+                    db.literal("ocpp"),
+                    db.func.split_part(Port.hardware_target, "/", 1),
+                    0,
+                    False,
+                    0,
+                    0,
+                    False,
+                ),
+            )
+        )
         db.session.commit()
-        port_ids = list(db.session.execute(db.select(Port.id).where(Port.number == 1).order_by(Port.id))
-                        .scalars())[:starts]
+        port_ids = list(db.session.execute(db.select(Port.id).where(Port.number == 1).order_by(Port.id)).scalars())[
+            :starts
+        ]
         users = []
         for n in range(starts):
             user = create_user(f"1370000{n:04d}", "bench-password", ROLE_RESIDENT)
@@ -164,8 +194,9 @@ def one_run(args, number: int) -> dict:
 
     with _common.scratch_database("gateway") as url:
         ocpp_port = _common.free_port()
-        instance = _common.instance_folder(RATELIMIT_ENABLED=False, OCPP_LISTEN=f"127.0.0.1:{ocpp_port}",
-                                           OCPP_STATS_SECONDS=STATS_SECONDS)
+        instance = _common.instance_folder(
+            RATELIMIT_ENABLED=False, OCPP_LISTEN=f"127.0.0.1:{ocpp_port}", OCPP_STATS_SECONDS=STATS_SECONDS
+        )
         _common.migrate(url, instance)
         started = time.monotonic()
         keys, port_ids, users = seed(url, instance, args.stations, args.connectors, args.starts)
@@ -174,8 +205,14 @@ def one_run(args, number: int) -> dict:
         with open(keys_file, "w") as handle:
             json.dump(keys, handle)
         env = _common.env_for(url, instance, LOG_LEVEL="INFO", LOG_FORMAT="json")
-        gateway = subprocess.Popen(_common.FLASK + ["gateway"], env=env, cwd=_common.ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        gateway = subprocess.Popen(
+            _common.FLASK + ["gateway"],
+            env=env,
+            cwd=_common.ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         copy = os.path.join(args.logs, f"gateway-run{number}.log") if args.logs else None
         gateway_lines = Lines(gateway.stderr, copy)
         gateway_lines.start()
@@ -183,10 +220,27 @@ def one_run(args, number: int) -> dict:
         try:
             wait_listening(ocpp_port, gateway)
             stations = subprocess.Popen(
-                [sys.executable, os.path.join(_common.ROOT, "bench", "ocpp_stations.py"), "--port", str(ocpp_port),
-                 "--stations", str(args.stations), "--connectors", str(args.connectors),
-                 "--meter-seconds", str(args.meter_seconds), "--keys", keys_file, "--stats", str(STATS_SECONDS)],
-                cwd=_common.ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                [
+                    sys.executable,
+                    os.path.join(_common.ROOT, "bench", "ocpp_stations.py"),
+                    "--port",
+                    str(ocpp_port),
+                    "--stations",
+                    str(args.stations),
+                    "--connectors",
+                    str(args.connectors),
+                    "--meter-seconds",
+                    str(args.meter_seconds),
+                    "--keys",
+                    keys_file,
+                    "--stats",
+                    str(STATS_SECONDS),
+                ],
+                cwd=_common.ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             station_lines = Lines(stations.stdout)
             station_lines.start()
             connected = station_lines.wait_for("connected", 900)
@@ -196,8 +250,7 @@ def one_run(args, number: int) -> dict:
 
             window_start = time.monotonic()
             cpu_before = cpu_seconds(gateway.pid)
-            app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "PAYMENTS": "demo",
-                              "LOG_LEVEL": "WARNING"})
+            app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "PAYMENTS": "demo", "LOG_LEVEL": "WARNING"})
             queued: dict[str, float] = {}
             gap = args.measure / max(1, len(users)) / 2
             with app.app_context():
@@ -278,8 +331,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--logs", default="", help="a folder to keep the gateway's log in")
     args = parser.parse_args()
-    print(f"OCPP gateway: {args.stations} stations × {args.connectors} connectors, MeterValues every "
-          f"{args.meter_seconds:.0f} s, {args.starts} starts, {args.runs} runs — {_common.machine()}", flush=True)
+    print(
+        f"OCPP gateway: {args.stations} stations × {args.connectors} connectors, MeterValues every "
+        f"{args.meter_seconds:.0f} s, {args.starts} starts, {args.runs} runs — {_common.machine()}",
+        flush=True,
+    )
     results = []
     for number in range(1, args.runs + 1):
         results.append(one_run(args, number))
@@ -295,10 +351,14 @@ def main() -> None:
     frame = statistics.median(r["frame_p99_ms"] for r in results)
     command = statistics.median(r["command_p99_ms"] for r in results)
     print()
-    print(f"frame → reply p99 (median of runs) {frame:.1f} ms: {_common.verdict(frame <= TARGET_FRAME_P99_MS)} "
-          f"(≤ {TARGET_FRAME_P99_MS:.0f} ms)")
-    print(f"start queued → RemoteStart p99 (median of runs) {command:.1f} ms: "
-          f"{_common.verdict(command <= TARGET_COMMAND_P99_MS)} (≤ {TARGET_COMMAND_P99_MS:.0f} ms)")
+    print(
+        f"frame → reply p99 (median of runs) {frame:.1f} ms: {_common.verdict(frame <= TARGET_FRAME_P99_MS)} "
+        f"(≤ {TARGET_FRAME_P99_MS:.0f} ms)"
+    )
+    print(
+        f"start queued → RemoteStart p99 (median of runs) {command:.1f} ms: "
+        f"{_common.verdict(command <= TARGET_COMMAND_P99_MS)} (≤ {TARGET_COMMAND_P99_MS:.0f} ms)"
+    )
 
 
 if __name__ == "__main__":

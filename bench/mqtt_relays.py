@@ -65,9 +65,15 @@ def main() -> None:
     started = time.perf_counter()
     for sequence in range(1, MESSAGES + 1):
         device, channel = sequence % DEVICES, sequence % CHANNELS
-        frame = {"src": f"{run}-{device}", "dst": f"{run}-{device}/events", "method": "NotifyStatus",
-                 "params": {"ts": 1.0, f"switch:{channel}": {"id": channel, "apower": sequence,
-                                                             "aenergy": {"total": sequence / 10}}}}
+        frame = {
+            "src": f"{run}-{device}",
+            "dst": f"{run}-{device}/events",
+            "method": "NotifyStatus",
+            "params": {
+                "ts": 1.0,
+                f"switch:{channel}": {"id": channel, "apower": sequence, "aenergy": {"total": sequence / 10}},
+            },
+        }
         pause = started + sequence / RATE - time.perf_counter()
         if pause > 0:
             time.sleep(pause)
@@ -81,10 +87,14 @@ def main() -> None:
     if not finished:
         print(f"only {len(latencies)} of {MESSAGES} reports arrived")
     latencies.sort()
-    print(f"{len(latencies)} NotifyStatus reports from {DEVICES * CHANNELS} channels at {RATE:.0f}/s asked: "
-          f"{len(latencies) / elapsed:,.0f} messages/s taken")
-    print(f"publish -> sink latency: p50 {statistics.median(latencies) * 1000:.1f} ms, "
-          f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.1f} ms")
+    print(
+        f"{len(latencies)} NotifyStatus reports from {DEVICES * CHANNELS} channels at {RATE:.0f}/s asked: "
+        f"{len(latencies) / elapsed:,.0f} messages/s taken"
+    )
+    print(
+        f"publish -> sink latency: p50 {statistics.median(latencies) * 1000:.1f} ms, "
+        f"p99 {latencies[int(len(latencies) * 0.99) - 1] * 1000:.1f} ms"
+    )
     print(f"process CPU (publisher and link together): {cpu / len(latencies) * 1e6:.0f} us per message")
 
 

@@ -57,9 +57,20 @@ def build(app, ports_total: int, seed: int = 1):
     db.session.add_all([site, operator, tariff])
     db.session.flush()
     sheds = ports_total // PORTS_PER_SHED
-    db.session.execute(insert(Shed), [
-        {"site_id": site.id, "operator_id": operator.id, "tariff_id": tariff.id, "name": f"Shed {n:04d}",
-         "location": "", "created_at": now} for n in range(sheds)])
+    db.session.execute(
+        insert(Shed),
+        [
+            {
+                "site_id": site.id,
+                "operator_id": operator.id,
+                "tariff_id": tariff.id,
+                "name": f"Shed {n:04d}",
+                "location": "",
+                "created_at": now,
+            }
+            for n in range(sheds)
+        ],
+    )
     shed_ids = [s.id for s in db.session.query(Shed.id).order_by(Shed.id)]
     ports = []
     for shed_id in shed_ids:
@@ -68,20 +79,57 @@ def build(app, ports_total: int, seed: int = 1):
             state = "Charging" if roll < 0.4 else "SuspendedEV" if roll < 0.55 else "Available"
             watts = rnd.randint(120, 320) if state == "Charging" else 0
             changed = now - timedelta(minutes=rnd.randint(1, 300))
-            ports.append({"shed_id": shed_id, "number": number, "code": f"B{len(ports):07d}", "label": "",
-                          "status": "active", "ocpp_state": state, "watts": watts, "fault": None,
-                          "last_seen_at": now, "state_changed_at": changed, "created_at": now})
+            ports.append(
+                {
+                    "shed_id": shed_id,
+                    "number": number,
+                    "code": f"B{len(ports):07d}",
+                    "label": "",
+                    "status": "active",
+                    "ocpp_state": state,
+                    "watts": watts,
+                    "fault": None,
+                    "last_seen_at": now,
+                    "state_changed_at": changed,
+                    "created_at": now,
+                }
+            )
     db.session.execute(insert(Port), ports)
-    db.session.execute(insert(User), [{"login": f"1380000{n:04d}", "password_hash": "x", "role": "resident",
-                                       "display_name": "", "is_active_account": True, "created_at": now}
-                                      for n in range(200)])
+    db.session.execute(
+        insert(User),
+        [
+            {
+                "login": f"1380000{n:04d}",
+                "password_hash": "x",
+                "role": "resident",
+                "display_name": "",
+                "is_active_account": True,
+                "created_at": now,
+            }
+            for n in range(200)
+        ],
+    )
     user_ids = [u.id for u in db.session.query(User.id)]
-    charging = db.session.query(Port.id, Port.shed_id, Port.state_changed_at).filter(
-        Port.ocpp_state == "Charging").all()
+    charging = (
+        db.session.query(Port.id, Port.shed_id, Port.state_changed_at).filter(Port.ocpp_state == "Charging").all()
+    )
     rules = default_tariff().to_dict()
-    db.session.execute(insert(ChargeSession), [
-        {"user_id": rnd.choice(user_ids), "port_id": pid, "shed_id": sid, "rules": rules, "state": "charging",
-         "hold_fen": 300, "created_at": since, "confirmed_at": since} for pid, sid, since in charging])
+    db.session.execute(
+        insert(ChargeSession),
+        [
+            {
+                "user_id": rnd.choice(user_ids),
+                "port_id": pid,
+                "shed_id": sid,
+                "rules": rules,
+                "state": "charging",
+                "hold_fen": 300,
+                "created_at": since,
+                "confirmed_at": since,
+            }
+            for pid, sid, since in charging
+        ],
+    )
     from chargeshed.accounts.services import create_user
 
     db.session.commit()
@@ -104,15 +152,24 @@ def main() -> None:
 
     tmp = tempfile.mkdtemp(prefix="bench-occupancy-")
     url = args.database_url or f"sqlite:///{tmp}/bench.sqlite3"
-    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "WTF_CSRF_ENABLED": False,
-                      "RATELIMIT_ENABLED": False, "CHARGESHED_INSTANCE": tmp})
+    app = create_app(
+        {
+            "DATABASE_URL": url,
+            "SECRET_KEY": "bench",
+            "WTF_CSRF_ENABLED": False,
+            "RATELIMIT_ENABLED": False,
+            "CHARGESHED_INSTANCE": tmp,
+        }
+    )
     with app.app_context():
         db.drop_all()
         db.create_all()  # a throwaway measurement database, like the tests'
         started = time.perf_counter()
         site_id, live = build(app, args.ports)
-        print(f"database: {url.split(':')[0]}  ports: {args.ports}  charging: {live}  "
-              f"built in {time.perf_counter() - started:.1f} s")
+        print(
+            f"database: {url.split(':')[0]}  ports: {args.ports}  charging: {live}  "
+            f"built in {time.perf_counter() - started:.1f} s"
+        )
 
         from sqlalchemy import select, update
 

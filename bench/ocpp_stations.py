@@ -86,10 +86,14 @@ class SimStation:
         await self.ws.send(json.dumps([3, unique, {"status": status}]))
 
     async def start(self, connector: int, id_tag: str) -> None:
-        await self.call("StatusNotification", {"connectorId": connector, "errorCode": "NoError",
-                                               "status": "Charging", "timestamp": stamp()})
-        result = await self.call("StartTransaction", {"connectorId": connector, "idTag": id_tag,
-                                                      "meterStart": self.meter[connector], "timestamp": stamp()})
+        await self.call(
+            "StatusNotification",
+            {"connectorId": connector, "errorCode": "NoError", "status": "Charging", "timestamp": stamp()},
+        )
+        result = await self.call(
+            "StartTransaction",
+            {"connectorId": connector, "idTag": id_tag, "meterStart": self.meter[connector], "timestamp": stamp()},
+        )
         if "transactionId" in result:
             self.transaction[connector] = result["transactionId"]
             self.watts[connector] = random.randint(150, 300)
@@ -99,19 +103,41 @@ class SimStation:
             if running == transaction_id:
                 del self.transaction[connector]
                 self.watts[connector] = 0
-                await self.call("StopTransaction", {"transactionId": transaction_id, "meterStop": self.meter[connector],
-                                                    "timestamp": stamp(), "reason": "Remote"})
-                await self.call("StatusNotification", {"connectorId": connector, "errorCode": "NoError",
-                                                       "status": "Available", "timestamp": stamp()})
+                await self.call(
+                    "StopTransaction",
+                    {
+                        "transactionId": transaction_id,
+                        "meterStop": self.meter[connector],
+                        "timestamp": stamp(),
+                        "reason": "Remote",
+                    },
+                )
+                await self.call(
+                    "StatusNotification",
+                    {"connectorId": connector, "errorCode": "NoError", "status": "Available", "timestamp": stamp()},
+                )
 
     async def meter_loop(self, connector: int) -> None:
         await asyncio.sleep(random.uniform(0, self.meter_seconds))
         while True:
             self.meter[connector] += int(self.watts[connector] * self.meter_seconds // 3600)
-            payload = {"connectorId": connector, "meterValue": [{"timestamp": stamp(), "sampledValue": [
-                {"value": str(self.meter[connector]), "measurand": "Energy.Active.Import.Register", "unit": "Wh",
-                 "context": "Sample.Periodic"},
-                {"value": str(self.watts[connector]), "measurand": "Power.Active.Import", "unit": "W"}]}]}
+            payload = {
+                "connectorId": connector,
+                "meterValue": [
+                    {
+                        "timestamp": stamp(),
+                        "sampledValue": [
+                            {
+                                "value": str(self.meter[connector]),
+                                "measurand": "Energy.Active.Import.Register",
+                                "unit": "Wh",
+                                "context": "Sample.Periodic",
+                            },
+                            {"value": str(self.watts[connector]), "measurand": "Power.Active.Import", "unit": "W"},
+                        ],
+                    }
+                ],
+            }
             if connector in self.transaction:
                 payload["transactionId"] = self.transaction[connector]
             await self.call("MeterValues", payload)
@@ -126,8 +152,9 @@ class SimStation:
         delay = 5.0
         while True:  # as real stations do: retry with backoff until the central system answers
             try:
-                self.ws = await connect(url, subprotocols=["ocpp1.6"], open_timeout=60, ping_interval=None,
-                                        max_queue=64)
+                self.ws = await connect(
+                    url, subprotocols=["ocpp1.6"], open_timeout=60, ping_interval=None, max_queue=64
+                )
                 break
             except (OSError, TimeoutError, InvalidHandshake):
                 SimStation.retries += 1
@@ -137,8 +164,10 @@ class SimStation:
         booted = await self.call("BootNotification", {"chargePointVendor": "Bench", "chargePointModel": "Sim5"})
         self.heartbeat = int(booted.get("interval") or 300)
         for connector in range(0, self.connectors + 1):
-            await self.call("StatusNotification", {"connectorId": connector, "errorCode": "NoError",
-                                                   "status": "Available", "timestamp": stamp()})
+            await self.call(
+                "StatusNotification",
+                {"connectorId": connector, "errorCode": "NoError", "status": "Available", "timestamp": stamp()},
+            )
         if connected is not None:
             connected.set()
         tasks = [asyncio.get_running_loop().create_task(self.meter_loop(c)) for c in range(1, self.connectors + 1)]
@@ -155,8 +184,14 @@ async def report(every: float) -> None:
         rtts, SimStation.rtts = sorted(SimStation.rtts), []
         errors, SimStation.errors = SimStation.errors, 0
         if rtts:
-            emit(stats={"calls": len(rtts), "errors": errors, "p50_ms": round(rtts[len(rtts) // 2] * 1000, 2),
-                        "p99_ms": round(rtts[int(len(rtts) * 0.99)] * 1000, 2)})
+            emit(
+                stats={
+                    "calls": len(rtts),
+                    "errors": errors,
+                    "p50_ms": round(rtts[len(rtts) // 2] * 1000, 2),
+                    "p99_ms": round(rtts[int(len(rtts) * 0.99)] * 1000, 2),
+                }
+            )
 
 
 async def main(args) -> None:
@@ -164,8 +199,9 @@ async def main(args) -> None:
     if args.keys:
         with open(args.keys) as handle:
             keys = json.load(handle)
-    stations = [SimStation(f"{args.prefix}{n:05d}", args.connectors, args.meter_seconds)
-                for n in range(1, args.stations + 1)]
+    stations = [
+        SimStation(f"{args.prefix}{n:05d}", args.connectors, args.meter_seconds) for n in range(1, args.stations + 1)
+    ]
     events = [asyncio.Event() for _ in stations]
     tasks = []
     started = time.monotonic()
@@ -182,8 +218,13 @@ async def main(args) -> None:
         await asyncio.sleep(0.5)
     up = sum(event.is_set() for event in events)
     failed = [task.exception() for task in tasks if task.done() and task.exception() is not None]
-    emit(connected=up, failed=len(failed), retries=SimStation.retries, seconds=round(time.monotonic() - started, 1),
-         first_failure=repr(failed[0]) if failed else None)
+    emit(
+        connected=up,
+        failed=len(failed),
+        retries=SimStation.retries,
+        seconds=round(time.monotonic() - started, 1),
+        first_failure=repr(failed[0]) if failed else None,
+    )
     if args.stats:
         asyncio.get_running_loop().create_task(report(args.stats))
     await asyncio.gather(*tasks, return_exceptions=True)

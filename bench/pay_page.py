@@ -133,13 +133,14 @@ def main() -> None:
             assert 'data-testid="start"' in page.getresponse().read().decode(), "not signed in"
             for base, headers in targets.values():  # warm up both apps
                 _common.wrk(f"{base}/p/{code}", args.connections, 3, headers=headers)
-            weights = {name: bytes_all_in(base, f"/p/{code}", headers)
-                       for name, (base, headers) in targets.items() if not name.startswith("reference")}
+            weights = {
+                name: bytes_all_in(base, f"/p/{code}", headers)
+                for name, (base, headers) in targets.items()
+                if not name.startswith("reference")
+            }
             for _round in range(args.rounds):
                 for name, (base, headers) in targets.items():
-                    runs[name].append(
-                        _common.wrk(f"{base}/p/{code}", args.connections, args.seconds, headers=headers)
-                    )
+                    runs[name].append(_common.wrk(f"{base}/p/{code}", args.connections, args.seconds, headers=headers))
                     time.sleep(1)
     print(f"{'':<24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7}  {'ratio spread':>12}   runs (req/s)")
     reference_runs = runs["reference (1 query)"]
@@ -158,11 +159,15 @@ def main() -> None:
         errors = sum(r["errors"] for r in results)
         print(
             f"{name:<24} {rps:>8.0f} {p50:>8.1f} {p99:>8.1f} {ratio:>7.2f}  "
-            f"{min(ratios):>5.2f}–{max(ratios):<6.2f}   {each}{note}"
-            + (f"  ({errors} non-2xx)" if errors else "")
+            f"{min(ratios):>5.2f}–{max(ratios):<6.2f}   {each}{note}" + (f"  ({errors} non-2xx)" if errors else "")
         )
-    print("median over the rounds; p99 per round: " + "; ".join(
-        f"{name.split(', ')[-1]} " + " / ".join(f"{r['p99']:.0f}" for r in results) for name, results in runs.items()))
+    print(
+        "median over the rounds; p99 per round: "
+        + "; ".join(
+            f"{name.split(', ')[-1]} " + " / ".join(f"{r['p99']:.0f}" for r in results)
+            for name, results in runs.items()
+        )
+    )
     for name, (total, parts) in weights.items():
         print(f"bytes all in, {name}: {total / 1024:.1f} KiB ({total} B, target 25 KB) = " + " + ".join(parts))
 

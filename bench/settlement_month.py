@@ -61,11 +61,7 @@ def load(url: str, sessions: int) -> None:
         ]
         db.session.add_all(sheds)
         db.session.flush()
-        ports = [
-            Port(shed_id=shed.id, number=p, code=f"S{shed.id:02d}{p:02d}")
-            for shed in sheds
-            for p in range(1, 21)
-        ]
+        ports = [Port(shed_id=shed.id, number=p, code=f"S{shed.id:02d}{p:02d}") for shed in sheds for p in range(1, 21)]
         db.session.add_all(ports)
         db.session.commit()
         create_agreement(

@@ -137,12 +137,30 @@ def seed(ports: int, clock: Clock, driver, live_every: int = 1) -> None:
     from chargeshed.ports.models import PortTelemetry
 
     # The telemetry the units' device-side sessions left: running our session since `started`.
-    db.session.execute(insert(PortTelemetry), [
-        dict(port_id=port_id, target="sim", scheme="sim", device="sim", state="Charging", watts=200, relay_on=True,
-             meter_wh=0, energy_wh=0, reading_at=started, heard_at=started, link_online=True,
-             link_changed_at=started, session_ref=f"S{sessions[port_id]}", session_started_at=started,
-             session_start_wh=0)
-        for port_id, _shed_id, _code in port_rows])
+    db.session.execute(
+        insert(PortTelemetry),
+        [
+            dict(
+                port_id=port_id,
+                target="sim",
+                scheme="sim",
+                device="sim",
+                state="Charging",
+                watts=200,
+                relay_on=True,
+                meter_wh=0,
+                energy_wh=0,
+                reading_at=started,
+                heard_at=started,
+                link_online=True,
+                link_changed_at=started,
+                session_ref=f"S{sessions[port_id]}",
+                session_started_at=started,
+                session_start_wh=0,
+            )
+            for port_id, _shed_id, _code in port_rows
+        ],
+    )
     db.session.commit()
     now = clock.now
     clock.now = started

@@ -32,8 +32,7 @@ def main() -> None:
     from tests.fakes.fake_stripe import FakeStripe, signed_headers
 
     print(
-        f"Webhook → start command, {args.payments} payments, gunicorn 2 workers + worker process — "
-        f"{_common.machine()}"
+        f"Webhook → start command, {args.payments} payments, gunicorn 2 workers + worker process — {_common.machine()}"
     )
     with FakeStripe() as fake, _common.scratch_database("webhook") as url:
         stripe_env = {

@@ -132,7 +132,19 @@ def _register_blueprints(app: Flask) -> None:
         stripe_webhook,
     )
 
-    for module in (health, auth, resident, passes, stripe_webhook, manage, hardware, staff, operator, refunds,
-                   safety_report, safety):
+    for module in (
+        health,
+        auth,
+        resident,
+        passes,
+        stripe_webhook,
+        manage,
+        hardware,
+        staff,
+        operator,
+        refunds,
+        safety_report,
+        safety,
+    ):
         app.register_blueprint(module.bp)
     errors.init_app(app)

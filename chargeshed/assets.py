@@ -41,7 +41,7 @@ def _install(target: str, name: str, data: bytes, compressor: Compressor) -> Non
             handle.write(data)
         variants = compressor.compress(staged) if compressor.should_compress(staged) else []
         for variant in variants:
-            os.replace(variant, path + variant[len(staged):])
+            os.replace(variant, path + variant[len(staged) :])
         for suffix in (".br", ".gz"):  # a variant the new content no longer earns must not be served
             if staged + suffix not in variants and os.path.exists(path + suffix):
                 os.remove(path + suffix)
@@ -91,12 +91,17 @@ def init_app(app: Flask) -> None:
     """Build the static folder and serve it with WhiteNoise; url_for('static') gives hashed names."""
     target = app.config["STATIC_BUILD_DIR"]
     manifest = build(app.static_folder, target)
-    app.wsgi_app = WhiteNoise(app.wsgi_app, root=target, prefix=app.static_url_path, max_age=PLAIN_MAX_AGE,
-                              immutable_file_test=_is_hashed, add_headers_function=_nosniff)
+    app.wsgi_app = WhiteNoise(
+        app.wsgi_app,
+        root=target,
+        prefix=app.static_url_path,
+        max_age=PLAIN_MAX_AGE,
+        immutable_file_test=_is_hashed,
+        add_headers_function=_nosniff,
+    )
     app.extensions["static_manifest"] = manifest
 
     @app.url_defaults
     def hashed_static_names(endpoint: str, values: dict) -> None:
         if endpoint == "static" and values.get("filename") in manifest:
             values["filename"] = manifest[values["filename"]]
-

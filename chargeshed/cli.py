@@ -16,8 +16,12 @@ from chargeshed.accounts.models import STAFF_ROLES
 from chargeshed.extensions import db
 
 # Feature packages that contribute commands through a module-level COMMANDS list.
-FEATURE_COMMAND_MODULES = ("chargeshed.sites.cli", "chargeshed.settlement.cli", "chargeshed.payments.cli",
-                           "chargeshed.safety.cli")
+FEATURE_COMMAND_MODULES = (
+    "chargeshed.sites.cli",
+    "chargeshed.settlement.cli",
+    "chargeshed.payments.cli",
+    "chargeshed.safety.cli",
+)
 
 
 def register(app: Flask) -> None:
@@ -25,8 +29,17 @@ def register(app: Flask) -> None:
     import importlib
     import importlib.util
 
-    for command in (demo_command, safety_demo_command, ports_command, chargers_command, worker_command,
-                    gateway_command, serve_command, check_ledger_command, create_user_command):
+    for command in (
+        demo_command,
+        safety_demo_command,
+        ports_command,
+        chargers_command,
+        worker_command,
+        gateway_command,
+        serve_command,
+        check_ledger_command,
+        create_user_command,
+    ):
         app.cli.add_command(command)
     for name in FEATURE_COMMAND_MODULES:
         if importlib.util.find_spec(name) is not None:
@@ -46,8 +59,10 @@ def demo_command(days: int, per_day: int) -> None:
     if not result["created"]:
         click.echo("Demo compound already loaded.")
         return
-    click.echo(f"Demo compound loaded: {result['ports']} ports, {result['residents']} residents, "
-               f"{result['sessions']} past charges.")
+    click.echo(
+        f"Demo compound loaded: {result['ports']} ports, {result['residents']} residents, "
+        f"{result['sessions']} past charges."
+    )
     from chargeshed.safety.demo import load_safety_demo
 
     safety = load_safety_demo(DEMO_PASSWORD)
@@ -84,8 +99,17 @@ def ports_command(ctx: click.Context, fmt: str) -> None:
 
     base = current_app.config["PUBLIC_BASE_URL"]
     ports = db.session.execute(select(Port).options(joinedload(Port.shed)).order_by(Port.shed_id, Port.number))
-    rows = [{"code": p.code, "shed": p.shed.name, "shed_id": p.shed_id, "number": p.number,
-             "url": port_url(base, p.code), "hardware_target": p.hardware_target} for p in ports.scalars()]
+    rows = [
+        {
+            "code": p.code,
+            "shed": p.shed.name,
+            "shed_id": p.shed_id,
+            "number": p.number,
+            "url": port_url(base, p.code),
+            "hardware_target": p.hardware_target,
+        }
+        for p in ports.scalars()
+    ]
     if fmt == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
     else:
@@ -148,17 +172,25 @@ def chargers_list_command(fmt: str = "text") -> None:
     """Every charge point with its link state and when it was last heard."""
     from chargeshed.ports.registry import charger_rows
 
-    rows = [{"charge_point_id": c.charge_point_id, "connectors": c.connectors,
-             "online": bool(link and link.online),
-             "last_heard": link.heard_at.isoformat(timespec="seconds") if link and link.heard_at else None,
-             "gateway": link.gateway_id if link else None, "state": link.state if link else None}
-            for c, link in charger_rows()]
+    rows = [
+        {
+            "charge_point_id": c.charge_point_id,
+            "connectors": c.connectors,
+            "online": bool(link and link.online),
+            "last_heard": link.heard_at.isoformat(timespec="seconds") if link and link.heard_at else None,
+            "gateway": link.gateway_id if link else None,
+            "state": link.state if link else None,
+        }
+        for c, link in charger_rows()
+    ]
     if fmt == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=1))
         return
     for row in rows:
-        click.echo(f"{row['charge_point_id']:<24} {row['connectors']:>2}  {'online ' if row['online'] else 'offline'}"
-                   f"  last heard {row['last_heard'] or 'never'}  {row['state'] or ''}")
+        click.echo(
+            f"{row['charge_point_id']:<24} {row['connectors']:>2}  {'online ' if row['online'] else 'offline'}"
+            f"  last heard {row['last_heard'] or 'never'}  {row['state'] or ''}"
+        )
 
 
 @click.command("gateway")
@@ -174,8 +206,9 @@ def gateway_command(ocpp_host: str | None, ocpp_port: int | None) -> None:
     app.config["OCPP_LISTEN"] = f"{ocpp_host or host or '127.0.0.1'}:{ocpp_port or port or 9000}"
     adapters = load_adapters(app.config)
     gateway = Gateway(app, adapters)
-    click.echo(f"gateway {gateway.gateway_id}: {', '.join(sorted(gateway.adapters)) or 'no adapters installed'}",
-               err=True)
+    click.echo(
+        f"gateway {gateway.gateway_id}: {', '.join(sorted(gateway.adapters)) or 'no adapters installed'}", err=True
+    )
     gateway.run()
     click.echo("gateway: stopped", err=True)
 
@@ -199,10 +232,13 @@ def worker_command(interval: float | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
 @click.option("--with-worker", is_flag=True, help="Also run the supervisor in this process (demo).")
-@click.option("--gunicorn", "use_gunicorn", is_flag=True,
-              help="Serve with gunicorn (production; settings in chargeshed/gunicorn_conf.py).")
-@click.option("--workers", type=int, default=None,
-              help="gunicorn worker processes (default WEB_CONCURRENCY).")
+@click.option(
+    "--gunicorn",
+    "use_gunicorn",
+    is_flag=True,
+    help="Serve with gunicorn (production; settings in chargeshed/gunicorn_conf.py).",
+)
+@click.option("--workers", type=int, default=None, help="gunicorn worker processes (default WEB_CONCURRENCY).")
 @with_appcontext
 def serve_command(host: str, port: int, with_worker: bool, use_gunicorn: bool, workers: int | None) -> None:
     """Serve the app until SIGTERM, letting requests in flight finish.
@@ -221,8 +257,7 @@ def _exec_gunicorn(host: str, port: int, workers: int | None) -> None:
     """Replace this process by gunicorn, so it receives SIGTERM itself and shuts down gracefully."""
     import os
 
-    argv = [sys.executable, "-m", "gunicorn", "-c", "python:chargeshed.gunicorn_conf",
-            "--bind", f"{host}:{port}"]
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:chargeshed.gunicorn_conf", "--bind", f"{host}:{port}"]
     if workers:
         argv += ["--workers", str(workers)]
     sys.stdout.flush()
@@ -291,8 +326,7 @@ def check_ledger_command() -> None:
 @click.option("--site-id", type=int, default=None)
 @click.option("--operator-id", type=int, default=None)
 @with_appcontext
-def create_user_command(login: str, role: str, password: str, site_id: int | None,
-                        operator_id: int | None) -> None:
+def create_user_command(login: str, role: str, password: str, site_id: int | None, operator_id: int | None) -> None:
     """Create a staff user (e.g. the first admin)."""
     from chargeshed.accounts.services import create_user
 

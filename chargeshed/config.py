@@ -72,7 +72,7 @@ def normalise_database_url(url: str) -> str:
     """postgres:// and postgresql:// (no driver named) mean psycopg 3, the driver we ship."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -173,12 +173,14 @@ def unsafe_settings(config) -> list[str]:
         problems.append(
             "SECRET_KEY is not set (the built-in development key would let anyone forge a sign-in). "
             "Set SECRET_KEY to a long random value, e.g. "
-            "python -c 'import secrets; print(secrets.token_hex(32))'.")
+            "python -c 'import secrets; print(secrets.token_hex(32))'."
+        )
     storage = str(config.get("RATELIMIT_STORAGE_URI") or "memory://")
     if config.get("RATELIMIT_ENABLED", True) and storage.startswith("memory://"):
         problems.append(
             "RATELIMIT_STORAGE_URI is memory://: every web process would count sign-in attempts on its "
-            "own. Set RATELIMIT_STORAGE_URI=redis://127.0.0.1:6379 (shared by all processes).")
+            "own. Set RATELIMIT_STORAGE_URI=redis://127.0.0.1:6379 (shared by all processes)."
+        )
     return problems
 
 
@@ -187,5 +189,5 @@ def check_safe_to_serve(config) -> None:
     problems = unsafe_settings(config)
     if problems:
         raise RuntimeError(
-            "ChargeShed refuses to start: " + " ".join(problems)
-            + " For a local demo or tests set CHARGESHED_ENV=demo.")
+            "ChargeShed refuses to start: " + " ".join(problems) + " For a local demo or tests set CHARGESHED_ENV=demo."
+        )

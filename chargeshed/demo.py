@@ -28,12 +28,29 @@ SITE_ADDRESS = "湖南省株洲市荷塘区桂花街道"
 OPERATOR_NAME = "株洲安充新能源科技有限公司"
 SHEDS = [("1号车棚", "4栋北侧", 20), ("2号车棚", "8栋与9栋之间", 12), ("3号车棚", "11栋东侧", 16)]
 DEMO_PASSWORD = "demo1234"
-STAFF = [("admin", ROLE_ADMIN, "管理员"), ("manager", ROLE_SITE_MANAGER, "物业 王经理"),
-         ("operator", ROLE_OPERATOR_STAFF, "运营 李工")]
-RESIDENTS = [("13800000001", 4, 1), ("13800000002", 10, 2), ("13800000003", 2, 1),
-             ("13800000004", 7, 2), ("13800000005", 12, 1), ("13800000006", 5, 2)]
-REASONS = [(charging.FULL, 62), (charging.USER_STOP, 18), (charging.TIME_UP, 6), (charging.HOLD_EXHAUSTED, 4),
-           (charging.UNPLUGGED, 5), (charging.OVERLOAD, 1), (charging.PORT_FAULT, 1), (charging.START_FAILED, 3)]
+STAFF = [
+    ("admin", ROLE_ADMIN, "管理员"),
+    ("manager", ROLE_SITE_MANAGER, "物业 王经理"),
+    ("operator", ROLE_OPERATOR_STAFF, "运营 李工"),
+]
+RESIDENTS = [
+    ("13800000001", 4, 1),
+    ("13800000002", 10, 2),
+    ("13800000003", 2, 1),
+    ("13800000004", 7, 2),
+    ("13800000005", 12, 1),
+    ("13800000006", 5, 2),
+]
+REASONS = [
+    (charging.FULL, 62),
+    (charging.USER_STOP, 18),
+    (charging.TIME_UP, 6),
+    (charging.HOLD_EXHAUSTED, 4),
+    (charging.UNPLUGGED, 5),
+    (charging.OVERLOAD, 1),
+    (charging.PORT_FAULT, 1),
+    (charging.START_FAILED, 3),
+]
 
 
 # From this speed-up on, the demo tariff judges "full" after one minute (see demo_tariff).
@@ -54,8 +71,7 @@ def demo_tariff(sim_speed: float = 1.0) -> tuple[str, TariffRules]:
     return "演示电价（模拟加速）", replace(rules, full_minutes=1, min_billable_wh=1)
 
 
-def load_demo(history_days: int = 30, sessions_per_day: int = 40, seed: int = 2026,
-              sim_speed: float = 1.0) -> dict:
+def load_demo(history_days: int = 30, sessions_per_day: int = 40, seed: int = 2026, sim_speed: float = 1.0) -> dict:
     """Create the demo compound if absent; returns counts of what was created.
 
     `sim_speed` is the simulator's speed-up the demo will be served with (see demo_tariff).
@@ -85,14 +101,31 @@ def load_demo(history_days: int = 30, sessions_per_day: int = 40, seed: int = 20
     db.session.commit()
 
     for login, role, name in STAFF:
-        accounts.create_user(login, DEMO_PASSWORD, role, display_name=name, site_id=site.id,
-                             operator_id=operator.id if role == ROLE_OPERATOR_STAFF else None)
-    residents = [accounts.create_user(phone, DEMO_PASSWORD, ROLE_RESIDENT, site_id=site.id, building=b, unit=u)
-                 for phone, b, u in RESIDENTS]
+        accounts.create_user(
+            login,
+            DEMO_PASSWORD,
+            role,
+            display_name=name,
+            site_id=site.id,
+            operator_id=operator.id if role == ROLE_OPERATOR_STAFF else None,
+        )
+    residents = [
+        accounts.create_user(phone, DEMO_PASSWORD, ROLE_RESIDENT, site_id=site.id, building=b, unit=u)
+        for phone, b, u in RESIDENTS
+    ]
     from chargeshed.passes.models import PassPlan
 
-    db.session.add(PassPlan(site_id=site.id, name="30天月卡", price_fen=1500, days=30, charges_per_day=2,
-                            hours_per_charge=8, max_watts=400))
+    db.session.add(
+        PassPlan(
+            site_id=site.id,
+            name="30天月卡",
+            price_fen=1500,
+            days=30,
+            charges_per_day=2,
+            hours_per_charge=8,
+            max_watts=400,
+        )
+    )
     db.session.commit()
     first_day = (clock_now() - timedelta(days=history_days + 1)).date().replace(day=1)
     _agreement(site, operator, first_day)
@@ -127,11 +160,18 @@ def _agreement(site: Site, operator: Operator, start: date) -> None:
     from chargeshed.settlement.models import FEES_SHARED, ROLE_OPERATOR, ROLE_OWNERS, ROLE_PROPERTY
 
     create_agreement(
-        operator_id=operator.id, site_id=site.id, shed_id=None, valid_from=start, valid_to=None,
-        electricity_fen_per_kwh=62, fee_mode=FEES_SHARED,
-        parties=[PartyInput(OPERATOR_NAME, ROLE_OPERATOR, 6000),
-                 PartyInput("株洲某物业服务有限公司", ROLE_PROPERTY, 3000, pays_electricity=True),
-                 PartyInput("信中央皇庭小区业主委员会", ROLE_OWNERS, 1000)],
+        operator_id=operator.id,
+        site_id=site.id,
+        shed_id=None,
+        valid_from=start,
+        valid_to=None,
+        electricity_fen_per_kwh=62,
+        fee_mode=FEES_SHARED,
+        parties=[
+            PartyInput(OPERATOR_NAME, ROLE_OPERATOR, 6000),
+            PartyInput("株洲某物业服务有限公司", ROLE_PROPERTY, 3000, pays_electricity=True),
+            PartyInput("信中央皇庭小区业主委员会", ROLE_OWNERS, 1000),
+        ],
         note="三方协议：物业垫付电费，按电表读数先行返还；手续费分摊后按比例分成。",
     )
 
@@ -148,8 +188,8 @@ def _history(residents: list[User], ports: list[Port], days: int, per_day: int, 
         # Evenings (local time, UTC+8) are busy: people come home and plug in. Booked in time order, so
         # ids follow the clock as they do in real use.
         begins = sorted(
-            start_day + timedelta(days=day, hours=min(23, max(0, int(rnd.gauss(19.5, 3.0)))) - 8,
-                                  minutes=rnd.randrange(60))
+            start_day
+            + timedelta(days=day, hours=min(23, max(0, int(rnd.gauss(19.5, 3.0)))) - 8, minutes=rnd.randrange(60))
             for _ in range(int(per_day * rnd.uniform(0.7, 1.2)))
         )
         for begin in begins:
@@ -170,8 +210,13 @@ def _history(residents: list[User], ports: list[Port], days: int, per_day: int, 
                 port_free_at[port.id] = begin + timedelta(minutes=1)
                 continue
             charging.mark_charging(session, begin + timedelta(seconds=5))
-            minutes = {charging.UNPLUGGED: 1, charging.OVERLOAD: 1, charging.PORT_FAULT: rnd.randint(5, 90),
-                       charging.TIME_UP: 720, charging.HOLD_EXHAUSTED: 600}.get(reason, rnd.randint(90, 400))
+            minutes = {
+                charging.UNPLUGGED: 1,
+                charging.OVERLOAD: 1,
+                charging.PORT_FAULT: rnd.randint(5, 90),
+                charging.TIME_UP: 720,
+                charging.HOLD_EXHAUSTED: 600,
+            }.get(reason, rnd.randint(90, 400))
             watts = 1500 if reason == charging.OVERLOAD else rnd.randint(120, 330)
             session.tier_watts = watts
             session.watts = watts

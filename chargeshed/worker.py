@@ -33,8 +33,13 @@ def deliver_sim(driver, now: datetime):
     from chargeshed.ports import outbox
     from chargeshed.ports.sim import SimAdapter
 
-    return outbox.deliver(SimAdapter(driver).send, now, gateway_id=SIM_GATEWAY_ID, schemes=("sim",),
-                          own_claims_expire=SIM_CLAIM_EXPIRES_SECONDS)
+    return outbox.deliver(
+        SimAdapter(driver).send,
+        now,
+        gateway_id=SIM_GATEWAY_ID,
+        schemes=("sim",),
+        own_claims_expire=SIM_CLAIM_EXPIRES_SECONDS,
+    )
 
 
 def sim_round(driver, now: datetime, *, start_timeout: int | None = None, stopping=None):
@@ -135,8 +140,9 @@ class Worker:
         from chargeshed.ports.runtime import get_driver
 
         if self.simulated:
-            return sim_round(get_driver(self.app), clock_now(), start_timeout=self.start_timeout,
-                             stopping=self.stopping)
+            return sim_round(
+                get_driver(self.app), clock_now(), start_timeout=self.start_timeout, stopping=self.stopping
+            )
         return tick(clock_now(), start_timeout=self.start_timeout)
 
     def _release_claims(self):
@@ -158,8 +164,15 @@ class Worker:
         if self.simulated:  # commands a killed predecessor claimed go out again at once
             self._round("release", self._release_claims)
         listener = CommandListener.open(self.app) if listen else None
-        log.info("worker started", extra={"event": "worker.start", "interval": self.interval,
-                                          "listening": listener is not None, "simulator": self.simulated})
+        log.info(
+            "worker started",
+            extra={
+                "event": "worker.start",
+                "interval": self.interval,
+                "listening": listener is not None,
+                "simulator": self.simulated,
+            },
+        )
         try:
             while not self.stopping.is_set():
                 started = time.monotonic()
@@ -200,11 +213,19 @@ class Worker:
                 started = time.perf_counter()
                 report = work()
                 if name == "tick" and report.busy:
-                    log.info("tick", extra={"event": "supervisor.tick", "confirmed": report.confirmed,
-                                            "ended": report.ended, "failed": report.failed,
-                                            "commands": report.commands, "alerts": report.alerts,
-                                            "ports": report.ports_read,
-                                            "ms": round((time.perf_counter() - started) * 1000, 1)})
+                    log.info(
+                        "tick",
+                        extra={
+                            "event": "supervisor.tick",
+                            "confirmed": report.confirmed,
+                            "ended": report.ended,
+                            "failed": report.failed,
+                            "commands": report.commands,
+                            "alerts": report.alerts,
+                            "ports": report.ports_read,
+                            "ms": round((time.perf_counter() - started) * 1000, 1),
+                        },
+                    )
                 elif name == "commands" and report:
                     log.info("commands sent", extra={"event": "supervisor.commands", "ports": sorted(report)})
             except Exception:  # keep supervising; the next round retries

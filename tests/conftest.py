@@ -102,16 +102,18 @@ def db_url(request, tmp_path):
 @pytest.fixture
 def app(db_url, driver, tmp_path):
     """The app with a clean schema, the simulated driver and the demo payment provider."""
-    app = create_app({
-        "TESTING": True,
-        "DATABASE_URL": db_url,
-        "SECRET_KEY": "test",
-        "WTF_CSRF_ENABLED": False,
-        "PAYMENTS": "demo",
-        "PUBLIC_BASE_URL": "https://charge.example.cn",
-        "RATELIMIT_ENABLED": False,
-        "SERVER_NAME": None,
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": db_url,
+            "SECRET_KEY": "test",
+            "WTF_CSRF_ENABLED": False,
+            "PAYMENTS": "demo",
+            "PUBLIC_BASE_URL": "https://charge.example.cn",
+            "RATELIMIT_ENABLED": False,
+            "SERVER_NAME": None,
+        }
+    )
     app.extensions["port_driver"] = driver
     app.extensions["clock"] = driver.clock
     with app.app_context():
@@ -265,10 +267,17 @@ def two_compounds(app, make_site, clock):
         sheds = list(_select_all(_select(Shed).where(Shed.site_id == site.id).order_by(Shed.id)))
         ports = list(_select_all(_select(Port).where(Port.shed_id.in_([s.id for s in sheds])).order_by(Port.id)))
         operator_id = sheds[0].operator_id
-        staff = {role: create_user(f"{label.lower()}-{role}", "secret-pass", role, site_id=site.id,
-                                   operator_id=operator_id if role == ROLE_OPERATOR_STAFF else None,
-                                   display_name=f"{label} {role}")
-                 for role in (ROLE_SITE_MANAGER, ROLE_OPERATOR_STAFF, ROLE_PATROL)}
+        staff = {
+            role: create_user(
+                f"{label.lower()}-{role}",
+                "secret-pass",
+                role,
+                site_id=site.id,
+                operator_id=operator_id if role == ROLE_OPERATOR_STAFF else None,
+                display_name=f"{label} {role}",
+            )
+            for role in (ROLE_SITE_MANAGER, ROLE_OPERATOR_STAFF, ROLE_PATROL)
+        }
         residents = []
         for n in (1, 2):
             phone = f"13{'7' if label == 'A' else '8'}0000{n:04d}"
@@ -287,12 +296,24 @@ def two_compounds(app, make_site, clock):
         assert charging.end_session(session, charging.FULL, clock.now + timedelta(minutes=120), stop_port=False)
         refund = refund_session(admin.id, session, min(10, session.cost_fen), "goodwill", now=clock.now)
         building4 = _db.session.execute(
-            _select(Building).where(Building.site_id == site.id, Building.number == 4)).scalar_one()
-        case = workflow.file_report(workflow.NewReport("bike_indoors", building4.id, unit=1, floor=2,
-                                                       spot="lobby", plate=f"{label}PLATE01"))
+            _select(Building).where(Building.site_id == site.id, Building.number == 4)
+        ).scalar_one()
+        case = workflow.file_report(
+            workflow.NewReport("bike_indoors", building4.id, unit=1, floor=2, spot="lobby", plate=f"{label}PLATE01")
+        )
         workflow.link_bike(case, f"{label}PLATE01", staff[ROLE_PATROL].id)
-        return Compound(site=site, operator_id=operator_id, sheds=sheds, ports=ports, staff=staff,
-                        residents=residents, session=session, refund=refund, case=case, building=building4)
+        return Compound(
+            site=site,
+            operator_id=operator_id,
+            sheds=sheds,
+            ports=ports,
+            staff=staff,
+            residents=residents,
+            session=session,
+            refund=refund,
+            case=case,
+            building=building4,
+        )
 
     return build("A"), build("B"), admin
 

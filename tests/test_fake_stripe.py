@@ -146,9 +146,7 @@ def test_partial_refund_then_over_refund_refused(fake, client):
     s = client.v1.checkout.sessions.create(params=session_params(1000))
     fake.complete_checkout(s.id)
     pi_id = client.v1.checkout.sessions.retrieve(s.id).payment_intent
-    r = client.v1.refunds.create(
-        params={"payment_intent": pi_id, "amount": 400, "metadata": {"refund_id": "r1"}}
-    )
+    r = client.v1.refunds.create(params={"payment_intent": pi_id, "amount": 400, "metadata": {"refund_id": "r1"}})
     assert (r.object, r.status, r.amount, r.currency) == ("refund", "succeeded", 400, "eur")
     assert r.id.startswith("re_") and r.metadata.to_dict() == {"refund_id": "r1"}
     assert client.v1.refunds.retrieve(r.id).payment_intent == pi_id

@@ -28,11 +28,25 @@ STAFF_REACTIVATED = "staff_reactivated"
 LOG_PAGE = 100
 
 
-def record(actor_id: int | None, action: str, target: str, *, site_id: int | None = None,
-           operator_id: int | None = None, reason: str = "") -> StaffAction:
+def record(
+    actor_id: int | None,
+    action: str,
+    target: str,
+    *,
+    site_id: int | None = None,
+    operator_id: int | None = None,
+    reason: str = "",
+) -> StaffAction:
     """Add one log row to the caller's transaction (the caller commits it with the change itself)."""
-    row = StaffAction(actor_id=actor_id, action=action, target=target[:120], site_id=site_id,
-                      operator_id=operator_id, reason=(reason or "").strip()[:255], at=clock_now())
+    row = StaffAction(
+        actor_id=actor_id,
+        action=action,
+        target=target[:120],
+        site_id=site_id,
+        operator_id=operator_id,
+        reason=(reason or "").strip()[:255],
+        at=clock_now(),
+    )
     db.session.add(row)
     return row
 

@@ -60,7 +60,7 @@ class User(UserMixin, db.Model):
         return check_password_hash(self.password_hash, password)
 
     def get_id(self) -> str:  # flask-login: stored in the session and the remember-me cookie
-        """"<id>.<session token>": a cookie stops working once the token is replaced."""
+        """ "<id>.<session token>": a cookie stops working once the token is replaced."""
         if not self.session_token:
             self.session_token = new_session_token()
         return f"{self.id}.{self.session_token}"

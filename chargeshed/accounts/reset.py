@@ -19,8 +19,8 @@ from chargeshed.notify.outbox import queue
 from chargeshed.timeutil import now as clock_now
 
 CODE_MINUTES = 10
-RESEND_SECONDS = 60       # one code a minute per phone (the SMS provider limits this too)
-DAILY_CODES = 5           # and a few a day
+RESEND_SECONDS = 60  # one code a minute per phone (the SMS provider limits this too)
+DAILY_CODES = 5  # and a few a day
 MAX_GUESSES = 5
 
 
@@ -50,8 +50,9 @@ def _hash(code: str) -> str:
 
 
 def _resident(phone: str) -> User | None:
-    return db.session.execute(select(User).where(User.login == phone, User.role == ROLE_RESIDENT,
-                                                 User.is_active_account.is_(True))).scalar_one_or_none()
+    return db.session.execute(
+        select(User).where(User.login == phone, User.role == ROLE_RESIDENT, User.is_active_account.is_(True))
+    ).scalar_one_or_none()
 
 
 def request_code(phone: str, now: datetime | None = None) -> int | None:
@@ -65,19 +66,29 @@ def request_code(phone: str, now: datetime | None = None) -> int | None:
     if user is None:
         return None
     recent = db.session.execute(
-        select(func.count(PasswordReset.id), func.max(PasswordReset.created_at))
-        .where(PasswordReset.user_id == user.id, PasswordReset.created_at > now - timedelta(days=1))).one()
+        select(func.count(PasswordReset.id), func.max(PasswordReset.created_at)).where(
+            PasswordReset.user_id == user.id, PasswordReset.created_at > now - timedelta(days=1)
+        )
+    ).one()
     if recent[1] is not None and (now - recent[1]).total_seconds() < RESEND_SECONDS:
         raise ResetRefused("too_soon")
     if recent[0] >= DAILY_CODES:
         raise ResetRefused("too_many")
     code = f"{secrets.randbelow(10**6):06d}"
-    reset = PasswordReset(user_id=user.id, code_hash=_hash(code), created_at=now,
-                          expires_at=now + timedelta(minutes=CODE_MINUTES))
+    reset = PasswordReset(
+        user_id=user.id, code_hash=_hash(code), created_at=now, expires_at=now + timedelta(minutes=CODE_MINUTES)
+    )
     db.session.add(reset)
     db.session.flush()
-    row = queue(SMS, user.login, RESET_CODE, {"code": code, "minutes": str(CODE_MINUTES)},
-                f"reset:{reset.id}", now, user_id=user.id)
+    row = queue(
+        SMS,
+        user.login,
+        RESET_CODE,
+        {"code": code, "minutes": str(CODE_MINUTES)},
+        f"reset:{reset.id}",
+        now,
+        user_id=user.id,
+    )
     return row.id if row is not None else None
 
 
@@ -89,9 +100,16 @@ def reset_password(phone: str, code: str, new_password: str, now: datetime | Non
     """
     now = now or clock_now()
     user = _resident(phone)
-    reset = None if user is None else db.session.execute(
-        select(PasswordReset).where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
-        .order_by(PasswordReset.id.desc()).limit(1)).scalar_one_or_none()
+    reset = (
+        None
+        if user is None
+        else db.session.execute(
+            select(PasswordReset)
+            .where(PasswordReset.user_id == user.id, PasswordReset.used_at.is_(None))
+            .order_by(PasswordReset.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+    )
     if reset is None or reset.expires_at <= now or reset.guesses >= MAX_GUESSES:
         raise ResetRefused("invalid")
     if not hmac.compare_digest(reset.code_hash, _hash((code or "").strip())):

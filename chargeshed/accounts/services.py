@@ -55,12 +55,14 @@ def default_site_id() -> int | None:
     return db.session.execute(select(Site.id).order_by(Site.id).limit(1)).scalar_one_or_none()
 
 
-def register_resident(phone: str, password: str, building: int | None, unit: int | None,
-                      site_id: int | None, room: str | None = None) -> User | None:
+def register_resident(
+    phone: str, password: str, building: int | None, unit: int | None, site_id: int | None, room: str | None = None
+) -> User | None:
     """Create a resident; None when the phone number is taken."""
     try:
-        return create_user(phone, password, ROLE_RESIDENT, building=building, unit=unit, room=room or None,
-                           site_id=site_id)
+        return create_user(
+            phone, password, ROLE_RESIDENT, building=building, unit=unit, room=room or None, site_id=site_id
+        )
     except ValueError:
         return None
 

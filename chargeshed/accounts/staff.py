@@ -116,8 +116,14 @@ def create_staff(actor: User, new: NewStaff) -> tuple[User, str]:
     if db.session.execute(select(func.count(User.id)).where(User.login == login)).scalar_one():
         raise StaffRefused("login_taken")
     password = temporary_password()
-    user = User(login=login, role=new.role, display_name=(new.display_name or "").strip()[:80],
-                site_id=site_id, operator_id=operator_id, must_change_password=True)
+    user = User(
+        login=login,
+        role=new.role,
+        display_name=(new.display_name or "").strip()[:80],
+        site_id=site_id,
+        operator_id=operator_id,
+        must_change_password=True,
+    )
     user.set_password(password)
     db.session.add(user)
     db.session.flush()
@@ -150,7 +156,12 @@ def set_active(actor: User, user: User, active: bool, reason: str) -> bool:
     user.is_active_account = active
     if not active:
         revoke_sessions(user)  # reactivating does not bring old cookies back
-    audit.record(actor.id, audit.STAFF_REACTIVATED if active else audit.STAFF_DEACTIVATED, user.login,
-                 reason=reason, **_scope_of(user))
+    audit.record(
+        actor.id,
+        audit.STAFF_REACTIVATED if active else audit.STAFF_DEACTIVATED,
+        user.login,
+        reason=reason,
+        **_scope_of(user),
+    )
     db.session.commit()
     return True

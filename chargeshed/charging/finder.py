@@ -26,13 +26,26 @@ def site_sheds(site_id: int, now: datetime) -> list[ShedBlock]:
     return occupancy(select(Shed.id).where(Shed.site_id == site_id), now)
 
 
-def free_ports_near(site_id: int, shed_id: int, exclude_port_id: int, now: datetime, limit: int = 6,
-                    blocks: list[ShedBlock] | None = None) -> list[FreePort]:
+def free_ports_near(
+    site_id: int,
+    shed_id: int,
+    exclude_port_id: int,
+    now: datetime,
+    limit: int = 6,
+    blocks: list[ShedBlock] | None = None,
+) -> list[FreePort]:
     """Free ports of a site, the given shed's first, then the other sheds (by name)."""
     blocks = blocks if blocks is not None else site_sheds(site_id, now)
     ordered = sorted(blocks, key=lambda block: block.shed_id != shed_id)
-    picked = [(block.name, cell) for block in ordered for cell in block.cells
-              if cell.state == "free" and cell.port_id != exclude_port_id][:limit]
-    codes = dict(db.session.execute(
-        select(Port.id, Port.code).where(Port.id.in_([cell.port_id for _name, cell in picked]))).all())
+    picked = [
+        (block.name, cell)
+        for block in ordered
+        for cell in block.cells
+        if cell.state == "free" and cell.port_id != exclude_port_id
+    ][:limit]
+    codes = dict(
+        db.session.execute(
+            select(Port.id, Port.code).where(Port.id.in_([cell.port_id for _name, cell in picked]))
+        ).all()
+    )
     return [FreePort(name, cell.number, codes[cell.port_id]) for name, cell in picked]

@@ -64,29 +64,50 @@ def occupancy(shed_ids: Select | list[int], now: datetime) -> list[ShedBlock]:
     blocks = {
         shed_id: ShedBlock(shed_id, name, location)
         for shed_id, name, location in db.session.execute(
-            select(Shed.id, Shed.name, Shed.location).where(Shed.id.in_(shed_ids))
-            .order_by(Shed.name, Shed.id)
+            select(Shed.id, Shed.name, Shed.location).where(Shed.id.in_(shed_ids)).order_by(Shed.name, Shed.id)
         )
     }
     rows = db.session.execute(
-        select(Port.id, Port.shed_id, Port.number, Port.label, Port.status, Port.ocpp_state, Port.watts,
-               Port.fault, Port.last_seen_at, ChargeSession.state.label("session_state"),
-               ChargeSession.confirmed_at, ChargeSession.created_at)
-        .outerjoin(ChargeSession,
-                   and_(ChargeSession.port_id == Port.id, ChargeSession.state.in_(LIVE_STATES)))
+        select(
+            Port.id,
+            Port.shed_id,
+            Port.number,
+            Port.label,
+            Port.status,
+            Port.ocpp_state,
+            Port.watts,
+            Port.fault,
+            Port.last_seen_at,
+            ChargeSession.state.label("session_state"),
+            ChargeSession.confirmed_at,
+            ChargeSession.created_at,
+        )
+        .outerjoin(ChargeSession, and_(ChargeSession.port_id == Port.id, ChargeSession.state.in_(LIVE_STATES)))
         .where(Port.shed_id.in_(shed_ids), Port.status != PORT_RETIRED)
         .order_by(Port.shed_id, Port.number)
     ).all()
     for row in rows:
         offline = port_offline(row, now)
         state = display_state(row, row.session_state is not None, offline)
-        since = (row.confirmed_at or row.created_at) if state == "charging" else \
-            row.last_seen_at if state == "offline" else None
-        blocks[row.shed_id].add(PortCell(
-            port_id=row.id, number=row.number, label=row.label, state=state,
-            watts=row.watts if state == "charging" else 0, fault=row.fault,
-            session_state=row.session_state, since=since,
-        ))
+        since = (
+            (row.confirmed_at or row.created_at)
+            if state == "charging"
+            else row.last_seen_at
+            if state == "offline"
+            else None
+        )
+        blocks[row.shed_id].add(
+            PortCell(
+                port_id=row.id,
+                number=row.number,
+                label=row.label,
+                state=state,
+                watts=row.watts if state == "charging" else 0,
+                fault=row.fault,
+                session_state=row.session_state,
+                since=since,
+            )
+        )
     return list(blocks.values())
 
 
@@ -118,8 +139,11 @@ def shed_page(shed_ids: Select, page: int, per_page: int, only_shed: int | None 
     total = db.session.execute(select(func.count()).select_from(visible.subquery())).scalar_one()
     pages = max(1, -(-total // per_page))
     number = min(max(1, page), pages)
-    ids = list(db.session.execute(
-        visible.order_by(Shed.name, Shed.id).offset((number - 1) * per_page).limit(per_page)).scalars())
+    ids = list(
+        db.session.execute(
+            visible.order_by(Shed.name, Shed.id).offset((number - 1) * per_page).limit(per_page)
+        ).scalars()
+    )
     first = (number - 1) * per_page + 1 if ids else 0
     return ShedPage(ids, number, pages, total, first, first + len(ids) - 1 if ids else 0)
 
@@ -134,45 +158,79 @@ def _site_figures(now: datetime) -> tuple[Select, int]:
     stale = now - timedelta(seconds=OFFLINE_AFTER_SECONDS)
     still_heard = and_(Port.status != PORT_RETIRED, Port.ocpp_state != OFFLINE_STATE, Port.last_seen_at > stale)
     ports = (
-        select(Shed.site_id,
-               func.count(Port.id).label("ports"),
-               func.max(Port.state_changed_at).label("changed"),
-               func.coalesce(func.sum(Port.watts), 0).label("watts"),
-               _ids_where(Port.fault.is_not(None), Port.id).label("faults"),
-               _ids_where(Port.status == PORT_MAINTENANCE, Port.id).label("maintenance"),
-               _ids_where(Port.status == PORT_RETIRED, Port.id).label("retired"),
-               _ids_where(or_(Port.ocpp_state == OFFLINE_STATE, Port.last_seen_at <= stale), Port.id).label("offline"),
-               func.min(case((still_heard, Port.last_seen_at))).label("oldest_heard"))
-        .join(Shed, Shed.id == Port.shed_id).group_by(Shed.site_id).subquery()
+        select(
+            Shed.site_id,
+            func.count(Port.id).label("ports"),
+            func.max(Port.state_changed_at).label("changed"),
+            func.coalesce(func.sum(Port.watts), 0).label("watts"),
+            _ids_where(Port.fault.is_not(None), Port.id).label("faults"),
+            _ids_where(Port.status == PORT_MAINTENANCE, Port.id).label("maintenance"),
+            _ids_where(Port.status == PORT_RETIRED, Port.id).label("retired"),
+            _ids_where(or_(Port.ocpp_state == OFFLINE_STATE, Port.last_seen_at <= stale), Port.id).label("offline"),
+            func.min(case((still_heard, Port.last_seen_at))).label("oldest_heard"),
+        )
+        .join(Shed, Shed.id == Port.shed_id)
+        .group_by(Shed.site_id)
+        .subquery()
     )
     sessions = (
-        select(Shed.site_id,
-               func.count(ChargeSession.id).label("live"),
-               func.sum(ChargeSession.id).label("live_ids"),
-               _ids_where(ChargeSession.state == CHARGING, ChargeSession.id).label("charging_ids"))
-        .join(Shed, Shed.id == ChargeSession.shed_id).where(ChargeSession.state.in_(LIVE_STATES))
-        .group_by(Shed.site_id).subquery()
+        select(
+            Shed.site_id,
+            func.count(ChargeSession.id).label("live"),
+            func.sum(ChargeSession.id).label("live_ids"),
+            _ids_where(ChargeSession.state == CHARGING, ChargeSession.id).label("charging_ids"),
+        )
+        .join(Shed, Shed.id == ChargeSession.shed_id)
+        .where(ChargeSession.state.in_(LIVE_STATES))
+        .group_by(Shed.site_id)
+        .subquery()
     )
     sheds = (
-        select(Shed.site_id, func.count(Shed.id).label("sheds"), func.sum(Shed.id).label("shed_ids"),
-               func.sum(Shed.operator_id).label("operators"),
-               func.aggregate_strings(Shed.name + "\x1f" + Shed.location, "\x1e").label("names"))
-        .group_by(Shed.site_id).subquery()
+        select(
+            Shed.site_id,
+            func.count(Shed.id).label("sheds"),
+            func.sum(Shed.id).label("shed_ids"),
+            func.sum(Shed.operator_id).label("operators"),
+            func.aggregate_strings(Shed.name + "\x1f" + Shed.location, "\x1e").label("names"),
+        )
+        .group_by(Shed.site_id)
+        .subquery()
     )
     alerts = (
         select(Shed.site_id, func.count(Alert.id).label("alerts"), func.sum(Alert.id).label("alert_ids"))
-        .join(Port, Port.id == Alert.port_id).join(Shed, Shed.id == Port.shed_id)
+        .join(Port, Port.id == Alert.port_id)
+        .join(Shed, Shed.id == Port.shed_id)
         .where(Alert.cleared_at.is_(None), Alert.acknowledged_at.is_(None))
-        .group_by(Shed.site_id).subquery()
+        .group_by(Shed.site_id)
+        .subquery()
     )
-    material = [ports.c.ports, ports.c.changed, ports.c.watts, ports.c.faults, ports.c.maintenance,
-                ports.c.retired, ports.c.offline, sessions.c.live, sessions.c.live_ids, sessions.c.charging_ids,
-                sheds.c.sheds, sheds.c.shed_ids, sheds.c.operators, sheds.c.names, alerts.c.alerts,
-                alerts.c.alert_ids]
+    material = [
+        ports.c.ports,
+        ports.c.changed,
+        ports.c.watts,
+        ports.c.faults,
+        ports.c.maintenance,
+        ports.c.retired,
+        ports.c.offline,
+        sessions.c.live,
+        sessions.c.live_ids,
+        sessions.c.charging_ids,
+        sheds.c.sheds,
+        sheds.c.shed_ids,
+        sheds.c.operators,
+        sheds.c.names,
+        alerts.c.alerts,
+        alerts.c.alert_ids,
+    ]
     return (
-        select(Site.id.label("site_id"), ports.c.oldest_heard, OccupancyVersion.fingerprint.label("stored"),
-               OccupancyVersion.offline_at.label("stored_offline_at"),
-               OccupancyVersion.charging.label("stored_charging"), *material)
+        select(
+            Site.id.label("site_id"),
+            ports.c.oldest_heard,
+            OccupancyVersion.fingerprint.label("stored"),
+            OccupancyVersion.offline_at.label("stored_offline_at"),
+            OccupancyVersion.charging.label("stored_charging"),
+            *material,
+        )
         .outerjoin(ports, ports.c.site_id == Site.id)
         .outerjoin(sessions, sessions.c.site_id == Site.id)
         .outerjoin(sheds, sheds.c.site_id == Site.id)
@@ -197,8 +255,9 @@ def refresh_versions(now: datetime) -> int:
         charging = bool(row.live)
         if (row.stored, row.stored_offline_at, row.stored_charging) == (fingerprint, offline_at, charging):
             continue
-        values = dict(site_id=row.site_id, fingerprint=fingerprint, offline_at=offline_at, charging=charging,
-                      refreshed_at=now)
+        values = dict(
+            site_id=row.site_id, fingerprint=fingerprint, offline_at=offline_at, charging=charging, refreshed_at=now
+        )
         (inserts if row.stored is None else updates).append(values)
     if inserts:
         db.session.execute(insert(OccupancyVersion), inserts)
@@ -217,8 +276,9 @@ def grid_version(site_id: int, now: datetime, *extra: object) -> str | None:
     recorded the site: then the grid is simply rendered.
     """
     row = db.session.execute(
-        select(OccupancyVersion.fingerprint, OccupancyVersion.offline_at, OccupancyVersion.charging)
-        .where(OccupancyVersion.site_id == site_id)
+        select(OccupancyVersion.fingerprint, OccupancyVersion.offline_at, OccupancyVersion.charging).where(
+            OccupancyVersion.site_id == site_id
+        )
     ).first()
     if row is None:
         return None

@@ -77,13 +77,30 @@ class Scan:
 def _statement(with_wallet: bool) -> Select:
     """The pay page's statement, built once per process (building it costs more than running it)."""
     live = aliased(ChargeSession)
-    columns = [Port.id, Port.code, Port.number, Port.label, Port.status, Port.ocpp_state, Port.fault,
-               Port.last_seen_at, Shed.id.label("shed_id"), Shed.name.label("shed_name"),
-               Site.id.label("site_id"), Site.name.label("site_name"), Tariff.rules, live.id.label("live_id"),
-               live.user_id.label("live_user_id")]
+    columns = [
+        Port.id,
+        Port.code,
+        Port.number,
+        Port.label,
+        Port.status,
+        Port.ocpp_state,
+        Port.fault,
+        Port.last_seen_at,
+        Shed.id.label("shed_id"),
+        Shed.name.label("shed_name"),
+        Site.id.label("site_id"),
+        Site.name.label("site_name"),
+        Tariff.rules,
+        live.id.label("live_id"),
+        live.user_id.label("live_user_id"),
+    ]
     if with_wallet:
-        columns.append(select(LedgerAccount.balance_fen).where(LedgerAccount.code == bindparam("wallet"))
-                       .scalar_subquery().label("balance_fen"))
+        columns.append(
+            select(LedgerAccount.balance_fen)
+            .where(LedgerAccount.code == bindparam("wallet"))
+            .scalar_subquery()
+            .label("balance_fen")
+        )
     return (
         select(*columns)
         .join(Shed, Shed.id == Port.shed_id)
@@ -107,8 +124,9 @@ def load_scan(code: str, user_id: int | None = None) -> Scan | None:
     if row is None:
         return None
     return Scan(
-        port=ScannedPort(row.id, row.code, row.number, row.label, row.status, row.ocpp_state, row.fault,
-                         row.last_seen_at),
+        port=ScannedPort(
+            row.id, row.code, row.number, row.label, row.status, row.ocpp_state, row.fault, row.last_seen_at
+        ),
         shed=ShedSign(row.shed_id, row.shed_name, Named(row.site_id, row.site_name)),
         terms=TariffRules.from_dict(row.rules),
         live=LiveRef(row.live_id, row.live_user_id) if row.live_id is not None else None,

@@ -88,8 +88,9 @@ def _event(session: ChargeSession, kind: str, at: datetime, detail: str = "") ->
     db.session.add(SessionEvent(session_id=session.id, kind=kind, at=at, detail=detail[:255]))
 
 
-def start_session(user_id: int, port: Port, *, now: datetime | None = None, topup=None, terms=None,
-                  on_new=None) -> ChargeSession:
+def start_session(
+    user_id: int, port: Port, *, now: datetime | None = None, topup=None, terms=None, on_new=None
+) -> ChargeSession:
     """Reserve the hold from the wallet and queue the start command, inside the caller's transaction.
 
     `terms` replaces the shed's tariff (a monthly-pass charge: no hold, free at stop); `on_new(session)`
@@ -119,8 +120,13 @@ def start_session(user_id: int, port: Port, *, now: datetime | None = None, topu
     if ledger.wallet_balance(user_id) < hold_fen:
         raise StartRefused("insufficient_funds")
     session = ChargeSession(
-        user_id=user_id, port_id=port.id, shed_id=port.shed_id, rules=terms.to_dict(),
-        state=PENDING, hold_fen=hold_fen, created_at=now,
+        user_id=user_id,
+        port_id=port.id,
+        shed_id=port.shed_id,
+        rules=terms.to_dict(),
+        state=PENDING,
+        hold_fen=hold_fen,
+        created_at=now,
     )
     try:
         with db.session.begin_nested():  # our own part only: a refusal undoes nothing else
@@ -128,10 +134,14 @@ def start_session(user_id: int, port: Port, *, now: datetime | None = None, topu
             db.session.flush()
             if session.hold_fen:  # a monthly-pass charge reserves nothing
                 ledger.post(
-                    f"hold:{session.id}", "hold",
-                    [ledger.Leg(ledger.wallet_account(user_id), -session.hold_fen),
-                     ledger.Leg(ledger.holds_account(), session.hold_fen)],
-                    memo=f"hold for session {session.id}", at=now,
+                    f"hold:{session.id}",
+                    "hold",
+                    [
+                        ledger.Leg(ledger.wallet_account(user_id), -session.hold_fen),
+                        ledger.Leg(ledger.holds_account(), session.hold_fen),
+                    ],
+                    memo=f"hold for session {session.id}",
+                    at=now,
                 )
     except IntegrityError:
         existing = live_session_on_port(port.id)
@@ -147,9 +157,17 @@ def start_session(user_id: int, port: Port, *, now: datetime | None = None, topu
     if on_new is not None:
         on_new(session)
     db.session.flush()
-    log.info("session started", extra={"event": "session.start", "session_id": session.id, "user_id": user_id,
-                                        "port": port.code, "hold_fen": session.hold_fen,
-                                        "ledger_ref": f"hold:{session.id}"})
+    log.info(
+        "session started",
+        extra={
+            "event": "session.start",
+            "session_id": session.id,
+            "user_id": user_id,
+            "port": port.code,
+            "hold_fen": session.hold_fen,
+            "ledger_ref": f"hold:{session.id}",
+        },
+    )
     return session
 
 
@@ -160,8 +178,7 @@ def lock_port(port: Port) -> Port:
     that merely refer to the port (sessions, commands, readings) can still be written.
     """
     return db.session.execute(
-        select(Port).where(Port.id == port.id).with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
+        select(Port).where(Port.id == port.id).with_for_update(key_share=True).execution_options(populate_existing=True)
     ).scalar_one()
 
 
@@ -191,8 +208,7 @@ def mark_charging(session: ChargeSession, now: datetime) -> bool:
     """confirm_started for a loaded session, keeping its attributes in step (caller commits)."""
     if not confirm_started(session.id, now):
         return False
-    for name, value in (("state", CHARGING), ("confirmed_at", now), ("bucket_started_at", now),
-                        ("bucket_start_wh", 0)):
+    for name, value in (("state", CHARGING), ("confirmed_at", now), ("bucket_started_at", now), ("bucket_start_wh", 0)):
         set_committed_value(session, name, value)
     return True
 
@@ -254,16 +270,27 @@ def _settle(session: ChargeSession, cost_fen: int) -> None:
     if not session.hold_fen:  # a monthly-pass charge: nothing was reserved, nothing to book
         return
     ledger.post(
-        f"settle:{session.id}", "settle",
-        [ledger.Leg(ledger.holds_account(), -session.hold_fen),
-         ledger.Leg(ledger.revenue_account(session.shed_id), cost_fen),
-         ledger.Leg(ledger.wallet_account(session.user_id), session.hold_fen - cost_fen)],
-        memo=f"session {session.id}", at=session.ended_at,
+        f"settle:{session.id}",
+        "settle",
+        [
+            ledger.Leg(ledger.holds_account(), -session.hold_fen),
+            ledger.Leg(ledger.revenue_account(session.shed_id), cost_fen),
+            ledger.Leg(ledger.wallet_account(session.user_id), session.hold_fen - cost_fen),
+        ],
+        memo=f"session {session.id}",
+        at=session.ended_at,
     )
 
 
-def end_session(session: ChargeSession, reason: str, now: datetime | None = None, *,
-                detail: str = "", stop_port: bool = True, commit: bool = True) -> bool:
+def end_session(
+    session: ChargeSession,
+    reason: str,
+    now: datetime | None = None,
+    *,
+    detail: str = "",
+    stop_port: bool = True,
+    commit: bool = True,
+) -> bool:
     """End a charging (or pending) session for `reason` and settle it, in one transaction.
 
     Returns False when the session had already ended (nothing changes). With commit=False the
@@ -286,8 +313,14 @@ def end_session(session: ChargeSession, reason: str, now: datetime | None = None
     return True
 
 
-def fail_session(session: ChargeSession, reason: str = START_FAILED, now: datetime | None = None,
-                 detail: str = "", *, commit: bool = True) -> bool:
+def fail_session(
+    session: ChargeSession,
+    reason: str = START_FAILED,
+    now: datetime | None = None,
+    detail: str = "",
+    *,
+    commit: bool = True,
+) -> bool:
     """A start that never became a charge: release the whole hold, open the relay to be safe."""
     now = now or clock_now()
     if not _claim_end(session, FAILED, reason, now):
@@ -306,9 +339,14 @@ def fail_session(session: ChargeSession, reason: str = START_FAILED, now: dateti
 
 def _settled_fields(session: ChargeSession) -> dict:
     """What the settlement log line says (read before commit, which expires the session)."""
-    return {"session_id": session.id, "user_id": session.user_id, "reason": session.end_reason,
-            "cost_fen": session.cost_fen, "refund_fen": session.hold_fen - session.cost_fen,
-            "ledger_ref": f"settle:{session.id}"}
+    return {
+        "session_id": session.id,
+        "user_id": session.user_id,
+        "reason": session.end_reason,
+        "cost_fen": session.cost_fen,
+        "refund_fen": session.hold_fen - session.cost_fen,
+        "ledger_ref": f"settle:{session.id}",
+    }
 
 
 def holds_problems() -> list[str]:

@@ -37,18 +37,45 @@ START_TIMEOUT_SECONDS = 60
 SUPERVISOR_LOCK = 0x43534855
 
 _PORT_COLUMNS = ("id", "code", "status", "ocpp_state", "watts", "fault", "last_seen_at", "state_changed_at")
-_TELEMETRY_COLUMNS = ("state", "watts", "relay_on", "fault", "energy_wh", "heard_at", "link_online",
-                      "session_ref", "session_start_wh", "session_stopped_at", "session_stop_wh",
-                      "session_stop_reason")
-_SESSION_COLUMNS = ("id", "port_id", "state", "created_at", "confirmed_at", "rules", "watts", "energy_wh",
-                    "tier_watts", "bucket_started_at", "bucket_start_wh", "low_power_since")
+_TELEMETRY_COLUMNS = (
+    "state",
+    "watts",
+    "relay_on",
+    "fault",
+    "energy_wh",
+    "heard_at",
+    "link_online",
+    "session_ref",
+    "session_start_wh",
+    "session_stopped_at",
+    "session_stop_wh",
+    "session_stop_reason",
+)
+_SESSION_COLUMNS = (
+    "id",
+    "port_id",
+    "state",
+    "created_at",
+    "confirmed_at",
+    "rules",
+    "watts",
+    "energy_wh",
+    "tier_watts",
+    "bucket_started_at",
+    "bucket_start_wh",
+    "low_power_since",
+)
 _MEASURED = ("watts", "energy_wh", "tier_watts", "bucket_started_at", "bucket_start_wh", "low_power_since")
 _PORT_WRITTEN = ("ocpp_state", "watts", "fault", "state_changed_at", "last_seen_at")
 
 # A device that stopped a session by itself (reason as the adapter reports it) → our end reason.
 DEVICE_STOP_REASONS = {
-    "local": svc.USER_STOP, "remote": svc.STAFF_STOP, "unplugged": svc.UNPLUGGED, "fault": svc.PORT_FAULT,
-    "power_loss": svc.OFFLINE, "other": svc.PORT_FAULT,
+    "local": svc.USER_STOP,
+    "remote": svc.STAFF_STOP,
+    "unplugged": svc.UNPLUGGED,
+    "fault": svc.PORT_FAULT,
+    "power_loss": svc.OFFLINE,
+    "other": svc.PORT_FAULT,
 }
 
 
@@ -115,8 +142,12 @@ class _Telemetry:
 
     def fresh(self, now: datetime) -> bool:
         """A reading that still describes the port: link up and heard within the offline debounce."""
-        return bool(self.link_online and self.state and self.heard_at is not None
-                    and (now - self.heard_at).total_seconds() < OFFLINE_AFTER_SECONDS)
+        return bool(
+            self.link_online
+            and self.state
+            and self.heard_at is not None
+            and (now - self.heard_at).total_seconds() < OFFLINE_AFTER_SECONDS
+        )
 
     def session_energy(self, ref: str) -> int | None:
         """Wh the device metered for our session `ref`, or None when the device is not running it."""
@@ -155,10 +186,14 @@ def tick(now: datetime, *, start_timeout: int = START_TIMEOUT_SECONDS) -> TickRe
         return report
 
     rows = db.session.execute(
-        select(*(getattr(Port, name) for name in _PORT_COLUMNS),
-               *(getattr(PortTelemetry, name) for name in _TELEMETRY_COLUMNS))
+        select(
+            *(getattr(Port, name) for name in _PORT_COLUMNS),
+            *(getattr(PortTelemetry, name) for name in _TELEMETRY_COLUMNS),
+        )
         .outerjoin(PortTelemetry, PortTelemetry.port_id == Port.id)
-        .where(Port.status != PORT_RETIRED).order_by(Port.id)).all()
+        .where(Port.status != PORT_RETIRED)
+        .order_by(Port.id)
+    ).all()
     split = len(_PORT_COLUMNS)
     live = _live_sessions()
     busy_ports = outbox.open_command_ports()
@@ -214,9 +249,11 @@ def _fail_refused_starts(now: datetime, report: TickReport) -> None:
     refused = db.session.execute(
         select(ChargeSession, PortCommand.error)
         .join(PortCommand, PortCommand.session_id == ChargeSession.id)
-        .where(ChargeSession.state == PENDING, PortCommand.kind == CMD_START,
-               PortCommand.status.in_((REJECTED, FAILED)))
-        .order_by(ChargeSession.id)).all()
+        .where(
+            ChargeSession.state == PENDING, PortCommand.kind == CMD_START, PortCommand.status.in_((REJECTED, FAILED))
+        )
+        .order_by(ChargeSession.id)
+    ).all()
     for session, error in refused:
         if svc.fail_session(session, svc.START_FAILED, now, detail=f"port rejected: {error}"):
             report.failed += 1
@@ -226,16 +263,16 @@ def _take_supervisor_lock() -> bool:
     """On PostgreSQL, a transaction-scoped advisory lock; other databases serialise writers anyway."""
     if db.session.get_bind().dialect.name != "postgresql":
         return True
-    return bool(db.session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"),
-                                   {"key": SUPERVISOR_LOCK}).scalar_one())
+    return bool(
+        db.session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": SUPERVISOR_LOCK}).scalar_one()
+    )
 
 
 def _live_sessions() -> dict[int, _LiveRow]:
     """Live sessions by port; tariff terms parsed once per distinct rule set (read as text)."""
     columns = [getattr(ChargeSession, name) for name in _SESSION_COLUMNS]
     columns[_SESSION_COLUMNS.index("rules")] = cast(ChargeSession.rules, String).label("rules")
-    rows = db.session.execute(
-        select(*columns).where(ChargeSession.state.in_(LIVE_STATES)).order_by(ChargeSession.id))
+    rows = db.session.execute(select(*columns).where(ChargeSession.state.in_(LIVE_STATES)).order_by(ChargeSession.id))
     terms_cache: dict[str, TariffRules] = {}
     live = {}
     for row in rows:
@@ -248,8 +285,15 @@ def _live_sessions() -> dict[int, _LiveRow]:
     return live
 
 
-def _record_reading(port: _PortRow, reading: _Telemetry | None, stored: _Telemetry, session: _LiveRow | None,
-                    now: datetime, *, command_queued: bool = False) -> None:
+def _record_reading(
+    port: _PortRow,
+    reading: _Telemetry | None,
+    stored: _Telemetry,
+    session: _LiveRow | None,
+    now: datetime,
+    *,
+    command_queued: bool = False,
+) -> None:
     """Mirror the stored reading on the port; log offline periods, faults and stuck relays.
 
     The port's last_seen_at is when its device was last heard. A relay that is on with no live
@@ -269,8 +313,11 @@ def _record_reading(port: _PortRow, reading: _Telemetry | None, stored: _Telemet
     if session is None and reading.relay_on and reading.watts > 0:
         fault = fault or ("stuck_relay" if not command_queued else port.fault)
     if fault != port.fault:
-        db.session.add(PortEvent(port_id=port.id, at=now, kind="fault" if fault else "fault_cleared",
-                                 detail=fault or port.fault or ""))
+        db.session.add(
+            PortEvent(
+                port_id=port.id, at=now, kind="fault" if fault else "fault_cleared", detail=fault or port.fault or ""
+            )
+        )
         port.fault = fault
     _set_state(port, reading.state, now)
     port.watts = reading.watts
@@ -303,14 +350,14 @@ def _update_measurements(session: _LiveRow, reading: _Telemetry | None, now: dat
     if session.bucket_started_at is None:
         session.bucket_started_at, session.bucket_start_wh = now, session.energy_wh
     elif now - session.bucket_started_at >= window:
-        average = average_watts(session.energy_wh - session.bucket_start_wh,
-                                (now - session.bucket_started_at).total_seconds())
+        average = average_watts(
+            session.energy_wh - session.bucket_start_wh, (now - session.bucket_started_at).total_seconds()
+        )
         session.tier_watts = max(session.tier_watts, average)
         session.bucket_started_at, session.bucket_start_wh = now, session.energy_wh
 
 
-def _charging_rule(session: _LiveRow, port: _PortRow, reading: _Telemetry | None,
-                   now: datetime) -> str | None:
+def _charging_rule(session: _LiveRow, port: _PortRow, reading: _Telemetry | None, now: datetime) -> str | None:
     """The end reason that applies now, if any (checked in order of urgency)."""
     terms = session.terms
     if reading is None:
@@ -320,13 +367,19 @@ def _charging_rule(session: _LiveRow, port: _PortRow, reading: _Telemetry | None
         return svc.PORT_FAULT
     if reading.watts > terms.overload_w:
         return svc.OVERLOAD
-    if terms.pass_max_watts and session.energy_wh >= terms.min_billable_wh and \
-            terms.tier_for(svc.current_tier_watts(session, now)).max_watts > terms.pass_max_watts:
+    if (
+        terms.pass_max_watts
+        and session.energy_wh >= terms.min_billable_wh
+        and terms.tier_for(svc.current_tier_watts(session, now)).max_watts > terms.pass_max_watts
+    ):
         return svc.OVER_PASS_TIER
     if reading.state == AVAILABLE:
         return svc.UNPLUGGED
-    if reading.watts < terms.unplug_w and session.energy_wh < terms.min_billable_wh \
-            and elapsed >= terms.unplug_grace_seconds:
+    if (
+        reading.watts < terms.unplug_w
+        and session.energy_wh < terms.min_billable_wh
+        and elapsed >= terms.unplug_grace_seconds
+    ):
         return svc.UNPLUGGED
     if reading.watts < terms.full_threshold_w and session.energy_wh >= terms.min_billable_wh:
         if session.low_power_since is None:
@@ -349,34 +402,49 @@ def _bulk_update(table, columns: tuple[str, ...], rows: list[dict], *, live_only
         return
     if db.session.get_bind().dialect.name == "postgresql":
         dialect = db.session.get_bind().dialect
-        arrays = ", ".join(["CAST(:id AS INTEGER[])"] + [
-            f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in columns])
+        arrays = ", ".join(
+            ["CAST(:id AS INTEGER[])"]
+            + [f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in columns]
+        )
         guard = f" AND t.state IN ({', '.join(repr(state) for state in LIVE_STATES)})" if live_only else ""
         db.session.execute(
-            text(f"UPDATE {table.name} AS t SET {', '.join(f'{n} = v.{n}' for n in columns)} "
-                 f"FROM unnest({arrays}) AS v(id, {', '.join(columns)}) WHERE t.id = v.id{guard}"),
+            text(
+                f"UPDATE {table.name} AS t SET {', '.join(f'{n} = v.{n}' for n in columns)} "
+                f"FROM unnest({arrays}) AS v(id, {', '.join(columns)}) WHERE t.id = v.id{guard}"
+            ),
             {name: [row[name] for row in rows] for name in ("id", *columns)},
         )
         return
     where = [table.c.id == bindparam("b_id")]
     if live_only:
         where.append(or_(*(table.c.state == state for state in LIVE_STATES)))
-    db.session.execute(update(table).where(*where).values(**{name: bindparam(name) for name in columns}),
-                       [{"b_id": row["id"], **{name: row[name] for name in columns}} for row in rows])
+    db.session.execute(
+        update(table).where(*where).values(**{name: bindparam(name) for name in columns}),
+        [{"b_id": row["id"], **{name: row[name] for name in columns}} for row in rows],
+    )
 
 
 def _write_ports(ports: list[_PortRow]) -> None:
     """One batched statement for the ports whose mirrored reading changed."""
-    _bulk_update(Port.__table__, _PORT_WRITTEN,
-                 [{"id": p.id, **{name: getattr(p, name) for name in _PORT_WRITTEN}}
-                  for p in ports if p.changed(_PORT_WRITTEN)])
+    _bulk_update(
+        Port.__table__,
+        _PORT_WRITTEN,
+        [{"id": p.id, **{name: getattr(p, name) for name in _PORT_WRITTEN}} for p in ports if p.changed(_PORT_WRITTEN)],
+    )
 
 
 def _write_measurements(sessions) -> None:
     """One batched UPDATE for the live sessions whose measurements moved; ended ones are left alone."""
-    _bulk_update(ChargeSession.__table__, _MEASURED,
-                 [{"id": s.id, **{name: getattr(s, name) for name in _MEASURED}}
-                  for s in sessions if s.state != PENDING and s.changed(_MEASURED)], live_only=True)
+    _bulk_update(
+        ChargeSession.__table__,
+        _MEASURED,
+        [
+            {"id": s.id, **{name: getattr(s, name) for name in _MEASURED}}
+            for s in sessions
+            if s.state != PENDING and s.changed(_MEASURED)
+        ],
+        live_only=True,
+    )
 
 
 def _settle_endings(endings: list[tuple[int, str, datetime]], report: TickReport) -> None:
@@ -388,20 +456,25 @@ def _settle_endings(endings: list[tuple[int, str, datetime]], report: TickReport
     if not endings:
         return
     reasons = {session_id: (reason, at) for session_id, reason, at in endings}
-    sessions = db.session.execute(
-        select(ChargeSession).where(ChargeSession.id.in_(reasons)).order_by(ChargeSession.id)).scalars().all()
+    sessions = (
+        db.session.execute(select(ChargeSession).where(ChargeSession.id.in_(reasons)).order_by(ChargeSession.id))
+        .scalars()
+        .all()
+    )
     for session in sessions:
         reason, at = reasons[session.id]
         try:
             with db.session.begin_nested():
                 if reason == svc.START_FAILED:
-                    done = svc.fail_session(session, reason, at, detail="start not confirmed in time",
-                                            commit=False)
+                    done = svc.fail_session(session, reason, at, detail="start not confirmed in time", commit=False)
                 else:
                     done = svc.end_session(session, reason, at, commit=False)
         except Exception:
-            log.exception("settling session %s failed; retried next tick", session.id,
-                          extra={"event": "supervisor.settle_error", "session_id": session.id})
+            log.exception(
+                "settling session %s failed; retried next tick",
+                session.id,
+                extra={"event": "supervisor.settle_error", "session_id": session.id},
+            )
             report.settle_errors += 1
             continue
         if not done:

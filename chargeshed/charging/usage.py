@@ -102,12 +102,26 @@ def _local(moment: datetime | None) -> str:
     return local.strftime("%Y-%m-%d %H:%M:%S") if local else ""
 
 
-CSV_COLUMNS = ("session_id", "started_local", "ended_local", "shed", "port", "resident", "state", "end_reason",
-               "charged_minutes", "energy_wh", "cost_fen", "cost_yuan", "hold_fen")
+CSV_COLUMNS = (
+    "session_id",
+    "started_local",
+    "ended_local",
+    "shed",
+    "port",
+    "resident",
+    "state",
+    "end_reason",
+    "charged_minutes",
+    "energy_wh",
+    "cost_fen",
+    "cost_yuan",
+    "hold_fen",
+)
 
 
-def csv_lines(query: Select, now: datetime, *, header: dict[str, str], words: dict[str, str],
-              mask_residents: bool = False) -> Iterator[str]:
+def csv_lines(
+    query: Select, now: datetime, *, header: dict[str, str], words: dict[str, str], mask_residents: bool = False
+) -> Iterator[str]:
     """The sessions of `query` as CSV text, a few rows at a time (UTF-8 with BOM for spreadsheets).
 
     `header` names each of CSV_COLUMNS and `words` turns state and end-reason codes into words, both in
@@ -127,19 +141,33 @@ def csv_lines(query: Select, now: datetime, *, header: dict[str, str], words: di
     yield "\ufeff" + flush()
     result = db.session.execute(query.execution_options(yield_per=CSV_BATCH))
     for n, (session, number, shed_name, login) in enumerate(result, start=1):
-        writer.writerow([neutral_text(value) for value in (
-            session.id, _local(session.created_at), _local(session.ended_at), shed_name, number,
-            mask_login(login) if mask_residents else login, words.get(session.state, session.state),
-            words.get(session.end_reason, session.end_reason) if session.end_reason else "",
-            session.charged_seconds(now) // 60, session.energy_wh,
-            session.cost_fen, _fen_as_yuan(session.cost_fen), session.hold_fen,
-        )])
+        writer.writerow(
+            [
+                neutral_text(value)
+                for value in (
+                    session.id,
+                    _local(session.created_at),
+                    _local(session.ended_at),
+                    shed_name,
+                    number,
+                    mask_login(login) if mask_residents else login,
+                    words.get(session.state, session.state),
+                    words.get(session.end_reason, session.end_reason) if session.end_reason else "",
+                    session.charged_seconds(now) // 60,
+                    session.energy_wh,
+                    session.cost_fen,
+                    _fen_as_yuan(session.cost_fen),
+                    session.hold_fen,
+                )
+            ]
+        )
         if n % 200 == 0:
             yield flush()
     yield flush()
 
 
 # Charts and capacity ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DayFigures:
@@ -161,9 +189,12 @@ def _intervals(shed_ids: Select, start: datetime, end: datetime, now: datetime) 
     """(shed_id, begin, finish) of every charge overlapping [start, end), clipped to it (naive UTC)."""
     rows = db.session.execute(
         select(ChargeSession.shed_id, ChargeSession.confirmed_at, ChargeSession.ended_at)
-        .where(ChargeSession.shed_id.in_(shed_ids), ChargeSession.confirmed_at.is_not(None),
-               ChargeSession.confirmed_at < end,
-               or_(ChargeSession.ended_at.is_(None), ChargeSession.ended_at > start))
+        .where(
+            ChargeSession.shed_id.in_(shed_ids),
+            ChargeSession.confirmed_at.is_not(None),
+            ChargeSession.confirmed_at < end,
+            or_(ChargeSession.ended_at.is_(None), ChargeSession.ended_at > start),
+        )
         .execution_options(yield_per=CSV_BATCH)
     )
     for shed_id, begin, finish in rows:
@@ -208,8 +239,12 @@ def daily(shed_ids: Select, first: date, last: date, now: datetime) -> list[DayF
     revenue = dict.fromkeys(days, 0)
     ended = db.session.execute(
         select(ChargeSession.ended_at, ChargeSession.energy_wh, ChargeSession.cost_fen)
-        .where(ChargeSession.shed_id.in_(shed_ids), ChargeSession.state == ENDED,
-               ChargeSession.ended_at >= start, ChargeSession.ended_at < end)
+        .where(
+            ChargeSession.shed_id.in_(shed_ids),
+            ChargeSession.state == ENDED,
+            ChargeSession.ended_at >= start,
+            ChargeSession.ended_at < end,
+        )
         .execution_options(yield_per=CSV_BATCH)
     )
     for ended_at, wh, fen in ended:
@@ -280,8 +315,9 @@ def shed_usage(shed_ids: Select, first: date, last: date, now: datetime) -> list
     ports = in_service_ports(shed_ids)
     result = []
     for shed_id, name in sheds:
-        busy = [[seconds[shed_id][d][h] / (3600 * weekdays[d]) if weekdays[d] else 0.0 for h in range(24)]
-                for d in range(7)]
+        busy = [
+            [seconds[shed_id][d][h] / (3600 * weekdays[d]) if weekdays[d] else 0.0 for h in range(24)] for d in range(7)
+        ]
         peak, full = _peak_and_full(edges[shed_id], ports.get(shed_id, 0))
         result.append(ShedUsage(shed_id, name, ports.get(shed_id, 0), busy, peak, full, days))
     return result
@@ -305,8 +341,12 @@ def end_reason_shares(shed_ids: Select, first: date, last: date) -> list[tuple[s
     start, end = local_day_start(first), local_day_start(last + timedelta(days=1))
     rows = db.session.execute(
         select(ChargeSession.end_reason, func.count(ChargeSession.id))
-        .where(ChargeSession.shed_id.in_(shed_ids), ChargeSession.state.in_((ENDED, FAILED)),
-               ChargeSession.ended_at >= start, ChargeSession.ended_at < end)
+        .where(
+            ChargeSession.shed_id.in_(shed_ids),
+            ChargeSession.state.in_((ENDED, FAILED)),
+            ChargeSession.ended_at >= start,
+            ChargeSession.ended_at < end,
+        )
         .group_by(ChargeSession.end_reason)
     ).all()
     total = sum(count for _, count in rows)

@@ -54,8 +54,9 @@ class Leg:
     amount_fen: int
 
 
-def get_account(code: str, kind: str, *, owner_id: int | None = None, shed_id: int | None = None,
-                currency: str = DEFAULT_CURRENCY):
+def get_account(
+    code: str, kind: str, *, owner_id: int | None = None, shed_id: int | None = None, currency: str = DEFAULT_CURRENCY
+):
     """The account with this code, created on first use (race-safe via the unique code).
 
     An account holds one currency; its amounts are in that currency's minor units (fen for CNY).
@@ -65,8 +66,9 @@ def get_account(code: str, kind: str, *, owner_id: int | None = None, shed_id: i
         return found
     try:
         with db.session.begin_nested():
-            account = LedgerAccount(code=code, kind=kind, owner_id=owner_id, shed_id=shed_id, balance_fen=0,
-                                    currency=currency.lower())
+            account = LedgerAccount(
+                code=code, kind=kind, owner_id=owner_id, shed_id=shed_id, balance_fen=0, currency=currency.lower()
+            )
             db.session.add(account)
         return account
     except IntegrityError:  # created meanwhile by a concurrent transaction (or a broken reference)
@@ -165,8 +167,9 @@ def post(ref: str, kind: str, legs: Sequence[Leg], memo: str = "", *, at: dateti
                     .returning(LedgerAccount.balance_fen)
                     .execution_options(synchronize_session=False)
                 ).scalar_one()
-            db.session.add_all(LedgerEntry(txn_id=txn.id, account_id=leg.account.id,
-                                           amount_fen=leg.amount_fen) for leg in legs)
+            db.session.add_all(
+                LedgerEntry(txn_id=txn.id, account_id=leg.account.id, amount_fen=leg.amount_fen) for leg in legs
+            )
             db.session.flush()
     except IntegrityError as exc:
         violated = violated_constraint(exc)
@@ -177,8 +180,16 @@ def post(ref: str, kind: str, legs: Sequence[Leg], memo: str = "", *, at: dateti
         raise
     for leg in legs:
         set_committed_value(leg.account, "balance_fen", balances[leg.account.id])
-    log.debug("ledger post", extra={"event": "ledger.post", "txn_id": txn.id, "ref": ref, "kind": kind,
-                                     "legs": {leg.account.code: leg.amount_fen for leg in legs}})
+    log.debug(
+        "ledger post",
+        extra={
+            "event": "ledger.post",
+            "txn_id": txn.id,
+            "ref": ref,
+            "kind": kind,
+            "legs": {leg.account.code: leg.amount_fen for leg in legs},
+        },
+    )
     return txn
 
 
@@ -195,7 +206,7 @@ def violated_constraint(exc: IntegrityError) -> str | None:
     message = str(exc.orig)
     for prefix in ("CHECK constraint failed: ", "UNIQUE constraint failed: "):
         if message.startswith(prefix):
-            target = message[len(prefix):].strip()
+            target = message[len(prefix) :].strip()
             if prefix.startswith("UNIQUE"):
                 table, _, columns = target.partition(".")
                 return f"uq_{table}_{columns.split(',')[0].strip()}"

@@ -19,9 +19,7 @@ KIND_EXTERNAL = "external"
 class LedgerAccount(db.Model):
     """An account; its cached balance always equals the sum of its entries."""
 
-    __table_args__ = (
-        CheckConstraint("kind NOT IN ('wallet', 'holds') OR balance_fen >= 0", name="not_negative"),
-    )
+    __table_args__ = (CheckConstraint("kind NOT IN ('wallet', 'holds') OR balance_fen >= 0", name="not_negative"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)

@@ -35,21 +35,26 @@ def wallet_statement(user_id: int, *, limit: int = 50, offset: int = 0) -> tuple
     of recent lines needs no walk through the whole history.
     """
     account = db.session.execute(
-        select(LedgerAccount).where(LedgerAccount.code == f"wallet:{user_id}")).scalar_one_or_none()
+        select(LedgerAccount).where(LedgerAccount.code == f"wallet:{user_id}")
+    ).scalar_one_or_none()
     if account is None:  # never used: nothing to show (and a page view creates no account)
         return [], False
     order = (LedgerEntry.id.desc(),)
     rows = db.session.execute(
         select(LedgerEntry.id, LedgerEntry.amount_fen, LedgerTxn.kind, LedgerTxn.ref, LedgerTxn.created_at)
         .join(LedgerTxn, LedgerTxn.id == LedgerEntry.txn_id)
-        .where(LedgerEntry.account_id == account.id).order_by(*order).offset(offset).limit(limit + 1)
+        .where(LedgerEntry.account_id == account.id)
+        .order_by(*order)
+        .offset(offset)
+        .limit(limit + 1)
     ).all()
     page = rows[:limit]
     if not page:
         return [], False
     newer = db.session.execute(
-        select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0))
-        .where(LedgerEntry.account_id == account.id, LedgerEntry.id > page[0].id)
+        select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(
+            LedgerEntry.account_id == account.id, LedgerEntry.id > page[0].id
+        )
     ).scalar_one()
     balance = account.balance_fen - int(newer)
     lines = []

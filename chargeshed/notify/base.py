@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Protocol
 
 # Templates: what each message says, with the data keys it needs.
-CHARGE_FINISHED = "charge_finished"   # place, reason, cost
-PORT_FREE = "port_free"               # place, free
-HAZARD_PROGRESS = "hazard_progress"   # case, status
-RESET_CODE = "reset_code"             # code, minutes
-PASS_EXPIRING = "pass_expiring"       # plan, until
+CHARGE_FINISHED = "charge_finished"  # place, reason, cost
+PORT_FREE = "port_free"  # place, free
+HAZARD_PROGRESS = "hazard_progress"  # case, status
+RESET_CODE = "reset_code"  # code, minutes
+PASS_EXPIRING = "pass_expiring"  # plan, until
 TEMPLATES = (CHARGE_FINISHED, PORT_FREE, HAZARD_PROGRESS, RESET_CODE, PASS_EXPIRING)
 
 WECHAT = "wechat"

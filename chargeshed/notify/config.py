@@ -12,18 +12,23 @@ def notifiers_from_config(config) -> dict[str, Notifier]:
         from chargeshed.notify.wechat import DEFAULT_API_BASE, WeChatNotifier
 
         notifiers[WECHAT] = WeChatNotifier(
-            config["NOTIFY_WECHAT_APP_ID"], config.get("NOTIFY_WECHAT_SECRET", ""),
+            config["NOTIFY_WECHAT_APP_ID"],
+            config.get("NOTIFY_WECHAT_SECRET", ""),
             dict(config.get("NOTIFY_WECHAT_TEMPLATES") or {}),
             api_base=config.get("NOTIFY_WECHAT_API_BASE") or DEFAULT_API_BASE,
-            link=config.get("PUBLIC_BASE_URL", ""))
+            link=config.get("PUBLIC_BASE_URL", ""),
+        )
     if config.get("ALIYUN_SMS_ACCESS_KEY_ID"):
         from chargeshed.notify.sms import DEFAULT_API_BASE as SMS_BASE
         from chargeshed.notify.sms import AliyunSmsNotifier
 
         notifiers[SMS] = AliyunSmsNotifier(
-            config["ALIYUN_SMS_ACCESS_KEY_ID"], config.get("ALIYUN_SMS_ACCESS_KEY_SECRET", ""),
-            config.get("ALIYUN_SMS_SIGN_NAME", ""), dict(config.get("ALIYUN_SMS_TEMPLATES") or {}),
-            api_base=config.get("ALIYUN_SMS_API_BASE") or SMS_BASE)
+            config["ALIYUN_SMS_ACCESS_KEY_ID"],
+            config.get("ALIYUN_SMS_ACCESS_KEY_SECRET", ""),
+            config.get("ALIYUN_SMS_SIGN_NAME", ""),
+            dict(config.get("ALIYUN_SMS_TEMPLATES") or {}),
+            api_base=config.get("ALIYUN_SMS_API_BASE") or SMS_BASE,
+        )
     return notifiers
 
 

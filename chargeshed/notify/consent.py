@@ -15,8 +15,9 @@ def set_consent(user_id: int, channel: str, address: str | None, now: datetime) 
     """Record a yes (with the address) or, with address None, a no; the caller commits."""
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel}")
-    row = db.session.execute(select(NotifyConsent).where(NotifyConsent.user_id == user_id,
-                                                         NotifyConsent.channel == channel)).scalar_one_or_none()
+    row = db.session.execute(
+        select(NotifyConsent).where(NotifyConsent.user_id == user_id, NotifyConsent.channel == channel)
+    ).scalar_one_or_none()
     if address is None:
         if row is not None and row.revoked_at is None:
             row.revoked_at = now
@@ -32,6 +33,10 @@ def set_consent(user_id: int, channel: str, address: str | None, now: datetime) 
 
 def active_channels(user_id: int) -> dict[str, str]:
     """channel -> address for the channels the resident said yes to."""
-    return dict(db.session.execute(
-        select(NotifyConsent.channel, NotifyConsent.address)
-        .where(NotifyConsent.user_id == user_id, NotifyConsent.revoked_at.is_(None))).all())
+    return dict(
+        db.session.execute(
+            select(NotifyConsent.channel, NotifyConsent.address).where(
+                NotifyConsent.user_id == user_id, NotifyConsent.revoked_at.is_(None)
+            )
+        ).all()
+    )

@@ -14,9 +14,16 @@ from chargeshed.notify.outbox import queue_for_user
 
 # The end reason as a WeChat "phrase" (at most 5 characters) and in SMS text.
 REASON_WORDS = {
-    "full": "已充满", "time_up": "时间已到", "hold_exhausted": "预付用完", "unplugged": "已拔出",
-    "overload": "功率过载", "user_stop": "手动停止", "staff_stop": "人工停止", "port_fault": "插座故障",
-    "offline": "插座离线", "over_pass_tier": "超出包月档",
+    "full": "已充满",
+    "time_up": "时间已到",
+    "hold_exhausted": "预付用完",
+    "unplugged": "已拔出",
+    "overload": "功率过载",
+    "user_stop": "手动停止",
+    "staff_stop": "人工停止",
+    "port_fault": "插座故障",
+    "offline": "插座离线",
+    "over_pass_tier": "超出包月档",
 }
 WATCH_HOURS = 2
 
@@ -24,18 +31,28 @@ WATCH_HOURS = 2
 def charge_finished(session, now: datetime) -> int:
     """Queue "your charge finished" (where, why, cost) on the resident's channels; caller commits."""
     port = session.port
-    return queue_for_user(session.user_id, CHARGE_FINISHED, {
-        "place": f"{port.shed.name}{port.number}号插座",
-        "reason": REASON_WORDS.get(session.end_reason, session.end_reason or ""),
-        "cost": format_fen(session.cost_fen, symbol="") + "元",
-    }, f"charge_finished:{session.id}", now)
+    return queue_for_user(
+        session.user_id,
+        CHARGE_FINISHED,
+        {
+            "place": f"{port.shed.name}{port.number}号插座",
+            "reason": REASON_WORDS.get(session.end_reason, session.end_reason or ""),
+            "cost": format_fen(session.cost_fen, symbol="") + "元",
+        },
+        f"charge_finished:{session.id}",
+        now,
+    )
 
 
 def watch_shed(user_id: int, shed_id: int, now: datetime, hours: int = WATCH_HOURS) -> PortFreeWatch:
-    """"Tell me when a port here is free": one live watch per resident and shed (renewed if asked again)."""
+    """ "Tell me when a port here is free": one live watch per resident and shed (renewed if asked again)."""
     watch = db.session.execute(
-        select(PortFreeWatch).where(PortFreeWatch.user_id == user_id, PortFreeWatch.shed_id == shed_id,
-                                    PortFreeWatch.fired_at.is_(None), PortFreeWatch.expires_at > now)
+        select(PortFreeWatch).where(
+            PortFreeWatch.user_id == user_id,
+            PortFreeWatch.shed_id == shed_id,
+            PortFreeWatch.fired_at.is_(None),
+            PortFreeWatch.expires_at > now,
+        )
     ).scalar_one_or_none()
     if watch is None:
         watch = PortFreeWatch(user_id=user_id, shed_id=shed_id, created_at=now)
@@ -50,9 +67,13 @@ def fire_port_free_watches(now: datetime) -> int:
     from chargeshed.charging.occupancy import occupancy
     from chargeshed.sites.models import Shed
 
-    watches = list(db.session.execute(
-        select(PortFreeWatch).where(PortFreeWatch.fired_at.is_(None), PortFreeWatch.expires_at > now)
-        .order_by(PortFreeWatch.id)).scalars())
+    watches = list(
+        db.session.execute(
+            select(PortFreeWatch)
+            .where(PortFreeWatch.fired_at.is_(None), PortFreeWatch.expires_at > now)
+            .order_by(PortFreeWatch.id)
+        ).scalars()
+    )
     if not watches:
         return 0
     shed_ids = {watch.shed_id for watch in watches}
@@ -63,9 +84,13 @@ def fire_port_free_watches(now: datetime) -> int:
         if block is None or not block.counts["free"]:
             continue
         free = [str(cell.number) for cell in block.cells if cell.state == "free"]
-        queue_for_user(watch.user_id, PORT_FREE,
-                       {"place": block.name, "free": f"{len(free)}个空闲：{'、'.join(free[:5])}号"},
-                       f"port_free:{watch.id}", now)
+        queue_for_user(
+            watch.user_id,
+            PORT_FREE,
+            {"place": block.name, "free": f"{len(free)}个空闲：{'、'.join(free[:5])}号"},
+            f"port_free:{watch.id}",
+            now,
+        )
         watch.fired_at = now
         fired += 1
     db.session.commit()

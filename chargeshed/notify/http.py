@@ -14,8 +14,9 @@ TIMEOUT_SECONDS = 5.0
 def call_json(method: str, url: str, body: dict | None = None, timeout: float = TIMEOUT_SECONDS) -> dict:
     """Send a request and decode the JSON answer; network trouble and 5xx are retryable NotifyErrors."""
     data = json.dumps(body, ensure_ascii=False).encode("utf-8") if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json; charset=utf-8"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json; charset=utf-8"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()

@@ -48,7 +48,7 @@ class Notification(db.Model):
 
 
 class PortFreeWatch(db.Model):
-    """"Tell me when a port in this shed is free": fires once, or expires."""
+    """ "Tell me when a port in this shed is free": fires once, or expires."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("user.id"), index=True)

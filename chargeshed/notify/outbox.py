@@ -29,17 +29,30 @@ BATCH = 50
 
 def consents(user_id: int) -> list[NotifyConsent]:
     """The channels a resident said yes to (not revoked)."""
-    return list(db.session.execute(
-        select(NotifyConsent).where(NotifyConsent.user_id == user_id, NotifyConsent.revoked_at.is_(None))
-        .order_by(NotifyConsent.channel)).scalars())
+    return list(
+        db.session.execute(
+            select(NotifyConsent)
+            .where(NotifyConsent.user_id == user_id, NotifyConsent.revoked_at.is_(None))
+            .order_by(NotifyConsent.channel)
+        ).scalars()
+    )
 
 
-def queue(channel: str, address: str, template: str, data: dict, key: str, now: datetime,
-          user_id: int | None = None) -> Notification | None:
+def queue(
+    channel: str, address: str, template: str, data: dict, key: str, now: datetime, user_id: int | None = None
+) -> Notification | None:
     """Add one message to the caller's transaction; None when `key` was queued before (nothing added)."""
-    row = Notification(user_id=user_id, channel=channel, address=address, template=template,
-                       data={k: str(v) for k, v in data.items()}, dedupe_key=f"{key}:{channel}"[:120],
-                       status=QUEUED, next_at=now, created_at=now)
+    row = Notification(
+        user_id=user_id,
+        channel=channel,
+        address=address,
+        template=template,
+        data={k: str(v) for k, v in data.items()},
+        dedupe_key=f"{key}:{channel}"[:120],
+        status=QUEUED,
+        next_at=now,
+        created_at=now,
+    )
     try:
         with db.session.begin_nested():
             db.session.add(row)
@@ -48,8 +61,9 @@ def queue(channel: str, address: str, template: str, data: dict, key: str, now: 
     return row
 
 
-def queue_for_user(user_id: int, template: str, data: dict, key: str, now: datetime,
-                   channels: tuple[str, ...] | None = None) -> int:
+def queue_for_user(
+    user_id: int, template: str, data: dict, key: str, now: datetime, channels: tuple[str, ...] | None = None
+) -> int:
     """Queue a message on every channel the resident consented to (optionally only `channels`)."""
     count = 0
     for consent in consents(user_id):
@@ -71,25 +85,37 @@ class SendReport:
 def send_due(notifiers: dict[str, Notifier], now: datetime, batch: int = BATCH) -> SendReport:
     """Send the messages that are due; each outcome is committed on its own."""
     report = SendReport()
-    due = list(db.session.execute(
-        select(Notification.id).where(Notification.status == QUEUED, Notification.next_at <= now,
-                                      Notification.channel.in_(list(notifiers)))
-        .order_by(Notification.next_at, Notification.id).limit(batch)).scalars())
+    due = list(
+        db.session.execute(
+            select(Notification.id)
+            .where(
+                Notification.status == QUEUED, Notification.next_at <= now, Notification.channel.in_(list(notifiers))
+            )
+            .order_by(Notification.next_at, Notification.id)
+            .limit(batch)
+        ).scalars()
+    )
     db.session.commit()
     return send_rows(due, notifiers, now, report)
 
 
-def send_rows(row_ids: list[int], notifiers: dict[str, Notifier], now: datetime,
-              report: SendReport | None = None) -> SendReport:
+def send_rows(
+    row_ids: list[int], notifiers: dict[str, Notifier], now: datetime, report: SendReport | None = None
+) -> SendReport:
     """Send these queued rows now if due (e.g. a reset code right after its request commits)."""
     report = report if report is not None else SendReport()
     for row_id in row_ids:
         claimed = db.session.execute(
             update(Notification)
-            .where(Notification.id == row_id, Notification.status == QUEUED, Notification.next_at <= now,
-                   Notification.channel.in_(list(notifiers)))
+            .where(
+                Notification.id == row_id,
+                Notification.status == QUEUED,
+                Notification.next_at <= now,
+                Notification.channel.in_(list(notifiers)),
+            )
             .values(next_at=now + timedelta(seconds=LEASE_SECONDS), attempts=Notification.attempts + 1)
-            .execution_options(synchronize_session=False)).rowcount
+            .execution_options(synchronize_session=False)
+        ).rowcount
         if not claimed:
             db.session.rollback()
             continue
@@ -105,15 +131,17 @@ def send_rows(row_ids: list[int], notifiers: dict[str, Notifier], now: datetime,
             log.exception("notifier %s crashed", channel)
             _record_failure(row_id, f"crash: {error}", True, attempts, now, report)
         else:
-            db.session.execute(update(Notification).where(Notification.id == row_id)
-                               .values(status=SENT, sent_at=now, provider_ref=(ref or "")[:64], last_error=""))
+            db.session.execute(
+                update(Notification)
+                .where(Notification.id == row_id)
+                .values(status=SENT, sent_at=now, provider_ref=(ref or "")[:64], last_error="")
+            )
             db.session.commit()
             report.sent += 1
     return report
 
 
-def _record_failure(row_id: int, error: str, retryable: bool, attempts: int, now: datetime,
-                    report: SendReport) -> None:
+def _record_failure(row_id: int, error: str, retryable: bool, attempts: int, now: datetime, report: SendReport) -> None:
     give_up = not retryable or attempts >= MAX_ATTEMPTS
     values = {"last_error": error[:255]}
     if give_up:

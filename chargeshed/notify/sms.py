@@ -16,8 +16,14 @@ from chargeshed.notify.http import call_json
 
 DEFAULT_API_BASE = "https://dysmsapi.aliyuncs.com"
 # Codes worth trying again later: flow control, provider trouble, an account to be topped up.
-RETRYABLE = {"isv.BUSINESS_LIMIT_CONTROL", "isp.SYSTEM_ERROR", "isp.RAM_PERMISSION_DENY", "Throttling.User",
-             "isv.AMOUNT_NOT_ENOUGH", "ServiceUnavailable"}
+RETRYABLE = {
+    "isv.BUSINESS_LIMIT_CONTROL",
+    "isp.SYSTEM_ERROR",
+    "isp.RAM_PERMISSION_DENY",
+    "Throttling.User",
+    "isv.AMOUNT_NOT_ENOUGH",
+    "ServiceUnavailable",
+}
 
 
 def percent_encode(value: str) -> str:
@@ -38,8 +44,16 @@ class AliyunSmsNotifier:
 
     channel = SMS
 
-    def __init__(self, access_key_id: str, access_key_secret: str, sign_name: str, template_codes: dict[str, str],
-                 *, api_base: str = DEFAULT_API_BASE, clock: Callable[[], datetime] | None = None):
+    def __init__(
+        self,
+        access_key_id: str,
+        access_key_secret: str,
+        sign_name: str,
+        template_codes: dict[str, str],
+        *,
+        api_base: str = DEFAULT_API_BASE,
+        clock: Callable[[], datetime] | None = None,
+    ):
         self.access_key_id, self.secret, self.sign_name = access_key_id, access_key_secret, sign_name
         self.template_codes, self.api_base = template_codes, api_base.rstrip("/")
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -50,14 +64,21 @@ class AliyunSmsNotifier:
         if not code:
             raise NotifyError(f"no SMS template for {template}", retryable=False)
         params = {
-            "AccessKeyId": self.access_key_id, "Action": "SendSms", "Format": "JSON", "RegionId": "cn-hangzhou",
-            "PhoneNumbers": address, "SignName": self.sign_name, "TemplateCode": code,
+            "AccessKeyId": self.access_key_id,
+            "Action": "SendSms",
+            "Format": "JSON",
+            "RegionId": "cn-hangzhou",
+            "PhoneNumbers": address,
+            "SignName": self.sign_name,
+            "TemplateCode": code,
             "TemplateParam": json.dumps({k: str(v) for k, v in data.items()}, ensure_ascii=False),
-            "SignatureMethod": "HMAC-SHA1", "SignatureVersion": "1.0", "SignatureNonce": uuid.uuid4().hex,
-            "Timestamp": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"), "Version": "2017-05-25",
+            "SignatureMethod": "HMAC-SHA1",
+            "SignatureVersion": "1.0",
+            "SignatureNonce": uuid.uuid4().hex,
+            "Timestamp": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "Version": "2017-05-25",
         }
-        query = urllib.parse.urlencode({"Signature": sign(params, self.secret), **params},
-                                       quote_via=urllib.parse.quote)
+        query = urllib.parse.urlencode({"Signature": sign(params, self.secret), **params}, quote_via=urllib.parse.quote)
         answer = call_json("GET", f"{self.api_base}/?{query}")
         status = answer.get("Code")
         if status == "OK":

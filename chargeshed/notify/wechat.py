@@ -35,8 +35,16 @@ class WeChatNotifier:
 
     channel = WECHAT
 
-    def __init__(self, app_id: str, secret: str, template_ids: dict[str, str], *,
-                 api_base: str = DEFAULT_API_BASE, link: str = "", clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        app_id: str,
+        secret: str,
+        template_ids: dict[str, str],
+        *,
+        api_base: str = DEFAULT_API_BASE,
+        link: str = "",
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.app_id, self.secret, self.template_ids = app_id, secret, template_ids
         self.api_base, self.link, self.clock = api_base.rstrip("/"), link, clock
         self._token: str | None = None
@@ -46,12 +54,14 @@ class WeChatNotifier:
     def _access_token(self, refresh: bool = False) -> str:
         with self._lock:
             if refresh or self._token is None or self.clock() >= self._token_until:
-                query = urllib.parse.urlencode({"grant_type": "client_credential", "appid": self.app_id,
-                                                "secret": self.secret})
+                query = urllib.parse.urlencode(
+                    {"grant_type": "client_credential", "appid": self.app_id, "secret": self.secret}
+                )
                 answer = call_json("GET", f"{self.api_base}/cgi-bin/token?{query}")
                 if not answer.get("access_token"):
-                    raise NotifyError(f"token: {answer.get('errcode')} {answer.get('errmsg')}",
-                                      retryable=answer.get("errcode") == -1)
+                    raise NotifyError(
+                        f"token: {answer.get('errcode')} {answer.get('errmsg')}", retryable=answer.get("errcode") == -1
+                    )
                 self._token = answer["access_token"]
                 # Renew a minute early so a token never expires between fetching and using it.
                 self._token_until = self.clock() + max(0, int(answer.get("expires_in", 7200)) - 60)
@@ -67,8 +77,11 @@ class WeChatNotifier:
             body["page"] = self.link
         for attempt in (1, 2):
             token = self._access_token(refresh=attempt == 2)
-            answer = call_json("POST", f"{self.api_base}/cgi-bin/message/subscribe/bizsend?"
-                                       f"access_token={urllib.parse.quote(token)}", body)
+            answer = call_json(
+                "POST",
+                f"{self.api_base}/cgi-bin/message/subscribe/bizsend?access_token={urllib.parse.quote(token)}",
+                body,
+            )
             code = int(answer.get("errcode", 0))
             if code == 0:
                 return str(answer.get("msgid", ""))
@@ -82,22 +95,23 @@ def _fields(template: str, data: dict[str, str]) -> dict:
     fields = {}
     for keyword, key in FIELDS[template].items():
         kind = keyword.rstrip("0123456789")
-        fields[keyword] = {"value": str(data.get(key, ""))[:LIMITS.get(kind, 20)]}
+        fields[keyword] = {"value": str(data.get(key, ""))[: LIMITS.get(kind, 20)]}
     return fields
 
 
-def oauth_authorize_url(app_id: str, redirect_uri: str, state: str,
-                        base: str = "https://open.weixin.qq.com") -> str:
+def oauth_authorize_url(app_id: str, redirect_uri: str, state: str, base: str = "https://open.weixin.qq.com") -> str:
     """Where to send a resident inside WeChat to learn their openid (silent snsapi_base scope)."""
-    query = urllib.parse.urlencode({"appid": app_id, "redirect_uri": redirect_uri, "response_type": "code",
-                                    "scope": "snsapi_base", "state": state})
+    query = urllib.parse.urlencode(
+        {"appid": app_id, "redirect_uri": redirect_uri, "response_type": "code", "scope": "snsapi_base", "state": state}
+    )
     return f"{base}/connect/oauth2/authorize?{query}#wechat_redirect"
 
 
 def oauth_openid(notifier: WeChatNotifier, code: str) -> str:
     """Exchange the OAuth code WeChat appended to our callback for the resident's openid."""
-    query = urllib.parse.urlencode({"appid": notifier.app_id, "secret": notifier.secret, "code": code,
-                                    "grant_type": "authorization_code"})
+    query = urllib.parse.urlencode(
+        {"appid": notifier.app_id, "secret": notifier.secret, "code": code, "grant_type": "authorization_code"}
+    )
     answer = call_json("GET", f"{notifier.api_base}/sns/oauth2/access_token?{query}")
     if not answer.get("openid"):
         raise NotifyError(f"oauth {answer.get('errcode')} {answer.get('errmsg', '')}", retryable=False)

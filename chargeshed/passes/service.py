@@ -13,7 +13,7 @@ from chargeshed.money import ledger
 from chargeshed.passes.models import ACTIVE, REFUNDED, MonthlyPass, PassPlan, PassUse
 from chargeshed.timeutil import to_local
 
-TXN_PASS_SALE = "pass_sale"      # pass_sale:<id>: wallet -> passes:deferred:site:<id>
+TXN_PASS_SALE = "pass_sale"  # pass_sale:<id>: wallet -> passes:deferred:site:<id>
 TXN_PASS_REFUND = "pass_refund"  # pass_refund:<id>: passes:deferred:site:<id> -> wallet
 REMIND_DAYS = 3
 
@@ -55,10 +55,19 @@ def passes_of(user_id: int, site_id: int | None = None) -> list[MonthlyPass]:
 
 def current_pass(user_id: int, site_id: int, today: date) -> MonthlyPass | None:
     """The pass that covers `today` at this site, if any."""
-    return db.session.execute(
-        select(MonthlyPass).where(MonthlyPass.user_id == user_id, MonthlyPass.site_id == site_id,
-                                  MonthlyPass.status == ACTIVE, MonthlyPass.starts_on <= today,
-                                  MonthlyPass.ends_on > today)).scalars().first()
+    return (
+        db.session.execute(
+            select(MonthlyPass).where(
+                MonthlyPass.user_id == user_id,
+                MonthlyPass.site_id == site_id,
+                MonthlyPass.status == ACTIVE,
+                MonthlyPass.starts_on <= today,
+                MonthlyPass.ends_on > today,
+            )
+        )
+        .scalars()
+        .first()
+    )
 
 
 def buy(user_id: int, plan: PassPlan, now: datetime) -> MonthlyPass:
@@ -73,17 +82,30 @@ def buy(user_id: int, plan: PassPlan, now: datetime) -> MonthlyPass:
     if any(p.starts_on > today for p in running):
         raise PassRefused("already_renewed")
     starts = max([today] + [p.ends_on for p in running])
-    row = MonthlyPass(user_id=user_id, plan_id=plan.id, site_id=plan.site_id, starts_on=starts,
-                      ends_on=starts + timedelta(days=plan.days), days=plan.days, price_fen=plan.price_fen,
-                      status=ACTIVE, created_at=now)
+    row = MonthlyPass(
+        user_id=user_id,
+        plan_id=plan.id,
+        site_id=plan.site_id,
+        starts_on=starts,
+        ends_on=starts + timedelta(days=plan.days),
+        days=plan.days,
+        price_fen=plan.price_fen,
+        status=ACTIVE,
+        created_at=now,
+    )
     try:
         with db.session.begin_nested():
             db.session.add(row)
             db.session.flush()
-            ledger.post(f"pass_sale:{row.id}", TXN_PASS_SALE,
-                        [ledger.Leg(ledger.wallet_account(user_id), -plan.price_fen),
-                         ledger.Leg(deferred_account(plan.site_id), plan.price_fen)],
-                        memo=f"pass {row.id}: {plan.name}")
+            ledger.post(
+                f"pass_sale:{row.id}",
+                TXN_PASS_SALE,
+                [
+                    ledger.Leg(ledger.wallet_account(user_id), -plan.price_fen),
+                    ledger.Leg(deferred_account(plan.site_id), plan.price_fen),
+                ],
+                memo=f"pass {row.id}: {plan.name}",
+            )
     except ledger.InsufficientFunds:
         raise PassRefused("insufficient_funds") from None
     return row
@@ -91,8 +113,9 @@ def buy(user_id: int, plan: PassPlan, now: datetime) -> MonthlyPass:
 
 def charges_today(monthly_pass: MonthlyPass, today: date) -> int:
     """Charges started on this pass today."""
-    return db.session.execute(select(func.count()).select_from(PassUse).where(
-        PassUse.pass_id == monthly_pass.id, PassUse.used_on == today)).scalar_one()
+    return db.session.execute(
+        select(func.count()).select_from(PassUse).where(PassUse.pass_id == monthly_pass.id, PassUse.used_on == today)
+    ).scalar_one()
 
 
 def usable_pass(user_id: int, site_id: int, now: datetime) -> MonthlyPass:
@@ -108,8 +131,7 @@ def usable_pass(user_id: int, site_id: int, now: datetime) -> MonthlyPass:
 
 def session_terms(terms: Tariff, plan: PassPlan) -> Tariff:
     """A pass charge's rules: metered as usual, free at stop, at most H hours, up to the plan's tier."""
-    return replace(terms, max_minutes=min(terms.max_minutes, plan.hours_per_charge * 60),
-                   pass_max_watts=plan.max_watts)
+    return replace(terms, max_minutes=min(terms.max_minutes, plan.hours_per_charge * 60), pass_max_watts=plan.max_watts)
 
 
 def record_use(monthly_pass: MonthlyPass, session_id: int, now: datetime) -> None:
@@ -126,8 +148,9 @@ def refund_amount(monthly_pass: MonthlyPass, today: date) -> int:
     """What a refund today gives back: the price less the revenue of the days begun (exact in fen)."""
     if monthly_pass.status != ACTIVE or today >= monthly_pass.ends_on:
         return 0
-    return monthly_pass.price_fen - _recognised(monthly_pass.price_fen, monthly_pass.days,
-                                                used_days(monthly_pass, today))
+    return monthly_pass.price_fen - _recognised(
+        monthly_pass.price_fen, monthly_pass.days, used_days(monthly_pass, today)
+    )
 
 
 def refund(monthly_pass: MonthlyPass, now: datetime) -> int:
@@ -136,10 +159,15 @@ def refund(monthly_pass: MonthlyPass, now: datetime) -> int:
     amount = refund_amount(monthly_pass, today)
     if amount <= 0:
         raise PassRefused("nothing_left")
-    ledger.post(f"pass_refund:{monthly_pass.id}", TXN_PASS_REFUND,
-                [ledger.Leg(deferred_account(monthly_pass.site_id), -amount),
-                 ledger.Leg(ledger.wallet_account(monthly_pass.user_id), amount)],
-                memo=f"pass {monthly_pass.id}: {used_days(monthly_pass, today)} of {monthly_pass.days} days used")
+    ledger.post(
+        f"pass_refund:{monthly_pass.id}",
+        TXN_PASS_REFUND,
+        [
+            ledger.Leg(deferred_account(monthly_pass.site_id), -amount),
+            ledger.Leg(ledger.wallet_account(monthly_pass.user_id), amount),
+        ],
+        memo=f"pass {monthly_pass.id}: {used_days(monthly_pass, today)} of {monthly_pass.days} days used",
+    )
     monthly_pass.status, monthly_pass.refunded_fen = REFUNDED, amount
     monthly_pass.refunded_on = max(today, monthly_pass.starts_on - timedelta(days=1))
     db.session.flush()
@@ -162,8 +190,11 @@ def recognised_before(monthly_pass: MonthlyPass, day: date) -> int:
 
 def pass_revenue(site_id: int, start: date, end: date) -> int:
     """Pass revenue recognised at a site for the days in [start, end): exact, so months add up."""
-    passes = db.session.execute(select(MonthlyPass).where(
-        MonthlyPass.site_id == site_id, MonthlyPass.starts_on < end, MonthlyPass.ends_on > start)).scalars()
+    passes = db.session.execute(
+        select(MonthlyPass).where(
+            MonthlyPass.site_id == site_id, MonthlyPass.starts_on < end, MonthlyPass.ends_on > start
+        )
+    ).scalars()
     return sum(recognised_before(p, end) - recognised_before(p, start) for p in passes)
 
 
@@ -173,17 +204,39 @@ def remind_expiring(now: datetime) -> int:
     from chargeshed.notify.outbox import queue_for_user
 
     today = local_day(now)
-    due = db.session.execute(select(MonthlyPass).where(
-        MonthlyPass.status == ACTIVE, MonthlyPass.reminded_at.is_(None), MonthlyPass.starts_on <= today,
-        MonthlyPass.ends_on > today, MonthlyPass.ends_on <= today + timedelta(days=REMIND_DAYS))).scalars().all()
+    due = (
+        db.session.execute(
+            select(MonthlyPass).where(
+                MonthlyPass.status == ACTIVE,
+                MonthlyPass.reminded_at.is_(None),
+                MonthlyPass.starts_on <= today,
+                MonthlyPass.ends_on > today,
+                MonthlyPass.ends_on <= today + timedelta(days=REMIND_DAYS),
+            )
+        )
+        .scalars()
+        .all()
+    )
     count = 0
     for monthly_pass in due:
-        renewed = db.session.execute(select(MonthlyPass.id).where(
-            MonthlyPass.user_id == monthly_pass.user_id, MonthlyPass.site_id == monthly_pass.site_id,
-            MonthlyPass.status == ACTIVE, MonthlyPass.starts_on >= monthly_pass.ends_on)).first()
+        renewed = db.session.execute(
+            select(MonthlyPass.id).where(
+                MonthlyPass.user_id == monthly_pass.user_id,
+                MonthlyPass.site_id == monthly_pass.site_id,
+                MonthlyPass.status == ACTIVE,
+                MonthlyPass.starts_on >= monthly_pass.ends_on,
+            )
+        ).first()
         if renewed is None:
-            count += queue_for_user(monthly_pass.user_id, PASS_EXPIRING,
-                                    {"plan": monthly_pass.plan.name, "until": monthly_pass.last_day.isoformat()},
-                                    f"pass_expiring:{monthly_pass.id}", now) > 0
+            count += (
+                queue_for_user(
+                    monthly_pass.user_id,
+                    PASS_EXPIRING,
+                    {"plan": monthly_pass.plan.name, "until": monthly_pass.last_day.isoformat()},
+                    f"pass_expiring:{monthly_pass.id}",
+                    now,
+                )
+                > 0
+            )
         monthly_pass.reminded_at = now
     return count

@@ -15,11 +15,11 @@ KIND_REFUNDS_PENDING = "refunds"
 PENDING_REFUNDS_CODE = "refunds:pending"
 
 # Transaction kinds booked by this package (besides "topup").
-TXN_PAYMENT_FEE = "payment_fee"          # fee:topup:<topup id>: fees:<p> -fee, external:<p> +fee (see fees.py)
-TXN_CASHOUT = "cashout"                  # cashout:<cash-out id>: wallet -> refunds:pending
-TXN_REFUND = "refund"                    # refund:<refund id>: refunds:pending -> external:<p>
-TXN_REFUND_FAILED = "refund_failed"      # refund_failed:<refund id>: refunds:pending (or external) -> wallet
-TXN_SESSION_REFUND = "session_refund"    # session_refund:<session id>: revenue:shed:<id> -> wallet
+TXN_PAYMENT_FEE = "payment_fee"  # fee:topup:<topup id>: fees:<p> -fee, external:<p> +fee (see fees.py)
+TXN_CASHOUT = "cashout"  # cashout:<cash-out id>: wallet -> refunds:pending
+TXN_REFUND = "refund"  # refund:<refund id>: refunds:pending -> external:<p>
+TXN_REFUND_FAILED = "refund_failed"  # refund_failed:<refund id>: refunds:pending (or external) -> wallet
+TXN_SESSION_REFUND = "session_refund"  # session_refund:<session id>: revenue:shed:<id> -> wallet
 TXN_EXTERNAL_REFUND = "external_refund"  # external_refund:<ref>: wallet (and losses:<p>) -> external:<p>
 
 

@@ -11,8 +11,13 @@ from flask.cli import with_appcontext
 
 
 @click.command("reconcile")
-@click.option("--days", default=3, show_default=True, type=click.IntRange(1, 30),
-              help="Look back this many days (Stripe lists events for 30).")
+@click.option(
+    "--days",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 30),
+    help="Look back this many days (Stripe lists events for 30).",
+)
 @with_appcontext
 def reconcile_command(days: int) -> None:
     """Credit paid top-ups whose webhook never came, record fees, settle refunds; report mismatches.
@@ -26,8 +31,11 @@ def reconcile_command(days: int) -> None:
     if provider.is_demo:
         click.echo("Payments are in demo mode: nothing to reconcile.")
         return
-    report = reconcile(provider, since=int(time.time()) - days * 86400,
-                       start_ttl_seconds=current_app.config["PENDING_START_TTL_SECONDS"])
+    report = reconcile(
+        provider,
+        since=int(time.time()) - days * 86400,
+        start_ttl_seconds=current_app.config["PENDING_START_TTL_SECONDS"],
+    )
     for line in report.lines():
         click.echo(line, err=line.startswith("MISMATCH"))
     if report.mismatches:

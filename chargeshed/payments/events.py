@@ -107,8 +107,9 @@ def _checkout_paid(checkout, provider, start_ttl_seconds: int) -> str:
     return outcome
 
 
-def settle_payment(topup_id: int, payment: Payment, provider, *, start_ttl_seconds: int = 900,
-                   now=None, record_fee: bool = True) -> fulfilment.Fulfilment:
+def settle_payment(
+    topup_id: int, payment: Payment, provider, *, start_ttl_seconds: int = 900, now=None, record_fee: bool = True
+) -> fulfilment.Fulfilment:
     """A confirmed payment, from the webhook, the success redirect or reconcile: book refunds Stripe
     already made on it (so a payment refunded first is never credited), credit it once, start the
     waiting charge, then record the fee. Commits after each step; no transaction is open while

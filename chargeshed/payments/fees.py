@@ -62,24 +62,36 @@ def book_fee(topup: TopUp, fee: Fee) -> str:
     """
     problem = fee_problem(topup, fee)
     if problem:
-        log.warning("top-up %s: balance transaction not booked (%s): fee %s net %s %s rate %s for %s %s",
-                    topup.id, problem, fee.fee, fee.net, fee.currency, fee.exchange_rate,
-                    topup.amount_fen, topup.currency)
+        log.warning(
+            "top-up %s: balance transaction not booked (%s): fee %s net %s %s rate %s for %s %s",
+            topup.id,
+            problem,
+            fee.fee,
+            fee.net,
+            fee.currency,
+            fee.exchange_rate,
+            topup.amount_fen,
+            topup.currency,
+        )
         return problem
     foreign = fee.currency != topup.currency.lower()
     try:
         with db.session.begin_nested():
             claimed = db.session.execute(
-                update(TopUp).where(TopUp.id == topup.id, TopUp.status == CREDITED, TopUp.fee_fen.is_(None))
-                .values(fee_fen=fee.fee, net_fen=fee.net, fee_currency=fee.currency,
-                        exchange_rate=str(fee.exchange_rate) if foreign else None)
+                update(TopUp)
+                .where(TopUp.id == topup.id, TopUp.status == CREDITED, TopUp.fee_fen.is_(None))
+                .values(
+                    fee_fen=fee.fee,
+                    net_fen=fee.net,
+                    fee_currency=fee.currency,
+                    exchange_rate=str(fee.exchange_rate) if foreign else None,
+                )
             ).rowcount
             if not claimed:
                 return "already_recorded"
             legs = _foreign_legs(topup, fee) if foreign else _legs(topup, fee)
             if legs:
-                ledger.post(f"fee:topup:{topup.id}", books.TXN_PAYMENT_FEE, legs,
-                            memo=_memo(topup, fee, foreign))
+                ledger.post(f"fee:topup:{topup.id}", books.TXN_PAYMENT_FEE, legs, memo=_memo(topup, fee, foreign))
     except ledger.AlreadyBooked:
         return "already_recorded"
     db.session.refresh(topup)
@@ -90,24 +102,30 @@ def book_fee(topup: TopUp, fee: Fee) -> str:
 def _legs(topup: TopUp, fee: Fee) -> list[ledger.Leg]:
     if not fee.fee:
         return []
-    return [ledger.Leg(ledger.external_account(topup.provider), fee.fee),
-            ledger.Leg(books.fees_account(topup.provider), -fee.fee)]
+    return [
+        ledger.Leg(ledger.external_account(topup.provider), fee.fee),
+        ledger.Leg(books.fees_account(topup.provider), -fee.fee),
+    ]
 
 
 def _foreign_legs(topup: TopUp, fee: Fee) -> list[ledger.Leg]:
     gross = fee.fee + fee.net
-    return [ledger.Leg(ledger.external_account(topup.provider), topup.amount_fen),
-            ledger.Leg(books.exchange_account(topup.provider, topup.currency), -topup.amount_fen),
-            ledger.Leg(books.exchange_account(topup.provider, fee.currency), gross),
-            ledger.Leg(ledger.external_account(topup.provider, fee.currency), -fee.net),
-            ledger.Leg(books.fees_account(topup.provider, fee.currency), -fee.fee)]
+    return [
+        ledger.Leg(ledger.external_account(topup.provider), topup.amount_fen),
+        ledger.Leg(books.exchange_account(topup.provider, topup.currency), -topup.amount_fen),
+        ledger.Leg(books.exchange_account(topup.provider, fee.currency), gross),
+        ledger.Leg(ledger.external_account(topup.provider, fee.currency), -fee.net),
+        ledger.Leg(books.fees_account(topup.provider, fee.currency), -fee.fee),
+    ]
 
 
 def _memo(topup: TopUp, fee: Fee, foreign: bool) -> str:
     if not foreign:
         return f"{topup.provider} fee on top-up {topup.id}"
-    return (f"{topup.provider} settled top-up {topup.id} ({topup.amount_fen} {topup.currency}) as "
-            f"{fee.fee + fee.net} {fee.currency} at {fee.exchange_rate}: fee {fee.fee}, net {fee.net}")
+    return (
+        f"{topup.provider} settled top-up {topup.id} ({topup.amount_fen} {topup.currency}) as "
+        f"{fee.fee + fee.net} {fee.currency} at {fee.exchange_rate}: fee {fee.fee}, net {fee.net}"
+    )
 
 
 def record_fee(topup: TopUp, provider) -> str:

@@ -43,17 +43,23 @@ class Fulfilment:
     problem: str | None = None
 
 
-def create_topup(user_id: int, amount_fen: int, allowed: list[int], currency: str, provider: str,
-                 start_port: Port | None = None) -> TopUp:
+def create_topup(
+    user_id: int, amount_fen: int, allowed: list[int], currency: str, provider: str, start_port: Port | None = None
+) -> TopUp:
     """A new top-up for one of the allowed amounts, with a random idempotency key for its checkout.
 
     The caller commits, then creates the checkout outside the transaction.
     """
     if amount_fen not in allowed:
         raise TopUpRefused("amount")
-    topup = TopUp(user_id=user_id, amount_fen=amount_fen, currency=currency, provider=provider,
-                  start_port_id=start_port.id if start_port else None,
-                  checkout_key=f"chargeshed-checkout-{secrets.token_hex(16)}")
+    topup = TopUp(
+        user_id=user_id,
+        amount_fen=amount_fen,
+        currency=currency,
+        provider=provider,
+        start_port_id=start_port.id if start_port else None,
+        checkout_key=f"chargeshed-checkout-{secrets.token_hex(16)}",
+    )
     db.session.add(topup)
     db.session.flush()
     return topup
@@ -71,13 +77,13 @@ def payment_problem(topup: TopUp, payment: Payment) -> str | None:
 def refunded_before_credit(topup_id: int) -> int:
     """Money of this top-up returned outside ChargeShed before it was credited."""
     return db.session.execute(
-        select(func.coalesce(func.sum(ExternalRefund.amount_fen), 0))
-        .where(ExternalRefund.topup_id == topup_id, ExternalRefund.status == EXTERNAL_BEFORE_CREDIT)
+        select(func.coalesce(func.sum(ExternalRefund.amount_fen), 0)).where(
+            ExternalRefund.topup_id == topup_id, ExternalRefund.status == EXTERNAL_BEFORE_CREDIT
+        )
     ).scalar_one()
 
 
-def fulfil(topup_id: int, payment: Payment, *, now: datetime | None = None,
-           start_ttl_seconds: int = 900) -> Fulfilment:
+def fulfil(topup_id: int, payment: Payment, *, now: datetime | None = None, start_ttl_seconds: int = 900) -> Fulfilment:
     """Credit the wallet for a paid top-up once, then start its waiting charge if still valid.
 
     Works inside the caller's transaction (the caller commits). Safe to call any number of
@@ -93,9 +99,17 @@ def fulfil(topup_id: int, payment: Payment, *, now: datetime | None = None,
         return Fulfilment(None, problem="unknown_topup")
     problem = payment_problem(topup, payment)
     if problem:
-        log.warning("top-up %s: %s: paid %s %s on %s, expected %s %s on %s", topup_id, problem,
-                    payment.amount_fen, payment.currency, payment.checkout_ref,
-                    topup.amount_fen, topup.currency, topup.checkout_ref)
+        log.warning(
+            "top-up %s: %s: paid %s %s on %s, expected %s %s on %s",
+            topup_id,
+            problem,
+            payment.amount_fen,
+            payment.currency,
+            payment.checkout_ref,
+            topup.amount_fen,
+            topup.currency,
+            topup.checkout_ref,
+        )
         return Fulfilment(topup, problem=problem)
 
     result = Fulfilment(topup)
@@ -113,7 +127,8 @@ def _credit(topup: TopUp, payment: Payment, now: datetime) -> bool:
     # Any unpaid state may become credited: a late payment is still the resident's money. The
     # conditional UPDATE also locks the row against a concurrent refund booking.
     claimed = db.session.execute(
-        update(TopUp).where(TopUp.id == topup.id, TopUp.status.not_in((CREDITED, REFUNDED)))
+        update(TopUp)
+        .where(TopUp.id == topup.id, TopUp.status.not_in((CREDITED, REFUNDED)))
         .values(status=CREDITED, credited_at=now, payment_ref=payment.payment_ref, problem="")
     ).rowcount
     if not claimed:
@@ -124,17 +139,22 @@ def _credit(topup: TopUp, payment: Payment, now: datetime) -> bool:
         log.warning("top-up %s was refunded before it was credited: nothing credited", topup.id)
         return False
     ledger.post(
-        f"topup:{topup.id}", "topup",
-        [ledger.Leg(ledger.external_account(topup.provider), -amount),
-         ledger.Leg(ledger.wallet_account(topup.user_id), amount)],
-        memo=f"top-up {topup.id} via {topup.provider} {payment.checkout_ref}", at=now,
+        f"topup:{topup.id}",
+        "topup",
+        [
+            ledger.Leg(ledger.external_account(topup.provider), -amount),
+            ledger.Leg(ledger.wallet_account(topup.user_id), amount),
+        ],
+        memo=f"top-up {topup.id} via {topup.provider} {payment.checkout_ref}",
+        at=now,
     )
     log.info("top-up %s credited %s fen to user %s", topup.id, amount, topup.user_id)
     return True
 
 
-def start_waiting_charge(topup: TopUp, *, now: datetime | None = None, ttl_seconds: int = 900,
-                         result: Fulfilment | None = None) -> Fulfilment:
+def start_waiting_charge(
+    topup: TopUp, *, now: datetime | None = None, ttl_seconds: int = 900, result: Fulfilment | None = None
+) -> Fulfilment:
     """For a credited "top up and start", start the charge once (idempotent, race-safe).
 
     Inside the caller's transaction: the top-up row stays locked until the caller commits, so
@@ -166,8 +186,11 @@ def start_waiting_charge(topup: TopUp, *, now: datetime | None = None, ttl_secon
 
 def mark_failed_to_start(topup_id: int) -> None:
     """The provider could not open a checkout for this top-up: it will never be paid (caller commits)."""
-    db.session.execute(update(TopUp).where(TopUp.id == topup_id, TopUp.status == CREATED)
-                       .values(status=FAILED, problem="provider_unavailable"))
+    db.session.execute(
+        update(TopUp)
+        .where(TopUp.id == topup_id, TopUp.status == CREATED)
+        .values(status=FAILED, problem="provider_unavailable")
+    )
 
 
 def mark_unpaid(topup_id: int, checkout_ref: str, status: str) -> bool:
@@ -176,7 +199,8 @@ def mark_unpaid(topup_id: int, checkout_ref: str, status: str) -> bool:
     Inside the caller's transaction (the caller commits).
     """
     changed = db.session.execute(
-        update(TopUp).where(TopUp.id == topup_id, TopUp.checkout_ref == checkout_ref, TopUp.status == CREATED)
+        update(TopUp)
+        .where(TopUp.id == topup_id, TopUp.checkout_ref == checkout_ref, TopUp.status == CREATED)
         .values(status=status)
     ).rowcount
     return bool(changed)

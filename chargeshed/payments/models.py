@@ -20,9 +20,9 @@ UNPAID_STATES = (EXPIRED, FAILED, REFUNDED)
 
 # Refunds not made by ChargeShed (dashboard, dispute): how each was booked.
 EXTERNAL_BEFORE_CREDIT = "before_credit"  # the top-up was not credited yet: it is credited less
-EXTERNAL_TAKEN = "taken"                  # taken back from the wallet in full
-EXTERNAL_SHORTFALL = "shortfall"          # the wallet no longer had it all: the rest is a loss to look at
-EXTERNAL_UNMATCHED = "unmatched"          # no top-up of ours: nothing booked, reported
+EXTERNAL_TAKEN = "taken"  # taken back from the wallet in full
+EXTERNAL_SHORTFALL = "shortfall"  # the wallet no longer had it all: the rest is a loss to look at
+EXTERNAL_UNMATCHED = "unmatched"  # no top-up of ours: nothing booked, reported
 
 # Refund (TopUpRefund) states, as the provider reports them.
 REFUND_PENDING = "pending"

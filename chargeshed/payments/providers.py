@@ -121,8 +121,9 @@ class DemoProvider:
     def refund(self, topup: TopUp, amount_fen: int, *, key: str, metadata: dict[str, str]) -> ProviderRefund:
         """A demo refund succeeds at once."""
         refund_id = metadata.get("refund_id", "")
-        return ProviderRefund(f"demo_{key}", "succeeded", amount_fen, topup.payment_ref,
-                              int(refund_id) if refund_id.isdigit() else None)
+        return ProviderRefund(
+            f"demo_{key}", "succeeded", amount_fen, topup.payment_ref, int(refund_id) if refund_id.isdigit() else None
+        )
 
 
 class StripeProvider:
@@ -132,15 +133,23 @@ class StripeProvider:
     is_demo = False
     settles_refunds_at_once = False  # refunds complete on the webhook (or the reconcile job)
 
-    def __init__(self, secret_key: str, webhook_secret: str, api_base: str = "", http_client=None, *,
-                 timeout: tuple[float, float] = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
-                 max_network_retries: int = MAX_NETWORK_RETRIES):
+    def __init__(
+        self,
+        secret_key: str,
+        webhook_secret: str,
+        api_base: str = "",
+        http_client=None,
+        *,
+        timeout: tuple[float, float] = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS),
+        max_network_retries: int = MAX_NETWORK_RETRIES,
+    ):
         self.webhook_secret = webhook_secret
         addresses = {"api": api_base} if api_base else None
         # The SDK's default waits 80 s a try: always bound connect and read.
         http_client = http_client or stripe.RequestsClient(timeout=timeout)
-        self.client = stripe.StripeClient(secret_key, base_addresses=addresses, http_client=http_client,
-                                          max_network_retries=max_network_retries)
+        self.client = stripe.StripeClient(
+            secret_key, base_addresses=addresses, http_client=http_client, max_network_retries=max_network_retries
+        )
 
     def create_checkout(self, topup: TopUp, urls: CheckoutUrls, description: str) -> str:
         """A Checkout Session for the top-up; Stripe offers the methods (card, Alipay, WeChat Pay)
@@ -153,11 +162,16 @@ class StripeProvider:
         session = self.client.v1.checkout.sessions.create(
             params={
                 "mode": "payment",
-                "line_items": [{
-                    "quantity": 1,
-                    "price_data": {"currency": topup.currency, "unit_amount": topup.amount_fen,
-                                   "product_data": {"name": description}},
-                }],
+                "line_items": [
+                    {
+                        "quantity": 1,
+                        "price_data": {
+                            "currency": topup.currency,
+                            "unit_amount": topup.amount_fen,
+                            "product_data": {"name": description},
+                        },
+                    }
+                ],
                 "client_reference_id": str(topup.id),
                 "metadata": reference,
                 # Charges and refunds carry the top-up too, for the dashboard and reconciliation.
@@ -182,8 +196,7 @@ class StripeProvider:
         (None, None) while the resident may still pay or the payment is processing."""
         if not topup.checkout_ref:
             return None, None
-        session = self.client.v1.checkout.sessions.retrieve(topup.checkout_ref,
-                                                            params={"expand": ["payment_intent"]})
+        session = self.client.v1.checkout.sessions.retrieve(topup.checkout_ref, params={"expand": ["payment_intent"]})
         payment = payment_from_checkout(session)
         return payment, (None if payment else unpaid_outcome(session))
 
@@ -200,8 +213,12 @@ class StripeProvider:
             raise RefundRejected("no_payment")
         try:
             refund = self.client.v1.refunds.create(
-                params={"payment_intent": topup.payment_ref, "amount": amount_fen, "metadata": metadata,
-                        "reason": "requested_by_customer"},
+                params={
+                    "payment_intent": topup.payment_ref,
+                    "amount": amount_fen,
+                    "metadata": metadata,
+                    "reason": "requested_by_customer",
+                },
                 options={"idempotency_key": key},
             )
         except stripe.IdempotencyError:
@@ -243,7 +260,8 @@ class StripeProvider:
     def checkouts_since(self, since: int) -> Iterator:
         """Checkout Sessions created since a unix time, newest first, with their fees expanded."""
         page = self.client.v1.checkout.sessions.list(
-            params={"created": {"gte": since}, "limit": 100, "expand": ["data." + FEE_PATH]})
+            params={"created": {"gte": since}, "limit": 100, "expand": ["data." + FEE_PATH]}
+        )
         return page.auto_paging_iter()
 
     def parse_event(self, payload: bytes, signature: str | None):
@@ -257,9 +275,11 @@ class StripeProvider:
         except (TypeError, AttributeError, KeyError) as exc:
             raise ValueError("not an event") from exc
         data = getattr(event, "data", None) if isinstance(event, stripe.StripeObject) else None
-        well_formed = (isinstance(getattr(event, "type", None), str)
-                       and isinstance(getattr(event, "id", None), str)
-                       and isinstance(getattr(data, "object", None), stripe.StripeObject))
+        well_formed = (
+            isinstance(getattr(event, "type", None), str)
+            and isinstance(getattr(event, "id", None), str)
+            and isinstance(getattr(data, "object", None), stripe.StripeObject)
+        )
         if not well_formed:
             raise ValueError("not an event")
         return event
@@ -290,18 +310,18 @@ def payment_from_checkout(session) -> Payment | None:
     """A Payment from a Checkout Session object when it is paid, else None."""
     if getattr(session, "payment_status", None) != "paid":
         return None
-    return Payment(session.id, _id(getattr(session, "payment_intent", None)), int(session.amount_total),
-                   str(session.currency))
+    return Payment(
+        session.id, _id(getattr(session, "payment_intent", None)), int(session.amount_total), str(session.currency)
+    )
 
 
 def unpaid_outcome(session) -> str | None:
-    """"expired" for an expired Checkout Session, "failed" for a completed one whose (async) payment
+    """ "expired" for an expired Checkout Session, "failed" for a completed one whose (async) payment
     failed for good (its PaymentIntent, when expanded, wants a new payment method or was cancelled)."""
     if field(session, "status") == "expired":
         return "expired"
     intent = field(session, "payment_intent")
-    if field(session, "status") == "complete" and field(intent, "status") in ("requires_payment_method",
-                                                                              "canceled"):
+    if field(session, "status") == "complete" and field(intent, "status") in ("requires_payment_method", "canceled"):
         return "failed"
     return None
 
@@ -319,17 +339,24 @@ def fee_from_checkout(session) -> Fee | None:
 def fee_from_balance_transaction(txn) -> Fee:
     """A Fee from a BalanceTransaction; the rate is kept exactly as Stripe wrote it."""
     rate = field(txn, "exchange_rate")
-    return Fee(int(txn["fee"]), int(txn["net"]), str(txn["currency"]).lower(),
-               amount=int(txn["amount"]) if field(txn, "amount") is not None else None,
-               exchange_rate=Decimal(repr(rate)) if isinstance(rate, float) else
-               (Decimal(str(rate)) if rate is not None else None))
+    return Fee(
+        int(txn["fee"]),
+        int(txn["net"]),
+        str(txn["currency"]).lower(),
+        amount=int(txn["amount"]) if field(txn, "amount") is not None else None,
+        exchange_rate=Decimal(repr(rate))
+        if isinstance(rate, float)
+        else (Decimal(str(rate)) if rate is not None else None),
+    )
 
 
 def refund_from_stripe(refund) -> ProviderRefund:
     """Our view of a Stripe Refund object (a StripeObject: fields are read by key, never .get)."""
     metadata = field(refund, "metadata")
     return ProviderRefund(
-        ref=refund["id"], status=str(refund["status"]), amount_fen=int(refund["amount"]),
+        ref=refund["id"],
+        status=str(refund["status"]),
+        amount_fen=int(refund["amount"]),
         payment_ref=_id(field(refund, "payment_intent")),
         refund_id=_int_or_none(field(metadata, "refund_id")),
         failure_reason=str(field(refund, "failure_reason", "")),
@@ -339,17 +366,27 @@ def refund_from_stripe(refund) -> ProviderRefund:
 
 def refund_from_dispute(dispute) -> ProviderRefund:
     """A dispute whose funds were withdrawn, seen as money returned to the payer."""
-    return ProviderRefund(ref=dispute["id"], status="succeeded", amount_fen=int(dispute["amount"]),
-                          payment_ref=_id(field(dispute, "payment_intent")), kind="dispute")
+    return ProviderRefund(
+        ref=dispute["id"],
+        status="succeeded",
+        amount_fen=int(dispute["amount"]),
+        payment_ref=_id(field(dispute, "payment_intent")),
+        kind="dispute",
+    )
 
 
 def provider_from_config(config) -> PaymentProvider:
     """The configured provider; Stripe only when PAYMENTS=stripe and a secret key is set."""
     if config.get("PAYMENTS") == "stripe" and config.get("STRIPE_SECRET_KEY"):
         return StripeProvider(
-            config["STRIPE_SECRET_KEY"], config.get("STRIPE_WEBHOOK_SECRET", ""),
-            config.get("STRIPE_API_BASE", ""), config.get("STRIPE_HTTP_CLIENT"),
-            timeout=(float(config.get("STRIPE_CONNECT_TIMEOUT_SECONDS", CONNECT_TIMEOUT_SECONDS)),
-                     float(config.get("STRIPE_READ_TIMEOUT_SECONDS", READ_TIMEOUT_SECONDS))),
-            max_network_retries=int(config.get("STRIPE_MAX_NETWORK_RETRIES", MAX_NETWORK_RETRIES)))
+            config["STRIPE_SECRET_KEY"],
+            config.get("STRIPE_WEBHOOK_SECRET", ""),
+            config.get("STRIPE_API_BASE", ""),
+            config.get("STRIPE_HTTP_CLIENT"),
+            timeout=(
+                float(config.get("STRIPE_CONNECT_TIMEOUT_SECONDS", CONNECT_TIMEOUT_SECONDS)),
+                float(config.get("STRIPE_READ_TIMEOUT_SECONDS", READ_TIMEOUT_SECONDS)),
+            ),
+            max_network_retries=int(config.get("STRIPE_MAX_NETWORK_RETRIES", MAX_NETWORK_RETRIES)),
+        )
     return DemoProvider()

@@ -44,14 +44,16 @@ class Report:
 
     def lines(self) -> list[str]:
         """A short human summary, one fact a line."""
-        out = [f"checked {self.checkouts} checkout sessions",
-               f"credited late: {len(self.credited)}" + _ids(self.credited),
-               f"fees recorded: {len(self.fees)}" + _ids(self.fees),
-               f"expired top-ups: {len(self.expired)}",
-               f"failed payments: {len(self.failed)}" + _ids(self.failed),
-               f"refunds made outside ChargeShed, booked: {len(self.outside_refunds)}",
-               f"refunds settled: {len(self.refunds_settled)}" + _ids(self.refunds_settled),
-               f"refunds submitted again: {len(self.refunds_submitted)}" + _ids(self.refunds_submitted)]
+        out = [
+            f"checked {self.checkouts} checkout sessions",
+            f"credited late: {len(self.credited)}" + _ids(self.credited),
+            f"fees recorded: {len(self.fees)}" + _ids(self.fees),
+            f"expired top-ups: {len(self.expired)}",
+            f"failed payments: {len(self.failed)}" + _ids(self.failed),
+            f"refunds made outside ChargeShed, booked: {len(self.outside_refunds)}",
+            f"refunds settled: {len(self.refunds_settled)}" + _ids(self.refunds_settled),
+            f"refunds submitted again: {len(self.refunds_submitted)}" + _ids(self.refunds_submitted),
+        ]
         out += [f"waiting: {w}" for w in self.waiting]
         out += [f"MISMATCH: {m}" for m in self.mismatches]
         return out
@@ -85,8 +87,10 @@ def reconcile(provider, *, since: int, now: datetime | None = None, start_ttl_se
         outcome = events.apply_refund(refund, provider)
         report.outside_refunds.append(refund.ref)
         # Its webhook never arrived: say so once (later runs find it booked).
-        report.mismatches.append(f"refund {refund.ref} of {format_fen(refund.amount_fen)} on {refund.payment_ref} "
-                                 f"was not made here (dashboard?); booked now: {outcome}")
+        report.mismatches.append(
+            f"refund {refund.ref} of {format_fen(refund.amount_fen)} on {refund.payment_ref} "
+            f"was not made here (dashboard?); booked now: {outcome}"
+        )
     # The same look-back window on the app's clock (the one that dates our rows).
     window = timedelta(seconds=max(0, time.time() - since))
     report.mismatches += _shortfall_lines(now - window)
@@ -99,12 +103,16 @@ def _shortfall_lines(since: datetime) -> list[str]:
     lines = []
     for row in refunds.shortfalls(since):
         if row.status == EXTERNAL_UNMATCHED:
-            lines.append(f"{row.kind} {row.provider_ref} of "
-                         f"{format_fen(row.amount_fen)} on {row.payment_ref} matches no top-up here")
+            lines.append(
+                f"{row.kind} {row.provider_ref} of "
+                f"{format_fen(row.amount_fen)} on {row.payment_ref} matches no top-up here"
+            )
         else:
-            lines.append(f"{row.kind} {row.provider_ref} on top-up {row.topup_id} returned "
-                         f"{format_fen(row.amount_fen)} outside ChargeShed; the wallet had "
-                         f"{format_fen(row.taken_fen)}: shortfall {format_fen(row.shortfall_fen)}")
+            lines.append(
+                f"{row.kind} {row.provider_ref} on top-up {row.topup_id} returned "
+                f"{format_fen(row.amount_fen)} outside ChargeShed; the wallet had "
+                f"{format_fen(row.taken_fen)}: shortfall {format_fen(row.shortfall_fen)}"
+            )
     return lines
 
 
@@ -114,13 +122,17 @@ def _check_checkout(session, provider, report: Report, now: datetime, ttl: int) 
     topup = db.session.get(TopUp, int(reference)) if reference.isdigit() else None
     if topup is None:
         if payment is not None:
-            report.mismatches.append(f"paid checkout {session.id} ({payment.amount_fen} {payment.currency}) "
-                                     f"has no top-up here (reference {reference or 'missing'})")
+            report.mismatches.append(
+                f"paid checkout {session.id} ({payment.amount_fen} {payment.currency}) "
+                f"has no top-up here (reference {reference or 'missing'})"
+            )
         return
     if payment is None:
         if topup.status == CREDITED and topup.checkout_ref == session.id:
-            report.mismatches.append(f"top-up {topup.id} is credited but Stripe says checkout {session.id} "
-                                     f"is {session.status}/{session.payment_status}")
+            report.mismatches.append(
+                f"top-up {topup.id} is credited but Stripe says checkout {session.id} "
+                f"is {session.status}/{session.payment_status}"
+            )
         elif session.status == "expired" and topup.status == CREATED:
             if fulfilment.mark_unpaid(topup.id, session.id, EXPIRED):
                 report.expired.append(topup.id)
@@ -132,12 +144,13 @@ def _check_checkout(session, provider, report: Report, now: datetime, ttl: int) 
         return
     problem = fulfilment.payment_problem(topup, payment)
     if problem:
-        report.mismatches.append(f"checkout {session.id} paid {payment.amount_fen} {payment.currency} "
-                                 f"for top-up {topup.id} ({topup.amount_fen} {topup.currency}): {problem}")
+        report.mismatches.append(
+            f"checkout {session.id} paid {payment.amount_fen} {payment.currency} "
+            f"for top-up {topup.id} ({topup.amount_fen} {topup.currency}): {problem}"
+        )
         return
     if topup.status not in (CREDITED, REFUNDED):
-        result = events.settle_payment(topup.id, payment, provider, now=now, start_ttl_seconds=ttl,
-                                       record_fee=False)
+        result = events.settle_payment(topup.id, payment, provider, now=now, start_ttl_seconds=ttl, record_fee=False)
         if result.credited:
             log.warning("top-up %s credited by reconciliation: its webhook never arrived", topup.id)
             report.credited.append(topup.id)
@@ -150,19 +163,23 @@ def _check_checkout(session, provider, report: Report, now: datetime, ttl: int) 
         if outcome == "recorded":
             report.fees.append(topup.id)
         elif outcome != "already_recorded":
-            report.mismatches.append(
-                f"top-up {topup.id}: fee not booked ({outcome}: {fee.fee} {fee.currency})")
+            report.mismatches.append(f"top-up {topup.id}: fee not booked ({outcome}: {fee.fee} {fee.currency})")
     elif fee is not None and topup.fee_fen not in (None, fee.fee):
         report.mismatches.append(f"top-up {topup.id}: fee here {topup.fee_fen}, Stripe says {fee.fee}")
 
 
 def _record_missing_fees(provider, report: Report) -> None:
     """Credited Stripe top-ups older than the listing window may still lack their fee."""
-    missing = db.session.execute(
-        select(TopUp.id)
-        .where(TopUp.provider == provider.name, TopUp.status == CREDITED, TopUp.fee_fen.is_(None))
-        .order_by(TopUp.id).limit(FEE_BATCH)
-    ).scalars().all()
+    missing = (
+        db.session.execute(
+            select(TopUp.id)
+            .where(TopUp.provider == provider.name, TopUp.status == CREDITED, TopUp.fee_fen.is_(None))
+            .order_by(TopUp.id)
+            .limit(FEE_BATCH)
+        )
+        .scalars()
+        .all()
+    )
     db.session.commit()
     for topup_id in missing:
         topup = db.session.get(TopUp, topup_id)

@@ -103,19 +103,27 @@ class Refundable:
 
 # ---------------------------------------------------------------- cash-out
 
-def refundable_topups(user_id: int, provider: str, *, now: datetime | None = None,
-                      window_days: int = REFUND_WINDOW_DAYS) -> list[Refundable]:
+
+def refundable_topups(
+    user_id: int, provider: str, *, now: datetime | None = None, window_days: int = REFUND_WINDOW_DAYS
+) -> list[Refundable]:
     """The resident's top-ups through `provider` that can still be refunded, most recent first."""
     now = now or clock_now()
     taken = (
         select(TopUpRefund.topup_id, func.sum(TopUpRefund.amount_fen).label("fen"))
-        .where(TopUpRefund.status != REFUND_FAILED).group_by(TopUpRefund.topup_id).subquery()
+        .where(TopUpRefund.status != REFUND_FAILED)
+        .group_by(TopUpRefund.topup_id)
+        .subquery()
     )
     query = (
         select(TopUp, func.coalesce(taken.c.fen, 0))
         .outerjoin(taken, taken.c.topup_id == TopUp.id)
-        .where(TopUp.user_id == user_id, TopUp.provider == provider, TopUp.status == CREDITED,
-               TopUp.credited_at >= now - timedelta(days=window_days))
+        .where(
+            TopUp.user_id == user_id,
+            TopUp.provider == provider,
+            TopUp.status == CREDITED,
+            TopUp.credited_at >= now - timedelta(days=window_days),
+        )
         .order_by(TopUp.credited_at.desc(), TopUp.id.desc())
     )
     if provider != "demo":
@@ -123,15 +131,23 @@ def refundable_topups(user_id: int, provider: str, *, now: datetime | None = Non
     return [Refundable(t, t.amount_fen - fen) for t, fen in db.session.execute(query) if t.amount_fen > fen]
 
 
-def withdrawable_fen(user_id: int, provider: str, *, now: datetime | None = None,
-                     window_days: int = REFUND_WINDOW_DAYS) -> int:
+def withdrawable_fen(
+    user_id: int, provider: str, *, now: datetime | None = None, window_days: int = REFUND_WINDOW_DAYS
+) -> int:
     """How much the resident can cash out now: their balance, up to what their top-ups can return."""
     found = refundable_topups(user_id, provider, now=now, window_days=window_days)
     return min(ledger.wallet_balance(user_id), sum(r.rest_fen for r in found))
 
 
-def request_cashout(user_id: int, amount_fen: int, provider, *, now: datetime | None = None,
-                    window_days: int = REFUND_WINDOW_DAYS, request_key: str | None = None) -> CashOut:
+def request_cashout(
+    user_id: int,
+    amount_fen: int,
+    provider,
+    *,
+    now: datetime | None = None,
+    window_days: int = REFUND_WINDOW_DAYS,
+    request_key: str | None = None,
+) -> CashOut:
     """Withdraw `amount_fen` from the wallet, refunded against the most recent top-ups.
 
     A unit of work of its own (call it with no transaction open): books the cash-out and
@@ -140,8 +156,9 @@ def request_cashout(user_id: int, amount_fen: int, provider, *, now: datetime | 
     balance, or above what can be refunded. A repeated `request_key` returns the first cash-out.
     """
     require_no_transaction()
-    cashout = book_cashout(user_id, amount_fen, provider.name, now=now, window_days=window_days,
-                           request_key=request_key)
+    cashout = book_cashout(
+        user_id, amount_fen, provider.name, now=now, window_days=window_days, request_key=request_key
+    )
     db.session.commit()
     for part in list(cashout.parts):
         submit_refund(part, provider, now=now)
@@ -149,8 +166,15 @@ def request_cashout(user_id: int, amount_fen: int, provider, *, now: datetime | 
     return cashout
 
 
-def book_cashout(user_id: int, amount_fen: int, provider_name: str, *, now: datetime | None = None,
-                 window_days: int = REFUND_WINDOW_DAYS, request_key: str | None = None) -> CashOut:
+def book_cashout(
+    user_id: int,
+    amount_fen: int,
+    provider_name: str,
+    *,
+    now: datetime | None = None,
+    window_days: int = REFUND_WINDOW_DAYS,
+    request_key: str | None = None,
+) -> CashOut:
     """Book wallet -> refunds:pending and one pending refund per top-up, in the caller's transaction.
 
     Raises CashOutRefused with nothing of it written (its own savepoint is undone).
@@ -171,8 +195,9 @@ def book_cashout(user_id: int, amount_fen: int, provider_name: str, *, now: date
     if amount_fen > possible:
         raise CashOutRefused("over_balance" if amount_fen > balance else "over_refundable", possible)
 
-    cashout = CashOut(user_id=user_id, amount_fen=amount_fen, provider=provider_name, created_at=now,
-                      request_key=request_key or None)
+    cashout = CashOut(
+        user_id=user_id, amount_fen=amount_fen, provider=provider_name, created_at=now, request_key=request_key or None
+    )
     try:
         with db.session.begin_nested():
             db.session.add(cashout)
@@ -189,21 +214,30 @@ def book_cashout(user_id: int, amount_fen: int, provider_name: str, *, now: date
                 if left == 0:
                     break
                 part = min(left, item.rest_fen)
-                db.session.add(TopUpRefund(cashout_id=cashout.id, topup_id=item.topup.id, amount_fen=part,
-                                           created_at=now, idempotency_key=new_refund_key(),
-                                           key_created_at=now))
+                db.session.add(
+                    TopUpRefund(
+                        cashout_id=cashout.id,
+                        topup_id=item.topup.id,
+                        amount_fen=part,
+                        created_at=now,
+                        idempotency_key=new_refund_key(),
+                        key_created_at=now,
+                    )
+                )
                 left -= part
             db.session.flush()
-            ledger.post(f"cashout:{cashout.id}", books.TXN_CASHOUT,
-                        [ledger.Leg(wallet, -amount_fen),
-                         ledger.Leg(books.pending_refunds_account(), amount_fen)],
-                        memo=f"cash-out {cashout.id} of user {user_id}", at=now)
+            ledger.post(
+                f"cashout:{cashout.id}",
+                books.TXN_CASHOUT,
+                [ledger.Leg(wallet, -amount_fen), ledger.Leg(books.pending_refunds_account(), amount_fen)],
+                memo=f"cash-out {cashout.id} of user {user_id}",
+                at=now,
+            )
     except ledger.InsufficientFunds:
         with db.session.begin_nested():
             db.session.delete(cashout)
         raise CashOutRefused("over_balance", ledger.wallet_balance(user_id)) from None
-    log.info("cash-out %s: user %s withdraws %s fen in %s refunds", cashout.id, user_id, amount_fen,
-             len(cashout.parts))
+    log.info("cash-out %s: user %s withdraws %s fen in %s refunds", cashout.id, user_id, amount_fen, len(cashout.parts))
     return cashout
 
 
@@ -242,8 +276,9 @@ def submit_refund(part: TopUpRefund, provider, *, now: datetime | None = None) -
         if found is not None:
             outcome = apply_provider_refund(found, now=now)
             db.session.commit()
-            log.warning("refund %s was made at %s already (%s): linked, not sent again", part.id,
-                        provider.name, found.ref)
+            log.warning(
+                "refund %s was made at %s already (%s): linked, not sent again", part.id, provider.name, found.ref
+            )
             return "found" if outcome in ("refund_pending", "already_settled") else outcome
         if part.key_created_at is None or now - part.key_created_at > KEY_MAX_AGE:
             part.idempotency_key, part.key_created_at = new_refund_key(), now
@@ -275,12 +310,13 @@ def apply_provider_refund(refund: ProviderRefund, *, now: datetime | None = None
     Inside the caller's transaction. "unknown_refund" when it is not one of ours (then it
     was made outside ChargeShed: see book_external_refund).
     """
-    part = db.session.execute(
-        select(TopUpRefund).where(TopUpRefund.provider_ref == refund.ref)).scalar_one_or_none()
+    part = db.session.execute(select(TopUpRefund).where(TopUpRefund.provider_ref == refund.ref)).scalar_one_or_none()
     if part is None and refund.refund_id is not None:
         part = db.session.get(TopUpRefund, refund.refund_id)
-        if part is not None and (part.provider_ref not in (None, refund.ref)
-                                 or (refund.payment_ref and part.topup.payment_ref != refund.payment_ref)):
+        if part is not None and (
+            part.provider_ref not in (None, refund.ref)
+            or (refund.payment_ref and part.topup.payment_ref != refund.payment_ref)
+        ):
             part = None
         if part is not None:
             part.provider_ref = refund.ref
@@ -317,14 +353,14 @@ def settle_refund(part_id: int, status: str, *, failure_reason: str = "", now: d
         try:
             with db.session.begin_nested():
                 claimed = db.session.execute(
-                    update(TopUpRefund).where(TopUpRefund.id == part.id, TopUpRefund.status == previous)
+                    update(TopUpRefund)
+                    .where(TopUpRefund.id == part.id, TopUpRefund.status == previous)
                     .values(status=status, settled_at=now, failure_reason=failure_reason[:80])
                 ).rowcount
                 if not claimed:
                     continue
                 legs = [ledger.Leg(source, -part.amount_fen), ledger.Leg(target, part.amount_fen)]
-                ledger.post(ref, kind, legs, memo=f"refund {part.id} of cash-out {part.cashout_id}: {status}",
-                            at=now)
+                ledger.post(ref, kind, legs, memo=f"refund {part.id} of cash-out {part.cashout_id}: {status}", at=now)
                 _update_cashout(part.cashout_id, now)
         except ledger.AlreadyBooked:
             return "already_settled"
@@ -336,11 +372,9 @@ def settle_refund(part_id: int, status: str, *, failure_reason: str = "", now: d
 
 def _update_cashout(cashout_id: int, now: datetime) -> None:
     cashout = db.session.execute(
-        select(CashOut).where(CashOut.id == cashout_id).with_for_update()
-        .execution_options(populate_existing=True)
+        select(CashOut).where(CashOut.id == cashout_id).with_for_update().execution_options(populate_existing=True)
     ).scalar_one()
-    states = db.session.execute(
-        select(TopUpRefund.status).where(TopUpRefund.cashout_id == cashout_id)).scalars().all()
+    states = db.session.execute(select(TopUpRefund.status).where(TopUpRefund.cashout_id == cashout_id)).scalars().all()
     if REFUND_PENDING in states:
         status, settled_at = CASHOUT_PENDING, None
     elif all(s == REFUND_SUCCEEDED for s in states):
@@ -358,8 +392,12 @@ def pending_refunds_problems() -> list[str]:
     on_the_way = db.session.execute(
         select(func.coalesce(func.sum(TopUpRefund.amount_fen), 0)).where(TopUpRefund.status == REFUND_PENDING)
     ).scalar_one()
-    held = db.session.execute(select(LedgerAccount.balance_fen)
-                              .where(LedgerAccount.code == books.PENDING_REFUNDS_CODE)).scalar() or 0
+    held = (
+        db.session.execute(
+            select(LedgerAccount.balance_fen).where(LedgerAccount.code == books.PENDING_REFUNDS_CODE)
+        ).scalar()
+        or 0
+    )
     if held != on_the_way:
         return [f"{books.PENDING_REFUNDS_CODE} has {held} fen but pending refunds add up to {on_the_way} fen"]
     return []
@@ -367,14 +405,19 @@ def pending_refunds_problems() -> list[str]:
 
 def pending_refunds() -> list[TopUpRefund]:
     """Refunds still waiting for the provider, oldest first."""
-    return list(db.session.execute(
-        select(TopUpRefund).where(TopUpRefund.status == REFUND_PENDING).order_by(TopUpRefund.id)).scalars())
+    return list(
+        db.session.execute(
+            select(TopUpRefund).where(TopUpRefund.status == REFUND_PENDING).order_by(TopUpRefund.id)
+        ).scalars()
+    )
 
 
 # ---------------------------------------------------------------- goodwill refunds
 
-def refund_session(staff_id: int, session: ChargeSession, amount_fen: int, reason: str, *,
-                   now: datetime | None = None) -> SessionRefund:
+
+def refund_session(
+    staff_id: int, session: ChargeSession, amount_fen: int, reason: str, *, now: datetime | None = None
+) -> SessionRefund:
     """Give a resident back (part of) what a charge cost, with a reason; once per session.
 
     Books revenue:shed:<id> -> wallet:<user> under "session_refund:<session id>" and
@@ -393,16 +436,23 @@ def refund_session(staff_id: int, session: ChargeSession, amount_fen: int, reaso
     ref = f"session_refund:{session.id}"
     if ledger.find_txn(ref) is not None:
         raise SessionRefundRefused("already_refunded")
-    row = SessionRefund(session_id=session.id, staff_id=staff_id, amount_fen=amount_fen, reason=reason[:255],
-                        created_at=now)
+    row = SessionRefund(
+        session_id=session.id, staff_id=staff_id, amount_fen=amount_fen, reason=reason[:255], created_at=now
+    )
     try:
         with db.session.begin_nested():
             db.session.add(row)
             db.session.flush()
-            ledger.post(ref, books.TXN_SESSION_REFUND,
-                        [ledger.Leg(ledger.revenue_account(session.shed_id), -amount_fen),
-                         ledger.Leg(ledger.wallet_account(session.user_id), amount_fen)],
-                        memo=f"goodwill refund of session {session.id} by staff {staff_id}: {reason}", at=now)
+            ledger.post(
+                ref,
+                books.TXN_SESSION_REFUND,
+                [
+                    ledger.Leg(ledger.revenue_account(session.shed_id), -amount_fen),
+                    ledger.Leg(ledger.wallet_account(session.user_id), amount_fen),
+                ],
+                memo=f"goodwill refund of session {session.id} by staff {staff_id}: {reason}",
+                at=now,
+            )
     except (IntegrityError, ledger.AlreadyBooked):
         raise SessionRefundRefused("already_refunded") from None
     log.info("session %s refunded %s fen by staff %s: %s", session.id, amount_fen, staff_id, reason)
@@ -411,15 +461,19 @@ def refund_session(staff_id: int, session: ChargeSession, amount_fen: int, reaso
 
 # ---------------------------------------------------------------- refunds made outside ChargeShed
 
+
 def external_refund_known(ref: str) -> bool:
     """True when this provider refund (or dispute) is booked already, as ours or as an outside one."""
     ours = db.session.execute(select(TopUpRefund.id).where(TopUpRefund.provider_ref == ref)).first()
-    return ours is not None or db.session.execute(
-        select(ExternalRefund.id).where(ExternalRefund.provider_ref == ref)).first() is not None
+    return (
+        ours is not None
+        or db.session.execute(select(ExternalRefund.id).where(ExternalRefund.provider_ref == ref)).first() is not None
+    )
 
 
-def book_external_refund(refund: ProviderRefund, topup_id: int | None, provider_name: str, *,
-                         now: datetime | None = None) -> ExternalRefund | None:
+def book_external_refund(
+    refund: ProviderRefund, topup_id: int | None, provider_name: str, *, now: datetime | None = None
+) -> ExternalRefund | None:
     """Book money the provider returned to a payer without us (dashboard refund, lost dispute), once.
 
     In the caller's transaction. The top-up row is locked first, so this and a concurrent
@@ -432,7 +486,8 @@ def book_external_refund(refund: ProviderRefund, topup_id: int | None, provider_
     if refund.status in FAILED_STATES or refund.amount_fen <= 0:
         return None
     found = db.session.execute(
-        select(ExternalRefund).where(ExternalRefund.provider_ref == refund.ref)).scalar_one_or_none()
+        select(ExternalRefund).where(ExternalRefund.provider_ref == refund.ref)
+    ).scalar_one_or_none()
     if found is not None:
         return found
     topup = None
@@ -440,11 +495,19 @@ def book_external_refund(refund: ProviderRefund, topup_id: int | None, provider_
         topup = db.session.execute(
             select(TopUp).where(TopUp.id == topup_id).with_for_update().execution_options(populate_existing=True)
         ).scalar_one_or_none()
-    status = (EXTERNAL_UNMATCHED if topup is None else
-              EXTERNAL_TAKEN if topup.status == CREDITED else EXTERNAL_BEFORE_CREDIT)
-    row = ExternalRefund(provider=provider_name, provider_ref=refund.ref, kind=refund.kind,
-                         topup_id=topup.id if topup else None, payment_ref=refund.payment_ref,
-                         amount_fen=refund.amount_fen, created_at=now, status=status)
+    status = (
+        EXTERNAL_UNMATCHED if topup is None else EXTERNAL_TAKEN if topup.status == CREDITED else EXTERNAL_BEFORE_CREDIT
+    )
+    row = ExternalRefund(
+        provider=provider_name,
+        provider_ref=refund.ref,
+        kind=refund.kind,
+        topup_id=topup.id if topup else None,
+        payment_ref=refund.payment_ref,
+        amount_fen=refund.amount_fen,
+        created_at=now,
+        status=status,
+    )
     try:
         with db.session.begin_nested():
             db.session.add(row)
@@ -453,11 +516,17 @@ def book_external_refund(refund: ProviderRefund, topup_id: int | None, provider_
                 _take_back(row, topup, now)
             db.session.flush()
     except IntegrityError:  # booked concurrently by another delivery
-        return db.session.execute(
-            select(ExternalRefund).where(ExternalRefund.provider_ref == refund.ref)).scalar_one()
-    log.warning("%s %s of %s fen made outside ChargeShed on top-up %s: %s (taken %s, shortfall %s)",
-                refund.kind, refund.ref, refund.amount_fen, row.topup_id, row.status, row.taken_fen,
-                row.shortfall_fen)
+        return db.session.execute(select(ExternalRefund).where(ExternalRefund.provider_ref == refund.ref)).scalar_one()
+    log.warning(
+        "%s %s of %s fen made outside ChargeShed on top-up %s: %s (taken %s, shortfall %s)",
+        refund.kind,
+        refund.ref,
+        refund.amount_fen,
+        row.topup_id,
+        row.status,
+        row.taken_fen,
+        row.shortfall_fen,
+    )
     return row
 
 
@@ -467,11 +536,17 @@ def _take_back(row: ExternalRefund, topup: TopUp, now: datetime) -> None:
     row.taken_fen = min(ledger.wallet_balance(topup.user_id), row.amount_fen)
     row.shortfall_fen = row.amount_fen - row.taken_fen
     row.status = EXTERNAL_SHORTFALL if row.shortfall_fen else EXTERNAL_TAKEN
-    ledger.post(f"external_refund:{row.provider_ref}"[:80], books.TXN_EXTERNAL_REFUND,
-                [ledger.Leg(wallet, -row.taken_fen),
-                 ledger.Leg(books.losses_account(topup.provider), -row.shortfall_fen),
-                 ledger.Leg(ledger.external_account(topup.provider), row.amount_fen)],
-                memo=f"{row.kind} {row.provider_ref} on top-up {topup.id} made outside ChargeShed", at=now)
+    ledger.post(
+        f"external_refund:{row.provider_ref}"[:80],
+        books.TXN_EXTERNAL_REFUND,
+        [
+            ledger.Leg(wallet, -row.taken_fen),
+            ledger.Leg(books.losses_account(topup.provider), -row.shortfall_fen),
+            ledger.Leg(ledger.external_account(topup.provider), row.amount_fen),
+        ],
+        memo=f"{row.kind} {row.provider_ref} on top-up {topup.id} made outside ChargeShed",
+        at=now,
+    )
 
 
 def shortfalls(since: datetime | None = None) -> list[ExternalRefund]:

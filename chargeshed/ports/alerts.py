@@ -29,7 +29,8 @@ def _fault_since(port: Port, now: datetime) -> datetime:
     seen = db.session.execute(
         select(PortEvent.at)
         .where(PortEvent.port_id == port.id, PortEvent.kind == "fault", PortEvent.at <= now)
-        .order_by(PortEvent.at.desc(), PortEvent.id.desc()).limit(1)
+        .order_by(PortEvent.at.desc(), PortEvent.id.desc())
+        .limit(1)
     ).scalar_one_or_none()
     return seen or port.state_changed_at or now
 
@@ -65,10 +66,15 @@ def refresh(now: datetime) -> dict[str, int]:
         and_(Port.last_seen_at.is_not(None), Port.last_seen_at <= stale),
     )
     with_open = select(Alert.port_id).where(Alert.cleared_at.is_(None))
-    ports = db.session.execute(
-        select(Port).where(or_(and_(Port.status != PORT_RETIRED, troubled), Port.id.in_(with_open)))
-        .order_by(Port.id)
-    ).scalars().all()
+    ports = (
+        db.session.execute(
+            select(Port)
+            .where(or_(and_(Port.status != PORT_RETIRED, troubled), Port.id.in_(with_open)))
+            .order_by(Port.id)
+        )
+        .scalars()
+        .all()
+    )
     open_alerts: dict[tuple[int, str], Alert] = {
         (alert.port_id, alert.kind): alert
         for alert in db.session.execute(select(Alert).where(Alert.cleared_at.is_(None))).scalars()
@@ -86,8 +92,9 @@ def refresh(now: datetime) -> dict[str, int]:
             if alert is not None or port.status == PORT_MAINTENANCE:
                 continue
             if now - since >= DEBOUNCE[kind]:
-                db.session.add(Alert(port_id=port.id, kind=kind, detail=detail, started_at=since,
-                                     raised_at=since + DEBOUNCE[kind]))
+                db.session.add(
+                    Alert(port_id=port.id, kind=kind, detail=detail, started_at=since, raised_at=since + DEBOUNCE[kind])
+                )
                 raised += 1
     db.session.commit()
     return {"raised": raised, "cleared": cleared}
@@ -108,13 +115,15 @@ def alerts_query(port_ids: Select, *, open_only: bool = False) -> Select:
     query = select(Alert).where(Alert.port_id.in_(port_ids))
     if open_only:
         query = query.where(Alert.cleared_at.is_(None))
-    return query.order_by(Alert.cleared_at.is_not(None), Alert.acknowledged_at.is_not(None),
-                          Alert.raised_at.desc(), Alert.id.desc())
+    return query.order_by(
+        Alert.cleared_at.is_not(None), Alert.acknowledged_at.is_not(None), Alert.raised_at.desc(), Alert.id.desc()
+    )
 
 
 def unacknowledged_open_count(port_ids: Select) -> int:
     """Open alerts nobody has acknowledged yet, on the given ports."""
     return db.session.execute(
         select(func.count(Alert.id)).where(
-            Alert.port_id.in_(port_ids), Alert.cleared_at.is_(None), Alert.acknowledged_at.is_(None))
+            Alert.port_id.in_(port_ids), Alert.cleared_at.is_(None), Alert.acknowledged_at.is_(None)
+        )
     ).scalar_one()

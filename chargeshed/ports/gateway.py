@@ -130,21 +130,36 @@ class Reporter:
 
     def link(self, device: str, online: bool, *, state: str | None = None) -> None:
         """A device connected (online=True, also a heartbeat) or disconnected."""
-        self._gateway.write(telemetry.record_link, device, online, self.now(),
-                            gateway_id=self.gateway_id, state=state)
+        self._gateway.write(telemetry.record_link, device, online, self.now(), gateway_id=self.gateway_id, state=state)
         if online:
             self._gateway.wake_after_write()
 
     def session_started(self, target: str, session_ref: str, at: datetime, meter_wh: int | None = None) -> None:
         """The device started our session `session_ref` at `at` (device time), meter at `meter_wh`."""
-        self._gateway.write(telemetry.record_session_event, target, telemetry.STARTED, at, session_ref,
-                            meter_wh=meter_wh, heard_at=self.now())
+        self._gateway.write(
+            telemetry.record_session_event,
+            target,
+            telemetry.STARTED,
+            at,
+            session_ref,
+            meter_wh=meter_wh,
+            heard_at=self.now(),
+        )
 
-    def session_stopped(self, target: str, session_ref: str, at: datetime, meter_wh: int | None = None,
-                        reason: str = "other") -> None:
+    def session_stopped(
+        self, target: str, session_ref: str, at: datetime, meter_wh: int | None = None, reason: str = "other"
+    ) -> None:
         """The device ended our session `session_ref` at `at` (device time), meter at `meter_wh`."""
-        self._gateway.write(telemetry.record_session_event, target, telemetry.STOPPED, at, session_ref,
-                            meter_wh=meter_wh, reason=reason, heard_at=self.now())
+        self._gateway.write(
+            telemetry.record_session_event,
+            target,
+            telemetry.STOPPED,
+            at,
+            session_ref,
+            meter_wh=meter_wh,
+            reason=reason,
+            heard_at=self.now(),
+        )
 
     async def run_db(self, fn: Callable[..., Any], *args, **kwargs) -> Any:
         """Run a synchronous database function off the loop (app context, committed); its result."""
@@ -178,9 +193,17 @@ class Gateway:
     does not exit. `stop()` (SIGTERM) closes the adapters, stores what is queued, and returns.
     """
 
-    def __init__(self, app: Flask, adapters: list[Adapter], *, gateway_id: str | None = None,
-                 clock: Callable[[], datetime] | None = None, poll_seconds: float = POLL_SECONDS,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS, send_timeout: float = SEND_TIMEOUT_SECONDS):
+    def __init__(
+        self,
+        app: Flask,
+        adapters: list[Adapter],
+        *,
+        gateway_id: str | None = None,
+        clock: Callable[[], datetime] | None = None,
+        poll_seconds: float = POLL_SECONDS,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        send_timeout: float = SEND_TIMEOUT_SECONDS,
+    ):
         self.app = app
         self.adapters = {adapter.scheme: adapter for adapter in adapters}
         self.gateway_id = gateway_id or f"{socket.gethostname()[:30]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -251,8 +274,11 @@ class Gateway:
                     except Exception as exc:
                         if _is_connection_error(exc):
                             raise
-                        log.exception("telemetry write %s failed; skipped", getattr(fn, "__name__", fn),
-                                      extra={"event": "gateway.write_error"})
+                        log.exception(
+                            "telemetry write %s failed; skipped",
+                            getattr(fn, "__name__", fn),
+                            extra={"event": "gateway.write_error"},
+                        )
                 db.session.commit()
             except BaseException:
                 db.session.rollback()
@@ -274,8 +300,12 @@ class Gateway:
                     await loop.run_in_executor(self._executor, self._write_batch, writes)
                     break
                 except Exception:
-                    log.warning("telemetry writes failed (database down?); retrying in %.1fs", delay,
-                                exc_info=True, extra={"event": "gateway.db_retry"})
+                    log.warning(
+                        "telemetry writes failed (database down?); retrying in %.1fs",
+                        delay,
+                        exc_info=True,
+                        extra={"event": "gateway.db_retry"},
+                    )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, RETRY_MAX_SECONDS)
             for fn, _args, _kwargs in items:
@@ -293,8 +323,9 @@ class Gateway:
         with self.app.app_context():
             try:
                 routed = tuple(scheme for scheme, adapter in self.adapters.items() if adapter.routed)
-                return outbox.claim(self.clock(), gateway_id=self.gateway_id, schemes=tuple(self.adapters),
-                                    routed=routed)
+                return outbox.claim(
+                    self.clock(), gateway_id=self.gateway_id, schemes=tuple(self.adapters), routed=routed
+                )
             finally:
                 db.session.remove()
 
@@ -327,9 +358,18 @@ class Gateway:
             except Exception as exc:  # an adapter bug must not lose the command
                 log.exception("adapter %s failed sending command %s", adapter.scheme, command.id)
                 outcome, reason = "unanswered", f"{type(exc).__name__}: {exc}"
-        log.info("command %s", outcome, extra={"event": "gateway.command", "command_id": command.id,
-                                               "kind": command.kind, "target": command.target.text,
-                                               "outcome": outcome, "reason": reason})
+        log.info(
+            "command %s",
+            outcome,
+            extra={
+                "event": "gateway.command",
+                "command_id": command.id,
+                "kind": command.kind,
+                "target": command.target.text,
+                "outcome": outcome,
+                "reason": reason,
+            },
+        )
         delay = 0.5
         while True:  # an acknowledgement must be stored, or the command would be sent again
             try:
@@ -350,8 +390,12 @@ class Gateway:
                 commands = await loop.run_in_executor(self._executor, self._claim)
                 delay = 0.5
             except Exception:
-                log.warning("cannot claim commands (database down?); retrying in %.1fs", delay, exc_info=True,
-                            extra={"event": "gateway.db_retry"})
+                log.warning(
+                    "cannot claim commands (database down?); retrying in %.1fs",
+                    delay,
+                    exc_info=True,
+                    extra={"event": "gateway.db_retry"},
+                )
                 commands = []
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
@@ -427,8 +471,10 @@ class Gateway:
             for adapter in self.adapters.values():
                 await adapter.start(self.reporter)
                 started.append(adapter)
-            log.info("gateway started", extra={"event": "gateway.start", "gateway_id": self.gateway_id,
-                                               "schemes": sorted(self.adapters)})
+            log.info(
+                "gateway started",
+                extra={"event": "gateway.start", "gateway_id": self.gateway_id, "schemes": sorted(self.adapters)},
+            )
             self.ready.set()
             await self._stopping.wait()
         finally:

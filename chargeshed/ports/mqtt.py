@@ -54,8 +54,16 @@ class BrokerSettings:
     client_id: str = ""
 
     @classmethod
-    def from_url(cls, url: str = DEFAULT_URL, *, username: str | None = None, password: str | None = None,
-                 tls: bool | None = None, ca_file: str | None = None, client_id: str | None = None) -> BrokerSettings:
+    def from_url(
+        cls,
+        url: str = DEFAULT_URL,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        tls: bool | None = None,
+        ca_file: str | None = None,
+        client_id: str | None = None,
+    ) -> BrokerSettings:
         """Settings from `mqtt://[user:pass@]host[:port]` or `mqtts://…` (TLS, port 8883 by default).
 
         Explicit arguments win over what the URL carries. The client id defaults to
@@ -79,10 +87,14 @@ class BrokerSettings:
     def from_config(cls, config) -> BrokerSettings:
         """Settings from the app config: MQTT_URL, MQTT_USERNAME, MQTT_PASSWORD, MQTT_TLS, MQTT_CA_FILE,
         MQTT_CLIENT_ID (all optional)."""
-        return cls.from_url(config.get("MQTT_URL") or DEFAULT_URL, username=config.get("MQTT_USERNAME") or None,
-                            password=config.get("MQTT_PASSWORD") or None, tls=config.get("MQTT_TLS"),
-                            ca_file=config.get("MQTT_CA_FILE") or None,
-                            client_id=config.get("MQTT_CLIENT_ID") or None)
+        return cls.from_url(
+            config.get("MQTT_URL") or DEFAULT_URL,
+            username=config.get("MQTT_USERNAME") or None,
+            password=config.get("MQTT_PASSWORD") or None,
+            tls=config.get("MQTT_TLS"),
+            ca_file=config.get("MQTT_CA_FILE") or None,
+            client_id=config.get("MQTT_CLIENT_ID") or None,
+        )
 
     def tls_context(self) -> ssl.SSLContext | None:
         """A verifying TLS context (system roots, or the configured CA file), or None without TLS."""
@@ -138,8 +150,10 @@ class MeterCounter:
         elif device_wh >= last[0]:
             total = last[1] + (device_wh - last[0])
         else:
-            log.info("meter counter went back (device restarted?)",
-                     extra={"event": "mqtt.meter_reset", "target": target, "was": last[0], "now": device_wh})
+            log.info(
+                "meter counter went back (device restarted?)",
+                extra={"event": "mqtt.meter_reset", "target": target, "was": last[0], "now": device_wh},
+            )
             total = last[1]
         self._last[target] = (device_wh, total)
         return total
@@ -204,8 +218,16 @@ class MqttLink:
     every reading and must return at once (no blocking database call inside a message handler).
     """
 
-    def __init__(self, settings: BrokerSettings, protocols: Iterable[RelayProtocol], sink: Sink, *,
-                 clock: Callable[[], datetime] = clock_now, min_backoff: float = 1.0, max_backoff: float = 30.0):
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        protocols: Iterable[RelayProtocol],
+        sink: Sink,
+        *,
+        clock: Callable[[], datetime] = clock_now,
+        min_backoff: float = 1.0,
+        max_backoff: float = 30.0,
+    ):
         self.settings = settings
         self.protocols = {protocol.kind: protocol for protocol in protocols}
         self.sink = sink
@@ -263,9 +285,16 @@ class MqttLink:
             try:
                 found = protocol.handle(topic, payload, at)
             except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
-                log.warning("ignored malformed MQTT payload on %s: %s", topic, exc,
-                            extra={"event": "mqtt.malformed", "topic": topic, "payload": payload[:200].decode(
-                                "utf-8", "replace")})
+                log.warning(
+                    "ignored malformed MQTT payload on %s: %s",
+                    topic,
+                    exc,
+                    extra={
+                        "event": "mqtt.malformed",
+                        "topic": topic,
+                        "payload": payload[:200].decode("utf-8", "replace"),
+                    },
+                )
                 continue
             readings.extend(found)
         return self.deliver(readings)
@@ -278,8 +307,11 @@ class MqttLink:
             protocol = self.protocol_for(reading.target)
             if reading.meter_wh is not None:
                 rebase = not protocol.counter_restarts_at_zero
-                reading = replace(reading, device_meter_wh=reading.meter_wh, meter_wh=self.meters.update(
-                    reading.target, reading.meter_wh) if rebase else reading.meter_wh)
+                reading = replace(
+                    reading,
+                    device_meter_wh=reading.meter_wh,
+                    meter_wh=self.meters.update(reading.target, reading.meter_wh) if rebase else reading.meter_wh,
+                )
             if reading.online and not self._online.get(reading.target):
                 self._spawn(self._refresh(protocol, reading.target))
             if reading.online is not None:
@@ -312,9 +344,16 @@ class MqttLink:
         import aiomqtt
 
         settings = self.settings
-        return aiomqtt.Client(settings.host, settings.port, username=settings.username, password=settings.password,
-                              identifier=settings.client_id, tls_context=settings.tls_context(), keepalive=30,
-                              timeout=10)
+        return aiomqtt.Client(
+            settings.host,
+            settings.port,
+            username=settings.username,
+            password=settings.password,
+            identifier=settings.client_id,
+            tls_context=settings.tls_context(),
+            keepalive=30,
+            timeout=10,
+        )
 
     async def run(self) -> None:
         """Stay connected until cancelled; every loss is logged and followed by a reconnect."""
@@ -331,15 +370,21 @@ class MqttLink:
                     self.connected.set()
                     delay = self.min_backoff
                     broker = f"{self.settings.host}:{self.settings.port}"
-                    log.info("connected to the MQTT broker %s", broker,
-                             extra={"event": "mqtt.connected", "broker": broker})
+                    log.info(
+                        "connected to the MQTT broker %s", broker, extra={"event": "mqtt.connected", "broker": broker}
+                    )
                     async for message in client.messages:
-                        payload = message.payload if isinstance(message.payload, bytes) else \
-                            str(message.payload).encode()
+                        payload = (
+                            message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+                        )
                         self.dispatch(message.topic.value, payload)
             except (aiomqtt.MqttError, OSError) as exc:
-                log.warning("MQTT broker unreachable or lost (%s); retrying in %.1f s", exc, delay,
-                            extra={"event": "mqtt.disconnected", "retry_in": delay})
+                log.warning(
+                    "MQTT broker unreachable or lost (%s); retrying in %.1f s",
+                    exc,
+                    delay,
+                    extra={"event": "mqtt.disconnected", "retry_in": delay},
+                )
             finally:
                 self._client = None
                 self._online.clear()  # after a reconnect every device is asked for its status again
@@ -423,8 +468,12 @@ class MqttHub:
         from chargeshed.ports.tasmota import TasmotaProtocol
 
         self.reporter = reporter
-        self.link = MqttLink(self.settings, [ShellyProtocol(self.settings.client_id), TasmotaProtocol()],
-                             self._on_reading, clock=reporter.now)
+        self.link = MqttLink(
+            self.settings,
+            [ShellyProtocol(self.settings.client_id), TasmotaProtocol()],
+            self._on_reading,
+            clock=reporter.now,
+        )
         await self._follow_bound_ports()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self.link.run()), loop.create_task(self._heartbeats())]
@@ -484,14 +533,25 @@ class MqttHub:
         if reading.meter_wh is not None:
             relay.meter_wh = reading.meter_wh
         if (reading.relay_on, reading.watts, reading.fault, reading.meter_wh, reading.temperature_c) == (
-                None, None, None, None, None):
+            None,
+            None,
+            None,
+            None,
+            None,
+        ):
             return  # only "online": the device's link was reported above
         self.reporter.reading(reading.target, self._stored(relay, reading.temperature_c))
 
     def _stored(self, relay: _Relay, temperature_c: float | None = None) -> Reading:
-        return Reading(at=self.reporter.now(), state=relay.state(), watts=int(round(relay.watts)),
-                       meter_wh=None if relay.meter_wh is None else int(relay.meter_wh),
-                       relay_on=relay.relay_on, fault=relay.fault, temperature_c=temperature_c)
+        return Reading(
+            at=self.reporter.now(),
+            state=relay.state(),
+            watts=int(round(relay.watts)),
+            meter_wh=None if relay.meter_wh is None else int(relay.meter_wh),
+            relay_on=relay.relay_on,
+            fault=relay.fault,
+            temperature_c=temperature_c,
+        )
 
     async def send(self, command) -> None:
         """Carry out one outbox command on a relay (see chargeshed.ports.gateway.Adapter.send)."""
@@ -504,16 +564,21 @@ class MqttHub:
             relay.relay_on, relay.fault = True, ""
             relay.session_ref = command.session_ref or None
             if relay.session_ref:
-                self.reporter.session_started(target, relay.session_ref, self.reporter.now(),
-                                              None if relay.meter_wh is None else int(relay.meter_wh))
+                self.reporter.session_started(
+                    target,
+                    relay.session_ref,
+                    self.reporter.now(),
+                    None if relay.meter_wh is None else int(relay.meter_wh),
+                )
             self.reporter.reading(target, self._stored(relay))
         elif command.kind == "stop" or (command.kind == "set_available" and not command.available):
             await self.link.switch(target, False)
             ref, relay.session_ref = relay.session_ref, None
             relay.relay_on, relay.watts = False, 0.0
             if ref and command.kind == "stop":
-                self.reporter.session_stopped(target, ref, self.reporter.now(),
-                                              None if relay.meter_wh is None else int(relay.meter_wh), "remote")
+                self.reporter.session_stopped(
+                    target, ref, self.reporter.now(), None if relay.meter_wh is None else int(relay.meter_wh), "remote"
+                )
             self.reporter.reading(target, self._stored(relay))
         else:
             await self.link.watch(target)  # back in service: a relay has nothing to switch
@@ -526,9 +591,11 @@ def _bound_relays() -> list[tuple[str, int | None, str | None]]:
     from chargeshed.extensions import db
     from chargeshed.ports.models import PortTelemetry
 
-    rows = db.session.execute(select(PortTelemetry.target, PortTelemetry.meter_wh, PortTelemetry.session_ref,
-                                     PortTelemetry.session_stopped_at)
-                              .where(PortTelemetry.scheme.in_(("shelly", "tasmota"))))
+    rows = db.session.execute(
+        select(
+            PortTelemetry.target, PortTelemetry.meter_wh, PortTelemetry.session_ref, PortTelemetry.session_stopped_at
+        ).where(PortTelemetry.scheme.in_(("shelly", "tasmota")))
+    )
     return [(target, meter, ref if stopped is None else None) for target, meter, ref, stopped in rows]
 
 

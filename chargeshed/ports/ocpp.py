@@ -133,23 +133,31 @@ class OcppBackend(Protocol):
     async def link(self, charge_point_id: str, online: bool, at: datetime) -> None:
         """The station connected (or booted, or sent a heartbeat) or its connection closed."""
 
-    async def status(self, charge_point_id: str, connector: int, status: str, error_code: str,
-                     at: datetime) -> None:
+    async def status(self, charge_point_id: str, connector: int, status: str, error_code: str, at: datetime) -> None:
         """A StatusNotification; connector 0 is the whole station."""
 
     async def authorize(self, charge_point_id: str, id_tag: str) -> bool:
         """True when the idTag is one we issued for a start that is still wanted."""
 
-    async def start_transaction(self, charge_point_id: str, connector: int, id_tag: str, meter_start_wh: int,
-                                at: datetime) -> Started:
+    async def start_transaction(
+        self, charge_point_id: str, connector: int, id_tag: str, meter_start_wh: int, at: datetime
+    ) -> Started:
         """Record a started transaction (the same one again returns the same id)."""
 
-    async def meter_values(self, charge_point_id: str, connector: int, transaction_id: int | None,
-                           samples: list[MeterSample]) -> None:
+    async def meter_values(
+        self, charge_point_id: str, connector: int, transaction_id: int | None, samples: list[MeterSample]
+    ) -> None:
         """Store meter samples; transaction_id is None when the station sent none (or 0)."""
 
-    async def stop_transaction(self, charge_point_id: str, transaction_id: int, meter_stop_wh: int | None,
-                               at: datetime, reason: str, samples: list[MeterSample]) -> bool:
+    async def stop_transaction(
+        self,
+        charge_point_id: str,
+        transaction_id: int,
+        meter_stop_wh: int | None,
+        at: datetime,
+        reason: str,
+        samples: list[MeterSample],
+    ) -> bool:
         """Record a stopped transaction; False when the id was never issued (logged, nothing moves)."""
 
 
@@ -218,9 +226,14 @@ def parse_meter_values(meter_value: Any, default_at: datetime | None = None) -> 
         wh, w = _pick(energy), _pick(power)
         if wh is None and w is None:
             continue
-        samples.append(MeterSample(at=parse_time(element.get("timestamp"), default_at),
-                                   energy_wh=None if wh is None else int(wh),
-                                   watts=None if w is None else int(w), context=context))
+        samples.append(
+            MeterSample(
+                at=parse_time(element.get("timestamp"), default_at),
+                energy_wh=None if wh is None else int(wh),
+                watts=None if w is None else int(w),
+                context=context,
+            )
+        )
     return samples
 
 
@@ -245,8 +258,12 @@ class FrameTimes:
         def ms(value: float) -> float:
             return round(value * 1000, 2)
 
-        return {"frames": len(samples), "p50_ms": ms(samples[len(samples) // 2]),
-                "p99_ms": ms(samples[min(len(samples) - 1, int(len(samples) * 0.99))]), "max_ms": ms(samples[-1])}
+        return {
+            "frames": len(samples),
+            "p50_ms": ms(samples[len(samples) // 2]),
+            "p99_ms": ms(samples[min(len(samples) - 1, int(len(samples) * 0.99))]),
+            "max_ms": ms(samples[-1]),
+        }
 
 
 class Station(_ChargePoint):
@@ -265,11 +282,19 @@ class Station(_ChargePoint):
             frame = json.loads(raw_msg)
         except (ValueError, TypeError):
             pass
-        if not (isinstance(frame, list) and len(frame) >= 3 and frame[0] in (2, 3, 4)
-                and isinstance(frame[1], str) and (frame[0] != 2 or (len(frame) == 4 and isinstance(frame[2], str)
-                                                                       and isinstance(frame[3], dict)))):
-            log.warning("malformed OCPP frame from %s: %.200s", self.id, raw_msg,
-                        extra={"event": "ocpp.malformed", "charge_point": self.id})
+        if not (
+            isinstance(frame, list)
+            and len(frame) >= 3
+            and frame[0] in (2, 3, 4)
+            and isinstance(frame[1], str)
+            and (frame[0] != 2 or (len(frame) == 4 and isinstance(frame[2], str) and isinstance(frame[3], dict)))
+        ):
+            log.warning(
+                "malformed OCPP frame from %s: %.200s",
+                self.id,
+                raw_msg,
+                extra={"event": "ocpp.malformed", "charge_point": self.id},
+            )
             unique_id = frame[1] if isinstance(frame, list) and len(frame) > 1 and isinstance(frame[1], str) else "-1"
             error = FormationViolationError(details={"cause": "not an OCPP-J frame"})
             await self._send(json.dumps([4, unique_id, error.code, error.description, error.details]))
@@ -279,46 +304,79 @@ class Station(_ChargePoint):
             elapsed = time.perf_counter() - started
             self.system.frame_times.add(elapsed)
             if elapsed >= SLOW_REPLY_SECONDS:
-                log.warning("slow reply to %s %s: %.0f ms", self.id, frame[2], elapsed * 1000,
-                            extra={"event": "ocpp.slow_reply", "charge_point": self.id, "action": frame[2],
-                                   "ms": round(elapsed * 1000)})
+                log.warning(
+                    "slow reply to %s %s: %.0f ms",
+                    self.id,
+                    frame[2],
+                    elapsed * 1000,
+                    extra={
+                        "event": "ocpp.slow_reply",
+                        "charge_point": self.id,
+                        "action": frame[2],
+                        "ms": round(elapsed * 1000),
+                    },
+                )
 
     async def _handle_call(self, msg):
         """Log schema violations and other refused calls in one clear line (the library answers them)."""
         try:
             return await super()._handle_call(msg)
         except OCPPError as error:
-            log.warning("OCPP %s from %s refused: %s %s", msg.action, self.id, error.code, error.details,
-                        extra={"event": "ocpp.call_error", "charge_point": self.id, "action": msg.action})
+            log.warning(
+                "OCPP %s from %s refused: %s %s",
+                msg.action,
+                self.id,
+                error.code,
+                error.details,
+                extra={"event": "ocpp.call_error", "charge_point": self.id, "action": msg.action},
+            )
             raise
 
     def _refuse(self, action: str, problem: Exception):
-        log.warning("OCPP %s from %s refused: %s", action, self.id, problem,
-                    extra={"event": "ocpp.refused", "charge_point": self.id, "action": action})
+        log.warning(
+            "OCPP %s from %s refused: %s",
+            action,
+            self.id,
+            problem,
+            extra={"event": "ocpp.refused", "charge_point": self.id, "action": action},
+        )
         return PropertyConstraintViolationError(description=str(problem)[:200])
 
     @on(Action.boot_notification)
     async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str, **_):
         """Accept, then (after the reply) set the meter sample interval and the measurands we bill from."""
         await self.backend.link(self.id, True, _utcnow())
-        log.info("station %s booted (%s %s)", self.id, charge_point_vendor, charge_point_model,
-                 extra={"event": "ocpp.boot", "charge_point": self.id})
+        log.info(
+            "station %s booted (%s %s)",
+            self.id,
+            charge_point_vendor,
+            charge_point_model,
+            extra={"event": "ocpp.boot", "charge_point": self.id},
+        )
         self.system.spawn(self.configure(), self.id)
-        return call_result.BootNotification(current_time=_iso(_utcnow()), interval=self.system.heartbeat_seconds,
-                                            status=RegistrationStatus.accepted)
+        return call_result.BootNotification(
+            current_time=_iso(_utcnow()), interval=self.system.heartbeat_seconds, status=RegistrationStatus.accepted
+        )
 
     async def configure(self) -> None:
         """ChangeConfiguration for metering; a refusal is logged (some firmware fixes these values)."""
-        for key, value in (("MeterValueSampleInterval", str(self.system.meter_sample_seconds)),
-                           ("MeterValuesSampledData", SAMPLED_DATA)):
+        for key, value in (
+            ("MeterValueSampleInterval", str(self.system.meter_sample_seconds)),
+            ("MeterValuesSampledData", SAMPLED_DATA),
+        ):
             try:
                 result = await self.call(call.ChangeConfiguration(key=key, value=value), suppress=False)
                 status = result.status
             except (TimeoutError, OCPPError, ConnectionClosed) as exc:
                 status = repr(exc)
             if status != "Accepted":
-                log.warning("station %s: ChangeConfiguration %s → %s", self.id, key, status,
-                            extra={"event": "ocpp.configure", "charge_point": self.id})
+                log.warning(
+                    "station %s: ChangeConfiguration %s → %s",
+                    self.id,
+                    key,
+                    status,
+                    extra={"event": "ocpp.configure", "charge_point": self.id},
+                )
 
     @on(Action.heartbeat)
     async def on_heartbeat(self, **_):
@@ -348,8 +406,9 @@ class Station(_ChargePoint):
         if meter_start < 0:
             raise self._refuse("StartTransaction", BadFrame(f"negative meterStart {meter_start}"))
         try:
-            started = await self.backend.start_transaction(self.id, connector_id, id_tag, meter_start,
-                                     parse_time(timestamp))
+            started = await self.backend.start_transaction(
+                self.id, connector_id, id_tag, meter_start, parse_time(timestamp)
+            )
         except BadFrame as problem:
             raise self._refuse("StartTransaction", problem) from None
         status = AuthorizationStatus.accepted if started.accepted else AuthorizationStatus.invalid
@@ -369,8 +428,9 @@ class Station(_ChargePoint):
         return call_result.MeterValues()
 
     @on(Action.stop_transaction, skip_schema_validation=True)
-    async def on_stop_transaction(self, meter_stop=None, timestamp=None, transaction_id=None, reason=None,
-                                  transaction_data=None, **_):
+    async def on_stop_transaction(
+        self, meter_stop=None, timestamp=None, transaction_id=None, reason=None, transaction_data=None, **_
+    ):
         """Always accepted (a station retries a refused stop for ever); bad input is logged, not billed.
 
         Checked by hand rather than by the schema, so an odd measurand in transactionData does not
@@ -381,18 +441,33 @@ class Station(_ChargePoint):
         try:
             samples = parse_meter_values(transaction_data, at)
         except BadFrame as problem:
-            log.warning("station %s: StopTransaction %s transactionData ignored: %s", self.id, transaction_id,
-                        problem, extra={"event": "ocpp.refused", "charge_point": self.id})
+            log.warning(
+                "station %s: StopTransaction %s transactionData ignored: %s",
+                self.id,
+                transaction_id,
+                problem,
+                extra={"event": "ocpp.refused", "charge_point": self.id},
+            )
             samples = []
         if meter_stop < 0:
-            log.warning("station %s: StopTransaction %s with negative meterStop %s: not billed from it", self.id,
-                        transaction_id, meter_stop, extra={"event": "ocpp.refused", "charge_point": self.id})
+            log.warning(
+                "station %s: StopTransaction %s with negative meterStop %s: not billed from it",
+                self.id,
+                transaction_id,
+                meter_stop,
+                extra={"event": "ocpp.refused", "charge_point": self.id},
+            )
             meter_stop = None
-        known = await self.backend.stop_transaction(self.id, transaction_id, meter_stop, at,
-                               stop_reason(reason), samples)
+        known = await self.backend.stop_transaction(
+            self.id, transaction_id, meter_stop, at, stop_reason(reason), samples
+        )
         if not known:
-            log.warning("station %s: StopTransaction for transaction %s we never issued", self.id, transaction_id,
-                        extra={"event": "ocpp.unknown_transaction", "charge_point": self.id})
+            log.warning(
+                "station %s: StopTransaction for transaction %s we never issued",
+                self.id,
+                transaction_id,
+                extra={"event": "ocpp.unknown_transaction", "charge_point": self.id},
+            )
         return call_result.StopTransaction()
 
     @on(Action.data_transfer)
@@ -414,9 +489,15 @@ class Station(_ChargePoint):
 class CentralSystem:
     """The websocket server and the stations connected to it."""
 
-    def __init__(self, backend: OcppBackend, *, heartbeat_seconds: int = HEARTBEAT_SECONDS,
-                 meter_sample_seconds: int = METER_SAMPLE_SECONDS, call_timeout: float = CALL_TIMEOUT_SECONDS,
-                 stats_seconds: float = 60):
+    def __init__(
+        self,
+        backend: OcppBackend,
+        *,
+        heartbeat_seconds: int = HEARTBEAT_SECONDS,
+        meter_sample_seconds: int = METER_SAMPLE_SECONDS,
+        call_timeout: float = CALL_TIMEOUT_SECONDS,
+        stats_seconds: float = 60,
+    ):
         self.backend = backend
         # Validate schemas on the loop: the library's default hands every frame to a thread and back
         # (two hops, each waiting for the GIL behind the gateway's database threads); OCPP 1.6 payloads
@@ -446,9 +527,17 @@ class CentralSystem:
 
     async def start(self, host: str, port: int, *, ssl=None) -> Server:
         """Listen; port 0 picks a free port (see `port`)."""
-        self.server = await serve(self._handle, host, port, subprotocols=[SUBPROTOCOL],
-                                  process_request=self._authenticate, ssl=ssl, ping_interval=60,
-                                  ping_timeout=60, max_size=2**20)
+        self.server = await serve(
+            self._handle,
+            host,
+            port,
+            subprotocols=[SUBPROTOCOL],
+            process_request=self._authenticate,
+            ssl=ssl,
+            ping_interval=60,
+            ping_timeout=60,
+            max_size=2**20,
+        )
         if self.stats_seconds:
             self.spawn(self._report_loop(), "ocpp-stats")
         return self.server
@@ -458,8 +547,12 @@ class CentralSystem:
         while True:
             await asyncio.sleep(self.stats_seconds)
             figures = self.frame_times.take()
-            log.info("ocpp: %d stations, %s", len(self.stations), figures,
-                     extra={"event": "ocpp.frames", "stations": len(self.stations), **figures})
+            log.info(
+                "ocpp: %d stations, %s",
+                len(self.stations),
+                figures,
+                extra={"event": "ocpp.frames", "stations": len(self.stations), **figures},
+            )
 
     @property
     def port(self) -> int:
@@ -480,7 +573,7 @@ class CentralSystem:
         path = path.split("?", 1)[0]
         if not path.startswith(PATH_PREFIX):
             return None
-        cp_id = path[len(PATH_PREFIX):]
+        cp_id = path[len(PATH_PREFIX) :]
         return cp_id if cp_id and "/" not in cp_id and len(cp_id) <= 64 else None
 
     async def _authenticate(self, connection: ServerConnection, request):
@@ -495,9 +588,12 @@ class CentralSystem:
             with contextlib.suppress(binascii.Error, UnicodeDecodeError, ValueError):
                 username, _, password = base64.b64decode(token.strip(), validate=True).decode().partition(":")
         if username != cp_id or not password or not await self.backend.check_key(cp_id, password):
-            log.warning("station %s refused at the handshake (%s)", cp_id,
-                        "no credentials" if username is None else "wrong id or key",
-                        extra={"event": "ocpp.auth_refused", "charge_point": cp_id})
+            log.warning(
+                "station %s refused at the handshake (%s)",
+                cp_id,
+                "no credentials" if username is None else "wrong id or key",
+                extra={"event": "ocpp.auth_refused", "charge_point": cp_id},
+            )
             response = connection.respond(http.HTTPStatus.UNAUTHORIZED, "Invalid credentials\n")
             response.headers["WWW-Authenticate"] = build_www_authenticate_basic(REALM)
             return response
@@ -509,8 +605,11 @@ class CentralSystem:
         old = self.stations.get(cp_id)
         self.stations[cp_id] = station
         if old is not None:
-            log.info("station %s reconnected: closing its old connection", cp_id,
-                     extra={"event": "ocpp.replaced", "charge_point": cp_id})
+            log.info(
+                "station %s reconnected: closing its old connection",
+                cp_id,
+                extra={"event": "ocpp.replaced", "charge_point": cp_id},
+            )
             self.spawn(old._connection.close(code=1000, reason="replaced by a newer connection"))
         log.info("station %s connected", cp_id, extra={"event": "ocpp.connect", "charge_point": cp_id})
         try:
@@ -556,13 +655,16 @@ class CentralSystem:
 
     async def remote_start(self, cp_id: str, connector: int, id_tag: str) -> None:
         """RemoteStartTransaction; raises CommandRefused unless Accepted."""
-        self._accepted(await self._call(cp_id, call.RemoteStartTransaction(id_tag=id_tag, connector_id=connector)),
-                       "RemoteStartTransaction")
+        self._accepted(
+            await self._call(cp_id, call.RemoteStartTransaction(id_tag=id_tag, connector_id=connector)),
+            "RemoteStartTransaction",
+        )
 
     async def remote_stop(self, cp_id: str, transaction_id: int) -> None:
         """RemoteStopTransaction; raises CommandRefused unless Accepted."""
-        self._accepted(await self._call(cp_id, call.RemoteStopTransaction(transaction_id=transaction_id)),
-                       "RemoteStopTransaction")
+        self._accepted(
+            await self._call(cp_id, call.RemoteStopTransaction(transaction_id=transaction_id)), "RemoteStopTransaction"
+        )
 
     async def change_availability(self, cp_id: str, connector: int, available: bool) -> str:
         """ChangeAvailability; returns Accepted or Scheduled (applies after the running transaction)."""
@@ -581,8 +683,12 @@ class CentralSystem:
 
     async def trigger_message(self, cp_id: str, message: str, connector: int | None = None) -> None:
         """TriggerMessage (e.g. StatusNotification, MeterValues, Heartbeat)."""
-        self._accepted(await self._call(cp_id, call.TriggerMessage(requested_message=MessageTrigger(message),
-                                                                   connector_id=connector)), "TriggerMessage")
+        self._accepted(
+            await self._call(
+                cp_id, call.TriggerMessage(requested_message=MessageTrigger(message), connector_id=connector)
+            ),
+            "TriggerMessage",
+        )
 
 
 def adapters(config) -> list:

@@ -37,7 +37,7 @@ RELAY_ON = ("Charging", "SuspendedEV")
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """"host:port" (IPv6 in brackets) → (host, port)."""
+    """ "host:port" (IPv6 in brackets) → (host, port)."""
     host, _, port = (value or DEFAULT_LISTEN).rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
 
@@ -62,8 +62,12 @@ class OcppAdapter(Adapter):
         OCPP_STATS_SECONDS: how often the answer times are logged (event ocpp.frames)."""
         host, port = parse_listen(config.get("OCPP_LISTEN") or DEFAULT_LISTEN)
         cert = config.get("OCPP_TLS_CERT")
-        return cls(host, port, tls=tls_context(cert, config.get("OCPP_TLS_KEY")) if cert else None,
-                   stats_seconds=float(config.get("OCPP_STATS_SECONDS") or 60))
+        return cls(
+            host,
+            port,
+            tls=tls_context(cert, config.get("OCPP_TLS_KEY")) if cert else None,
+            stats_seconds=float(config.get("OCPP_STATS_SECONDS") or 60),
+        )
 
     # Adapter
     async def start(self, reporter: Reporter) -> None:
@@ -71,8 +75,12 @@ class OcppAdapter(Adapter):
         self.reporter = reporter
         self.system = CentralSystem(self, **self.options)
         await self.system.start(self.host, self.port, ssl=self.tls)
-        log.info("OCPP central system listening on %s:%s", self.host, self.system.port,
-                 extra={"event": "ocpp.listen", "port": self.system.port, "tls": self.tls is not None})
+        log.info(
+            "OCPP central system listening on %s:%s",
+            self.host,
+            self.system.port,
+            extra={"event": "ocpp.listen", "port": self.system.port, "tls": self.tls is not None},
+        )
 
     async def close(self) -> None:
         """Close every station connection."""
@@ -85,13 +93,15 @@ class OcppAdapter(Adapter):
         cp_id, connector = command.target.device_id, command.target.channel
         try:
             if command.kind == CMD_START:
-                if command.attempts and await self.reporter.run_db(ocpp_store.session_started, cp_id, connector,
-                                                                   command.session_ref):
+                if command.attempts and await self.reporter.run_db(
+                    ocpp_store.session_started, cp_id, connector, command.session_ref
+                ):
                     return  # sent before (the answer or its record was lost): the station runs it already
                 await self.system.remote_start(cp_id, connector, command.session_ref)
             elif command.kind == CMD_STOP:
-                transaction = await self.reporter.run_db(ocpp_store.open_transaction, cp_id, connector,
-                                                         command.session_ref)
+                transaction = await self.reporter.run_db(
+                    ocpp_store.open_transaction, cp_id, connector, command.session_ref
+                )
                 if transaction is not None:
                     await self.system.remote_stop(cp_id, transaction)
                 # No transaction: the station never started (if it does later, its idTag is no longer wanted).
@@ -122,27 +132,30 @@ class OcppAdapter(Adapter):
         """Online (connected, booted, heartbeat) or offline."""
         self.reporter.link(ocpp_store.device_for(charge_point_id), online)
 
-    async def status(self, charge_point_id: str, connector: int, status: str, error_code: str,
-                     at: datetime) -> None:
+    async def status(self, charge_point_id: str, connector: int, status: str, error_code: str, at: datetime) -> None:
         """Connector 0: the station's own state; others: the port's state, fault and relay."""
         self._check_connector(charge_point_id, connector, station_ok=True)
         if connector == 0:
             self.reporter.link(ocpp_store.device_for(charge_point_id), True, state=status)
             return
         fault = "" if error_code in ("NoError", "", None) else error_code
-        self.reporter.reading(ocpp_store.target_for(charge_point_id, connector),
-                              Reading(at=at, state=status, fault=fault, relay_on=status in RELAY_ON))
+        self.reporter.reading(
+            ocpp_store.target_for(charge_point_id, connector),
+            Reading(at=at, state=status, fault=fault, relay_on=status in RELAY_ON),
+        )
 
     async def authorize(self, charge_point_id: str, id_tag: str) -> bool:
         """Only our own session references."""
         return await self.reporter.run_db(ocpp_store.wanted, charge_point_id, None, id_tag)
 
-    async def start_transaction(self, charge_point_id: str, connector: int, id_tag: str, meter_start_wh: int,
-                                at: datetime) -> Started:
+    async def start_transaction(
+        self, charge_point_id: str, connector: int, id_tag: str, meter_start_wh: int, at: datetime
+    ) -> Started:
         """Our transaction id; for our idTag the device session starts (queued after earlier reports)."""
         self._check_connector(charge_point_id, connector)
-        recorded = await self.reporter.run_db(ocpp_store.start_transaction, charge_point_id, connector, id_tag,
-                                              meter_start_wh, at)
+        recorded = await self.reporter.run_db(
+            ocpp_store.start_transaction, charge_point_id, connector, id_tag, meter_start_wh, at
+        )
         started = recorded.started
         self._transactions[(charge_point_id, started.transaction_id)] = connector
         if started.accepted and recorded.new:
@@ -152,21 +165,25 @@ class OcppAdapter(Adapter):
             self.reporter.reading(target, Reading(at=at, state="Charging", relay_on=True))
         return started
 
-    async def meter_values(self, charge_point_id: str, connector: int, transaction_id: int | None,
-                           samples: list[MeterSample]) -> None:
+    async def meter_values(
+        self, charge_point_id: str, connector: int, transaction_id: int | None, samples: list[MeterSample]
+    ) -> None:
         """Readings of the connector; samples of a transaction we never issued are dropped (logged)."""
         self._check_connector(charge_point_id, connector, station_ok=True)
         if transaction_id is not None:
             known = self._transactions.get((charge_point_id, transaction_id))
             if known is None:
-                known = await self.reporter.run_db(ocpp_store.transaction_connector, charge_point_id,
-                                                   transaction_id)
+                known = await self.reporter.run_db(ocpp_store.transaction_connector, charge_point_id, transaction_id)
                 if known is not None:
                     self._transactions[(charge_point_id, transaction_id)] = known
             if known != connector:
-                log.warning("station %s: MeterValues for transaction %s we never issued on connector %s: ignored",
-                            charge_point_id, transaction_id, connector,
-                            extra={"event": "ocpp.unknown_transaction", "charge_point": charge_point_id})
+                log.warning(
+                    "station %s: MeterValues for transaction %s we never issued on connector %s: ignored",
+                    charge_point_id,
+                    transaction_id,
+                    connector,
+                    extra={"event": "ocpp.unknown_transaction", "charge_point": charge_point_id},
+                )
                 return
         if connector == 0:
             return  # the station's main meter is not a port
@@ -176,12 +193,20 @@ class OcppAdapter(Adapter):
         for sample in samples:
             self.reporter.reading(target, Reading(at=sample.at, watts=sample.watts, meter_wh=sample.energy_wh))
 
-    async def stop_transaction(self, charge_point_id: str, transaction_id: int, meter_stop_wh: int | None,
-                               at: datetime, reason: str, samples: list[MeterSample]) -> bool:
+    async def stop_transaction(
+        self,
+        charge_point_id: str,
+        transaction_id: int,
+        meter_stop_wh: int | None,
+        at: datetime,
+        reason: str,
+        samples: list[MeterSample],
+    ) -> bool:
         """The device session ends at the station's time and meter (queued after earlier reports);
         False for an id never issued."""
-        stopped = await self.reporter.run_db(ocpp_store.stop_transaction, charge_point_id, transaction_id,
-                                             meter_stop_wh, at, reason)
+        stopped = await self.reporter.run_db(
+            ocpp_store.stop_transaction, charge_point_id, transaction_id, meter_stop_wh, at, reason
+        )
         self._transactions.pop((charge_point_id, transaction_id), None)
         if stopped is None:
             return False

@@ -20,8 +20,9 @@ class OcppTransaction(db.Model):
     """
 
     __tablename__ = "ocpp_transaction"
-    __table_args__ = (UniqueConstraint("charge_point_id", "connector", "id_tag", "started_at",
-                                       name="uq_ocpp_transaction_start"),)
+    __table_args__ = (
+        UniqueConstraint("charge_point_id", "connector", "id_tag", "started_at", name="uq_ocpp_transaction_start"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     charge_point_id: Mapped[str] = mapped_column(String(48), index=True)

@@ -44,8 +44,7 @@ def check_key(charge_point_id: str, key: str) -> int | None:
     """The station's number of connectors when `key` is its AuthorizationKey, else None."""
     if not registry.check_key(charge_point_id, key):
         return None
-    return db.session.execute(select(Charger.connectors).where(
-        Charger.charge_point_id == charge_point_id)).scalar_one()
+    return db.session.execute(select(Charger.connectors).where(Charger.charge_point_id == charge_point_id)).scalar_one()
 
 
 def wanted(charge_point_id: str, connector: int | None, id_tag: str) -> bool:
@@ -54,18 +53,27 @@ def wanted(charge_point_id: str, connector: int | None, id_tag: str) -> bool:
     if match is None:
         return False
     session_id = int(match.group(1))
-    port = (Port.hardware_target == target_for(charge_point_id, connector) if connector
-            else Port.hardware_target.like(f"{device_for(charge_point_id)}/%"))
-    started = exists().where(PortCommand.session_id == session_id, PortCommand.kind == CMD_START,
-                             PortCommand.port_id == Port.id, port)
+    port = (
+        Port.hardware_target == target_for(charge_point_id, connector)
+        if connector
+        else Port.hardware_target.like(f"{device_for(charge_point_id)}/%")
+    )
+    started = exists().where(
+        PortCommand.session_id == session_id, PortCommand.kind == CMD_START, PortCommand.port_id == Port.id, port
+    )
     stopped = exists().where(PortCommand.session_id == session_id, PortCommand.kind == CMD_STOP)
     return bool(db.session.execute(select(started & ~stopped)).scalar())
 
 
 def _find(charge_point_id: str, connector: int, id_tag: str, at: datetime) -> OcppTransaction | None:
-    return db.session.execute(select(OcppTransaction).where(
-        OcppTransaction.charge_point_id == charge_point_id, OcppTransaction.connector == connector,
-        OcppTransaction.id_tag == id_tag, OcppTransaction.started_at == at)).scalar_one_or_none()
+    return db.session.execute(
+        select(OcppTransaction).where(
+            OcppTransaction.charge_point_id == charge_point_id,
+            OcppTransaction.connector == connector,
+            OcppTransaction.id_tag == id_tag,
+            OcppTransaction.started_at == at,
+        )
+    ).scalar_one_or_none()
 
 
 @dataclass(frozen=True)
@@ -76,8 +84,7 @@ class Recorded:
     new: bool
 
 
-def start_transaction(charge_point_id: str, connector: int, id_tag: str, meter_start_wh: int,
-                      at: datetime) -> Recorded:
+def start_transaction(charge_point_id: str, connector: int, id_tag: str, meter_start_wh: int, at: datetime) -> Recorded:
     """Our transaction id for a StartTransaction (the same one again gets the same id).
 
     An idTag that is not ours gets an id too (the spec wants one) but is Invalid: nothing is billed
@@ -87,9 +94,14 @@ def start_transaction(charge_point_id: str, connector: int, id_tag: str, meter_s
     if existing is not None:
         return Recorded(Started(existing.id, existing.session_ref is not None), new=False)
     accepted = wanted(charge_point_id, connector, id_tag)
-    transaction = OcppTransaction(charge_point_id=charge_point_id, connector=connector, id_tag=id_tag,
-                                  session_ref=id_tag if accepted else None, meter_start_wh=meter_start_wh,
-                                  started_at=at)
+    transaction = OcppTransaction(
+        charge_point_id=charge_point_id,
+        connector=connector,
+        id_tag=id_tag,
+        session_ref=id_tag if accepted else None,
+        meter_start_wh=meter_start_wh,
+        started_at=at,
+    )
     try:
         with db.session.begin_nested():
             db.session.add(transaction)
@@ -97,17 +109,23 @@ def start_transaction(charge_point_id: str, connector: int, id_tag: str, meter_s
         existing = _find(charge_point_id, connector, id_tag, at)
         return Recorded(Started(existing.id, existing.session_ref is not None), new=False)
     if not accepted:
-        log.warning("station %s started connector %s for idTag %s we did not issue: answered Invalid",
-                    charge_point_id, connector, id_tag,
-                    extra={"event": "ocpp.unknown_id_tag", "charge_point": charge_point_id})
+        log.warning(
+            "station %s started connector %s for idTag %s we did not issue: answered Invalid",
+            charge_point_id,
+            connector,
+            id_tag,
+            extra={"event": "ocpp.unknown_id_tag", "charge_point": charge_point_id},
+        )
     return Recorded(Started(transaction.id, accepted), new=True)
 
 
 def transaction_connector(charge_point_id: str, transaction_id: int) -> int | None:
     """The connector of a transaction we issued to this station, or None."""
-    return db.session.execute(select(OcppTransaction.connector).where(
-        OcppTransaction.id == transaction_id,
-        OcppTransaction.charge_point_id == charge_point_id)).scalar_one_or_none()
+    return db.session.execute(
+        select(OcppTransaction.connector).where(
+            OcppTransaction.id == transaction_id, OcppTransaction.charge_point_id == charge_point_id
+        )
+    ).scalar_one_or_none()
 
 
 @dataclass(frozen=True)
@@ -120,12 +138,15 @@ class Stopped:
     new: bool
 
 
-def stop_transaction(charge_point_id: str, transaction_id: int, meter_stop_wh: int | None, at: datetime,
-                     reason: str) -> Stopped | None:
+def stop_transaction(
+    charge_point_id: str, transaction_id: int, meter_stop_wh: int | None, at: datetime, reason: str
+) -> Stopped | None:
     """Mark our transaction stopped at the station's time and meter; None for an id never issued."""
-    transaction = db.session.execute(select(OcppTransaction).where(
-        OcppTransaction.id == transaction_id,
-        OcppTransaction.charge_point_id == charge_point_id)).scalar_one_or_none()
+    transaction = db.session.execute(
+        select(OcppTransaction).where(
+            OcppTransaction.id == transaction_id, OcppTransaction.charge_point_id == charge_point_id
+        )
+    ).scalar_one_or_none()
     if transaction is None:
         return None
     if transaction.stopped_at is not None:
@@ -137,8 +158,10 @@ def stop_transaction(charge_point_id: str, transaction_id: int, meter_stop_wh: i
 def open_transaction(charge_point_id: str, connector: int, session_ref: str = "") -> int | None:
     """The running transaction of a session (or, without a session, of the connector), if any."""
     query = select(OcppTransaction.id).where(
-        OcppTransaction.charge_point_id == charge_point_id, OcppTransaction.connector == connector,
-        OcppTransaction.stopped_at.is_(None))
+        OcppTransaction.charge_point_id == charge_point_id,
+        OcppTransaction.connector == connector,
+        OcppTransaction.stopped_at.is_(None),
+    )
     if session_ref:
         query = query.where(OcppTransaction.session_ref == session_ref)
     else:
@@ -148,6 +171,12 @@ def open_transaction(charge_point_id: str, connector: int, session_ref: str = ""
 
 def session_started(charge_point_id: str, connector: int, session_ref: str) -> bool:
     """The station already started this session (a repeated start command is then a no-op)."""
-    return db.session.execute(select(exists().where(
-        OcppTransaction.charge_point_id == charge_point_id, OcppTransaction.connector == connector,
-        OcppTransaction.session_ref == session_ref))).scalar()
+    return db.session.execute(
+        select(
+            exists().where(
+                OcppTransaction.charge_point_id == charge_point_id,
+                OcppTransaction.connector == connector,
+                OcppTransaction.session_ref == session_ref,
+            )
+        )
+    ).scalar()

@@ -86,8 +86,9 @@ class Delivered:
     unanswered: int = 0
 
 
-def enqueue(port_id: int, kind: str, *, session_id: int | None = None, argument: str = "",
-            cap_seconds: int | None = None) -> PortCommand:
+def enqueue(
+    port_id: int, kind: str, *, session_id: int | None = None, argument: str = "", cap_seconds: int | None = None
+) -> PortCommand:
     """Queue a command in the caller's transaction (on PostgreSQL, gateways are woken on commit).
 
     A stop for a session supersedes that session's start if it has not gone out yet.
@@ -95,12 +96,20 @@ def enqueue(port_id: int, kind: str, *, session_id: int | None = None, argument:
     if kind == CMD_STOP and session_id is not None:
         db.session.execute(
             update(PortCommand)
-            .where(PortCommand.session_id == session_id, PortCommand.kind == CMD_START,
-                   PortCommand.status == QUEUED)
+            .where(PortCommand.session_id == session_id, PortCommand.kind == CMD_START, PortCommand.status == QUEUED)
             .values(status=DONE, error=SUPERSEDED, done_at=clock_now())
-            .execution_options(synchronize_session=False))
-    command = PortCommand(port_id=port_id, kind=kind, session_id=session_id, argument=argument,
-                          cap_seconds=cap_seconds, status=QUEUED, attempts=0, error="")
+            .execution_options(synchronize_session=False)
+        )
+    command = PortCommand(
+        port_id=port_id,
+        kind=kind,
+        session_id=session_id,
+        argument=argument,
+        cap_seconds=cap_seconds,
+        status=QUEUED,
+        attempts=0,
+        error="",
+    )
     db.session.add(command)
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
@@ -113,8 +122,15 @@ def _scheme_filter(schemes: tuple[str, ...]):
     return or_(*clauses) if clauses else Port.id.is_(None)
 
 
-def claim(now: datetime, *, gateway_id: str, schemes: tuple[str, ...], routed: tuple[str, ...] = (),
-          limit: int = 200, own_claims_expire: float | None = None) -> list[Command]:
+def claim(
+    now: datetime,
+    *,
+    gateway_id: str,
+    schemes: tuple[str, ...],
+    routed: tuple[str, ...] = (),
+    limit: int = 200,
+    own_claims_expire: float | None = None,
+) -> list[Command]:
     """Take due commands for ports on `schemes` (QUEUED → SENDING) and commit; the caller sends them.
 
     Schemes in `routed` (e.g. OCPP, where only the process holding the station's websocket can reach
@@ -125,45 +141,83 @@ def claim(now: datetime, *, gateway_id: str, schemes: tuple[str, ...], routed: t
     """
     _requeue_expired(now, gateway_id, own_claims_expire)
     earlier = aliased(PortCommand)
-    blocked = exists().where(earlier.port_id == PortCommand.port_id, earlier.id < PortCommand.id,
-                             earlier.status.in_(OPEN_STATES))
+    blocked = exists().where(
+        earlier.port_id == PortCommand.port_id, earlier.id < PortCommand.id, earlier.status.in_(OPEN_STATES)
+    )
     anywhere = tuple(s for s in schemes if s not in routed)
     reach = [_scheme_filter(anywhere)]
     if routed:
-        held = exists().where(DeviceLink.device == PortTelemetry.device, DeviceLink.gateway_id == gateway_id,
-                              DeviceLink.online.is_(True))
+        held = exists().where(
+            DeviceLink.device == PortTelemetry.device, DeviceLink.gateway_id == gateway_id, DeviceLink.online.is_(True)
+        )
         reach.append(and_(_scheme_filter(routed), PortTelemetry.target == Port.hardware_target, held))
-    ids = list(db.session.execute(
-        select(PortCommand.id)
-        .join(Port, Port.id == PortCommand.port_id)
-        .outerjoin(PortTelemetry, PortTelemetry.port_id == PortCommand.port_id)
-        .where(PortCommand.status == QUEUED,
-               or_(PortCommand.next_attempt_at.is_(None), PortCommand.next_attempt_at <= now),
-               ~blocked, or_(*reach))
-        .order_by(PortCommand.id).limit(limit)
-        .with_for_update(skip_locked=True, of=PortCommand)).scalars())
+    ids = list(
+        db.session.execute(
+            select(PortCommand.id)
+            .join(Port, Port.id == PortCommand.port_id)
+            .outerjoin(PortTelemetry, PortTelemetry.port_id == PortCommand.port_id)
+            .where(
+                PortCommand.status == QUEUED,
+                or_(PortCommand.next_attempt_at.is_(None), PortCommand.next_attempt_at <= now),
+                ~blocked,
+                or_(*reach),
+            )
+            .order_by(PortCommand.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=PortCommand)
+        ).scalars()
+    )
     if not ids:
         db.session.commit()
         return []
     db.session.execute(
-        update(PortCommand).where(PortCommand.id.in_(ids), PortCommand.status == QUEUED)
-        .values(status=SENDING, claimed_by=gateway_id, claimed_at=now,
-                target=select(Port.hardware_target).where(Port.id == PortCommand.port_id).scalar_subquery())
-        .execution_options(synchronize_session=False))
+        update(PortCommand)
+        .where(PortCommand.id.in_(ids), PortCommand.status == QUEUED)
+        .values(
+            status=SENDING,
+            claimed_by=gateway_id,
+            claimed_at=now,
+            target=select(Port.hardware_target).where(Port.id == PortCommand.port_id).scalar_subquery(),
+        )
+        .execution_options(synchronize_session=False)
+    )
     rows = db.session.execute(
-        select(PortCommand.id, PortCommand.port_id, Port.code, PortCommand.kind, Port.hardware_target,
-               PortCommand.session_id, PortCommand.cap_seconds, PortCommand.argument, PortCommand.attempts)
+        select(
+            PortCommand.id,
+            PortCommand.port_id,
+            Port.code,
+            PortCommand.kind,
+            Port.hardware_target,
+            PortCommand.session_id,
+            PortCommand.cap_seconds,
+            PortCommand.argument,
+            PortCommand.attempts,
+        )
         .join(Port, Port.id == PortCommand.port_id)
-        .where(PortCommand.id.in_(ids), PortCommand.status == SENDING, PortCommand.claimed_by == gateway_id,
-               PortCommand.claimed_at == now)
-        .order_by(PortCommand.id)).all()
+        .where(
+            PortCommand.id.in_(ids),
+            PortCommand.status == SENDING,
+            PortCommand.claimed_by == gateway_id,
+            PortCommand.claimed_at == now,
+        )
+        .order_by(PortCommand.id)
+    ).all()
     commands = []
-    for (command_id, port_id, code, kind, target, session_id, cap, argument, attempts) in rows:
-        commands.append(Command(
-            id=command_id, port_id=port_id, port_code=code, kind=kind,
-            target=targets.parse(target or targets.SIM), session_ref=f"S{session_id}" if session_id else "",
-            cap_seconds=cap, reason=argument if kind == CMD_STOP else "",
-            available=argument != "off", attempts=attempts))
+    for command_id, port_id, code, kind, target, session_id, cap, argument, attempts in rows:
+        commands.append(
+            Command(
+                id=command_id,
+                port_id=port_id,
+                port_code=code,
+                kind=kind,
+                target=targets.parse(target or targets.SIM),
+                session_ref=f"S{session_id}" if session_id else "",
+                cap_seconds=cap,
+                reason=argument if kind == CMD_STOP else "",
+                available=argument != "off",
+                attempts=attempts,
+            )
+        )
     db.session.commit()
     return commands
 
@@ -172,12 +226,16 @@ def _requeue_expired(now: datetime, gateway_id: str, own_expire: float | None) -
     """Commands left SENDING by a gateway that died: queue them again (their device never answered us)."""
     expired = PortCommand.claimed_at <= now - timedelta(seconds=CLAIM_EXPIRES_SECONDS)
     if own_expire is not None:
-        expired = or_(expired, and_(PortCommand.claimed_by == gateway_id,
-                                    PortCommand.claimed_at <= now - timedelta(seconds=own_expire)))
+        expired = or_(
+            expired,
+            and_(PortCommand.claimed_by == gateway_id, PortCommand.claimed_at <= now - timedelta(seconds=own_expire)),
+        )
     db.session.execute(
-        update(PortCommand).where(PortCommand.status == SENDING, expired)
+        update(PortCommand)
+        .where(PortCommand.status == SENDING, expired)
         .values(status=QUEUED, next_attempt_at=now, error="gateway lost while sending")
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)
+    )
 
 
 def release_claims(gateway_id: str, now: datetime) -> int:
@@ -187,17 +245,22 @@ def release_claims(gateway_id: str, now: datetime) -> int:
     take a repeated command of the same session as a no-op.
     """
     released = db.session.execute(
-        update(PortCommand).where(PortCommand.status == SENDING, PortCommand.claimed_by == gateway_id)
+        update(PortCommand)
+        .where(PortCommand.status == SENDING, PortCommand.claimed_by == gateway_id)
         .values(status=QUEUED, next_attempt_at=now, error="sender restarted while sending")
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)
+    ).rowcount
     db.session.commit()
     return released
 
 
 def _finish(command_id: int, values: dict) -> bool:
     done = db.session.execute(
-        update(PortCommand).where(PortCommand.id == command_id, PortCommand.status.in_(OPEN_STATES))
-        .values(**values).execution_options(synchronize_session=False)).rowcount
+        update(PortCommand)
+        .where(PortCommand.id == command_id, PortCommand.status.in_(OPEN_STATES))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
     db.session.commit()
     return bool(done)
 
@@ -237,8 +300,15 @@ def mark_unanswered(command_id: int, reason: str, now: datetime) -> str:
     return status
 
 
-def deliver(send: Callable[[Command], None], now: datetime, *, gateway_id: str, schemes: tuple[str, ...],
-            rounds: int = 5, own_claims_expire: float | None = None) -> Delivered:
+def deliver(
+    send: Callable[[Command], None],
+    now: datetime,
+    *,
+    gateway_id: str,
+    schemes: tuple[str, ...],
+    rounds: int = 5,
+    own_claims_expire: float | None = None,
+) -> Delivered:
     """Synchronous delivery for an in-process device (the simulator): claim, send, mark, repeat.
 
     `send` raises PortRejected (refused) or PortOffline/TimeoutError (no answer). Several rounds,

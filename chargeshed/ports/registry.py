@@ -58,8 +58,9 @@ def add_charger(charge_point_id: str, connectors: int = 1, *, operator_id: int |
     if db.session.execute(select(Charger.id).where(Charger.charge_point_id == charge_point_id)).first():
         raise RegistryError(f"charge point {charge_point_id} is registered already", "exists")
     key = secrets.token_hex(KEY_BYTES)
-    charger = Charger(charge_point_id=charge_point_id, connectors=connectors, key_hash=_hash(key),
-                      operator_id=operator_id)
+    charger = Charger(
+        charge_point_id=charge_point_id, connectors=connectors, key_hash=_hash(key), operator_id=operator_id
+    )
     db.session.add(charger)
     db.session.flush()
     return NewCharger(charger, key)
@@ -75,7 +76,8 @@ def new_key(charger: Charger) -> str:
 def check_key(charge_point_id: str, key: str) -> bool:
     """True when the charge point is registered and `key` is its AuthorizationKey (constant time)."""
     stored = db.session.execute(
-        select(Charger.key_hash).where(Charger.charge_point_id == charge_point_id)).scalar_one_or_none()
+        select(Charger.key_hash).where(Charger.charge_point_id == charge_point_id)
+    ).scalar_one_or_none()
     if stored is None:
         hmac.compare_digest(_hash(key or ""), _hash(""))  # same work whether or not the id exists
         return False
@@ -84,9 +86,11 @@ def check_key(charge_point_id: str, key: str) -> bool:
 
 def charger_rows(operator_id: int | None = None) -> list[tuple[Charger, DeviceLink | None]]:
     """Chargers with their link state (online, last heard, gateway), by charge point id."""
-    query = (select(Charger, DeviceLink)
-             .outerjoin(DeviceLink, DeviceLink.device == "ocpp:" + Charger.charge_point_id)
-             .order_by(Charger.charge_point_id))
+    query = (
+        select(Charger, DeviceLink)
+        .outerjoin(DeviceLink, DeviceLink.device == "ocpp:" + Charger.charge_point_id)
+        .order_by(Charger.charge_point_id)
+    )
     if operator_id is not None:
         query = query.where(Charger.operator_id == operator_id)
     return [(charger, link) for charger, link in db.session.execute(query).all()]
@@ -105,8 +109,11 @@ def heartbeat(gateway_id: str, now: datetime, *, host: str = "") -> None:
 def reap_dead_gateways(now: datetime, interval_seconds: float) -> list[str]:
     """Gateways silent for DEAD_AFTER_HEARTBEATS beats: stopped, their devices offline. Caller commits."""
     limit = now - timedelta(seconds=interval_seconds * DEAD_AFTER_HEARTBEATS)
-    dead = list(db.session.execute(select(Gateway.id).where(
-        Gateway.stopped_at.is_(None), Gateway.heartbeat_at < limit)).scalars())
+    dead = list(
+        db.session.execute(
+            select(Gateway.id).where(Gateway.stopped_at.is_(None), Gateway.heartbeat_at < limit)
+        ).scalars()
+    )
     for gateway_id in dead:
         release(gateway_id, now)
     return dead
@@ -114,7 +121,11 @@ def reap_dead_gateways(now: datetime, interval_seconds: float) -> list[str]:
 
 def release(gateway_id: str, now: datetime) -> None:
     """A gateway stops (or was found dead): its devices are offline until they reconnect. Caller commits."""
-    db.session.execute(update(Gateway).where(Gateway.id == gateway_id).values(stopped_at=now)
-                       .execution_options(synchronize_session=False))
+    db.session.execute(
+        update(Gateway)
+        .where(Gateway.id == gateway_id)
+        .values(stopped_at=now)
+        .execution_options(synchronize_session=False)
+    )
     for device in db.session.execute(select(DeviceLink.device).where(DeviceLink.gateway_id == gateway_id)).scalars():
         telemetry.record_link(device, False, now, gateway_id=gateway_id)

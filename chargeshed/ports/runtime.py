@@ -21,7 +21,8 @@ def get_driver(app: Flask | None = None):
             raise RuntimeError(f"unknown PORT_DRIVER {app.config['PORT_DRIVER']}")
         from chargeshed.ports.sim import SimDriver
 
-        driver = SimDriver(clock_now, seed=7, speed=float(app.config["SIM_SPEED"]),
-                           state_path=app.config.get("SIM_STATE_FILE") or None)
+        driver = SimDriver(
+            clock_now, seed=7, speed=float(app.config["SIM_SPEED"]), state_path=app.config.get("SIM_STATE_FILE") or None
+        )
         app.extensions["port_driver"] = driver
     return driver

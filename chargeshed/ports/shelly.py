@@ -62,7 +62,8 @@ def switch_reading(target_: str, status: dict, at: datetime, *, full: bool) -> R
     fault = ",".join(str(e) for e in errors) if errors else ("" if errors is not None or full else None)
     output = status.get("output")
     return RelayReading(
-        target=target_, at=at,
+        target=target_,
+        at=at,
         online=True,
         relay_on=bool(output) if output is not None else None,
         watts=payload_number(status.get("apower")),
@@ -76,7 +77,7 @@ def _split_device_topic(topic: str) -> tuple[str | None, str]:
     """(prefix, what) for `<prefix>/online`, `<prefix>/events/rpc` and `<prefix>/status/switch:N`."""
     for suffix in ("/online", "/events/rpc"):
         if topic.endswith(suffix):
-            return topic[:-len(suffix)], suffix[1:]
+            return topic[: -len(suffix)], suffix[1:]
     head, _, leaf = topic.rpartition("/status/")
     if head and leaf.startswith("switch:"):
         return head, "status/" + leaf
@@ -160,8 +161,7 @@ class ShellyProtocol:
         for channel in sorted(channels):
             status = params.get(f"switch:{channel}")
             if status is not None:
-                readings.append(switch_reading(target(prefix, channel), status, at,
-                                               full=method == "NotifyFullStatus"))
+                readings.append(switch_reading(target(prefix, channel), status, at, full=method == "NotifyFullStatus"))
         return readings
 
     def _reply(self, frame: dict) -> None:
@@ -169,8 +169,11 @@ class ShellyProtocol:
             raise ValueError("RPC reply without a numeric id")
         future = self._pending.pop(frame["id"], None)
         if future is None or future.done():
-            log.info("RPC reply for a request no longer waiting (id %s)", frame["id"],
-                     extra={"event": "shelly.late_reply", "rpc_id": frame["id"]})
+            log.info(
+                "RPC reply for a request no longer waiting (id %s)",
+                frame["id"],
+                extra={"event": "shelly.late_reply", "rpc_id": frame["id"]},
+            )
             return
         if "error" in frame:
             error = frame["error"] if isinstance(frame["error"], dict) else {"message": str(frame["error"])}

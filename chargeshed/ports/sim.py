@@ -143,8 +143,11 @@ class StateFile:
         fd, tmp = tempfile.mkstemp(prefix=".sim-", suffix=".json", dir=directory)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump({"version": 1, "ports": {code: port.to_json() for code, port in ports.items()}},
-                          handle, separators=(",", ":"))
+                json.dump(
+                    {"version": 1, "ports": {code: port.to_json() for code, port in ports.items()}},
+                    handle,
+                    separators=(",", ":"),
+                )
             os.replace(tmp, self.path)  # atomic: readers see the old state or the new, never half
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -157,14 +160,23 @@ def bike_for(profile: str, seed: int) -> Bike:
     """A bike of the given profile with deterministic, plausible charger figures."""
     rnd = _unit_floats(seed, 3)
     if profile == LEAD_ACID:
-        return Bike(LEAD_ACID, cc_watts=140 + int(60 * rnd[0]), cc_minutes=200 + int(100 * rnd[1]),
-                    taper_minutes=60, float_watts=8)
+        return Bike(
+            LEAD_ACID,
+            cc_watts=140 + int(60 * rnd[0]),
+            cc_minutes=200 + int(100 * rnd[1]),
+            taper_minutes=60,
+            float_watts=8,
+        )
     if profile == OVERLOAD:
         return Bike(OVERLOAD, cc_watts=1500, cc_minutes=10_000)
     if profile == UNPLUGGED:
         return Bike(UNPLUGGED, cc_watts=0, cc_minutes=0)
-    return Bike(profile, cc_watts=180 + int(120 * rnd[0]), cc_minutes=120 + int(120 * rnd[1]),
-                taper_minutes=30 + int(20 * rnd[2]))
+    return Bike(
+        profile,
+        cc_watts=180 + int(120 * rnd[0]),
+        cc_minutes=120 + int(120 * rnd[1]),
+        taper_minutes=30 + int(20 * rnd[2]),
+    )
 
 
 def _stable_seed(seed: int, port_code: str) -> int:
@@ -174,7 +186,7 @@ def _stable_seed(seed: int, port_code: str) -> int:
 
 def _unit_floats(seed: int, count: int) -> list[float]:
     digest = hashlib.sha256(str(seed).encode()).digest()
-    return [int.from_bytes(digest[i * 4:(i + 1) * 4], "big") / 2**32 for i in range(count)]
+    return [int.from_bytes(digest[i * 4 : (i + 1) * 4], "big") / 2**32 for i in range(count)]
 
 
 def power_at(bike: Bike, minutes: float) -> float:
@@ -220,8 +232,16 @@ class SimDriver:
     so the demo needs no set-up; tests plug bikes explicitly with `plug()`.
     """
 
-    def __init__(self, clock: Callable[[], datetime], *, seed: int = 0, speed: float = 1.0,
-                 auto_plug: bool = True, pickup_minutes: float = 90, state_path: str | None = None):
+    def __init__(
+        self,
+        clock: Callable[[], datetime],
+        *,
+        seed: int = 0,
+        speed: float = 1.0,
+        auto_plug: bool = True,
+        pickup_minutes: float = 90,
+        state_path: str | None = None,
+    ):
         self.clock = clock
         self.seed = seed
         self.speed = speed
@@ -367,8 +387,7 @@ class SimDriver:
                 state = SUSPENDED_EV if energy > 0 else PREPARING
             else:
                 state = CHARGING
-            return PortReading(state=state, watts=watts, energy_wh=energy, fault=port.faulted,
-                               relay_on=port.relay_on)
+            return PortReading(state=state, watts=watts, energy_wh=energy, fault=port.faulted, relay_on=port.relay_on)
 
     def _maybe_pickup(self, port: SimPort) -> None:
         if self.auto_plug and port.unplug_at and self._sim_minutes(port.unplug_at) >= self.pickup_minutes:
@@ -414,8 +433,9 @@ class SimAdapter:
         code = command.port_code
         if command.kind == "start":
             self.driver.start(code, command.session_ref)
-            telemetry.record_session_event(code, telemetry.STARTED, self.driver.clock(), command.session_ref,
-                                           meter_wh=0)
+            telemetry.record_session_event(
+                code, telemetry.STARTED, self.driver.clock(), command.session_ref, meter_wh=0
+            )
             db.session.commit()
         elif command.kind == "stop":
             self.driver.stop(code, command.reason)
@@ -444,9 +464,19 @@ class SimAdapter:
                 reading = self.driver.read(code)
             except PortOffline:
                 continue
-            batch.append((code, Reading(at=now, state=reading.state, watts=reading.watts,
-                                        meter_wh=reading.energy_wh, relay_on=reading.relay_on,
-                                        fault=reading.fault or "")))
+            batch.append(
+                (
+                    code,
+                    Reading(
+                        at=now,
+                        state=reading.state,
+                        watts=reading.watts,
+                        meter_wh=reading.energy_wh,
+                        relay_on=reading.relay_on,
+                        fault=reading.fault or "",
+                    ),
+                )
+            )
         stored = record_readings(batch, heard_at=now) if batch else 0
         db.session.commit()
         return stored

@@ -60,8 +60,9 @@ def parse(value: str) -> Target:
         return Target(SIM)
     scheme, sep, rest = value.partition(":")
     if not sep or scheme not in SCHEMES[1:]:
-        raise TargetError("target must be sim, ocpp:<id>/<connector>, shelly:<prefix>/<switch> "
-                          "or tasmota:<topic>[/<relay>]")
+        raise TargetError(
+            "target must be sim, ocpp:<id>/<connector>, shelly:<prefix>/<switch> or tasmota:<topic>[/<relay>]"
+        )
     if scheme == OCPP:
         device_id, slash, channel = rest.rpartition("/")
         if not slash or not _CP_ID.match(device_id):

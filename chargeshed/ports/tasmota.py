@@ -134,8 +134,7 @@ class TasmotaProtocol:
             return self._result(device, relays, json.loads(payload), at)
         if prefix == "stat" and leaf == "STATUS10":  # answer to `Status 10`: the sensors, ENERGY included
             status = json.loads(payload)
-            return self._sensor(device, relays, status.get("StatusSNS", {}) if isinstance(status, dict) else None,
-                                at)
+            return self._sensor(device, relays, status.get("StatusSNS", {}) if isinstance(status, dict) else None, at)
         if prefix == "stat" and leaf.upper().startswith("POWER"):
             return self._states(device, relays, {leaf.upper(): payload.decode()}, at)
         return []
@@ -154,8 +153,15 @@ class TasmotaProtocol:
             total_kwh = _channel_value(energy.get("Total"), relay)
             if watts is None and total_kwh is None:
                 continue
-            readings.append(RelayReading(target=target(device, relay), at=at, online=True, watts=watts,
-                                         meter_wh=None if total_kwh is None else round(total_kwh * 1000, 3)))
+            readings.append(
+                RelayReading(
+                    target=target(device, relay),
+                    at=at,
+                    online=True,
+                    watts=watts,
+                    meter_wh=None if total_kwh is None else round(total_kwh * 1000, 3),
+                )
+            )
         return readings
 
     def _states(self, device: str, relays: set[int], data: dict, at: datetime) -> list[RelayReading]:
@@ -171,8 +177,11 @@ class TasmotaProtocol:
             if relay == 1:
                 self._resolve(device, "POWER1" if key.upper() == "POWER" else "POWER", on)
             if relay in relays:
-                readings.append(RelayReading(target=target(device, relay), at=at, online=True, relay_on=on,
-                                             fault="" if on else None))
+                readings.append(
+                    RelayReading(
+                        target=target(device, relay), at=at, online=True, relay_on=on, fault="" if on else None
+                    )
+                )
         return readings
 
     def _result(self, device: str, relays: set[int], data: dict, at: datetime) -> list[RelayReading]:
@@ -186,8 +195,9 @@ class TasmotaProtocol:
             if key.upper().startswith("PULSETIME"):
                 self._resolve(device, key.upper(), value)
             elif key == "MaxPowerReached" and 1 in relays:
-                readings.append(RelayReading(target=target(device, 1), at=at, online=True, relay_on=False,
-                                             fault="overpower"))
+                readings.append(
+                    RelayReading(target=target(device, 1), at=at, online=True, relay_on=False, fault="overpower")
+                )
         return readings
 
     @staticmethod
@@ -210,8 +220,13 @@ class TasmotaProtocol:
 
     def _reject(self, device: str, reason: str) -> None:
         """Fail the oldest command waiting on the device (Tasmota answers its commands in order)."""
-        pending = [(future, key) for key, waiting in self._waiters.items() if key[0] == device
-                   for future, _expected in waiting if not future.done()]
+        pending = [
+            (future, key)
+            for key, waiting in self._waiters.items()
+            if key[0] == device
+            for future, _expected in waiting
+            if not future.done()
+        ]
         if pending:
             future, _key = min(pending, key=lambda item: self._sent_at.get(item[0], 0))
             future.set_exception(CommandRejected(reason))

@@ -82,9 +82,20 @@ def bind(port: Port, target: str) -> PortTelemetry:
         row = PortTelemetry(port_id=port.id, energy_wh=0, session_start_wh=0)
         db.session.add(row)
     if row.target != parsed.text or row.device != parsed.device:
-        for name in ("state", "fault", "temperature_c", "meter_wh", "reading_at", "heard_at",
-                     "link_changed_at", "session_ref", "session_started_at", "session_stopped_at",
-                     "session_stop_wh", "session_stop_reason"):
+        for name in (
+            "state",
+            "fault",
+            "temperature_c",
+            "meter_wh",
+            "reading_at",
+            "heard_at",
+            "link_changed_at",
+            "session_ref",
+            "session_started_at",
+            "session_stopped_at",
+            "session_stop_wh",
+            "session_stop_reason",
+        ):
             setattr(row, name, None)
         row.watts, row.relay_on, row.link_online = 0, False, False
     row.target, row.scheme, row.device = parsed.text, parsed.scheme, parsed.device
@@ -107,21 +118,36 @@ def _rows(keys: Iterable[PortKey]) -> dict[PortKey, PortTelemetry]:
             port_of[code] = port_id
     if target_keys:
         for port_id, target in db.session.execute(
-                select(PortTelemetry.port_id, PortTelemetry.target).where(PortTelemetry.target.in_(target_keys))):
+            select(PortTelemetry.port_id, PortTelemetry.target).where(PortTelemetry.target.in_(target_keys))
+        ):
             port_of[target_keys[target]] = port_id
     wanted = sorted(set(port_of.values()))
     if not wanted:
         return {}
-    rows = {row.port_id: row for row in db.session.execute(
-        select(PortTelemetry).where(PortTelemetry.port_id.in_(wanted)).order_by(PortTelemetry.port_id)
-        .with_for_update()).scalars()}
+    rows = {
+        row.port_id: row
+        for row in db.session.execute(
+            select(PortTelemetry)
+            .where(PortTelemetry.port_id.in_(wanted))
+            .order_by(PortTelemetry.port_id)
+            .with_for_update()
+        ).scalars()
+    }
     missing = [port_id for port_id in wanted if port_id not in rows]
     if missing:
-        for port_id, target in db.session.execute(
-                select(Port.id, Port.hardware_target).where(Port.id.in_(missing))):
+        for port_id, target in db.session.execute(select(Port.id, Port.hardware_target).where(Port.id.in_(missing))):
             parsed = targets.parse(target or targets.SIM)
-            row = PortTelemetry(port_id=port_id, target=parsed.text, scheme=parsed.scheme, device=parsed.device,
-                                energy_wh=0, session_start_wh=0, watts=0, relay_on=False, link_online=False)
+            row = PortTelemetry(
+                port_id=port_id,
+                target=parsed.text,
+                scheme=parsed.scheme,
+                device=parsed.device,
+                energy_wh=0,
+                session_start_wh=0,
+                watts=0,
+                relay_on=False,
+                link_online=False,
+            )
             db.session.add(row)
             rows[port_id] = row
     return {key: rows[port_id] for key, port_id in port_of.items() if port_id in rows}
@@ -182,14 +208,23 @@ def _apply(row: PortTelemetry, reading: Reading, heard_at: datetime) -> bool:
         row.temperature_c = float(reading.temperature_c)
     if reading.meter_wh is not None:
         if reading.meter_wh < 0:
-            log.warning("negative meter reading ignored on port %s", row.port_id,
-                        extra={"event": "telemetry.negative_meter"})
+            log.warning(
+                "negative meter reading ignored on port %s", row.port_id, extra={"event": "telemetry.negative_meter"}
+            )
         else:
             _advance_meter(row, int(reading.meter_wh))
     row.reading_at = reading.at
     if newer and row.session_ref and row.session_stopped_at is None and reading.meter_wh is not None:
-        db.session.add(MeterSample(port_id=row.port_id, session_ref=row.session_ref, at=reading.at,
-                                   energy_wh=row.energy_wh, meter_wh=row.meter_wh, watts=row.watts or 0))
+        db.session.add(
+            MeterSample(
+                port_id=row.port_id,
+                session_ref=row.session_ref,
+                at=reading.at,
+                energy_wh=row.energy_wh,
+                meter_wh=row.meter_wh,
+                watts=row.watts or 0,
+            )
+        )
     return newer
 
 
@@ -207,9 +242,16 @@ def _register_at(row: PortTelemetry, meter_wh: int | None, at: datetime) -> int:
     return row.energy_wh or 0
 
 
-def record_session_event(key: PortKey, event: str, at: datetime, session_ref: str, *,
-                         meter_wh: int | None = None, reason: str | None = None,
-                         heard_at: datetime | None = None) -> bool:
+def record_session_event(
+    key: PortKey,
+    event: str,
+    at: datetime,
+    session_ref: str,
+    *,
+    meter_wh: int | None = None,
+    reason: str | None = None,
+    heard_at: datetime | None = None,
+) -> bool:
     """The device says the session `session_ref` started or stopped at `at` (device time).
 
     `meter_wh` is the device meter at that moment (OCPP meterStart/meterStop). A repeated event
@@ -231,8 +273,12 @@ def record_session_event(key: PortKey, event: str, at: datetime, session_ref: st
     elif event == STOPPED:
         if row.session_ref != session_ref or row.session_stopped_at is not None:
             if row.session_ref != session_ref:
-                log.warning("stop of session %s not running on port %s", session_ref, row.port_id,
-                            extra={"event": "telemetry.unknown_session"})
+                log.warning(
+                    "stop of session %s not running on port %s",
+                    session_ref,
+                    row.port_id,
+                    extra={"event": "telemetry.unknown_session"},
+                )
             return False
         row.session_stopped_at = at
         row.session_stop_wh = max(row.session_start_wh or 0, _register_at(row, meter_wh, at))
@@ -254,8 +300,9 @@ def device_key(value: str) -> str:
         raise
 
 
-def record_link(device: str, online: bool, at: datetime, *, gateway_id: str | None = None,
-                state: str | None = None) -> None:
+def record_link(
+    device: str, online: bool, at: datetime, *, gateway_id: str | None = None, state: str | None = None
+) -> None:
     """A device's link went up or down, or it was heard from (online=True again refreshes last heard).
 
     `device` is a device key ("ocpp:CP1", "shelly:pro4pm-1") or any target on it. `gateway_id`:
@@ -280,13 +327,17 @@ def record_link(device: str, online: bool, at: datetime, *, gateway_id: str | No
         link.gateway_id = None
     if state is not None:
         link.state = state
-    db.session.execute(update(PortTelemetry)
-                       .where(PortTelemetry.device == device, PortTelemetry.link_online != online)
-                       .values(link_online=online, link_changed_at=at)
-                       .execution_options(synchronize_session=False))
+    db.session.execute(
+        update(PortTelemetry)
+        .where(PortTelemetry.device == device, PortTelemetry.link_online != online)
+        .values(link_online=online, link_changed_at=at)
+        .execution_options(synchronize_session=False)
+    )
     if online:
-        db.session.execute(update(PortTelemetry)
-                           .where(PortTelemetry.device == device,
-                                  or_(PortTelemetry.heard_at.is_(None), PortTelemetry.heard_at < at))
-                           .values(heard_at=at).execution_options(synchronize_session=False))
+        db.session.execute(
+            update(PortTelemetry)
+            .where(PortTelemetry.device == device, or_(PortTelemetry.heard_at.is_(None), PortTelemetry.heard_at < at))
+            .values(heard_at=at)
+            .execution_options(synchronize_session=False)
+        )
     db.session.flush()

@@ -27,8 +27,7 @@ def case_scope(user: User, query):
 
 def get_case_or_404(user: User, case_id: int) -> HazardCase:
     """A case in a site the user may see; any other is NotFound."""
-    case = db.session.execute(case_scope(user, select(HazardCase).where(HazardCase.id == case_id))) \
-        .scalar_one_or_none()
+    case = db.session.execute(case_scope(user, select(HazardCase).where(HazardCase.id == case_id))).scalar_one_or_none()
     if case is None:
         raise NotFound(f"case {case_id}")
     return case
@@ -50,8 +49,9 @@ def incident_scope(user: User, query):
 
 def get_incident_or_404(user: User, incident_id: int) -> Incident:
     """An incident on a shed the user may see; any other is NotFound."""
-    incident = db.session.execute(incident_scope(user, select(Incident).where(Incident.id == incident_id))) \
-        .scalar_one_or_none()
+    incident = db.session.execute(
+        incident_scope(user, select(Incident).where(Incident.id == incident_id))
+    ).scalar_one_or_none()
     if incident is None:
         raise NotFound(f"incident {incident_id}")
     return incident
@@ -59,8 +59,8 @@ def get_incident_or_404(user: User, incident_id: int) -> Incident:
 
 def get_building_or_404(user: User, building_id: int) -> Building:
     """A building of a site the user may see; any other is NotFound."""
-    building = db.session.execute(site_scope(
-        user, select(Building).join(Site, Site.id == Building.site_id).where(Building.id == building_id))
+    building = db.session.execute(
+        site_scope(user, select(Building).join(Site, Site.id == Building.site_id).where(Building.id == building_id))
     ).scalar_one_or_none()
     if building is None:
         raise NotFound(f"building {building_id}")

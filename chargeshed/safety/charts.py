@@ -30,15 +30,16 @@ def _nice_max(value: float, minimum: float) -> float:
     return 10 * magnitude
 
 
-def _text(x: float, y: float, content: str, *, size: int = 12, anchor: str = "start", fill: str = INK,
-          weight: str = "normal") -> str:
-    return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" fill="{fill}" '
-            f'font-weight="{weight}">{escape(content)}</text>')
-
-
-def trend_svg(
-    trend: Trend, *, title: str, utilisation_label: str, building_label, no_reports_label: str
+def _text(
+    x: float, y: float, content: str, *, size: int = 12, anchor: str = "start", fill: str = INK, weight: str = "normal"
 ) -> str:
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" fill="{fill}" '
+        f'font-weight="{weight}">{escape(content)}</text>'
+    )
+
+
+def trend_svg(trend: Trend, *, title: str, utilisation_label: str, building_label, no_reports_label: str) -> str:
     """The chart as an SVG document. `building_label(n)` names a building; all text is escaped."""
     weeks = len(trend.weeks)
     rows = [(number, counts) for number, counts in sorted(trend.reports.items()) if any(counts)]
@@ -64,9 +65,7 @@ def trend_svg(
     for i, value in enumerate(trend.utilisation):
         h = usable * value / scale if scale else 0
         x = x0 + i * col + (col - bar) / 2
-        parts.append(
-            f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{GREEN}"/>'
-        )
+        parts.append(f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{GREEN}"/>')
         parts.append(_text(x + bar / 2, base - h - 3, f"{value:.0f}%", size=10, anchor="middle", fill=GREEN))
     # One row of report bars per building that had reports.
     peak = max([max(c) for _n, c in rows] or [1])
@@ -83,9 +82,7 @@ def trend_svg(
                 continue
             h = (ROW_H - 16) * count / peak
             x = x0 + i * col + (col - bar) / 2
-            parts.append(
-                f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{RED}"/>'
-            )
+            parts.append(f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{RED}"/>')
             parts.append(_text(x + bar + 2, base - 2, str(count), size=10, fill=RED))
         y += ROW_H
     # Week axis.

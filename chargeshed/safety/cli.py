@@ -27,8 +27,9 @@ def sync_command() -> None:
 @click.command("safety-summary")
 @click.argument("site_id", type=int)
 @click.argument("month")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True,
-              help="PDF file to write.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True, help="PDF file to write."
+)
 @click.option("--lang", default=None, help="Language (zh_CN, en); default: the app's default.")
 @with_appcontext
 def summary_command(site_id: int, month: str, output: str, lang: str | None) -> None:

@@ -47,14 +47,10 @@ def load_safety_demo(password: str, weeks: int = 12, seed: int = 37) -> dict:
     site = db.session.execute(select(Site).order_by(Site.id)).scalars().first()
     if site is None:
         return {"created": False, "reason": "no compound; run `flask demo` first"}
-    if db.session.execute(
-        select(func.count(HazardCase.id)).where(HazardCase.site_id == site.id)
-    ).scalar_one():
+    if db.session.execute(select(func.count(HazardCase.id)).where(HazardCase.site_id == site.id)).scalar_one():
         return {"created": False, "reason": "safety demo already loaded"}
     rnd = random.Random(seed)
-    patrol = db.session.execute(
-        select(User).where(User.login == PATROL_LOGIN)
-    ).scalar_one_or_none() or create_user(
+    patrol = db.session.execute(select(User).where(User.login == PATROL_LOGIN)).scalar_one_or_none() or create_user(
         PATROL_LOGIN, password, ROLE_PATROL, site_id=site.id, display_name="巡查 张师傅"
     )
     residents = list(
@@ -113,9 +109,7 @@ def load_safety_demo(password: str, weeks: int = 12, seed: int = 37) -> dict:
     return {"created": True, "cases": created, "patrol": patrol.login}
 
 
-def _advance(
-    case: HazardCase, patrol: User, bikes: list, rnd: random.Random, at: datetime, now: datetime
-) -> None:
+def _advance(case: HazardCase, patrol: User, bikes: list, rnd: random.Random, at: datetime, now: datetime) -> None:
     """Walk a case some way along the workflow, as a patrol would have, never past `now`."""
     age_days = (now - at).days
     if age_days < 1:

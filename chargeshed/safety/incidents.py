@@ -64,16 +64,24 @@ def sync_incidents(now: datetime) -> SyncReport:
     since = mark.at - OVERLAP if mark is not None else None
     report = SyncReport()
     for source in _sources(since, now):
-        if db.session.execute(
-            select(IncidentOccurrence.id).where(IncidentOccurrence.source_ref == source.ref)
-        ).first() is not None:
+        if (
+            db.session.execute(select(IncidentOccurrence.id).where(IncidentOccurrence.source_ref == source.ref)).first()
+            is not None
+        ):
             continue
         try:
             with db.session.begin_nested():
                 incident, opened = _open_incident(source)
-                db.session.add(IncidentOccurrence(
-                    incident_id=incident.id, source_ref=source.ref, port_id=source.port_id,
-                    session_id=source.session_id, at=source.at, detail=source.detail[:255]))
+                db.session.add(
+                    IncidentOccurrence(
+                        incident_id=incident.id,
+                        source_ref=source.ref,
+                        port_id=source.port_id,
+                        session_id=source.session_id,
+                        at=source.at,
+                        detail=source.detail[:255],
+                    )
+                )
                 incident.occurrences += 1
                 incident.last_seen_at = max(incident.last_seen_at, source.at)
                 db.session.flush()
@@ -92,11 +100,14 @@ def sync_incidents(now: datetime) -> SyncReport:
 
 def _sources(since: datetime | None, now: datetime) -> list[_Source]:
     """Overload-ended sessions and port fault events in (since, now], oldest first."""
-    sessions = select(ChargeSession.id, ChargeSession.shed_id, ChargeSession.port_id, ChargeSession.ended_at,
-                      ChargeSession.watts).where(ChargeSession.end_reason == OVERLOAD_REASON,
-                                                 ChargeSession.ended_at <= now)
-    events = select(PortEvent.id, Port.shed_id, PortEvent.port_id, PortEvent.at, PortEvent.detail) \
-        .join(Port, Port.id == PortEvent.port_id).where(PortEvent.kind == "fault", PortEvent.at <= now)
+    sessions = select(
+        ChargeSession.id, ChargeSession.shed_id, ChargeSession.port_id, ChargeSession.ended_at, ChargeSession.watts
+    ).where(ChargeSession.end_reason == OVERLOAD_REASON, ChargeSession.ended_at <= now)
+    events = (
+        select(PortEvent.id, Port.shed_id, PortEvent.port_id, PortEvent.at, PortEvent.detail)
+        .join(Port, Port.id == PortEvent.port_id)
+        .where(PortEvent.kind == "fault", PortEvent.at <= now)
+    )
     if since is not None:
         sessions = sessions.where(ChargeSession.ended_at > since)
         events = events.where(PortEvent.at > since)

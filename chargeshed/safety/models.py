@@ -170,7 +170,8 @@ class Incident(db.Model):
     shed: Mapped[Shed] = relationship()  # noqa: F821
     closed_by: Mapped[User | None] = relationship()  # noqa: F821
     occurrences_log: Mapped[list[IncidentOccurrence]] = relationship(
-        back_populates="incident", order_by="IncidentOccurrence.at")
+        back_populates="incident", order_by="IncidentOccurrence.at"
+    )
 
 
 class IncidentOccurrence(db.Model):

@@ -45,8 +45,10 @@ def _lines(text: str, font: str, size: float, width: float) -> list[str]:
 def notices_pdf(site_name: str, notices: list[Notice]) -> bytes:
     """The notices of a site as an A4 PDF (fonts embedded), one page per building."""
     title = _("Fire hazard? Report it here")
-    body = _("Flying wires, e-bikes or batteries charging in corridors, stairwells or lobbies, blocked exits. "
-             "Scan, take a photo, send. You may stay anonymous.")
+    body = _(
+        "Flying wires, e-bikes or batteries charging in corridors, stairwells or lobbies, blocked exits. "
+        "Scan, take a photo, send. You may stay anonymous."
+    )
     footer = _("Charge your e-bike in the charging shed, not in the building.")
     regular, bold = pdf_fonts(site_name, *(n.place for n in notices))
     buffer = io.BytesIO()
@@ -76,8 +78,9 @@ def notices_pdf(site_name: str, notices: list[Notice]) -> bytes:
             pdf.drawCentredString(width / 2, y, line)
         qr_size = 95 * mm
         y -= qr_size + 8 * mm
-        pdf.drawImage(ImageReader(io.BytesIO(qr_png(notice.url, box_size=12))), (width - qr_size) / 2, y,
-                      qr_size, qr_size)
+        pdf.drawImage(
+            ImageReader(io.BytesIO(qr_png(notice.url, box_size=12))), (width - qr_size) / 2, y, qr_size, qr_size
+        )
         pdf.setFont(regular, 10)
         pdf.drawCentredString(width / 2, y - 5 * mm, notice.url)
         pdf.setFont(bold, 18)

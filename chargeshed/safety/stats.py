@@ -54,9 +54,13 @@ def bucket_of(days: int) -> int:
 
 
 def _open_cases(site_id: int) -> list[HazardCase]:
-    return list(db.session.execute(
-        select(HazardCase).where(HazardCase.site_id == site_id, HazardCase.state != CLOSED)
-        .order_by(HazardCase.created_at)).scalars())
+    return list(
+        db.session.execute(
+            select(HazardCase)
+            .where(HazardCase.site_id == site_id, HazardCase.state != CLOSED)
+            .order_by(HazardCase.created_at)
+        ).scalars()
+    )
 
 
 @dataclass
@@ -83,9 +87,13 @@ def open_by_age_and_building(site_id: int, now: datetime) -> list[AgeRow]:
 
 def overdue_cases(site_id: int, now: datetime) -> list[HazardCase]:
     """Cases whose rectification deadline has passed, most overdue first."""
-    return list(db.session.execute(
-        select(HazardCase).where(HazardCase.site_id == site_id, HazardCase.state == DEADLINE_SET,
-                                 HazardCase.deadline_at < now).order_by(HazardCase.deadline_at)).scalars())
+    return list(
+        db.session.execute(
+            select(HazardCase)
+            .where(HazardCase.site_id == site_id, HazardCase.state == DEADLINE_SET, HazardCase.deadline_at < now)
+            .order_by(HazardCase.deadline_at)
+        ).scalars()
+    )
 
 
 def awaiting_first_check(site_id: int, now: datetime, hours: int) -> list[HazardCase]:
@@ -103,9 +111,7 @@ def awaiting_first_check(site_id: int, now: datetime, hours: int) -> list[Hazard
     )
 
 
-def median_hours_to_close(
-    site_id: int, start: datetime | None = None, end: datetime | None = None
-) -> float | None:
+def median_hours_to_close(site_id: int, start: datetime | None = None, end: datetime | None = None) -> float | None:
     """Median hours from report to close, over cases closed in [start, end); None when none closed."""
     query = select(HazardCase.created_at, HazardCase.closed_at).where(
         HazardCase.site_id == site_id, HazardCase.state == CLOSED
@@ -287,9 +293,7 @@ def month_summary(site_id: int, year: int, month: int, now: datetime) -> MonthSu
         ).scalars()
     )
     summary.overdue_at_end = sum(
-        1
-        for c in summary.open_at_end
-        if c.deadline_at is not None and c.deadline_at < cut and c.state == DEADLINE_SET
+        1 for c in summary.open_at_end if c.deadline_at is not None and c.deadline_at < cut and c.state == DEADLINE_SET
     )
     events = db.session.execute(
         select(CaseEvent.action, CaseEvent.target)

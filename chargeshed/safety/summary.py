@@ -35,11 +35,10 @@ def _styles() -> dict[str, ParagraphStyle]:
     font = _font()
     return {
         "title": ParagraphStyle("title", fontName=font, fontSize=17, leading=22, spaceAfter=4),
-        "sub": ParagraphStyle(
-            "sub", fontName=font, fontSize=9.5, leading=13, textColor=colors.HexColor("#555")
+        "sub": ParagraphStyle("sub", fontName=font, fontSize=9.5, leading=13, textColor=colors.HexColor("#555")),
+        "h2": ParagraphStyle(
+            "h2", fontName=font, fontSize=12.5, leading=16, spaceBefore=10, spaceAfter=5, keepWithNext=1
         ),
-        "h2": ParagraphStyle("h2", fontName=font, fontSize=12.5, leading=16, spaceBefore=10, spaceAfter=5,
-                             keepWithNext=1),
         "body": ParagraphStyle("body", fontName=font, fontSize=9.5, leading=13),
         "cell": ParagraphStyle("cell", fontName=font, fontSize=9, leading=12),
     }
@@ -152,8 +151,7 @@ def render_pdf(summary: MonthSummary, site_name: str, generated_at: datetime) ->
         [_("Bikes moved after 3 or more reminders"), str(summary.moved)],
         [
             _("Escalations"),
-            ", ".join(f"{labels.AUTHORITY_LABELS.get(k, k)} {v}" for k, v in summary.escalations.items())
-            or "0",
+            ", ".join(f"{labels.AUTHORITY_LABELS.get(k, k)} {v}" for k, v in summary.escalations.items()) or "0",
         ],
         [
             _("Incidents from the charging ports"),
@@ -185,8 +183,15 @@ def render_pdf(summary: MonthSummary, site_name: str, generated_at: datetime) ->
         colWidths=[width * 0.5, width * 0.5],
         hAlign="LEFT",
     )
-    side.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, -1), _font()),
-                              ("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+    side.setStyle(
+        TableStyle(
+            [
+                ("FONTNAME", (0, 0), (-1, -1), _font()),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("LEFTPADDING", (0, 0), (-1, -1), 0),
+            ]
+        )
+    )
     story += [_p(_("Reports by type and building"), styles["h2"]), side]
     if len(outcome) > 1:
         story += [Spacer(1, 6), _table(outcome, [width * 0.36, width * 0.1], styles)]
@@ -218,9 +223,7 @@ def render_pdf(summary: MonthSummary, site_name: str, generated_at: datetime) ->
 
     story.append(_p(_("Cases open at month end"), styles["h2"]))
     if summary.open_at_end:
-        rows = [
-            [_("Case"), _("Place"), _("Hazard"), _("Reported"), _("State"), _("Reminders"), _("Deadline")]
-        ]
+        rows = [[_("Case"), _("Place"), _("Hazard"), _("Reported"), _("State"), _("Reminders"), _("Deadline")]]
         for case in summary.open_at_end:
             rows.append(
                 [

@@ -90,17 +90,23 @@ def clean_photo(raw: bytes, max_bytes: int = MAX_PHOTO_BYTES) -> CleanPhoto:
     if not raw:
         raise PhotoRejected(_("The file is empty."))
     if len(raw) > max_bytes:
-        raise PhotoRejected(_("The photo is larger than %(mb)s MB. Please choose a smaller photo.",
-                              mb=max_bytes // (1024 * 1024)))
+        raise PhotoRejected(
+            _("The photo is larger than %(mb)s MB. Please choose a smaller photo.", mb=max_bytes // (1024 * 1024))
+        )
     kind = _sniff(raw[:512])
     if kind == "heic":
-        raise PhotoRejected(_("HEIC photos cannot be read. Please send it as JPEG (on iPhone: Settings › "
-                              "Camera › Formats › Most Compatible)."))
+        raise PhotoRejected(
+            _(
+                "HEIC photos cannot be read. Please send it as JPEG (on iPhone: Settings › "
+                "Camera › Formats › Most Compatible)."
+            )
+        )
     if kind in ("svg", "html"):
         raise PhotoRejected(_("This file is not a photo. Please choose a JPEG, PNG or WebP photo."))
     if _MARKUP.search(raw):
-        raise PhotoRejected(_("This file contains more than a picture and was refused. "
-                              "Please take or choose a plain photo."))
+        raise PhotoRejected(
+            _("This file contains more than a picture and was refused. Please take or choose a plain photo.")
+        )
     with _decode_slot():
         picture = _decode_small(raw)
     thumb = picture.copy()
@@ -125,10 +131,10 @@ def _decode_small(raw: bytes) -> Image.Image:
             return _flatten(upright)
     except PhotoRejected:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError,
-            EOFError) as exc:
-        raise PhotoRejected(_("This file is not a photo we can read. Please choose a JPEG, PNG or WebP "
-                              "photo.")) from exc
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise PhotoRejected(
+            _("This file is not a photo we can read. Please choose a JPEG, PNG or WebP photo.")
+        ) from exc
 
 
 def _flatten(image: Image.Image) -> Image.Image:
@@ -152,15 +158,15 @@ def read_upload(stream, max_bytes: int = MAX_PHOTO_BYTES) -> bytes:
     """Read an upload stream, refusing it as soon as it exceeds `max_bytes`."""
     data = stream.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise PhotoRejected(_("The photo is larger than %(mb)s MB. Please choose a smaller photo.",
-                              mb=max_bytes // (1024 * 1024)))
+        raise PhotoRejected(
+            _("The photo is larger than %(mb)s MB. Please choose a smaller photo.", mb=max_bytes // (1024 * 1024))
+        )
     return data
 
 
 def upload_dir() -> str:
     """Where photos live: SAFETY_UPLOAD_DIR, else <instance>/uploads/safety (never under static/)."""
-    path = current_app.config.get("SAFETY_UPLOAD_DIR") or os.path.join(
-        current_app.instance_path, "uploads", "safety")
+    path = current_app.config.get("SAFETY_UPLOAD_DIR") or os.path.join(current_app.instance_path, "uploads", "safety")
     os.makedirs(path, exist_ok=True)
     return path
 

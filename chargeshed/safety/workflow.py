@@ -230,9 +230,7 @@ def act(
             _("This step is not possible while the case is “%(state)s”.", state=state_name(case.state)),
         )
     values: dict = {"updated_at": now}
-    event = CaseEvent(
-        case_id=case.id, at=now, actor_id=actor_id, action=action, from_state=case.state, note=note
-    )
+    event = CaseEvent(case_id=case.id, at=now, actor_id=actor_id, action=action, from_state=case.state, note=note)
     if action == NO_HAZARD:
         _need(note, "note", _("Say what you found on site."))
         values.update(outcome=OUTCOME_NO_HAZARD, verified_at=now)
@@ -306,8 +304,13 @@ def act(
         from chargeshed.notify.base import HAZARD_PROGRESS
         from chargeshed.notify.outbox import queue_for_user
 
-        queue_for_user(case.reporter_id, HAZARD_PROGRESS, {"case": f"#{case.id}", "status": state_name(to_state)},
-                       f"hazard:{case.id}:{event.id}", now)
+        queue_for_user(
+            case.reporter_id,
+            HAZARD_PROGRESS,
+            {"case": f"#{case.id}", "status": state_name(to_state)},
+            f"hazard:{case.id}:{event.id}",
+            now,
+        )
     kind = PHOTO_AFTER if action == RECTIFY else PHOTO_SITE
     _store_photos(case, event, [photo] if photo is not None else [], kind, now)
     db.session.refresh(case)
@@ -361,9 +364,7 @@ def find_by_token(token: str) -> HazardCase | None:
     """The case behind a tracking link, or None."""
     if not token or len(token) > 64:
         return None
-    return db.session.execute(
-        select(HazardCase).where(HazardCase.tracking_token == token)
-    ).scalar_one_or_none()
+    return db.session.execute(select(HazardCase).where(HazardCase.tracking_token == token)).scalar_one_or_none()
 
 
 def similar_open_cases(
@@ -425,12 +426,14 @@ def owner_record(case: HazardCase) -> OwnerRecord | None:
         ).scalars()
     )
     for_owner = db.session.execute(
-        select(func.count()).select_from(HazardCase).where(
-            HazardCase.bike_id.in_(owner_bikes), HazardCase.site_id == case.site_id)
+        select(func.count())
+        .select_from(HazardCase)
+        .where(HazardCase.bike_id.in_(owner_bikes), HazardCase.site_id == case.site_id)
     ).scalar_one()
     charges, last = db.session.execute(
         select(func.count(ChargeSession.id), func.max(ChargeSession.ended_at)).where(
-            ChargeSession.user_id == bike.owner_id, ChargeSession.state == "ended",
+            ChargeSession.user_id == bike.owner_id,
+            ChargeSession.state == "ended",
             ChargeSession.shed_id.in_(select(Shed.id).where(Shed.site_id == case.site_id)),
         )
     ).one()

@@ -29,15 +29,13 @@ class OperatorSite:
 
 def operator_sites(user: User) -> list[OperatorSite]:
     """Every operator-and-site pair with a shed this user may see, by site then operator."""
-    pairs = db.session.execute(
-        shed_scope(user, select(Shed.operator_id, Shed.site_id).distinct())
-    ).all()
+    pairs = db.session.execute(shed_scope(user, select(Shed.operator_id, Shed.site_id).distinct())).all()
     if not pairs:
         return []
-    operators = {o.id: o for o in db.session.execute(
-        select(Operator).where(Operator.id.in_({p[0] for p in pairs}))).scalars()}
-    sites = {s.id: s for s in db.session.execute(
-        select(Site).where(Site.id.in_({p[1] for p in pairs}))).scalars()}
+    operators = {
+        o.id: o for o in db.session.execute(select(Operator).where(Operator.id.in_({p[0] for p in pairs}))).scalars()
+    }
+    sites = {s.id: s for s in db.session.execute(select(Site).where(Site.id.in_({p[1] for p in pairs}))).scalars()}
     return [OperatorSite(operators[o], sites[s]) for o, s in sorted(pairs, key=lambda p: (p[1], p[0]))]
 
 

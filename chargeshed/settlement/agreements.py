@@ -50,17 +50,21 @@ def last_issued_end(operator_id: int, site_id: int) -> date | None:
     """The last day covered by an issued statement of this operator at this site, if any."""
     return db.session.execute(
         select(func.max(Statement.period_end)).where(
-            Statement.operator_id == operator_id, Statement.site_id == site_id, Statement.status == ISSUED)
+            Statement.operator_id == operator_id, Statement.site_id == site_id, Statement.status == ISSUED
+        )
     ).scalar_one_or_none()
 
 
 def agreements_of(operator_id: int, site_id: int) -> list[Agreement]:
     """Every agreement of this operator at this site, oldest start first, with parties loaded."""
-    return list(db.session.execute(
-        select(Agreement).options(selectinload(Agreement.parties), selectinload(Agreement.shed))
-        .where(Agreement.operator_id == operator_id, Agreement.site_id == site_id)
-        .order_by(Agreement.valid_from, Agreement.id)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(Agreement)
+            .options(selectinload(Agreement.parties), selectinload(Agreement.shed))
+            .where(Agreement.operator_id == operator_id, Agreement.site_id == site_id)
+            .order_by(Agreement.valid_from, Agreement.id)
+        ).scalars()
+    )
 
 
 def effective_ranges(agreements: list[Agreement]) -> dict[int, tuple[date, date | None]]:
@@ -126,9 +130,12 @@ def _check_parties(parties: list[PartyInput], electricity_fen_per_kwh: int, fee_
         raise SettlementRefused(_l("Each share must be between 0 % and 100 %."))
     total = sum(p.share_bp for p in parties)
     if total != FULL_SHARE_BP:
-        raise SettlementRefused(_l(
-            "The shares add up to %(total)s; they must add up to exactly 100.00 %% (10,000 basis points).",
-            total=format_bp(total)))
+        raise SettlementRefused(
+            _l(
+                "The shares add up to %(total)s; they must add up to exactly 100.00 %% (10,000 basis points).",
+                total=format_bp(total),
+            )
+        )
     if sum(p.pays_electricity for p in parties) > 1:
         raise SettlementRefused(_l("Only one party can pay the electricity bill."))
     if electricity_fen_per_kwh and not any(p.pays_electricity for p in parties):
@@ -150,14 +157,24 @@ def _overlapping(candidate_from: date, candidate_to: date | None, other: Agreeme
     return candidate_to is not None and candidate_to >= other.valid_from
 
 
-def create_agreement(*, operator_id: int, site_id: int, shed_id: int | None, valid_from: date,
-                     valid_to: date | None, electricity_fen_per_kwh: int, fee_mode: str,
-                     parties: list[PartyInput], note: str = "",
-                     created_by_id: int | None = None) -> Agreement:
+def create_agreement(
+    *,
+    operator_id: int,
+    site_id: int,
+    shed_id: int | None,
+    valid_from: date,
+    valid_to: date | None,
+    electricity_fen_per_kwh: int,
+    fee_mode: str,
+    parties: list[PartyInput],
+    note: str = "",
+    created_by_id: int | None = None,
+) -> Agreement:
     """Store a new agreement, or raise SettlementRefused saying why not (nothing is stored then)."""
     if any(not FIRST_YEAR <= day.year <= LAST_YEAR for day in (valid_from, valid_to) if day is not None):
-        raise SettlementRefused(_l("Choose days between the years %(first)d and %(last)d.",
-                                   first=FIRST_YEAR, last=LAST_YEAR))
+        raise SettlementRefused(
+            _l("Choose days between the years %(first)d and %(last)d.", first=FIRST_YEAR, last=LAST_YEAR)
+        )
     if valid_to is not None and valid_to < valid_from:
         raise SettlementRefused(_l("The agreement ends before it starts."))
     if not 0 <= electricity_fen_per_kwh <= MAX_ELECTRICITY_FEN_PER_KWH:
@@ -169,25 +186,46 @@ def create_agreement(*, operator_id: int, site_id: int, shed_id: int | None, val
             raise SettlementRefused(_l("That shed is not run by this operator at this site."))
     issued_until = last_issued_end(operator_id, site_id)
     if issued_until is not None and valid_from <= issued_until:
-        raise SettlementRefused(_l(
-            "Statements up to %(day)s are issued, so their terms cannot change: the agreement can start "
-            "on %(next)s at the earliest.", day=issued_until.isoformat(),
-            next=(issued_until + timedelta(days=1)).isoformat()))
+        raise SettlementRefused(
+            _l(
+                "Statements up to %(day)s are issued, so their terms cannot change: the agreement can start "
+                "on %(next)s at the earliest.",
+                day=issued_until.isoformat(),
+                next=(issued_until + timedelta(days=1)).isoformat(),
+            )
+        )
     for other in agreements_of(operator_id, site_id):
         if other.shed_id == shed_id and _overlapping(valid_from, valid_to, other):
-            raise SettlementRefused(_l(
-                "This overlaps agreement #%(id)d (%(start)s – %(end)s) for the same sheds. Agreements "
-                "of the same scope may not overlap; an agreement without an end runs until the next starts.",
-                id=other.id, start=other.valid_from.isoformat(),
-                end=other.valid_to.isoformat() if other.valid_to else "…"))
+            raise SettlementRefused(
+                _l(
+                    "This overlaps agreement #%(id)d (%(start)s – %(end)s) for the same sheds. Agreements "
+                    "of the same scope may not overlap; an agreement without an end runs until the next starts.",
+                    id=other.id,
+                    start=other.valid_from.isoformat(),
+                    end=other.valid_to.isoformat() if other.valid_to else "…",
+                )
+            )
     agreement = Agreement(
-        operator_id=operator_id, site_id=site_id, shed_id=shed_id, valid_from=valid_from, valid_to=valid_to,
-        electricity_fen_per_kwh=electricity_fen_per_kwh, fee_mode=fee_mode, note=note.strip()[:255],
+        operator_id=operator_id,
+        site_id=site_id,
+        shed_id=shed_id,
+        valid_from=valid_from,
+        valid_to=valid_to,
+        electricity_fen_per_kwh=electricity_fen_per_kwh,
+        fee_mode=fee_mode,
+        note=note.strip()[:255],
         created_by_id=created_by_id,
-        parties=[AgreementParty(position=i, name=p.name.strip()[:120], role=p.role, share_bp=p.share_bp,
-                                pays_electricity=p.pays_electricity,
-                                bears_fees=p.bears_fees and fee_mode == FEES_PARTY)
-                 for i, p in enumerate(parties, start=1)],
+        parties=[
+            AgreementParty(
+                position=i,
+                name=p.name.strip()[:120],
+                role=p.role,
+                share_bp=p.share_bp,
+                pays_electricity=p.pays_electricity,
+                bears_fees=p.bears_fees and fee_mode == FEES_PARTY,
+            )
+            for i, p in enumerate(parties, start=1)
+        ],
     )
     db.session.add(agreement)
     db.session.commit()

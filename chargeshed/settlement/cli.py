@@ -20,12 +20,10 @@ from chargeshed.sites.models import Shed
 @click.argument("site_id", type=int)
 @click.argument("month")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="pdf", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True,
-              help="File to write.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True, help="File to write.")
 @click.option("--lang", default=None, help="Language of the statement (zh_CN, en); default: the site's.")
 @with_appcontext
-def statement_command(operator_id: int, site_id: int, month: str, fmt: str, output: str,
-                      lang: str | None) -> None:
+def statement_command(operator_id: int, site_id: int, month: str, fmt: str, output: str, lang: str | None) -> None:
     """Write the statement of OPERATOR_ID at SITE_ID for MONTH (YYYY-MM); a draft if it is not issued."""
     languages = current_app.config["LANGUAGES"]
     if lang is not None and lang not in languages:
@@ -36,7 +34,8 @@ def statement_command(operator_id: int, site_id: int, month: str, fmt: str, outp
 
 def _write_statement(operator_id: int, site_id: int, month: str, fmt: str, output: str) -> None:
     runs_sheds = db.session.execute(
-        select(Shed.id).where(Shed.operator_id == operator_id, Shed.site_id == site_id).limit(1)).first()
+        select(Shed.id).where(Shed.operator_id == operator_id, Shed.site_id == site_id).limit(1)
+    ).first()
     if runs_sheds is None:
         raise click.ClickException(f"operator {operator_id} runs no shed at site {site_id}")
     try:

@@ -124,11 +124,20 @@ def _minor(amount: int, currency: str) -> str:
 
 def _converted_fee_rows(converted: dict) -> list[list]:
     """Fees Stripe took in the account's settlement currency, with how their CNY equivalent was derived."""
-    return [[_("Of which taken in %(currency)s: fees %(fee)s on %(settled)s settled for %(paid)s; "
-               "CNY equivalent = each fee x CNY paid / amount settled (Stripe's rate on that payment)",
-               currency=currency.upper(), fee=_minor(c["fee_minor"], currency),
-               settled=_minor(c["gross_minor"], currency), paid=format_fen(c["paid_fen"])), Fen(c["cny_fen"])]
-            for currency, c in sorted(converted.items())]
+    return [
+        [
+            _(
+                "Of which taken in %(currency)s: fees %(fee)s on %(settled)s settled for %(paid)s; "
+                "CNY equivalent = each fee x CNY paid / amount settled (Stripe's rate on that payment)",
+                currency=currency.upper(),
+                fee=_minor(c["fee_minor"], currency),
+                settled=_minor(c["gross_minor"], currency),
+                paid=format_fen(c["paid_fen"]),
+            ),
+            Fen(c["cny_fen"]),
+        ]
+        for currency, c in sorted(converted.items())
+    ]
 
 
 def fee_treatment(segment: dict) -> str:
@@ -142,8 +151,11 @@ def electricity_terms(segment: dict) -> str:
     """An agreement's electricity pass-through, in words."""
     if not segment["electricity_fen_per_kwh"]:
         return _("None")
-    return _("%(price)s to %(party)s, before the split",
-             price=price_per_kwh_text(segment["electricity_fen_per_kwh"]), party=segment["electricity_payer"])
+    return _(
+        "%(price)s to %(party)s, before the split",
+        price=price_per_kwh_text(segment["electricity_fen_per_kwh"]),
+        party=segment["electricity_payer"],
+    )
 
 
 def scope_label(segment: dict) -> str:
@@ -154,18 +166,28 @@ def scope_label(segment: dict) -> str:
 def rules() -> list[str]:
     """How the figures are made; printed on every statement."""
     return [
-        _("Every amount is in integer fen and comes from the ledger: gross revenue is the sum of the settle "
-          "transactions on each shed's revenue account, booked on the day the session ended."),
-        _("Refunds and corrections are listed one by one with their ledger reference. Anything booked "
-          "after a statement was issued appears in the next statement; an issued statement never changes."),
+        _(
+            "Every amount is in integer fen and comes from the ledger: gross revenue is the sum of the settle "
+            "transactions on each shed's revenue account, booked on the day the session ended."
+        ),
+        _(
+            "Refunds and corrections are listed one by one with their ledger reference. Anything booked "
+            "after a statement was issued appears in the next statement; an issued statement never changes."
+        ),
         _("Top-ups are not revenue: residents' wallet balances are money owed to them."),
-        _("Electricity pass-through: the metered energy of the sessions times the agreed price, rounded to "
-          "the nearest fen, is reimbursed to the party that pays the electricity bill before the split."),
-        _("Payment fees booked in the period are allocated to each operator's site in proportion to its "
-          "gross revenue, then to the agreements in force in proportion to their gross revenue."),
-        _("Shares are rounded by the largest-remainder method: each party gets its exact share rounded down, "
-          "and the fen left over go one each to the largest remainders (ties: the party listed first). The "
-          "shares add up exactly to the amount split, and none is more than one fen from its exact share."),
+        _(
+            "Electricity pass-through: the metered energy of the sessions times the agreed price, rounded to "
+            "the nearest fen, is reimbursed to the party that pays the electricity bill before the split."
+        ),
+        _(
+            "Payment fees booked in the period are allocated to each operator's site in proportion to its "
+            "gross revenue, then to the agreements in force in proportion to their gross revenue."
+        ),
+        _(
+            "Shares are rounded by the largest-remainder method: each party gets its exact share rounded down, "
+            "and the fen left over go one each to the largest remainders (ties: the party listed first). The "
+            "shares add up exactly to the amount split, and none is more than one fen from its exact share."
+        ),
     ]
 
 
@@ -185,83 +207,184 @@ def build(figures: dict, status: str, number: str | None, issued_at: datetime | 
     if issued_at is not None:
         meta.append((_("Issued"), to_local(issued_at).strftime("%Y-%m-%d %H:%M")))
     tables = [
-        Table("summary", _("Summary"), [_("Item"), _("Amount")], rows=[
-            [_("Sessions"), totals["sessions"]],
-            [_("Energy (kWh)"), Wh(totals["energy_wh"])],
-            [_("Gross revenue"), Fen(totals["gross_fen"])],
-            [_("Refunds and corrections"), Fen(totals["adjustments_fen"])],
-            [_("Net revenue"), Fen(totals["net_fen"])],
-            [_("Electricity pass-through"), Fen(totals["electricity_fen"])],
-            [_("Payment fees (allocated)"), Fen(totals["fees_fen"])],
-            [_("Split between the parties"), Fen(totals["distributable_fen"])],
-            [_("Due to the parties"), Fen(totals["payout_fen"])],
-        ]),
-        Table("parties", _("Due to each party"), [_("Party"), _("Role"), _("Amount due")], total=True,
-              rows=[[p["name"], role_label(p["role"]), Fen(p["payout_fen"])] for p in figures["parties"]]),
+        Table(
+            "summary",
+            _("Summary"),
+            [_("Item"), _("Amount")],
+            rows=[
+                [_("Sessions"), totals["sessions"]],
+                [_("Energy (kWh)"), Wh(totals["energy_wh"])],
+                [_("Gross revenue"), Fen(totals["gross_fen"])],
+                [_("Refunds and corrections"), Fen(totals["adjustments_fen"])],
+                [_("Net revenue"), Fen(totals["net_fen"])],
+                [_("Electricity pass-through"), Fen(totals["electricity_fen"])],
+                [_("Payment fees (allocated)"), Fen(totals["fees_fen"])],
+                [_("Split between the parties"), Fen(totals["distributable_fen"])],
+                [_("Due to the parties"), Fen(totals["payout_fen"])],
+            ],
+        ),
+        Table(
+            "parties",
+            _("Due to each party"),
+            [_("Party"), _("Role"), _("Amount due")],
+            total=True,
+            rows=[[p["name"], role_label(p["role"]), Fen(p["payout_fen"])] for p in figures["parties"]],
+        ),
     ]
     for index, segment in enumerate(figures["segments"], start=1):
-        tables.append(Table(
-            f"split_{index}",
-            _("Agreement #%(id)s: %(scope)s, %(start)s – %(end)s", id=segment["agreement_id"],
-              scope=scope_label(segment), start=segment["from"], end=segment["to"]),
-            [_("Party"), _("Role"), _("Share"), _("Share of the split"), _("Electricity"), _("Payment fees"),
-             _("Amount due")],
-            rows=[[p["name"], role_label(p["role"]), Bp(p["share_bp"]), Fen(p["share_fen"]),
-                   Fen(p["electricity_fen"]), Fen(-p["fees_fen"]), Fen(p["payout_fen"])]
-                  for p in segment["parties"]],
-            total=True,
-            note=_segment_note(segment),
-        ))
+        tables.append(
+            Table(
+                f"split_{index}",
+                _(
+                    "Agreement #%(id)s: %(scope)s, %(start)s – %(end)s",
+                    id=segment["agreement_id"],
+                    scope=scope_label(segment),
+                    start=segment["from"],
+                    end=segment["to"],
+                ),
+                [
+                    _("Party"),
+                    _("Role"),
+                    _("Share"),
+                    _("Share of the split"),
+                    _("Electricity"),
+                    _("Payment fees"),
+                    _("Amount due"),
+                ],
+                rows=[
+                    [
+                        p["name"],
+                        role_label(p["role"]),
+                        Bp(p["share_bp"]),
+                        Fen(p["share_fen"]),
+                        Fen(p["electricity_fen"]),
+                        Fen(-p["fees_fen"]),
+                        Fen(p["payout_fen"]),
+                    ]
+                    for p in segment["parties"]
+                ],
+                total=True,
+                note=_segment_note(segment),
+            )
+        )
     tables += [
-        Table("by_shed", _("By shed"),
-              [_("Shed"), _("Sessions"), _("Energy (kWh)"), _("Gross revenue"),
-               _("Refunds and corrections"), _("Net revenue")], total=True,
-              rows=[[s["name"], s["sessions"], Wh(s["energy_wh"]), Fen(s["gross_fen"]),
-                     Fen(s["adjustments_fen"]), Fen(s["net_fen"])] for s in figures["sheds"]]),
-        Table("by_day", _("By day"),
-              [_("Day"), _("Sessions"), _("Energy (kWh)"), _("Gross revenue"), _("Refunds and corrections"),
-               _("Net revenue")], total=True,
-              rows=[[d["date"], d["sessions"], Wh(d["energy_wh"]), Fen(d["gross_fen"]),
-                     Fen(d["adjustments_fen"]), Fen(d["net_fen"])] for d in figures["days"]]),
-        Table("adjustments", _("Refunds and corrections"),
-              [_("Booked"), _("Shed"), _("Kind"), _("Session"), _("Amount")],
-              total=True,
-              rows=[[_local_text(a["booked_at"]), a["shed"], str(KIND_LABELS.get(a["kind"], a["kind"])),
-                     _session_text(a), Fen(a["amount_fen"])] for a in figures["adjustments"]],
-              note=_("None in this period.") if not figures["adjustments"] else ""),
-        Table("fees", _("Payment fees"), [_("Item"), _("Amount")], rows=[
-            [_("Fees on all top-ups booked in the period"), Fen(figures["fees"]["period_total_fen"])],
-            [_("Fee transactions"), figures["fees"]["transactions"]],
-            [_("Gross revenue of this site"), Fen(figures["fees"]["site_gross_fen"])],
-            [_("Gross revenue of all sites"), Fen(figures["fees"]["all_gross_fen"])],
-            [_("Allocated to this site"), Fen(figures["fees"]["allocated_fen"])],
-            *_converted_fee_rows(figures["fees"].get("converted") or {}),
-        ]),
-        Table("residents", _("Residents' money (not revenue)"), [_("Item"), _("Amount")], rows=[
-            [_("Wallet balances at the end of the period (owed to residents)"),
-             Fen(figures["residents"]["wallets_fen"])],
-            [_("Held for charges still running at the end of the period"),
-             Fen(figures["residents"]["holds_fen"])],
-            [_("Cash-outs on their way back to residents"), Fen(figures["residents"]["cashouts_fen"])],
-            [_("Top-ups received in the period"), Fen(figures["residents"]["topups_fen"])],
-        ], note=_("All sites: wallets are not tied to one site.")),
+        Table(
+            "by_shed",
+            _("By shed"),
+            [
+                _("Shed"),
+                _("Sessions"),
+                _("Energy (kWh)"),
+                _("Gross revenue"),
+                _("Refunds and corrections"),
+                _("Net revenue"),
+            ],
+            total=True,
+            rows=[
+                [
+                    s["name"],
+                    s["sessions"],
+                    Wh(s["energy_wh"]),
+                    Fen(s["gross_fen"]),
+                    Fen(s["adjustments_fen"]),
+                    Fen(s["net_fen"]),
+                ]
+                for s in figures["sheds"]
+            ],
+        ),
+        Table(
+            "by_day",
+            _("By day"),
+            [
+                _("Day"),
+                _("Sessions"),
+                _("Energy (kWh)"),
+                _("Gross revenue"),
+                _("Refunds and corrections"),
+                _("Net revenue"),
+            ],
+            total=True,
+            rows=[
+                [
+                    d["date"],
+                    d["sessions"],
+                    Wh(d["energy_wh"]),
+                    Fen(d["gross_fen"]),
+                    Fen(d["adjustments_fen"]),
+                    Fen(d["net_fen"]),
+                ]
+                for d in figures["days"]
+            ],
+        ),
+        Table(
+            "adjustments",
+            _("Refunds and corrections"),
+            [_("Booked"), _("Shed"), _("Kind"), _("Session"), _("Amount")],
+            total=True,
+            rows=[
+                [
+                    _local_text(a["booked_at"]),
+                    a["shed"],
+                    str(KIND_LABELS.get(a["kind"], a["kind"])),
+                    _session_text(a),
+                    Fen(a["amount_fen"]),
+                ]
+                for a in figures["adjustments"]
+            ],
+            note=_("None in this period.") if not figures["adjustments"] else "",
+        ),
+        Table(
+            "fees",
+            _("Payment fees"),
+            [_("Item"), _("Amount")],
+            rows=[
+                [_("Fees on all top-ups booked in the period"), Fen(figures["fees"]["period_total_fen"])],
+                [_("Fee transactions"), figures["fees"]["transactions"]],
+                [_("Gross revenue of this site"), Fen(figures["fees"]["site_gross_fen"])],
+                [_("Gross revenue of all sites"), Fen(figures["fees"]["all_gross_fen"])],
+                [_("Allocated to this site"), Fen(figures["fees"]["allocated_fen"])],
+                *_converted_fee_rows(figures["fees"].get("converted") or {}),
+            ],
+        ),
+        Table(
+            "residents",
+            _("Residents' money (not revenue)"),
+            [_("Item"), _("Amount")],
+            rows=[
+                [
+                    _("Wallet balances at the end of the period (owed to residents)"),
+                    Fen(figures["residents"]["wallets_fen"]),
+                ],
+                [_("Held for charges still running at the end of the period"), Fen(figures["residents"]["holds_fen"])],
+                [_("Cash-outs on their way back to residents"), Fen(figures["residents"]["cashouts_fen"])],
+                [_("Top-ups received in the period"), Fen(figures["residents"]["topups_fen"])],
+            ],
+            note=_("All sites: wallets are not tied to one site."),
+        ),
     ]
     title = _("Settlement statement") if status == "issued" else _("Settlement statement (draft)")
-    return Document(title=title, status=status, number=number, meta=meta, tables=tables, rules=rules(),
-                    is_final=status == "issued")
+    return Document(
+        title=title, status=status, number=number, meta=meta, tables=tables, rules=rules(), is_final=status == "issued"
+    )
 
 
 def _segment_note(segment: dict) -> str:
     """One agreement's figures in a sentence, under its table."""
-    return _("Sheds: %(sheds)s. Sessions %(sessions)s, energy %(kwh)s kWh, gross %(gross)s, refunds and "
-             "corrections %(adjustments)s, net %(net)s; electricity %(electricity)s; payment fees %(fees)s "
-             "(%(treatment)s); split %(split)s.",
-             sheds=", ".join(segment["sheds"]) or "–", sessions=segment["sessions"],
-             kwh=kwh_text(segment["energy_wh"]), gross=format_fen(segment["gross_fen"]),
-             adjustments=format_fen(segment["adjustments_fen"]), net=format_fen(segment["net_fen"]),
-             electricity=f"{format_fen(segment['electricity_fen'])} ({electricity_terms(segment)})",
-             fees=format_fen(segment["fees_fen"]), treatment=fee_treatment(segment),
-             split=format_fen(segment["distributable_fen"]))
+    return _(
+        "Sheds: %(sheds)s. Sessions %(sessions)s, energy %(kwh)s kWh, gross %(gross)s, refunds and "
+        "corrections %(adjustments)s, net %(net)s; electricity %(electricity)s; payment fees %(fees)s "
+        "(%(treatment)s); split %(split)s.",
+        sheds=", ".join(segment["sheds"]) or "–",
+        sessions=segment["sessions"],
+        kwh=kwh_text(segment["energy_wh"]),
+        gross=format_fen(segment["gross_fen"]),
+        adjustments=format_fen(segment["adjustments_fen"]),
+        net=format_fen(segment["net_fen"]),
+        electricity=f"{format_fen(segment['electricity_fen'])} ({electricity_terms(segment)})",
+        fees=format_fen(segment["fees_fen"]),
+        treatment=fee_treatment(segment),
+        split=format_fen(segment["distributable_fen"]),
+    )
 
 
 def _local_text(iso: str) -> str:

@@ -56,6 +56,7 @@ def statement_file(view: StatementView, fmt: str) -> tuple[bytes, str]:
 
 # --- CSV -------------------------------------------------------------------------------------------
 
+
 def to_csv(document: Document) -> bytes:
     """Sections one after another: a title row, a header row, the rows, a total row. Amounts in yuan.
 
@@ -109,7 +110,7 @@ def _xlsx_value(value):
 
 
 def _sheet_title(text: str, taken: set[str]) -> str:
-    clean = "".join("_" if c in '[]:*?/\\' else c for c in text)[:28] or "Sheet"
+    clean = "".join("_" if c in "[]:*?/\\" else c for c in text)[:28] or "Sheet"
     title, n = clean, 2
     while title in taken:
         title, n = f"{clean[:25]} {n}", n + 1
@@ -190,12 +191,19 @@ def _widen(sheet) -> None:
     from openpyxl.utils import get_column_letter
 
     for column in range(1, sheet.max_column + 1):
-        width = max((len(str(c.value)) for c in sheet[get_column_letter(column)]
-                     if c.value is not None and len(str(c.value)) < 60), default=8)
+        width = max(
+            (
+                len(str(c.value))
+                for c in sheet[get_column_letter(column)]
+                if c.value is not None and len(str(c.value)) < 60
+            ),
+            default=8,
+        )
         sheet.column_dimensions[get_column_letter(column)].width = min(48, max(10, width * 1.3))
 
 
 # --- PDF -------------------------------------------------------------------------------------------
+
 
 def _pdf_font(document: Document) -> str:
     """The embedded Noto Sans CJK subset, covering the parties' and sites' names."""
@@ -218,8 +226,7 @@ def to_pdf(document: Document) -> bytes:
     # Chinese wraps between any two characters; other languages between words.
     wrap = "CJK" if str(get_locale() or "").startswith("zh") else None
     base = ParagraphStyle("base", fontName=font, fontSize=8.5, leading=11.5, wordWrap=wrap)
-    small = ParagraphStyle("small", parent=base, fontSize=7.5, leading=10,
-                           textColor=colors.HexColor("#444444"))
+    small = ParagraphStyle("small", parent=base, fontSize=7.5, leading=10, textColor=colors.HexColor("#444444"))
     small_right = ParagraphStyle("small_right", parent=small, alignment=TA_RIGHT)
     title_style = ParagraphStyle("title", parent=base, fontSize=16, leading=20, spaceAfter=4)
     heading = ParagraphStyle("heading", parent=base, fontSize=10.5, leading=14, spaceBefore=8, spaceAfter=3)
@@ -229,11 +236,19 @@ def to_pdf(document: Document) -> bytes:
         return Paragraph(_escape(text), style)
 
     story = [para(document.title, title_style)]
-    meta = PdfTable([[para(label, small), para(value)] for label, value in document.meta],
-                    colWidths=[32 * mm, width - 32 * mm])
-    meta.setStyle(TableStyle([("FONTNAME", (0, 0), (-1, -1), font),
-                              ("VALIGN", (0, 0), (-1, -1), "TOP"), ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
-                              ("TOPPADDING", (0, 0), (-1, -1), 1)]))
+    meta = PdfTable(
+        [[para(label, small), para(value)] for label, value in document.meta], colWidths=[32 * mm, width - 32 * mm]
+    )
+    meta.setStyle(
+        TableStyle(
+            [
+                ("FONTNAME", (0, 0), (-1, -1), font),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 1),
+                ("TOPPADDING", (0, 0), (-1, -1), 1),
+            ]
+        )
+    )
     story += [meta, Spacer(0, 4 * mm)]
     for table in document.tables:
         numeric = [i for i in range(len(table.header)) if table.rows and is_number(table.rows[0][i])]
@@ -252,8 +267,10 @@ def to_pdf(document: Document) -> bytes:
         ]
         style += [("ALIGN", (i, 0), (i, -1), "RIGHT") for i in numeric]
         if table.total and table.rows:
-            style += [("LINEABOVE", (0, -1), (-1, -1), 0.8, colors.black),
-                      ("BACKGROUND", (0, -1), (-1, -1), colors.HexColor("#f0f0f0"))]
+            style += [
+                ("LINEABOVE", (0, -1), (-1, -1), 0.8, colors.black),
+                ("BACKGROUND", (0, -1), (-1, -1), colors.HexColor("#f0f0f0")),
+            ]
         pdf_table.setStyle(TableStyle(style))
         block = [para(table.title, heading), pdf_table]
         if table.note:
@@ -279,9 +296,17 @@ def to_pdf(document: Document) -> bytes:
         canvas.restoreState()
 
     out = io.BytesIO()
-    pdf = SimpleDocTemplate(out, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, topMargin=14 * mm,
-                            bottomMargin=16 * mm, title=document.title, author=document.meta[2][1],
-                            initialFontName=font)
+    pdf = SimpleDocTemplate(
+        out,
+        pagesize=A4,
+        leftMargin=15 * mm,
+        rightMargin=15 * mm,
+        topMargin=14 * mm,
+        bottomMargin=16 * mm,
+        title=document.title,
+        author=document.meta[2][1],
+        initialFontName=font,
+    )
     pdf.build(story, onFirstPage=decorate, onLaterPages=decorate)
     return out.getvalue()
 

@@ -86,16 +86,24 @@ class Cell:
         return bool(self.sessions or self.energy_wh or self.gross_fen or self.adjustments_fen)
 
     def as_dict(self) -> dict:
-        return {"sessions": self.sessions, "energy_wh": self.energy_wh, "gross_fen": self.gross_fen,
-                "adjustments_fen": self.adjustments_fen, "net_fen": self.gross_fen + self.adjustments_fen}
+        return {
+            "sessions": self.sessions,
+            "energy_wh": self.energy_wh,
+            "gross_fen": self.gross_fen,
+            "adjustments_fen": self.adjustments_fen,
+            "net_fen": self.gross_fen + self.adjustments_fen,
+        }
 
 
 def revenue_accounts() -> dict[int, int]:
     """Every shed's revenue account: account id -> shed id."""
-    return dict(db.session.execute(
-        select(LedgerAccount.id, LedgerAccount.shed_id)
-        .where(LedgerAccount.kind == KIND_REVENUE, LedgerAccount.shed_id.is_not(None))
-    ).all())
+    return dict(
+        db.session.execute(
+            select(LedgerAccount.id, LedgerAccount.shed_id).where(
+                LedgerAccount.kind == KIND_REVENUE, LedgerAccount.shed_id.is_not(None)
+            )
+        ).all()
+    )
 
 
 @dataclass
@@ -119,8 +127,12 @@ def revenue_by_shed_day(period: Period, accounts: dict[int, int]) -> RevenueBook
     rows = db.session.execute(
         select(LedgerEntry.account_id, day, is_settle, func.sum(LedgerEntry.amount_fen))
         .join(LedgerTxn, LedgerTxn.id == LedgerEntry.txn_id)
-        .where(LedgerEntry.account_id.in_(list(accounts)), LedgerTxn.kind != TXN_PAYMENT_FEE,
-               LedgerTxn.booked_at >= start, LedgerTxn.booked_at < end)
+        .where(
+            LedgerEntry.account_id.in_(list(accounts)),
+            LedgerTxn.kind != TXN_PAYMENT_FEE,
+            LedgerTxn.booked_at >= start,
+            LedgerTxn.booked_at < end,
+        )
         .group_by(LedgerEntry.account_id, day, is_settle)
     ).all()
     for account_id, d, settled, total in rows:
@@ -138,8 +150,12 @@ def sessions_by_shed_day(period: Period, shed_ids: list[int]) -> dict[tuple[int,
     day = local_day(ChargeSession.ended_at)
     rows = db.session.execute(
         select(ChargeSession.shed_id, day, func.count(ChargeSession.id), func.sum(ChargeSession.energy_wh))
-        .where(ChargeSession.shed_id.in_(shed_ids), ChargeSession.state == ENDED,
-               ChargeSession.ended_at >= start, ChargeSession.ended_at < end)
+        .where(
+            ChargeSession.shed_id.in_(shed_ids),
+            ChargeSession.state == ENDED,
+            ChargeSession.ended_at >= start,
+            ChargeSession.ended_at < end,
+        )
         .group_by(ChargeSession.shed_id, day)
     ).all()
     return {(shed_id, _as_date(d)): (int(count), int(energy or 0)) for shed_id, d, count, energy in rows}
@@ -155,18 +171,36 @@ def adjustment_lines(days: list[date], accounts: dict[int, int]) -> list[dict]:
     for day in sorted(days):
         start, end = Period(day, day).utc_bounds()
         rows = db.session.execute(
-            select(LedgerTxn.id, LedgerTxn.ref, LedgerTxn.kind, LedgerTxn.booked_at, LedgerTxn.memo,
-                   LedgerEntry.account_id, LedgerEntry.amount_fen)
+            select(
+                LedgerTxn.id,
+                LedgerTxn.ref,
+                LedgerTxn.kind,
+                LedgerTxn.booked_at,
+                LedgerTxn.memo,
+                LedgerEntry.account_id,
+                LedgerEntry.amount_fen,
+            )
             .join(LedgerEntry, LedgerEntry.txn_id == LedgerTxn.id)
-            .where(LedgerEntry.account_id.in_(list(accounts)),
-                   LedgerTxn.kind.not_in((SETTLE, TXN_PAYMENT_FEE)),
-                   LedgerTxn.booked_at >= start, LedgerTxn.booked_at < end)
+            .where(
+                LedgerEntry.account_id.in_(list(accounts)),
+                LedgerTxn.kind.not_in((SETTLE, TXN_PAYMENT_FEE)),
+                LedgerTxn.booked_at >= start,
+                LedgerTxn.booked_at < end,
+            )
             .order_by(LedgerTxn.booked_at, LedgerTxn.id, LedgerEntry.id)
         ).all()
-        lines += [{"txn_id": txn_id, "ref": ref, "kind": kind, "memo": memo,
-                   "booked_at": booked_at.isoformat(timespec="seconds"),
-                   "shed_id": accounts[account_id], "amount_fen": int(amount)}
-                  for txn_id, ref, kind, booked_at, memo, account_id, amount in rows]
+        lines += [
+            {
+                "txn_id": txn_id,
+                "ref": ref,
+                "kind": kind,
+                "memo": memo,
+                "booked_at": booked_at.isoformat(timespec="seconds"),
+                "shed_id": accounts[account_id],
+                "amount_fen": int(amount),
+            }
+            for txn_id, ref, kind, booked_at, memo, account_id, amount in rows
+        ]
     return lines
 
 
@@ -180,13 +214,19 @@ def payment_fees(period: Period) -> tuple[int, int]:
         select(func.coalesce(func.sum(-LedgerEntry.amount_fen), 0), func.count(func.distinct(LedgerTxn.id)))
         .join(LedgerEntry, LedgerEntry.txn_id == LedgerTxn.id)
         .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
-        .where(LedgerTxn.kind == TXN_PAYMENT_FEE, LedgerAccount.kind == KIND_EXPENSE,
-               LedgerAccount.currency == DEFAULT_CURRENCY,
-               LedgerTxn.booked_at >= start, LedgerTxn.booked_at < end)
+        .where(
+            LedgerTxn.kind == TXN_PAYMENT_FEE,
+            LedgerAccount.kind == KIND_EXPENSE,
+            LedgerAccount.currency == DEFAULT_CURRENCY,
+            LedgerTxn.booked_at >= start,
+            LedgerTxn.booked_at < end,
+        )
     ).one()
     converted = fee_conversions(period)
-    return (int(total) + sum(c["cny_fen"] for c in converted.values()),
-            int(count) + sum(c["transactions"] for c in converted.values()))
+    return (
+        int(total) + sum(c["cny_fen"] for c in converted.values()),
+        int(count) + sum(c["transactions"] for c in converted.values()),
+    )
 
 
 def fee_conversions(period: Period) -> dict[str, dict]:
@@ -198,8 +238,12 @@ def fee_conversions(period: Period) -> dict[str, dict]:
         select(LedgerTxn.id, LedgerAccount.kind, LedgerAccount.currency, LedgerEntry.amount_fen)
         .join(LedgerEntry, LedgerEntry.txn_id == LedgerTxn.id)
         .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
-        .where(LedgerTxn.kind == TXN_PAYMENT_FEE, LedgerAccount.kind.in_((KIND_EXPENSE, KIND_EXCHANGE)),
-               LedgerTxn.booked_at >= start, LedgerTxn.booked_at < end)
+        .where(
+            LedgerTxn.kind == TXN_PAYMENT_FEE,
+            LedgerAccount.kind.in_((KIND_EXPENSE, KIND_EXCHANGE)),
+            LedgerTxn.booked_at >= start,
+            LedgerTxn.booked_at < end,
+        )
     ).all()
     per_txn: dict[int, dict] = defaultdict(dict)
     for txn_id, kind, currency, amount in rows:
@@ -212,8 +256,9 @@ def fee_conversions(period: Period) -> dict[str, dict]:
         currency = foreign[0]
         fee, gross = -legs[(KIND_EXPENSE, currency)], legs.get((KIND_EXCHANGE, currency), 0)
         paid = -legs.get((KIND_EXCHANGE, DEFAULT_CURRENCY), 0)
-        item = out.setdefault(currency, {"fee_minor": 0, "gross_minor": 0, "paid_fen": 0, "cny_fen": 0,
-                                         "transactions": 0})
+        item = out.setdefault(
+            currency, {"fee_minor": 0, "gross_minor": 0, "paid_fen": 0, "cny_fen": 0, "transactions": 0}
+        )
         item["fee_minor"] += fee
         item["gross_minor"] += gross
         item["paid_fen"] += paid
@@ -230,32 +275,46 @@ def residents_money(period: Period) -> dict:
     """
     start, end = period.utc_bounds()
     kinds = (KIND_WALLET, KIND_HOLDS, KIND_REFUNDS_PENDING)
-    now_balances = dict(db.session.execute(
-        select(LedgerAccount.kind, func.coalesce(func.sum(LedgerAccount.balance_fen), 0))
-        .where(LedgerAccount.kind.in_(kinds)).group_by(LedgerAccount.kind)
-    ).all())
-    since = dict(db.session.execute(
-        select(LedgerAccount.kind, func.sum(LedgerEntry.amount_fen))
-        .select_from(LedgerEntry)
-        .join(LedgerTxn, LedgerTxn.id == LedgerEntry.txn_id)
-        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
-        .where(LedgerAccount.kind.in_(kinds), LedgerTxn.booked_at >= end)
-        .group_by(LedgerAccount.kind)
-    ).all())
+    now_balances = dict(
+        db.session.execute(
+            select(LedgerAccount.kind, func.coalesce(func.sum(LedgerAccount.balance_fen), 0))
+            .where(LedgerAccount.kind.in_(kinds))
+            .group_by(LedgerAccount.kind)
+        ).all()
+    )
+    since = dict(
+        db.session.execute(
+            select(LedgerAccount.kind, func.sum(LedgerEntry.amount_fen))
+            .select_from(LedgerEntry)
+            .join(LedgerTxn, LedgerTxn.id == LedgerEntry.txn_id)
+            .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+            .where(LedgerAccount.kind.in_(kinds), LedgerTxn.booked_at >= end)
+            .group_by(LedgerAccount.kind)
+        ).all()
+    )
     topups = db.session.execute(
         select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0))
         .join(LedgerTxn, LedgerTxn.id == LedgerEntry.txn_id)
         .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
-        .where(LedgerTxn.kind == TOPUP, LedgerAccount.kind == KIND_WALLET,
-               LedgerTxn.booked_at >= start, LedgerTxn.booked_at < end)
+        .where(
+            LedgerTxn.kind == TOPUP,
+            LedgerAccount.kind == KIND_WALLET,
+            LedgerTxn.booked_at >= start,
+            LedgerTxn.booked_at < end,
+        )
     ).scalar_one()
     at_end = {kind: int(now_balances.get(kind, 0)) - int(since.get(kind) or 0) for kind in kinds}
-    return {"wallets_fen": at_end[KIND_WALLET], "holds_fen": at_end[KIND_HOLDS],
-            "cashouts_fen": at_end[KIND_REFUNDS_PENDING], "topups_fen": int(topups)}
+    return {
+        "wallets_fen": at_end[KIND_WALLET],
+        "holds_fen": at_end[KIND_HOLDS],
+        "cashouts_fen": at_end[KIND_REFUNDS_PENDING],
+        "topups_fen": int(topups),
+    }
 
 
-def _fee_share(total_fees: int, gross: dict[tuple[int, date], int], units: dict[int, tuple[int, int]],
-               unit: tuple[int, int]) -> tuple[int, int, int]:
+def _fee_share(
+    total_fees: int, gross: dict[tuple[int, date], int], units: dict[int, tuple[int, int]], unit: tuple[int, int]
+) -> tuple[int, int, int]:
     """This operator-and-site's part of the period's fees: (fees fen, its gross, everybody's gross)."""
     per_unit: dict[tuple[int, int], int] = {u: 0 for u in sorted(set(units.values()))}
     for (shed_id, _day), amount in gross.items():
@@ -271,13 +330,16 @@ def _fee_share(total_fees: int, gross: dict[tuple[int, date], int], units: dict[
 def _issued_statement_on(operator_id: int, site_id: int, day: date) -> str | None:
     return db.session.execute(
         select(Statement.number).where(
-            Statement.operator_id == operator_id, Statement.site_id == site_id, Statement.status == ISSUED,
-            Statement.period_start <= day, Statement.period_end >= day)
+            Statement.operator_id == operator_id,
+            Statement.site_id == site_id,
+            Statement.status == ISSUED,
+            Statement.period_start <= day,
+            Statement.period_end >= day,
+        )
     ).scalar_one_or_none()
 
 
-def _describe_adjustments(lines: list[dict], operator_id: int, site_id: int,
-                          shed_names: dict[int, str]) -> None:
+def _describe_adjustments(lines: list[dict], operator_id: int, site_id: int, shed_names: dict[int, str]) -> None:
     """Add the shed name, and for a session refund the session, its day and its issued statement."""
     for line in lines:
         line["shed"] = shed_names.get(line["shed_id"], "")
@@ -299,8 +361,9 @@ def compute_figures(operator_id: int, site_id: int, period: Period, now: datetim
     site = db.session.get(Site, site_id)
     all_sheds = db.session.execute(select(Shed.id, Shed.operator_id, Shed.site_id, Shed.name)).all()
     units = {shed_id: (op_id, s_id) for shed_id, op_id, s_id, _name in all_sheds}
-    mine = sorted((shed_id, name) for shed_id, op_id, s_id, name in all_sheds
-                  if op_id == operator_id and s_id == site_id)
+    mine = sorted(
+        (shed_id, name) for shed_id, op_id, s_id, name in all_sheds if op_id == operator_id and s_id == site_id
+    )
     shed_ids = [shed_id for shed_id, _name in mine]
     shed_names = dict(mine)
     every_account = revenue_accounts()
@@ -309,8 +372,7 @@ def compute_figures(operator_id: int, site_id: int, period: Period, now: datetim
     revenue = revenue_by_shed_day(period, every_account)
     gross = revenue.gross
     sessions = sessions_by_shed_day(period, shed_ids) if shed_ids else {}
-    adjustments = adjustment_lines(sorted({d for shed_id, d in revenue.other_days if shed_id in shed_names}),
-                                   accounts)
+    adjustments = adjustment_lines(sorted({d for shed_id, d in revenue.other_days if shed_id in shed_names}), accounts)
     _describe_adjustments(adjustments, operator_id, site_id, shed_names)
     total_fees, fee_txns = payment_fees(period)
     fees_here, gross_here, gross_everywhere = _fee_share(total_fees, gross, units, (operator_id, site_id))
@@ -348,27 +410,48 @@ def compute_figures(operator_id: int, site_id: int, period: Period, now: datetim
         "operator": {"id": operator_id, "name": operator.name if operator else ""},
         "site": {"id": site_id, "name": site.name if site else "", "address": site.address if site else ""},
         "period": {"start": period.start.isoformat(), "end": period.end.isoformat(), "label": period.label},
-        "sheds": [{"id": shed_id, "name": shed_names[shed_id], "account": f"revenue:shed:{shed_id}",
-                   **by_shed[shed_id].as_dict()} for shed_id in shed_ids],
+        "sheds": [
+            {
+                "id": shed_id,
+                "name": shed_names[shed_id],
+                "account": f"revenue:shed:{shed_id}",
+                **by_shed[shed_id].as_dict(),
+            }
+            for shed_id in shed_ids
+        ],
         "days": [{"date": day.isoformat(), **cell.as_dict()} for day, cell in by_day.items()],
         "adjustments": adjustments,
-        "fees": {"period_total_fen": total_fees, "transactions": fee_txns, "allocated_fen": fees_here,
-                 "site_gross_fen": gross_here, "all_gross_fen": gross_everywhere,
-                 "converted": fee_conversions(period)},
+        "fees": {
+            "period_total_fen": total_fees,
+            "transactions": fee_txns,
+            "allocated_fen": fees_here,
+            "site_gross_fen": gross_here,
+            "all_gross_fen": gross_everywhere,
+            "converted": fee_conversions(period),
+        },
         "segments": segments,
         "unassigned": unassigned,
-        "parties": [{"name": name, "role": role, "payout_fen": amount}
-                    for (name, role), amount in parties.items()],
-        "totals": {**totals.as_dict(), "electricity_fen": electricity, "fees_fen": fees_here,
-                   "distributable_fen": distributable,
-                   "payout_fen": sum(parties.values()),
-                   "unassigned_fen": unassigned["net_fen"] - unassigned["fees_fen"] if unassigned else 0},
+        "parties": [{"name": name, "role": role, "payout_fen": amount} for (name, role), amount in parties.items()],
+        "totals": {
+            **totals.as_dict(),
+            "electricity_fen": electricity,
+            "fees_fen": fees_here,
+            "distributable_fen": distributable,
+            "payout_fen": sum(parties.values()),
+            "unassigned_fen": unassigned["net_fen"] - unassigned["fees_fen"] if unassigned else 0,
+        },
         "residents": residents_money(period),
     }
 
 
-def _segments(operator_id: int, site_id: int, period: Period, cells: dict[tuple[int, date], Cell],
-              fees_fen: int, shed_names: dict[int, str]) -> tuple[list[dict], dict | None]:
+def _segments(
+    operator_id: int,
+    site_id: int,
+    period: Period,
+    cells: dict[tuple[int, date], Cell],
+    fees_fen: int,
+    shed_names: dict[int, str],
+) -> tuple[list[dict], dict | None]:
     """Group the cells by the agreement in force, allocate fees by gross, and split each group."""
     book = AgreementBook(agreements_of(operator_id, site_id))
     groups: dict[int | None, Cell] = {}
@@ -400,27 +483,47 @@ def _segments(operator_id: int, site_id: int, period: Period, cells: dict[tuple[
             continue
         agreement, cell = by_id[key], groups[key]
         split = split_revenue(
-            cell.gross_fen + cell.adjustments_fen, cell.energy_wh, fee_of[key],
-            [PartyTerms(p.name, p.role, p.share_bp, p.pays_electricity, p.bears_fees)
-             for p in agreement.parties],
-            agreement.electricity_fen_per_kwh, agreement.fee_mode)
-        segments.append({
-            **describe_terms(agreement),
-            "from": spans[key][0].isoformat(), "to": spans[key][1].isoformat(),
-            "sheds": [shed_names[i] for i in sorted(sheds_of[key])],
-            **cell.as_dict(),
-            "electricity_fen": split.electricity_fen, "fees_fen": split.fees_fen,
-            "distributable_fen": split.distributable_fen, "payout_fen": split.payout_fen,
-            "parties": [{"name": p.name, "role": p.role, "share_bp": p.share_bp, "share_fen": p.share_fen,
-                         "electricity_fen": p.electricity_fen, "fees_fen": p.fees_fen,
-                         "payout_fen": p.payout_fen} for p in split.payouts],
-        })
+            cell.gross_fen + cell.adjustments_fen,
+            cell.energy_wh,
+            fee_of[key],
+            [PartyTerms(p.name, p.role, p.share_bp, p.pays_electricity, p.bears_fees) for p in agreement.parties],
+            agreement.electricity_fen_per_kwh,
+            agreement.fee_mode,
+        )
+        segments.append(
+            {
+                **describe_terms(agreement),
+                "from": spans[key][0].isoformat(),
+                "to": spans[key][1].isoformat(),
+                "sheds": [shed_names[i] for i in sorted(sheds_of[key])],
+                **cell.as_dict(),
+                "electricity_fen": split.electricity_fen,
+                "fees_fen": split.fees_fen,
+                "distributable_fen": split.distributable_fen,
+                "payout_fen": split.payout_fen,
+                "parties": [
+                    {
+                        "name": p.name,
+                        "role": p.role,
+                        "share_bp": p.share_bp,
+                        "share_fen": p.share_fen,
+                        "electricity_fen": p.electricity_fen,
+                        "fees_fen": p.fees_fen,
+                        "payout_fen": p.payout_fen,
+                    }
+                    for p in split.payouts
+                ],
+            }
+        )
     unassigned = None
     if None in groups or (fees_fen and not segments):
         cell = groups.get(None, Cell())
         fee = fee_of.get(None, fees_fen if not segments else 0)
-        unassigned = {"from": spans.get(None, [period.start])[0].isoformat(),
-                      "to": spans.get(None, [None, period.end])[1].isoformat(),
-                      "sheds": [shed_names[i] for i in sorted(sheds_of[None])], **cell.as_dict(),
-                      "fees_fen": fee}
+        unassigned = {
+            "from": spans.get(None, [period.start])[0].isoformat(),
+            "to": spans.get(None, [None, period.end])[1].isoformat(),
+            "sheds": [shed_names[i] for i in sorted(sheds_of[None])],
+            **cell.as_dict(),
+            "fees_fen": fee,
+        }
     return segments, unassigned

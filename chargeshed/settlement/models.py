@@ -55,7 +55,8 @@ class Agreement(db.Model):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
 
     parties: Mapped[list[AgreementParty]] = relationship(
-        back_populates="agreement", order_by="AgreementParty.position", cascade="all, delete-orphan")
+        back_populates="agreement", order_by="AgreementParty.position", cascade="all, delete-orphan"
+    )
     operator: Mapped[Operator] = relationship()  # noqa: F821
     site: Mapped[Site] = relationship()  # noqa: F821
     shed: Mapped[Shed | None] = relationship()  # noqa: F821

@@ -97,9 +97,13 @@ def local_offset_hours() -> int:
 def ensure_closed(period: Period, now: datetime) -> None:
     """Refuse a statement for a period that is not over yet."""
     if not period.is_closed(now):
-        raise SettlementRefused(_l(
-            "The period %(period)s is not finished yet: a statement can be made from %(day)s.",
-            period=period.label, day=(period.end + timedelta(days=1)).isoformat()))
+        raise SettlementRefused(
+            _l(
+                "The period %(period)s is not finished yet: a statement can be made from %(day)s.",
+                period=period.label,
+                day=(period.end + timedelta(days=1)).isoformat(),
+            )
+        )
 
 
 def parse_period(month: str | None = None, start: str | None = None, end: str | None = None) -> Period:
@@ -111,8 +115,9 @@ def parse_period(month: str | None = None, start: str | None = None, end: str | 
     except ValueError:
         raise SettlementRefused(_l("Choose a month, or a first and a last day (YYYY-MM-DD).")) from None
     if not (FIRST_YEAR <= first.year <= LAST_YEAR and FIRST_YEAR <= last.year <= LAST_YEAR):
-        raise SettlementRefused(_l("Choose days between the years %(first)d and %(last)d.",
-                                   first=FIRST_YEAR, last=LAST_YEAR))
+        raise SettlementRefused(
+            _l("Choose days between the years %(first)d and %(last)d.", first=FIRST_YEAR, last=LAST_YEAR)
+        )
     if (last - first).days > 366:
         raise SettlementRefused(_l("A statement covers at most one year."))
     return Period(first, last)

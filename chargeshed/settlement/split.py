@@ -80,8 +80,14 @@ class Split:
         return sum(p.payout_fen for p in self.payouts)
 
 
-def split_revenue(net_fen: int, energy_wh: int, fees_fen: int, parties: Sequence[PartyTerms],
-                  fen_per_kwh: int = 0, fee_mode: str = FEES_SHARED) -> Split:
+def split_revenue(
+    net_fen: int,
+    energy_wh: int,
+    fees_fen: int,
+    parties: Sequence[PartyTerms],
+    fen_per_kwh: int = 0,
+    fee_mode: str = FEES_SHARED,
+) -> Split:
     """Split net revenue between parties.
 
     The electricity payer is reimbursed first (metered energy at the agreed price). Payment
@@ -102,9 +108,14 @@ def split_revenue(net_fen: int, energy_wh: int, fees_fen: int, parties: Sequence
     distributable = net_fen - electricity - (fees_fen if fee_mode == FEES_SHARED else 0)
     shares = largest_remainder(distributable, [p.share_bp for p in parties])
     payouts = tuple(
-        Payout(p.name, p.role, p.share_bp, share,
-               electricity if i == payer else 0,
-               fees_fen if fee_mode == FEES_PARTY and i == bearer else 0)
+        Payout(
+            p.name,
+            p.role,
+            p.share_bp,
+            share,
+            electricity if i == payer else 0,
+            fees_fen if fee_mode == FEES_PARTY and i == bearer else 0,
+        )
         for i, (p, share) in enumerate(zip(parties, shares, strict=True))
     )
     return Split(net_fen, electricity, fees_fen, distributable, payouts)

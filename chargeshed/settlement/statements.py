@@ -23,25 +23,33 @@ VOLATILE_KEYS = ("computed_at",)
 def find_statement(operator_id: int, site_id: int, period: Period) -> Statement | None:
     """The stored statement of exactly this period, if any."""
     return db.session.execute(
-        select(Statement).where(Statement.operator_id == operator_id, Statement.site_id == site_id,
-                                Statement.period_start == period.start, Statement.period_end == period.end)
+        select(Statement).where(
+            Statement.operator_id == operator_id,
+            Statement.site_id == site_id,
+            Statement.period_start == period.start,
+            Statement.period_end == period.end,
+        )
     ).scalar_one_or_none()
 
 
 def statements_of(operator_id: int, site_id: int) -> list[Statement]:
     """Stored statements of this operator at this site, newest period first."""
-    return list(db.session.execute(
-        select(Statement).where(Statement.operator_id == operator_id, Statement.site_id == site_id)
-        .order_by(Statement.period_start.desc(), Statement.id.desc())
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(Statement)
+            .where(Statement.operator_id == operator_id, Statement.site_id == site_id)
+            .order_by(Statement.period_start.desc(), Statement.id.desc())
+        ).scalars()
+    )
 
 
 def last_issued(operator_id: int, site_id: int) -> Statement | None:
     """The issued statement with the latest period of this operator at this site."""
     return db.session.execute(
-        select(Statement).where(Statement.operator_id == operator_id, Statement.site_id == site_id,
-                                Statement.status == ISSUED)
-        .order_by(Statement.period_end.desc()).limit(1)
+        select(Statement)
+        .where(Statement.operator_id == operator_id, Statement.site_id == site_id, Statement.status == ISSUED)
+        .order_by(Statement.period_end.desc())
+        .limit(1)
     ).scalar_one_or_none()
 
 
@@ -74,8 +82,7 @@ class StatementView:
         return self.statement.number if self.statement is not None else None
 
 
-def view_statement(operator_id: int, site_id: int, period: Period,
-                   now: datetime | None = None) -> StatementView:
+def view_statement(operator_id: int, site_id: int, period: Period, now: datetime | None = None) -> StatementView:
     """An issued statement as locked, a reviewed one as reviewed (checked against the books), else a
     live draft. Refuses periods that are not over."""
     now = now or clock_now()
@@ -95,49 +102,67 @@ def _totals_into(row: Statement, figures: dict) -> None:
     row.payout_fen = figures["totals"]["payout_fen"]
 
 
-def review(operator_id: int, site_id: int, period: Period, user_id: int | None,
-           now: datetime | None = None) -> Statement:
+def review(
+    operator_id: int, site_id: int, period: Period, user_id: int | None, now: datetime | None = None
+) -> Statement:
     """Take a snapshot of the period's figures as reviewed; refuses open periods, issued statements
     and activity that no agreement covers."""
     now = now or clock_now()
     ensure_closed(period, now)
     row = find_statement(operator_id, site_id, period)
     if row is not None and row.status == ISSUED:
-        raise SettlementRefused(_l(
-            "Statement %(number)s is issued and cannot change; later changes appear in the next statement.",
-            number=row.number))
+        raise SettlementRefused(
+            _l(
+                "Statement %(number)s is issued and cannot change; later changes appear in the next statement.",
+                number=row.number,
+            )
+        )
     figures = compute_figures(operator_id, site_id, period, now)
     gap = figures["unassigned"]
     if gap is not None:
-        raise SettlementRefused(_l(
-            "No agreement covers %(sheds)s from %(start)s to %(end)s. Add an agreement for these days "
-            "first, then review.", sheds=", ".join(gap["sheds"]) or "–", start=gap["from"], end=gap["to"]))
+        raise SettlementRefused(
+            _l(
+                "No agreement covers %(sheds)s from %(start)s to %(end)s. Add an agreement for these days "
+                "first, then review.",
+                sheds=", ".join(gap["sheds"]) or "–",
+                start=gap["from"],
+                end=gap["to"],
+            )
+        )
     if row is None:
-        row = Statement(operator_id=operator_id, site_id=site_id, period_start=period.start,
-                        period_end=period.end, created_at=now)
+        row = Statement(
+            operator_id=operator_id, site_id=site_id, period_start=period.start, period_end=period.end, created_at=now
+        )
         db.session.add(row)
     row.status = REVIEWED
     row.reviewed_at = now
     row.reviewed_by_id = user_id
     _totals_into(row, figures)
     if user_id is not None:
-        audit.record(user_id, audit.STATEMENT_REVIEWED, f"{period.start.isoformat()} – {period.end.isoformat()}",
-                     site_id=site_id, operator_id=operator_id)
+        audit.record(
+            user_id,
+            audit.STATEMENT_REVIEWED,
+            f"{period.start.isoformat()} – {period.end.isoformat()}",
+            site_id=site_id,
+            operator_id=operator_id,
+        )
     try:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        raise SettlementRefused(_l("Someone else is reviewing this statement right now; reload the page.")) \
-            from None
+        raise SettlementRefused(_l("Someone else is reviewing this statement right now; reload the page.")) from None
     return row
 
 
 def reopen(statement: Statement) -> Statement:
     """Send a reviewed statement back to draft (its snapshot is dropped); issued ones never reopen."""
     if statement.status == ISSUED:
-        raise SettlementRefused(_l(
-            "Statement %(number)s is issued and cannot change; later changes appear in the next statement.",
-            number=statement.number))
+        raise SettlementRefused(
+            _l(
+                "Statement %(number)s is issued and cannot change; later changes appear in the next statement.",
+                number=statement.number,
+            )
+        )
     statement.status = DRAFT
     statement.figures = None
     statement.reviewed_at = None
@@ -174,28 +199,48 @@ def issue(statement: Statement, user_id: int | None, now: datetime | None = None
     ensure_closed(period, now)
     live = compute_figures(statement.operator_id, statement.site_id, period, now)
     if not same_figures(statement.figures, live):
-        raise SettlementRefused(_l(
-            "The books changed since this statement was reviewed. Review it again, then issue it."))
+        raise SettlementRefused(
+            _l("The books changed since this statement was reviewed. Review it again, then issue it.")
+        )
     previous = last_issued(statement.operator_id, statement.site_id)
     if previous is not None and statement.period_start != previous.period_end + timedelta(days=1):
-        raise SettlementRefused(_l(
-            "Statements are issued in order without gaps: after %(number)s (up to %(end)s) the next "
-            "statement must start on %(next)s.", number=previous.number, end=previous.period_end.isoformat(),
-            next=(previous.period_end + timedelta(days=1)).isoformat()))
-    sequence = (db.session.execute(
-        select(func.max(Statement.sequence)).where(Statement.operator_id == statement.operator_id,
-                                                   Statement.site_id == statement.site_id)
-    ).scalar_one() or 0) + 1
+        raise SettlementRefused(
+            _l(
+                "Statements are issued in order without gaps: after %(number)s (up to %(end)s) the next "
+                "statement must start on %(next)s.",
+                number=previous.number,
+                end=previous.period_end.isoformat(),
+                next=(previous.period_end + timedelta(days=1)).isoformat(),
+            )
+        )
+    sequence = (
+        db.session.execute(
+            select(func.max(Statement.sequence)).where(
+                Statement.operator_id == statement.operator_id, Statement.site_id == statement.site_id
+            )
+        ).scalar_one()
+        or 0
+    ) + 1
     try:
         claimed = db.session.execute(
-            update(Statement).where(Statement.id == statement.id, Statement.status == REVIEWED)
-            .values(status=ISSUED, sequence=sequence, issued_at=now, issued_by_id=user_id,
-                    number=format_number(statement.operator_id, statement.site_id, sequence))
+            update(Statement)
+            .where(Statement.id == statement.id, Statement.status == REVIEWED)
+            .values(
+                status=ISSUED,
+                sequence=sequence,
+                issued_at=now,
+                issued_by_id=user_id,
+                number=format_number(statement.operator_id, statement.site_id, sequence),
+            )
         ).rowcount
         if claimed and user_id is not None:
-            audit.record(user_id, audit.STATEMENT_ISSUED, format_number(statement.operator_id, statement.site_id,
-                                                                         sequence),
-                         site_id=statement.site_id, operator_id=statement.operator_id)
+            audit.record(
+                user_id,
+                audit.STATEMENT_ISSUED,
+                format_number(statement.operator_id, statement.site_id, sequence),
+                site_id=statement.site_id,
+                operator_id=statement.operator_id,
+            )
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -205,5 +250,4 @@ def issue(statement: Statement, user_id: int | None, now: datetime | None = None
         return Issued(statement, True)
     if statement.status == ISSUED:
         return Issued(statement, False)
-    raise SettlementRefused(_l(
-        "Another statement was issued at the same moment; reload the page and try again."))
+    raise SettlementRefused(_l("Another statement was issued at the same moment; reload the page and try again."))

@@ -74,13 +74,15 @@ def _fresh_codes(count: int) -> list[str]:
 
 def _insert_ports(shed: Shed, numbers: list[int], now: datetime) -> list[Port]:
     """Add ports to the session (caller commits); Refused if a number is taken in this shed."""
-    taken = sorted(db.session.execute(
-        select(Port.number).where(Port.shed_id == shed.id, Port.number.in_(numbers))
-    ).scalars())
+    taken = sorted(
+        db.session.execute(select(Port.number).where(Port.shed_id == shed.id, Port.number.in_(numbers))).scalars()
+    )
     if taken:
         raise Refused("numbers_taken", taken)
-    ports = [Port(shed_id=shed.id, number=number, code=code, label=f"{shed.name} {number}号", created_at=now)
-             for number, code in zip(numbers, _fresh_codes(len(numbers)), strict=True)]
+    ports = [
+        Port(shed_id=shed.id, number=number, code=code, label=f"{shed.name} {number}号", created_at=now)
+        for number, code in zip(numbers, _fresh_codes(len(numbers)), strict=True)
+    ]
     db.session.add_all(ports)
     return ports
 
@@ -99,8 +101,17 @@ def add_ports(shed: Shed, numbers: list[int], now: datetime) -> list[Port]:
     return ports
 
 
-def add_shed(site: Site, name: str, location: str, operator_id: int, tariff_id: int,
-             port_numbers: list[int], now: datetime, *, any_operator: bool = False) -> Shed:
+def add_shed(
+    site: Site,
+    name: str,
+    location: str,
+    operator_id: int,
+    tariff_id: int,
+    port_numbers: list[int],
+    now: datetime,
+    *,
+    any_operator: bool = False,
+) -> Shed:
     """A new shed in a site, with its first ports, all or none. Commits.
 
     The operator and tariff must be among shed_choices(site, any_operator=...).
@@ -108,15 +119,19 @@ def add_shed(site: Site, name: str, location: str, operator_id: int, tariff_id: 
     name = name.strip()
     if not name:
         raise Refused("name_missing")
-    if db.session.execute(
-        select(func.count(Shed.id)).where(Shed.site_id == site.id, Shed.name == name)
-    ).scalar_one():
+    if db.session.execute(select(func.count(Shed.id)).where(Shed.site_id == site.id, Shed.name == name)).scalar_one():
         raise Refused("name_taken")
     operators, tariffs = shed_choices(site, any_operator=any_operator)
     if operator_id not in {o[0] for o in operators} or tariff_id not in {t[0] for t in tariffs}:
         raise Refused("choice_invalid")
-    shed = Shed(site_id=site.id, operator_id=operator_id, tariff_id=tariff_id, name=name,
-                location=location.strip(), created_at=now)
+    shed = Shed(
+        site_id=site.id,
+        operator_id=operator_id,
+        tariff_id=tariff_id,
+        name=name,
+        location=location.strip(),
+        created_at=now,
+    )
     db.session.add(shed)
     try:
         db.session.flush()
@@ -158,5 +173,7 @@ def shed_choices(site: Site, *, any_operator: bool) -> tuple[list[tuple[int, str
     if not any_operator:
         operators = operators.where(Operator.id.in_(select(Shed.operator_id).where(Shed.site_id == site.id)))
         tariffs = tariffs.where(tariff.id.in_(select(Shed.tariff_id).where(Shed.site_id == site.id)))
-    return ([tuple(o) for o in db.session.execute(operators).all()],
-            [tuple(t) for t in db.session.execute(tariffs).all()])
+    return (
+        [tuple(o) for o in db.session.execute(operators).all()],
+        [tuple(t) for t in db.session.execute(tariffs).all()],
+    )

@@ -21,17 +21,22 @@ HEAT = ("#f4f5f2", "#d9efe0", "#a8dcb8", "#6cc08c", "#2e9a5c", "#0a6b30")
 
 
 def _svg(width: int, height: int, label: str, body: list[str]) -> Markup:
-    head = (f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-            f'role="img" aria-label="{escape(label)}" font-family="system-ui, sans-serif">'
-            f"<title>{escape(label)}</title>")
+    head = (
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'role="img" aria-label="{escape(label)}" font-family="system-ui, sans-serif">'
+        f"<title>{escape(label)}</title>"
+    )
     return Markup(head + "".join(body) + "</svg>")
 
 
-def _text(x: float, y: float, text: str, *, size: int = 11, anchor: str = "start", fill: str = INK,
-          weight: str = "normal") -> str:
+def _text(
+    x: float, y: float, text: str, *, size: int = 11, anchor: str = "start", fill: str = INK, weight: str = "normal"
+) -> str:
     bold = ' font-weight="700"' if weight == "bold" else ""
-    return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" fill="{fill}"{bold}>'
-            f"{escape(text)}</text>")
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" fill="{fill}"{bold}>'
+        f"{escape(text)}</text>"
+    )
 
 
 def nice_ceiling(value: float) -> float:
@@ -49,8 +54,9 @@ def nice_ceiling(value: float) -> float:
     return 10 * magnitude
 
 
-def bar_chart(points: Sequence[tuple[str, float]], label: str, fmt: Callable[[float], str], *,
-              width: int = 360, height: int = 200) -> Markup:
+def bar_chart(
+    points: Sequence[tuple[str, float]], label: str, fmt: Callable[[float], str], *, width: int = 360, height: int = 200
+) -> Markup:
     """Vertical bars, one per point (label, value), with a labelled axis and the top value printed."""
     left, right, top, bottom = 44, 8, 12, 22
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -60,8 +66,9 @@ def bar_chart(points: Sequence[tuple[str, float]], label: str, fmt: Callable[[fl
     for i in range(5):
         value = ceiling * i / 4
         y = top + plot_h - plot_h * i / 4
-        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="{GRID}" '
-                    'stroke-width="1"/>')
+        body.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="{GRID}" stroke-width="1"/>'
+        )
         body.append(_text(left - 4, y + 4, fmt(value), size=10, anchor="end", fill=MUTED))
     n = max(1, len(points))
     slot = plot_w / n
@@ -70,17 +77,17 @@ def bar_chart(points: Sequence[tuple[str, float]], label: str, fmt: Callable[[fl
     for i, (name, value) in enumerate(points):
         h = plot_h * value / ceiling
         x = left + i * slot + slot * 0.15
-        body.append(f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
-                    f'fill="{BAR}"><title>{escape(name)}: {escape(fmt(value))}</title></rect>')
+        body.append(
+            f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
+            f'fill="{BAR}"><title>{escape(name)}: {escape(fmt(value))}</title></rect>'
+        )
         if (i % every == 0 and n - 1 - i >= every * 0.75) or i == n - 1:
-            body.append(_text(left + i * slot + slot / 2, height - 6, name, size=10, anchor="middle",
-                              fill=MUTED))
+            body.append(_text(left + i * slot + slot / 2, height - 6, name, size=10, anchor="middle", fill=MUTED))
     if peak is not None and points[peak][1] > 0:
         x = left + peak * slot + slot / 2
         y = top + plot_h - plot_h * points[peak][1] / ceiling
         anchor = "end" if peak > n * 0.7 else "start" if peak < n * 0.3 else "middle"
-        body.append(_text(x, max(top + 9, y - 3), fmt(points[peak][1]), size=11, anchor=anchor,
-                          weight="bold"))
+        body.append(_text(x, max(top + 9, y - 3), fmt(points[peak][1]), size=11, anchor=anchor, weight="bold"))
     return _svg(width, height, label, body)
 
 
@@ -109,8 +116,10 @@ def heatmap(percent: Callable[[int, int], float], day_names: Sequence[str], labe
     """Hour-of-week grid: days as columns, hours as rows (fits a phone upright); percent in each cell."""
     left, top, cell_w, cell_h = 26, 18, 44, 17
     width, height = left + 7 * cell_w + 2, top + 24 * cell_h + 2
-    body = [_text(left + d * cell_w + cell_w / 2, 12, day_names[d], size=11, anchor="middle", weight="bold")
-            for d in range(7)]
+    body = [
+        _text(left + d * cell_w + cell_w / 2, 12, day_names[d], size=11, anchor="middle", weight="bold")
+        for d in range(7)
+    ]
     for h in range(24):
         y = top + h * cell_h
         body.append(_text(left - 4, y + 12.5, f"{h:02d}", size=10, anchor="end", fill=MUTED))
@@ -119,11 +128,21 @@ def heatmap(percent: Callable[[int, int], float], day_names: Sequence[str], labe
             step = _heat_step(value)
             x = left + d * cell_w
             tip = f"{escape(day_names[d])} {h:02d}:00 · {value:.0f}%"
-            body.append(f'<rect x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" height="{cell_h - 2}" '
-                        f'fill="{HEAT[step]}"><title>{tip}</title></rect>')
+            body.append(
+                f'<rect x="{x + 1}" y="{y + 1}" width="{cell_w - 2}" height="{cell_h - 2}" '
+                f'fill="{HEAT[step]}"><title>{tip}</title></rect>'
+            )
             if value >= 0.5:
-                body.append(_text(x + cell_w / 2, y + 12.5, f"{value:.0f}", size=10, anchor="middle",
-                                  fill="#fff" if step >= 4 else INK))
+                body.append(
+                    _text(
+                        x + cell_w / 2,
+                        y + 12.5,
+                        f"{value:.0f}",
+                        size=10,
+                        anchor="middle",
+                        fill="#fff" if step >= 4 else INK,
+                    )
+                )
     return _svg(width, height, label, body)
 
 

@@ -29,9 +29,11 @@ HINT = "先插好充电器，再扫码付款"
 
 def sticker_ports(shed: Shed) -> list[Port]:
     """The ports that get a sticker: every port not retired, by number."""
-    return list(db.session.execute(
-        select(Port).where(Port.shed_id == shed.id, Port.status != PORT_RETIRED).order_by(Port.number)
-    ).scalars())
+    return list(
+        db.session.execute(
+            select(Port).where(Port.shed_id == shed.id, Port.status != PORT_RETIRED).order_by(Port.number)
+        ).scalars()
+    )
 
 
 def _fit(text: str, font: str, size: float, width: float) -> float:
@@ -40,8 +42,9 @@ def _fit(text: str, font: str, size: float, width: float) -> float:
     return size if actual <= width else size * width / actual
 
 
-def _sticker(pdf: canvas.Canvas, x: float, y: float, w: float, h: float, shed: Shed, port: Port,
-             url: str, cjk: str, bold: str) -> None:
+def _sticker(
+    pdf: canvas.Canvas, x: float, y: float, w: float, h: float, shed: Shed, port: Port, url: str, cjk: str, bold: str
+) -> None:
     """Draw one sticker with its lower-left corner at (x, y), in the embedded fonts `cjk` and `bold`."""
     pdf.setStrokeColorRGB(0.7, 0.7, 0.7)
     pdf.setDash(2, 3)
@@ -59,8 +62,7 @@ def _sticker(pdf: canvas.Canvas, x: float, y: float, w: float, h: float, shed: S
     number = str(port.number)
     number_size = 30
     suffix_size = 15
-    total = pdfmetrics.stringWidth(number, bold, number_size) + \
-        pdfmetrics.stringWidth("号", cjk, suffix_size)
+    total = pdfmetrics.stringWidth(number, bold, number_size) + pdfmetrics.stringWidth("号", cjk, suffix_size)
     start = centre - total / 2
     baseline = top - 17.5 * mm
     pdf.setFont(bold, number_size)

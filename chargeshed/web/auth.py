@@ -43,13 +43,19 @@ def landing(user) -> str:
 class PasswordForm(FlaskForm):
     """Change one's own password."""
 
-    current = PasswordField(_l("Current password"), validators=[
-        DataRequired(_l("Enter your current password.")), Length(max=128)])
-    new = PasswordField(_l("New password"), validators=[
-        DataRequired(_l("Choose a new password.")),
-        Length(min=MIN_LENGTH, max=128, message=_l("Use at least 8 characters."))])
-    confirm = PasswordField(_l("Repeat new password"), validators=[
-        EqualTo("new", message=_l("The passwords do not match."))])
+    current = PasswordField(
+        _l("Current password"), validators=[DataRequired(_l("Enter your current password.")), Length(max=128)]
+    )
+    new = PasswordField(
+        _l("New password"),
+        validators=[
+            DataRequired(_l("Choose a new password.")),
+            Length(min=MIN_LENGTH, max=128, message=_l("Use at least 8 characters.")),
+        ],
+    )
+    confirm = PasswordField(
+        _l("Repeat new password"), validators=[EqualTo("new", message=_l("The passwords do not match."))]
+    )
 
     def validate_new(self, field):
         check_password_strength(field, current_user.login)
@@ -99,9 +105,14 @@ def register():
     """
     form = RegisterForm()
     if form.validate_on_submit():
-        user = accounts.register_resident(form.phone.data, form.password.data, form.building.data,
-                                          form.unit.data, site_id=accounts.default_site_id(),
-                                          room=form.room.data)
+        user = accounts.register_resident(
+            form.phone.data,
+            form.password.data,
+            form.building.data,
+            form.unit.data,
+            site_id=accounts.default_site_id(),
+            room=form.room.data,
+        )
         if user is None:
             g.phone_taken = True
             form.phone.errors.append(_("This phone number already has an account. Sign in instead."))
@@ -131,8 +142,11 @@ OPEN_WITH_TEMPORARY_PASSWORD = {"auth.change_password", "auth.logout", "auth.set
 @bp.before_app_request
 def _temporary_password_must_be_changed():
     """A temporary password (from an admin or site manager) opens only the password form."""
-    if (current_user.is_authenticated and getattr(current_user, "must_change_password", False)
-            and request.endpoint not in OPEN_WITH_TEMPORARY_PASSWORD):
+    if (
+        current_user.is_authenticated
+        and getattr(current_user, "must_change_password", False)
+        and request.endpoint not in OPEN_WITH_TEMPORARY_PASSWORD
+    ):
         flash(_("Choose your own password before you continue."), "error")
         return redirect(url_for("auth.change_password"))
     return None
@@ -167,8 +181,14 @@ def set_language(code: str):
     if code not in current_app.config["LANGUAGES"]:
         code = current_app.config["BABEL_DEFAULT_LOCALE"]
     response = redirect(safe_next(request.args.get("next")))
-    response.set_cookie(LANG_COOKIE, code, max_age=365 * 24 * 3600, samesite="Lax", httponly=True,
-                        secure=current_app.config["SESSION_COOKIE_SECURE"])
+    response.set_cookie(
+        LANG_COOKIE,
+        code,
+        max_age=365 * 24 * 3600,
+        samesite="Lax",
+        httponly=True,
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+    )
     if current_user.is_authenticated:
         accounts.set_locale(current_user, code)
     return response

@@ -70,5 +70,8 @@ def init_app(app: Flask) -> None:
     """Make every request's query and form values bounded (keeping what extensions added to the
     request class, such as htmx's `request.htmx`)."""
     base: type[Request] = app.request_class
-    app.request_class = type("BoundedRequest", (base,), {"parameter_storage_class": BoundedMultiDict,
-                                                         "__doc__": "Request with bounded query and form values."})
+    app.request_class = type(
+        "BoundedRequest",
+        (base,),
+        {"parameter_storage_class": BoundedMultiDict, "__doc__": "Request with bounded query and form values."},
+    )

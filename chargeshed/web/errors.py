@@ -19,9 +19,11 @@ from chargeshed import errors
 log = logging.getLogger(__name__)
 
 # Shown when even the template cannot be rendered (its text is in both languages, no lookups).
-BARE_500 = ('<!doctype html><html lang="zh-CN"><meta charset="utf-8"><title>500</title>'
-            '<h1>出错了 · Something went wrong</h1><p>您保存的内容没有丢失，请稍后再试。'
-            ' · Nothing you stored was lost. Please try again in a moment.</p></html>')
+BARE_500 = (
+    '<!doctype html><html lang="zh-CN"><meta charset="utf-8"><title>500</title>'
+    "<h1>出错了 · Something went wrong</h1><p>您保存的内容没有丢失，请稍后再试。"
+    " · Nothing you stored was lost. Please try again in a moment.</p></html>"
+)
 
 
 def _error_page(error: HTTPException, **context):
@@ -69,5 +71,3 @@ def init_app(app: Flask) -> None:
         except Exception:
             log.exception("error page could not be rendered")
             return BARE_500, 500, {"Content-Type": "text/html; charset=utf-8"}
-
-

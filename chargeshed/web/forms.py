@@ -29,6 +29,8 @@ def check_password_strength(field, *personal: str | None) -> None:
     problem = password_problem(field.data or "", *personal)
     if problem:
         raise ValidationError(PASSWORD_MESSAGES[problem])
+
+
 # Chinese plates for e-bikes vary by city; accept letters, digits and CJK, 4-12 characters.
 PLATE_RE = re.compile(r"^[0-9A-Z\u4e00-\u9fff·-]{4,12}$")
 
@@ -52,31 +54,52 @@ def normalise_plate(value: str | None) -> str:
 class LoginForm(FlaskForm):
     """Sign in with phone (residents) or user name (staff)."""
 
-    login = StringField(_l("Phone number"), validators=[DataRequired(_l("Enter your phone number.")),
-                                                        Length(max=64)])
-    password = PasswordField(_l("Password"), validators=[DataRequired(_l("Enter your password.")),
-                                                         Length(max=128)])
+    login = StringField(_l("Phone number"), validators=[DataRequired(_l("Enter your phone number.")), Length(max=64)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(_l("Enter your password.")), Length(max=128)])
     remember = BooleanField(_l("Keep me signed in on this phone"), default=True)
 
 
 class RegisterForm(FlaskForm):
     """A new resident account."""
 
-    phone = StringField(_l("Phone number"), filters=[normalise_phone], validators=[
-        DataRequired(_l("Enter your phone number.")),
-        Regexp(PHONE_RE, message=_l("Enter an 11-digit mainland mobile number."))])
-    password = PasswordField(_l("Password"), validators=[
-        DataRequired(_l("Choose a password.")),
-        Length(min=8, max=128, message=_l("Use at least 8 characters."))])
-    confirm = PasswordField(_l("Repeat password"), validators=[
-        EqualTo("password", message=_l("The passwords do not match."))])
-    building = IntegerField(_l("Building (栋)"), validators=[
-        Optional(), NumberRange(min=1, max=99, message=_l("Enter a building number from 1 to 99."))])
-    unit = IntegerField(_l("Unit (单元)"), validators=[
-        Optional(), NumberRange(min=1, max=20, message=_l("Enter a unit number from 1 to 20. A room number "
-                                                          "such as 1201 goes in the Room field."))])
-    room = StringField(_l("Room (房号), e.g. 1201"), filters=[normalise_room], validators=[
-        Optional(), Regexp(ROOM_RE, message=_l("Enter the room number on your door, e.g. 1201 or 302."))])
+    phone = StringField(
+        _l("Phone number"),
+        filters=[normalise_phone],
+        validators=[
+            DataRequired(_l("Enter your phone number.")),
+            Regexp(PHONE_RE, message=_l("Enter an 11-digit mainland mobile number.")),
+        ],
+    )
+    password = PasswordField(
+        _l("Password"),
+        validators=[
+            DataRequired(_l("Choose a password.")),
+            Length(min=8, max=128, message=_l("Use at least 8 characters.")),
+        ],
+    )
+    confirm = PasswordField(
+        _l("Repeat password"), validators=[EqualTo("password", message=_l("The passwords do not match."))]
+    )
+    building = IntegerField(
+        _l("Building (栋)"),
+        validators=[Optional(), NumberRange(min=1, max=99, message=_l("Enter a building number from 1 to 99."))],
+    )
+    unit = IntegerField(
+        _l("Unit (单元)"),
+        validators=[
+            Optional(),
+            NumberRange(
+                min=1,
+                max=20,
+                message=_l("Enter a unit number from 1 to 20. A room number such as 1201 goes in the Room field."),
+            ),
+        ],
+    )
+    room = StringField(
+        _l("Room (房号), e.g. 1201"),
+        filters=[normalise_room],
+        validators=[Optional(), Regexp(ROOM_RE, message=_l("Enter the room number on your door, e.g. 1201 or 302."))],
+    )
 
     def validate_password(self, field):
         check_password_strength(field, self.phone.data)
@@ -85,8 +108,7 @@ class RegisterForm(FlaskForm):
 class BikeForm(FlaskForm):
     """Register a bike by plate."""
 
-    plate = StringField(_l("Plate"), filters=[normalise_plate], validators=[
-        DataRequired(_l("Enter the plate."))])
+    plate = StringField(_l("Plate"), filters=[normalise_plate], validators=[DataRequired(_l("Enter the plate."))])
     note = StringField(_l("Note (colour, model)"), validators=[Length(max=80)])
 
     def validate_plate(self, field):

@@ -27,8 +27,7 @@ JSON_ENDPOINTS = frozenset({"stripe_webhook.webhook"})
 # Database ids are 32-bit on every engine we run on: a larger <int:...> in a URL is simply not found.
 MAX_URL_INT = 2**31 - 1  # chargeshed.web.bounds.INT_MAX
 # LogRecord attributes that are not "extra" fields.
-_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime",
-                                                                               "taskName"}
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
 
 def content_security_policy(extra_form_action: str = "") -> str:
@@ -178,10 +177,15 @@ def init_app(app: Flask) -> None:
         if "request_started" in g:
             log.info(
                 "request",
-                extra={"method": request.method, "path": request.path,
-                       "status": response.status_code, "remote": request.remote_addr,
-                       "user_id": _user_id(), "bytes": response.calculate_content_length(),
-                       "ms": round((time.perf_counter() - g.request_started) * 1000, 1)},
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "remote": request.remote_addr,
+                    "user_id": _user_id(),
+                    "bytes": response.calculate_content_length(),
+                    "ms": round((time.perf_counter() - g.request_started) * 1000, 1),
+                },
             )
         return response
 

@@ -30,28 +30,34 @@ CHARGER_ADD_ROLES = (ROLE_ADMIN, ROLE_OPERATOR_STAFF)
 class TargetForm(FlaskForm):
     """The device a port is wired to."""
 
-    target = StringField(_l("Hardware target"), validators=[
-        DataRequired(_l("Enter the target, e.g. sim or ocpp:CP-0042/1.")), Length(max=120)],
-        description=_l("sim, ocpp:<station id>/<connector>, shelly:<topic prefix>/<switch>, "
-                       "tasmota:<topic>[/<relay>]"))
+    target = StringField(
+        _l("Hardware target"),
+        validators=[DataRequired(_l("Enter the target, e.g. sim or ocpp:CP-0042/1.")), Length(max=120)],
+        description=_l("sim, ocpp:<station id>/<connector>, shelly:<topic prefix>/<switch>, tasmota:<topic>[/<relay>]"),
+    )
 
 
 class ChargerForm(FlaskForm):
     """Register an OCPP charge point."""
 
-    charge_point_id = StringField(_l("Charge point id"), validators=[
-        DataRequired(_l("Enter the station's charge point id.")), Length(max=48)])
-    connectors = IntegerField(_l("Connectors"), default=1, validators=[
-        NumberRange(1, 99, message=_l("From 1 to 99."))])
+    charge_point_id = StringField(
+        _l("Charge point id"), validators=[DataRequired(_l("Enter the station's charge point id.")), Length(max=48)]
+    )
+    connectors = IntegerField(_l("Connectors"), default=1, validators=[NumberRange(1, 99, message=_l("From 1 to 99."))])
 
 
 def port_hardware(port: Port) -> dict:
     """What the port page shows about the device: target, link, station state, last reading."""
     row = db.session.get(PortTelemetry, port.id)
     link = db.session.get(DeviceLink, row.device) if row is not None else None
-    return {"target": port.hardware_target, "telemetry": row, "link": link,
-            "online": bool(row and row.link_online), "form": TargetForm(target=port.hardware_target),
-            "may_bind": current_user.role in SHED_ADMIN_ROLES}
+    return {
+        "target": port.hardware_target,
+        "telemetry": row,
+        "link": link,
+        "online": bool(row and row.link_online),
+        "form": TargetForm(target=port.hardware_target),
+        "may_bind": current_user.role in SHED_ADMIN_ROLES,
+    }
 
 
 @bp.post("/ports/<int:port_id>/hardware")
@@ -69,9 +75,14 @@ def port_bind(port_id: int):
         db.session.rollback()
         flash(_("Not a hardware target: %(reason)s", reason=str(exc)), "error")
         return redirect(url_for("manage.port_page", port_id=port_id) + "#hardware")
-    audit.record(current_user.id, audit.PORT_BINDING, f"{port.shed.name} #{port.number} ({port.code})",
-                 site_id=port.shed.site_id, operator_id=port.shed.operator_id,
-                 reason=f"{before} → {port.hardware_target}")
+    audit.record(
+        current_user.id,
+        audit.PORT_BINDING,
+        f"{port.shed.name} #{port.number} ({port.code})",
+        site_id=port.shed.site_id,
+        operator_id=port.shed.operator_id,
+        reason=f"{before} → {port.hardware_target}",
+    )
     db.session.commit()
     flash(_("Port %(n)s is now wired to %(target)s.", n=port.number, target=port.hardware_target), "ok")
     return redirect(url_for("manage.port_page", port_id=port_id) + "#hardware")
@@ -84,8 +95,11 @@ def _visible_chargers():
         return rows
     if current_user.role == ROLE_OPERATOR_STAFF:
         return [(c, link) for c, link in rows if c.operator_id == current_user.operator_id]
-    devices = set(db.session.execute(select(PortTelemetry.device).where(
-        PortTelemetry.port_id.in_(visible_port_ids(current_user)))).scalars())
+    devices = set(
+        db.session.execute(
+            select(PortTelemetry.device).where(PortTelemetry.port_id.in_(visible_port_ids(current_user)))
+        ).scalars()
+    )
     return [(c, link) for c, link in rows if c.device in devices]
 
 
@@ -95,12 +109,21 @@ def _chargers_page(form: ChargerForm, status: int = 200, new_key: str | None = N
     bound: dict[str, list[str]] = {}
     if devices:
         for device, code in db.session.execute(
-                select(PortTelemetry.device, Port.code).join(Port, Port.id == PortTelemetry.port_id)
-                .where(PortTelemetry.device.in_(devices), Port.id.in_(visible_port_ids(current_user)))
-                .order_by(Port.code)):
+            select(PortTelemetry.device, Port.code)
+            .join(Port, Port.id == PortTelemetry.port_id)
+            .where(PortTelemetry.device.in_(devices), Port.id.in_(visible_port_ids(current_user)))
+            .order_by(Port.code)
+        ):
             bound.setdefault(device, []).append(code)
-    response = render_template("manage/chargers.html", chargers=chargers, bound=bound, form=form,
-                               may_add=current_user.role in CHARGER_ADD_ROLES, new_key=new_key, added=added)
+    response = render_template(
+        "manage/chargers.html",
+        chargers=chargers,
+        bound=bound,
+        form=form,
+        may_add=current_user.role in CHARGER_ADD_ROLES,
+        new_key=new_key,
+        added=added,
+    )
     headers = {"Cache-Control": "no-store"} if new_key else {}
     return response, status, headers
 
@@ -121,14 +144,15 @@ def charger_add():
         return _chargers_page(form, 400)
     operator_id = current_user.operator_id if current_user.role == ROLE_OPERATOR_STAFF else None
     try:
-        added = registry.add_charger(form.charge_point_id.data.strip(), form.connectors.data,
-                                     operator_id=operator_id)
+        added = registry.add_charger(form.charge_point_id.data.strip(), form.connectors.data, operator_id=operator_id)
     except registry.RegistryError as exc:
         db.session.rollback()
-        form.charge_point_id.errors = [_("This charge point is registered already.") if exc.code == "exists"
-                                       else _("Use 1 to 48 letters, digits and . _ : -")]
+        form.charge_point_id.errors = [
+            _("This charge point is registered already.")
+            if exc.code == "exists"
+            else _("Use 1 to 48 letters, digits and . _ : -")
+        ]
         return _chargers_page(form, 400)
     cp_id = added.charger.charge_point_id
     db.session.commit()
     return _chargers_page(ChargerForm(formdata=None), 200, new_key=added.key, added=cp_id)
-

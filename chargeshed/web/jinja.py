@@ -73,5 +73,6 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["localtime"] = local_time
     app.jinja_env.filters["duration"] = duration
     app.jinja_env.filters["duration_words"] = duration_words
-    app.jinja_env.globals.update(get_locale=get_locale, END_REASONS=END_REASONS, SESSION_STATES=SESSION_STATES,
-                                 PORT_STATES=PORT_STATES)
+    app.jinja_env.globals.update(
+        get_locale=get_locale, END_REASONS=END_REASONS, SESSION_STATES=SESSION_STATES, PORT_STATES=PORT_STATES
+    )

@@ -103,9 +103,14 @@ MAX_RANGE_DAYS = 366
 
 @bp.context_processor
 def _labels() -> dict:
-    return dict(EVENT_KINDS=EVENT_KINDS, ALERT_KINDS=ALERT_KINDS, PORT_STATUSES=PORT_STATUSES,
-                HARDWARE_STATES=HARDWARE_STATES,
-                STAFF_END_REASONS=STAFF_END_REASONS, mask_login=usage.mask_login)
+    return dict(
+        EVENT_KINDS=EVENT_KINDS,
+        ALERT_KINDS=ALERT_KINDS,
+        PORT_STATUSES=PORT_STATUSES,
+        HARDWARE_STATES=HARDWARE_STATES,
+        STAFF_END_REASONS=STAFF_END_REASONS,
+        mask_login=usage.mask_login,
+    )
 
 
 def _who() -> str:
@@ -120,8 +125,10 @@ def _refusal(refused: admin.Refused) -> str:
         "numbers_range": _("Port numbers go from 1 to %(max)s.", max=admin.MAX_PORT_NUMBER),
         "numbers_too_many": _("Add at most %(max)s ports at a time.", max=admin.MAX_PORTS_PER_REQUEST),
         "numbers_repeated": _("These numbers are listed twice: %(numbers)s.", numbers=numbers),
-        "numbers_taken": _("This shed already has ports numbered %(numbers)s (retired ports keep their "
-                           "number). Nothing was added.", numbers=numbers),
+        "numbers_taken": _(
+            "This shed already has ports numbered %(numbers)s (retired ports keep their number). Nothing was added.",
+            numbers=numbers,
+        ),
         "conflict": _("Someone changed this shed at the same moment. Nothing was saved; please try again."),
         "name_missing": _("Enter the shed's name."),
         "name_taken": _("This site already has a shed with that name."),
@@ -132,6 +139,7 @@ def _refusal(refused: admin.Refused) -> str:
 
 
 # Landing and live occupancy ---------------------------------------------------------------------
+
 
 @bp.get("/")
 @staff_required(*MANAGE_ROLES)
@@ -155,9 +163,17 @@ def _grid_context(site: Site) -> dict:
     blocks = occupancy.occupancy(pager.shed_ids, now)
     # Translated once and formatted per cell: the grid may have thousands of ports.
     hours_minutes = _("%(h)s h %(m)s min")  # no variables given: returned unformatted
-    return dict(site=site, blocks=blocks, totals=occupancy.totals(blocks), now=now, poll_seconds=POLL_SECONDS,
-                hours_minutes=hours_minutes, pager=pager, only_shed=only_shed,
-                open_alerts=port_alerts.unacknowledged_open_count(visible_port_ids(current_user, site.id)))
+    return dict(
+        site=site,
+        blocks=blocks,
+        totals=occupancy.totals(blocks),
+        now=now,
+        poll_seconds=POLL_SECONDS,
+        hours_minutes=hours_minutes,
+        pager=pager,
+        only_shed=only_shed,
+        open_alerts=port_alerts.unacknowledged_open_count(visible_port_ids(current_user, site.id)),
+    )
 
 
 @bp.get("/sites/<int:site_id>")
@@ -173,8 +189,9 @@ def occupancy_page(site_id: int):
 def occupancy_grid(site_id: int):
     """The grid alone, for polling: 304 Not Modified, without rendering, while nothing changed."""
     site = get_site_or_404(current_user, site_id)
-    version = occupancy.grid_version(site.id, clock_now(), str(get_locale()), current_user.id, is_partial(),
-                                     *_grid_args())
+    version = occupancy.grid_version(
+        site.id, clock_now(), str(get_locale()), current_user.id, is_partial(), *_grid_args()
+    )
     if version is not None and version in request.if_none_match:
         response = current_app.response_class(status=304)
     else:
@@ -189,27 +206,49 @@ def occupancy_grid(site_id: int):
 
 # One port ---------------------------------------------------------------------------------------
 
+
 def _port_page(port: Port, status: int = 200, **forms):
     now = clock_now()
     live = charging.live_session_on_port(port.id)
-    recent = db.session.execute(
-        select(ChargeSession).where(ChargeSession.port_id == port.id)
-        .order_by(ChargeSession.id.desc()).limit(15)
-    ).scalars().all()
-    events = db.session.execute(
-        select(PortEvent).where(PortEvent.port_id == port.id)
-        .order_by(PortEvent.at.desc(), PortEvent.id.desc()).limit(30)
-    ).scalars().all()
-    port_alert_rows = db.session.execute(
-        port_alerts.alerts_query(select(Port.id).where(Port.id == port.id)).limit(10)
-    ).scalars().all()
+    recent = (
+        db.session.execute(
+            select(ChargeSession).where(ChargeSession.port_id == port.id).order_by(ChargeSession.id.desc()).limit(15)
+        )
+        .scalars()
+        .all()
+    )
+    events = (
+        db.session.execute(
+            select(PortEvent)
+            .where(PortEvent.port_id == port.id)
+            .order_by(PortEvent.at.desc(), PortEvent.id.desc())
+            .limit(30)
+        )
+        .scalars()
+        .all()
+    )
+    port_alert_rows = (
+        db.session.execute(port_alerts.alerts_query(select(Port.id).where(Port.id == port.id)).limit(10))
+        .scalars()
+        .all()
+    )
     forms.setdefault("stop_form", StaffStopForm())
     forms.setdefault("rename_form", RenamePortForm(label=port.label))
     return render_template(
-        "manage/port.html", port=port, shed=port.shed, live=live, now=now,
-        state=port_state_now(port, live, now), cost=charging.cost_now(live, now) if live else 0,
-        recent=recent, events=events, alerts=port_alert_rows, action_form=ActionForm(),
-        mask=current_user.role == ROLE_OPERATOR_STAFF, hardware=port_hardware(port), **forms,
+        "manage/port.html",
+        port=port,
+        shed=port.shed,
+        live=live,
+        now=now,
+        state=port_state_now(port, live, now),
+        cost=charging.cost_now(live, now) if live else 0,
+        recent=recent,
+        events=events,
+        alerts=port_alert_rows,
+        action_form=ActionForm(),
+        mask=current_user.role == ROLE_OPERATOR_STAFF,
+        hardware=port_hardware(port),
+        **forms,
     ), status
 
 
@@ -235,8 +274,12 @@ def port_maintenance(port_id: int):
         flash(_refusal(refused), "error")
     else:
         if changed:
-            flash(_("Port %(n)s is now under maintenance.", n=port.number) if on else
-                  _("Port %(n)s is back in service.", n=port.number), "ok")
+            flash(
+                _("Port %(n)s is now under maintenance.", n=port.number)
+                if on
+                else _("Port %(n)s is back in service.", n=port.number),
+                "ok",
+            )
     return redirect(url_for(".port_page", port_id=port.id))
 
 
@@ -289,13 +332,14 @@ def port_retire(port_id: int):
 
 # Sheds ------------------------------------------------------------------------------------------
 
+
 def _shed_page(shed: Shed, status: int = 200, **forms):
-    ports = db.session.execute(
-        select(Port).where(Port.shed_id == shed.id).order_by(Port.number)).scalars().all()
+    ports = db.session.execute(select(Port).where(Port.shed_id == shed.id).order_by(Port.number)).scalars().all()
     forms.setdefault("shed_form", ShedForm(obj=shed))
     forms.setdefault("ports_form", PortNumbersForm())
-    return render_template("manage/shed.html", shed=shed, ports=ports,
-                           can_edit=current_user.role in SHED_ADMIN_ROLES, **forms), status
+    return render_template(
+        "manage/shed.html", shed=shed, ports=ports, can_edit=current_user.role in SHED_ADMIN_ROLES, **forms
+    ), status
 
 
 @bp.get("/sheds/<int:shed_id>")
@@ -346,8 +390,11 @@ def shed_stickers(shed_id: int):
     """The shed's QR sticker sheet (A4 PDF)."""
     shed = get_shed_or_404(current_user, shed_id)
     pdf = sticker_sheet_pdf(shed, current_app.config["PUBLIC_BASE_URL"])
-    return Response(pdf, mimetype="application/pdf", headers={
-        "Content-Disposition": f'inline; filename="stickers-shed-{shed.id}.pdf"'})
+    return Response(
+        pdf,
+        mimetype="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="stickers-shed-{shed.id}.pdf"'},
+    )
 
 
 @bp.route("/sites/<int:site_id>/sheds/new", methods=["GET", "POST"])
@@ -363,8 +410,16 @@ def shed_new(site_id: int):
     if form.validate_on_submit():
         try:
             numbers = admin.parse_port_numbers(form.numbers.data)
-            shed = admin.add_shed(site, form.name.data, form.location.data or "", form.operator_id.data,
-                                  form.tariff_id.data, numbers, clock_now(), any_operator=any_operator)
+            shed = admin.add_shed(
+                site,
+                form.name.data,
+                form.location.data or "",
+                form.operator_id.data,
+                form.tariff_id.data,
+                numbers,
+                clock_now(),
+                any_operator=any_operator,
+            )
         except admin.Refused as refused:
             field = form.numbers if refused.code.startswith("numbers") else form.name
             field.errors.append(_refusal(refused))
@@ -377,6 +432,7 @@ def shed_new(site_id: int):
 
 # Alerts -----------------------------------------------------------------------------------------
 
+
 @bp.get("/alerts")
 @staff_required(*MANAGE_ROLES)
 def alerts_page():
@@ -385,8 +441,15 @@ def alerts_page():
     page = max(1, request.args.get("page", 1, type=int) or 1)
     query = port_alerts.alerts_query(visible_port_ids(current_user), open_only=not show_all)
     rows, has_more = usage.page_of(query, page, PAGE_SIZE)
-    return render_template("manage/alerts.html", alerts=[row[0] for row in rows], show_all=show_all,
-                           page=page, has_more=has_more, form=ActionForm(), now=clock_now())
+    return render_template(
+        "manage/alerts.html",
+        alerts=[row[0] for row in rows],
+        show_all=show_all,
+        page=page,
+        has_more=has_more,
+        form=ActionForm(),
+        now=clock_now(),
+    )
 
 
 @bp.post("/alerts/<int:alert_id>/ack")
@@ -404,27 +467,35 @@ def alert_ack(alert_id: int):
 
 # Usage ------------------------------------------------------------------------------------------
 
+
 def _shed_choices(all_label: str) -> list[SelectChoice]:
     rows = db.session.execute(
-        select(Shed.id, Shed.name, Site.name).join(Site, Site.id == Shed.site_id)
-        .where(Shed.id.in_(visible_shed_ids(current_user))).order_by(Site.name, Shed.name, Shed.id)
+        select(Shed.id, Shed.name, Site.name)
+        .join(Site, Site.id == Shed.site_id)
+        .where(Shed.id.in_(visible_shed_ids(current_user)))
+        .order_by(Site.name, Shed.name, Shed.id)
     ).all()
     several_sites = len({site for _, _, site in rows}) > 1
     return [SelectChoice(0, all_label)] + [
-        SelectChoice(i, f"{site} · {name}" if several_sites else name) for i, name, site in rows]
+        SelectChoice(i, f"{site} · {name}" if several_sites else name) for i, name, site in rows
+    ]
 
 
 def _session_filters() -> tuple[SessionFilterForm, usage.SessionFilter | None]:
     form = SessionFilterForm(formdata=request.args)
     form.shed.choices = _shed_choices(_("All sheds"))
     form.reason.choices = [SelectChoice("", _("Any"))] + [
-        SelectChoice(key, str(label)) for key, label in STAFF_END_REASONS.items()]
+        SelectChoice(key, str(label)) for key, label in STAFF_END_REASONS.items()
+    ]
     if request.args and not form.validate():
         return form, None
     return form, usage.SessionFilter(
-        shed_id=form.shed.data or None, port_number=form.port.data,
-        resident=(form.resident.data or "").strip(), date_from=form.date_from.data,
-        date_to=form.date_to.data, end_reason=form.reason.data or "",
+        shed_id=form.shed.data or None,
+        port_number=form.port.data,
+        resident=(form.resident.data or "").strip(),
+        date_from=form.date_from.data,
+        date_to=form.date_to.data,
+        end_reason=form.reason.data or "",
     )
 
 
@@ -441,9 +512,18 @@ def sessions_page():
         total = usage.count_sessions(query)
     args = {k: v for k, v in request.args.items() if k != "page"}
     status = 400 if filters is None else 200
-    return render_template("manage/sessions.html", form=form, rows=rows, page=page, has_more=has_more,
-                           total=total, args=args, mask=current_user.role == ROLE_OPERATOR_STAFF,
-                           now=clock_now(), status=status), status
+    return render_template(
+        "manage/sessions.html",
+        form=form,
+        rows=rows,
+        page=page,
+        has_more=has_more,
+        total=total,
+        args=args,
+        mask=current_user.role == ROLE_OPERATOR_STAFF,
+        now=clock_now(),
+        status=status,
+    ), status
 
 
 @bp.get("/sessions.csv")
@@ -455,17 +535,30 @@ def sessions_csv():
         abort(400)
     query = usage.sessions_query(visible_shed_ids(current_user), filters)
     header = {
-        "session_id": _("Session no."), "started_local": _("Started"), "ended_local": _("Ended"),
-        "shed": _("Shed"), "port": _("Port no."), "resident": _("Resident"), "state": _("State"),
-        "end_reason": _("End reason"), "charged_minutes": _("Minutes charged"), "energy_wh": _("Energy (Wh)"),
-        "cost_fen": _("Cost (fen)"), "cost_yuan": _("Cost (yuan)"), "hold_fen": _("Prepaid (fen)"),
+        "session_id": _("Session no."),
+        "started_local": _("Started"),
+        "ended_local": _("Ended"),
+        "shed": _("Shed"),
+        "port": _("Port no."),
+        "resident": _("Resident"),
+        "state": _("State"),
+        "end_reason": _("End reason"),
+        "charged_minutes": _("Minutes charged"),
+        "energy_wh": _("Energy (Wh)"),
+        "cost_fen": _("Cost (fen)"),
+        "cost_yuan": _("Cost (yuan)"),
+        "hold_fen": _("Prepaid (fen)"),
     }
     words = {code: str(label) for code, label in {**SESSION_STATES, **STAFF_END_REASONS}.items()}
-    lines = usage.csv_lines(query, clock_now(), header=header, words=words,
-                            mask_residents=current_user.role == ROLE_OPERATOR_STAFF)
+    lines = usage.csv_lines(
+        query, clock_now(), header=header, words=words, mask_residents=current_user.role == ROLE_OPERATOR_STAFF
+    )
     stamp = clock_now().strftime("%Y%m%d-%H%M")
-    return Response(stream_with_context(lines), mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="sessions-{stamp}.csv"', "Cache-Control": "no-store"})
+    return Response(
+        stream_with_context(lines),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="sessions-{stamp}.csv"', "Cache-Control": "no-store"},
+    )
 
 
 def _weekday_names() -> list[str]:
@@ -498,26 +591,51 @@ def usage_page():
     labels = [d.day.strftime("%m-%d") for d in days]
     day_names = _weekday_names()
     figures = dict(
-        utilisation=charts.bar_chart([(lb, d.utilisation_pct) for lb, d in zip(labels, days, strict=True)],
-                                     _("Utilisation per day (share of port time in use)"),
-                                     lambda v: f"{v:.0f}%"),
-        energy=charts.bar_chart([(lb, d.energy_wh / 1000) for lb, d in zip(labels, days, strict=True)],
-                                _("Energy per day (kWh)"), _kwh),
-        revenue=charts.bar_chart([(lb, d.revenue_fen) for lb, d in zip(labels, days, strict=True)],
-                                 _("Revenue per day (¥)"), _yuan_axis),
-        reasons=charts.share_bars([(str(STAFF_END_REASONS.get(r, r)), c, p) for r, c, p in shares],
-                                  _("Share of end reasons")),
-        heatmaps=[(s, charts.heatmap(s.percent, day_names, _("%(shed)s: average share of ports in use by "
-                                                               "hour of the week (%%)", shed=s.name)))
-                  for s in sheds],
+        utilisation=charts.bar_chart(
+            [(lb, d.utilisation_pct) for lb, d in zip(labels, days, strict=True)],
+            _("Utilisation per day (share of port time in use)"),
+            lambda v: f"{v:.0f}%",
+        ),
+        energy=charts.bar_chart(
+            [(lb, d.energy_wh / 1000) for lb, d in zip(labels, days, strict=True)], _("Energy per day (kWh)"), _kwh
+        ),
+        revenue=charts.bar_chart(
+            [(lb, d.revenue_fen) for lb, d in zip(labels, days, strict=True)], _("Revenue per day (¥)"), _yuan_axis
+        ),
+        reasons=charts.share_bars(
+            [(str(STAFF_END_REASONS.get(r, r)), c, p) for r, c, p in shares], _("Share of end reasons")
+        ),
+        heatmaps=[
+            (
+                s,
+                charts.heatmap(
+                    s.percent,
+                    day_names,
+                    _("%(shed)s: average share of ports in use by hour of the week (%%)", shed=s.name),
+                ),
+            )
+            for s in sheds
+        ],
         legend=charts.heat_legend(_("Colour scale")),
     )
-    totals = dict(energy_wh=sum(d.energy_wh for d in days), revenue_fen=sum(d.revenue_fen for d in days),
-                  sessions=sum(c for _r, c, _p in shares),
-                  utilisation=(100 * sum(d.busy_seconds for d in days) / sum(d.port_seconds for d in days))
-                  if sum(d.port_seconds for d in days) else 0.0)
-    return render_template("manage/usage.html", form=form, first=first, last=last, sheds=sheds,
-                           charts=figures, totals=totals, day_names=day_names), 200 if valid else 400
+    totals = dict(
+        energy_wh=sum(d.energy_wh for d in days),
+        revenue_fen=sum(d.revenue_fen for d in days),
+        sessions=sum(c for _r, c, _p in shares),
+        utilisation=(100 * sum(d.busy_seconds for d in days) / sum(d.port_seconds for d in days))
+        if sum(d.port_seconds for d in days)
+        else 0.0,
+    )
+    return render_template(
+        "manage/usage.html",
+        form=form,
+        first=first,
+        last=last,
+        sheds=sheds,
+        charts=figures,
+        totals=totals,
+        day_names=day_names,
+    ), 200 if valid else 400
 
 
 def _kwh(value: float) -> str:

@@ -23,9 +23,13 @@ class MaintenanceForm(FlaskForm):
 class StaffStopForm(FlaskForm):
     """Stop the running charge as staff; the reason is kept with the session."""
 
-    reason = TextAreaField(_l("Reason"), validators=[
-        DataRequired(_l("Say why you stop this charge.")),
-        Length(min=3, max=200, message=_l("Use 3 to 200 characters."))])
+    reason = TextAreaField(
+        _l("Reason"),
+        validators=[
+            DataRequired(_l("Say why you stop this charge.")),
+            Length(min=3, max=200, message=_l("Use 3 to 200 characters.")),
+        ],
+    )
 
 
 class RenamePortForm(FlaskForm):
@@ -43,21 +47,30 @@ class PortNumbersForm(FlaskForm):
 class ShedForm(FlaskForm):
     """A shed's name and location."""
 
-    name = StringField(_l("Name"), validators=[DataRequired(_l("Enter the shed's name.")),
-                                               Length(max=80, message=_l("Use at most 80 characters."))])
-    location = StringField(_l("Location"), description=_l("Where it is, e.g. north side of building 4."),
-                           validators=[Length(max=255, message=_l("Use at most 255 characters."))])
+    name = StringField(
+        _l("Name"),
+        validators=[
+            DataRequired(_l("Enter the shed's name.")),
+            Length(max=80, message=_l("Use at most 80 characters.")),
+        ],
+    )
+    location = StringField(
+        _l("Location"),
+        description=_l("Where it is, e.g. north side of building 4."),
+        validators=[Length(max=255, message=_l("Use at most 255 characters."))],
+    )
 
 
 class NewShedForm(ShedForm):
     """A new shed with its operator, tariff and first ports."""
 
-    operator_id = SelectField(_l("Operator"), coerce=int, validate_choice=True,
-                              validators=[DataRequired(_l("Choose the operator."))])
-    tariff_id = SelectField(_l("Tariff"), coerce=int, validate_choice=True,
-                            validators=[DataRequired(_l("Choose a tariff."))])
-    numbers = StringField(_l("Port numbers"), default="1-10", description=NUMBERS_HELP,
-                          validators=NUMBERS_RULES)
+    operator_id = SelectField(
+        _l("Operator"), coerce=int, validate_choice=True, validators=[DataRequired(_l("Choose the operator."))]
+    )
+    tariff_id = SelectField(
+        _l("Tariff"), coerce=int, validate_choice=True, validators=[DataRequired(_l("Choose a tariff."))]
+    )
+    numbers = StringField(_l("Port numbers"), default="1-10", description=NUMBERS_HELP, validators=NUMBERS_RULES)
 
 
 class SessionFilterForm(FlaskForm):
@@ -67,10 +80,13 @@ class SessionFilterForm(FlaskForm):
         csrf = False
 
     shed = SelectField(_l("Shed"), coerce=int, default=0, validate_choice=True)
-    port = IntegerField(_l("Port no."), validators=[Optional(), NumberRange(
-        min=1, max=999, message=_l("Enter a port number from 1 to 999."))])
-    resident = StringField(_l("Resident phone"), validators=[Optional(), Length(
-        max=20, message=_l("Use at most 20 characters."))])
+    port = IntegerField(
+        _l("Port no."),
+        validators=[Optional(), NumberRange(min=1, max=999, message=_l("Enter a port number from 1 to 999."))],
+    )
+    resident = StringField(
+        _l("Resident phone"), validators=[Optional(), Length(max=20, message=_l("Use at most 20 characters."))]
+    )
     date_from = DateField(_l("From"), validators=[Optional()])
     date_to = DateField(_l("To"), validators=[Optional()])
     reason = SelectField(_l("End reason"), default="", validate_choice=True)

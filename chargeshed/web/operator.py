@@ -37,9 +37,18 @@ bp = Blueprint("operator", __name__, url_prefix="/operator")
 @bp.context_processor
 def _helpers() -> dict:
     """Formatting helpers for this area's templates."""
-    return dict(cell_text=cell_text, is_number=is_number, role_label=role_label, format_bp=format_bp,
-                kwh_text=kwh_text, price_text=price_per_kwh_text,
-                DRAFT=DRAFT, REVIEWED=REVIEWED, ISSUED=ISSUED)
+    return dict(
+        cell_text=cell_text,
+        is_number=is_number,
+        role_label=role_label,
+        format_bp=format_bp,
+        kwh_text=kwh_text,
+        price_text=price_per_kwh_text,
+        DRAFT=DRAFT,
+        REVIEWED=REVIEWED,
+        ISSUED=ISSUED,
+    )
+
 
 RECENT_MONTHS = 12
 
@@ -72,18 +81,25 @@ def index():
     today = _today()
     cards = []
     for pair in operator_sites(current_user):
-        book = agreement_services.AgreementBook(
-            agreement_services.agreements_of(pair.operator.id, pair.site.id))
+        book = agreement_services.AgreementBook(agreement_services.agreements_of(pair.operator.id, pair.site.id))
         in_force = [a for a in book.agreements if book.covers(a, today)]
-        stored = {(s.period_start, s.period_end): s
-                  for s in statement_services.statements_of(pair.operator.id, pair.site.id)}
+        stored = {
+            (s.period_start, s.period_end): s for s in statement_services.statements_of(pair.operator.id, pair.site.id)
+        }
         months = [(m, stored.get((m.start, m.end))) for m in _closed_months(3)]
-        cards.append({"pair": pair, "in_force": in_force, "months": months,
-                      "last_issued": statement_services.last_issued(pair.operator.id, pair.site.id)})
+        cards.append(
+            {
+                "pair": pair,
+                "in_force": in_force,
+                "months": months,
+                "last_issued": statement_services.last_issued(pair.operator.id, pair.site.id),
+            }
+        )
     return render_template("operator/index.html", cards=cards)
 
 
 # --- agreements ------------------------------------------------------------------------------------
+
 
 @bp.get("/<int:operator_id>/<int:site_id>/agreements")
 @staff_required(*MONEY_ROLES)
@@ -93,10 +109,15 @@ def agreements(operator_id: int, site_id: int):
     book = agreement_services.AgreementBook(agreement_services.agreements_of(operator_id, site_id))
     today = _today()
     return render_template(
-        "operator/agreements.html", pair=pair, agreements=book.agreements, ranges=book.ranges,
+        "operator/agreements.html",
+        pair=pair,
+        agreements=book.agreements,
+        ranges=book.ranges,
         in_force_ids={a.id for a in book.agreements if book.covers(a, today)},
         issued_until=agreement_services.last_issued_end(operator_id, site_id),
-        can_write=current_user.role in AGREEMENT_WRITE_ROLES, form=ActionForm())
+        can_write=current_user.role in AGREEMENT_WRITE_ROLES,
+        form=ActionForm(),
+    )
 
 
 @bp.route("/<int:operator_id>/<int:site_id>/agreements/new", methods=["GET", "POST"])
@@ -107,7 +128,8 @@ def new_agreement(operator_id: int, site_id: int):
     form = AgreementForm()
     sheds = [s for s in pair.site.sheds if s.operator_id == operator_id]
     form.scope.choices = [SelectChoice(0, _("Every shed of this operator at the site"))] + [
-        SelectChoice(s.id, s.name) for s in sheds]
+        SelectChoice(s.id, s.name) for s in sheds
+    ]
     problem = None
     if request.method == "GET" and not form.valid_from.data:
         issued_until = agreement_services.last_issued_end(operator_id, site_id)
@@ -115,10 +137,17 @@ def new_agreement(operator_id: int, site_id: int):
     if form.validate_on_submit():
         try:
             agreement = agreement_services.create_agreement(
-                operator_id=operator_id, site_id=site_id, shed_id=form.scope.data or None,
-                valid_from=form.valid_from.data, valid_to=form.valid_to.data,
-                electricity_fen_per_kwh=form.electricity_fen(), fee_mode=form.fee_mode.data,
-                parties=form.party_inputs(), note=form.note.data or "", created_by_id=current_user.id)
+                operator_id=operator_id,
+                site_id=site_id,
+                shed_id=form.scope.data or None,
+                valid_from=form.valid_from.data,
+                valid_to=form.valid_to.data,
+                electricity_fen_per_kwh=form.electricity_fen(),
+                fee_mode=form.fee_mode.data,
+                parties=form.party_inputs(),
+                note=form.note.data or "",
+                created_by_id=current_user.id,
+            )
         except SettlementRefused as refused:
             problem = refused.message
         else:
@@ -147,6 +176,7 @@ def delete_agreement(agreement_id: int):
 
 # --- statements ------------------------------------------------------------------------------------
 
+
 @bp.get("/<int:operator_id>/<int:site_id>/statements")
 @staff_required(*MONEY_ROLES)
 def statements(operator_id: int, site_id: int):
@@ -166,8 +196,9 @@ def statements(operator_id: int, site_id: int):
         else:
             return redirect(url_for(".statement", operator_id=operator_id, site_id=site_id, key=period.key))
     status = 422 if problem or (request.args and form.errors) else 200
-    return render_template("operator/statements.html", pair=pair, months=months, others=others, form=form,
-                           problem=problem), status
+    return render_template(
+        "operator/statements.html", pair=pair, months=months, others=others, form=form, problem=problem
+    ), status
 
 
 def _statement_context(pair, period: Period, message: str | None = None, message_kind: str = "ok") -> dict:
@@ -175,15 +206,27 @@ def _statement_context(pair, period: Period, message: str | None = None, message
     statement = view.statement
     issued_at = statement.issued_at if statement is not None and statement.is_issued else None
     document = build(view.figures, view.status if view.still_current else DRAFT, view.number, issued_at)
-    return dict(pair=pair, period=period, view=view, statement=statement, document=document,
-                totals=view.figures["totals"], figures=view.figures, form=ActionForm(),
-                message=message, message_kind=message_kind, formats=FORMATS,
-                can_review=current_user.role in MONEY_ROLES, can_issue=current_user.role in ISSUE_ROLES)
+    return dict(
+        pair=pair,
+        period=period,
+        view=view,
+        statement=statement,
+        document=document,
+        totals=view.figures["totals"],
+        figures=view.figures,
+        form=ActionForm(),
+        message=message,
+        message_kind=message_kind,
+        formats=FORMATS,
+        can_review=current_user.role in MONEY_ROLES,
+        can_issue=current_user.role in ISSUE_ROLES,
+    )
 
 
 def _open_period_page(pair, period: Period, refused: SettlementRefused):
-    return render_template("operator/statement_unavailable.html", pair=pair, period=period,
-                           problem=refused.message), 409
+    return render_template(
+        "operator/statement_unavailable.html", pair=pair, period=period, problem=refused.message
+    ), 409
 
 
 @bp.get("/<int:operator_id>/<int:site_id>/statements/<key>")
@@ -248,8 +291,7 @@ def review(operator_id: int, site_id: int, key: str):
 
     def act(pair, period):
         statement_services.review(pair.operator.id, pair.site.id, period, current_user.id)
-        return _("Marked as reviewed. The figures are kept as they are now; "
-                 "issue the statement to lock them.")
+        return _("Marked as reviewed. The figures are kept as they are now; issue the statement to lock them.")
 
     return _action(operator_id, site_id, key, act)
 
@@ -281,8 +323,11 @@ def issue(operator_id: int, site_id: int, key: str):
             raise SettlementRefused(_("Review the statement before issuing it."))
         result = statement_services.issue(found, current_user.id)
         if not result.changed:
-            return _("Statement %(number)s was already issued on %(day)s; nothing changed.",
-                     number=found.number, day=to_local(found.issued_at).strftime("%Y-%m-%d %H:%M"))
+            return _(
+                "Statement %(number)s was already issued on %(day)s; nothing changed.",
+                number=found.number,
+                day=to_local(found.issued_at).strftime("%Y-%m-%d %H:%M"),
+            )
         return _("Statement %(number)s issued. Its figures are locked.", number=found.number)
 
     return _action(operator_id, site_id, key, act)

@@ -36,8 +36,7 @@ class PartyRow(Form):
     """One party line; a line left empty is ignored."""
 
     name = StringField(_l("Party"), validators=[Length(max=120, message=_l("Use at most 120 characters."))])
-    role = SelectField(_l("Role"), choices=[SelectChoice(k, v) for k, v in ROLE_LABELS.items()],
-                       default=ROLE_OTHER)
+    role = SelectField(_l("Role"), choices=[SelectChoice(k, v) for k, v in ROLE_LABELS.items()], default=ROLE_OTHER)
     share = StringField(_l("Share (percent)"))
     pays_electricity = BooleanField(_l("Pays the electricity"))
     bears_fees = BooleanField(_l("Bears the fees"))
@@ -64,19 +63,28 @@ class AgreementForm(FlaskForm):
     """A revenue-split agreement for one operator at one site, or at one of its sheds."""
 
     scope = SelectField(_l("Applies to"), coerce=int, validate_choice=True)
-    valid_from = DateField(_l("Valid from"),
-                           validators=[DataRequired(_l("Enter the first day (YYYY-MM-DD)."))])
-    valid_to = DateField(_l("Valid until (optional)"), validators=[Optional()],
-                         description=_l("Leave empty: it runs until a newer agreement starts."))
+    valid_from = DateField(_l("Valid from"), validators=[DataRequired(_l("Enter the first day (YYYY-MM-DD)."))])
+    valid_to = DateField(
+        _l("Valid until (optional)"),
+        validators=[Optional()],
+        description=_l("Leave empty: it runs until a newer agreement starts."),
+    )
     electricity_price = StringField(
-        _l("Electricity pass-through (¥ per kWh)"), default="0.00",
-        description=_l("0 for none. The party that pays the electricity bill gets the metered energy at "
-                       "this price before the split."))
-    fee_mode = SelectField(_l("Payment fees"), choices=[
-        SelectChoice(FEES_SHARED, _l("Deducted before the split")),
-        SelectChoice(FEES_PARTY, _l("Borne by one party (tick it below)"))])
-    note = StringField(_l("Note (optional)"),
-                       validators=[Length(max=255, message=_l("Use at most 255 characters."))])
+        _l("Electricity pass-through (¥ per kWh)"),
+        default="0.00",
+        description=_l(
+            "0 for none. The party that pays the electricity bill gets the metered energy at "
+            "this price before the split."
+        ),
+    )
+    fee_mode = SelectField(
+        _l("Payment fees"),
+        choices=[
+            SelectChoice(FEES_SHARED, _l("Deducted before the split")),
+            SelectChoice(FEES_PARTY, _l("Borne by one party (tick it below)")),
+        ],
+    )
+    note = StringField(_l("Note (optional)"), validators=[Length(max=255, message=_l("Use at most 255 characters."))])
     parties = FieldList(FormField(PartyRow), min_entries=PARTY_ROWS, max_entries=MAX_PARTIES)
 
     def validate_electricity_price(self, field):
@@ -90,10 +98,17 @@ class AgreementForm(FlaskForm):
 
     def party_inputs(self) -> list[PartyInput]:
         """The filled-in party lines (validated)."""
-        return [PartyInput(row.form.name.data.strip(), row.form.role.data,
-                           hundredths(row.form.share.data) or 0,
-                           bool(row.form.pays_electricity.data), bool(row.form.bears_fees.data))
-                for row in self.parties if not row.form.is_blank]
+        return [
+            PartyInput(
+                row.form.name.data.strip(),
+                row.form.role.data,
+                hundredths(row.form.share.data) or 0,
+                bool(row.form.pays_electricity.data),
+                bool(row.form.bears_fees.data),
+            )
+            for row in self.parties
+            if not row.form.is_blank
+        ]
 
 
 class PeriodForm(FlaskForm):

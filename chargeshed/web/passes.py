@@ -61,10 +61,17 @@ def index():
     site_id, now = _site_id(), clock_now()
     today = passes.local_day(now)
     mine = passes.passes_of(current_user.id, site_id)
-    return render_template("resident/passes.html", plans=passes.plans_for_site(site_id), mine=mine, today=today,
-                           refunds={p.id: passes.refund_amount(p, today) for p in mine},
-                           used={p.id: passes.charges_today(p, today) for p in mine}, ACTIVE=ACTIVE,
-                           balance=ledger.wallet_balance(current_user.id), form=ActionForm())
+    return render_template(
+        "resident/passes.html",
+        plans=passes.plans_for_site(site_id),
+        mine=mine,
+        today=today,
+        refunds={p.id: passes.refund_amount(p, today) for p in mine},
+        used={p.id: passes.charges_today(p, today) for p in mine},
+        ACTIVE=ACTIVE,
+        balance=ledger.wallet_balance(current_user.id),
+        form=ActionForm(),
+    )
 
 
 @bp.route("/passes/buy/<int:plan_id>", methods=["GET", "POST"])
@@ -84,12 +91,19 @@ def buy(plan_id: int):
             flash(refusal_message(refused.code), "error")
             return redirect(url_for(".index"))
         db.session.commit()
-        flash(_("Pass bought: valid from %(start)s to %(end)s.", start=bought.starts_on.isoformat(),
-                end=bought.last_day.isoformat()), "ok")
+        flash(
+            _(
+                "Pass bought: valid from %(start)s to %(end)s.",
+                start=bought.starts_on.isoformat(),
+                end=bought.last_day.isoformat(),
+            ),
+            "ok",
+        )
         return redirect(url_for(".index"))
     balance = ledger.wallet_balance(current_user.id)
-    return render_template("resident/pass_buy.html", plan=plan, balance=balance, form=ActionForm(),
-                           enough=balance >= plan.price_fen)
+    return render_template(
+        "resident/pass_buy.html", plan=plan, balance=balance, form=ActionForm(), enough=balance >= plan.price_fen
+    )
 
 
 @bp.route("/passes/<int:pass_id>/refund", methods=["GET", "POST"])
@@ -113,8 +127,13 @@ def refund(pass_id: int):
         db.session.commit()
         flash(_("%(amount)s returned to your wallet.", amount=format_fen(done)), "ok")
         return redirect(url_for(".index"))
-    return render_template("resident/pass_refund.html", monthly_pass=monthly_pass, amount=amount,
-                           used_days=passes.used_days(monthly_pass, passes.local_day(now)), form=ActionForm())
+    return render_template(
+        "resident/pass_refund.html",
+        monthly_pass=monthly_pass,
+        amount=amount,
+        used_days=passes.used_days(monthly_pass, passes.local_day(now)),
+        form=ActionForm(),
+    )
 
 
 @bp.route("/operator/passes/<int:site_id>", methods=["GET", "POST"])
@@ -134,17 +153,34 @@ def plans(site_id: int):
         flash(_("The plan is no longer sold. Passes already bought stay valid."), "ok")
         return redirect(url_for(".plans", site_id=site.id))
     if form.validate_on_submit():
-        db.session.add(PassPlan(site_id=site.id, name=form.name.data.strip(), price_fen=form.price.data,
-                                days=form.days.data, charges_per_day=form.charges_per_day.data,
-                                hours_per_charge=form.hours_per_charge.data, max_watts=form.max_watts.data))
+        db.session.add(
+            PassPlan(
+                site_id=site.id,
+                name=form.name.data.strip(),
+                price_fen=form.price.data,
+                days=form.days.data,
+                charges_per_day=form.charges_per_day.data,
+                hours_per_charge=form.hours_per_charge.data,
+                max_watts=form.max_watts.data,
+            )
+        )
         db.session.commit()
         flash(_("Plan added."), "ok")
         return redirect(url_for(".plans", site_id=site.id))
     today = passes.local_day(clock_now())
     month_start = today.replace(day=1)
     last_month = (month_start - timedelta(days=1)).replace(day=1)
-    revenue = {"this": passes.pass_revenue(site.id, month_start, today + timedelta(days=1)),
-               "last": passes.pass_revenue(site.id, last_month, month_start)}
-    return render_template("operator/pass_plans.html", site=site, plans=passes.plans_for_site(site.id, False),
-                           form=form, stop_form=ActionForm(), revenue=revenue, month_start=month_start,
-                           last_month=last_month), 200 if request.method == "GET" else 400
+    revenue = {
+        "this": passes.pass_revenue(site.id, month_start, today + timedelta(days=1)),
+        "last": passes.pass_revenue(site.id, last_month, month_start),
+    }
+    return render_template(
+        "operator/pass_plans.html",
+        site=site,
+        plans=passes.plans_for_site(site.id, False),
+        form=form,
+        stop_form=ActionForm(),
+        revenue=revenue,
+        month_start=month_start,
+        last_month=last_month,
+    ), 200 if request.method == "GET" else 400

@@ -63,7 +63,10 @@ class SessionRefundForm(FlaskForm):
     """A goodwill refund of one charge: amount and the reason, for the record."""
 
     amount = YuanField(_l("Amount to refund (¥)"))
-    reason = TextAreaField(_l("Reason (kept on record)"), validators=[
-        DataRequired(_l("Give the reason for the refund.")),
-        Length(min=3, max=255, message=_l("Use 3 to 255 characters."))])
-
+    reason = TextAreaField(
+        _l("Reason (kept on record)"),
+        validators=[
+            DataRequired(_l("Give the reason for the refund.")),
+            Length(min=3, max=255, message=_l("Use 3 to 255 characters.")),
+        ],
+    )

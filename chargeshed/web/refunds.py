@@ -44,8 +44,7 @@ def _session_or_404(session_id: int) -> ChargeSession:
 def _refused_message(refused: refunds.SessionRefundRefused, session: ChargeSession) -> str:
     return {
         "nothing_to_refund": _("Only a finished charge that cost something can be refunded."),
-        "amount": _("Refund between ¥0.01 and the charge's cost, %(cost)s.",
-                    cost=format_fen(session.cost_fen)),
+        "amount": _("Refund between ¥0.01 and the charge's cost, %(cost)s.", cost=format_fen(session.cost_fen)),
         "reason": _("Give the reason for the refund."),
         "already_refunded": _("This charge has been refunded already."),
     }.get(refused.code, _("The refund could not be made."))
@@ -55,17 +54,28 @@ def _refused_message(refused: refunds.SessionRefundRefused, session: ChargeSessi
 @staff_required(*MONEY_ROLES)
 def index():
     """Goodwill refunds in the sheds this staff member may see, newest first: who, how much, why."""
-    rows = db.session.execute(
-        shed_scope(current_user, select(SessionRefund)
-                   .join(ChargeSession, ChargeSession.id == SessionRefund.session_id)
-                   .join(Shed, Shed.id == ChargeSession.shed_id))
-        .options(joinedload(SessionRefund.session), joinedload(SessionRefund.staff))
-        .order_by(SessionRefund.id.desc()).limit(LIST_LIMIT)
-    ).scalars().all()
+    rows = (
+        db.session.execute(
+            shed_scope(
+                current_user,
+                select(SessionRefund)
+                .join(ChargeSession, ChargeSession.id == SessionRefund.session_id)
+                .join(Shed, Shed.id == ChargeSession.shed_id),
+            )
+            .options(joinedload(SessionRefund.session), joinedload(SessionRefund.staff))
+            .order_by(SessionRefund.id.desc())
+            .limit(LIST_LIMIT)
+        )
+        .scalars()
+        .all()
+    )
     outside = []
     if current_user.role in (ROLE_ADMIN, ROLE_OPERATOR_STAFF):  # the people who answer for the money
-        outside = db.session.execute(
-            select(ExternalRefund).order_by(ExternalRefund.id.desc()).limit(LIST_LIMIT)).scalars().all()
+        outside = (
+            db.session.execute(select(ExternalRefund).order_by(ExternalRefund.id.desc()).limit(LIST_LIMIT))
+            .scalars()
+            .all()
+        )
     return render_template("refunds/index.html", rows=rows, outside=outside, OUTSIDE_STATES=OUTSIDE_STATES)
 
 
@@ -75,7 +85,8 @@ def session_refund(session_id: int):
     """Refund (part of) one charge to the resident's wallet, with a reason kept on record."""
     session = _session_or_404(session_id)
     existing = db.session.execute(
-        select(SessionRefund).where(SessionRefund.session_id == session.id)).scalar_one_or_none()
+        select(SessionRefund).where(SessionRefund.session_id == session.id)
+    ).scalar_one_or_none()
     form = SessionRefundForm()
     if existing is None and form.validate_on_submit():
         try:
@@ -84,8 +95,7 @@ def session_refund(session_id: int):
             form.amount.errors.append(_refused_message(refused, session))
         else:
             db.session.commit()
-            flash(_("%(amount)s refunded to the resident's wallet.", amount=format_fen(form.amount.data)),
-                  "ok")
+            flash(_("%(amount)s refunded to the resident's wallet.", amount=format_fen(form.amount.data)), "ok")
             return redirect(safe_next(request.args.get("next"), "refunds.index"))
     elif request.method == "POST" and existing is None and (form.amount.data or 0) > session.cost_fen:
         form.amount.errors.append(_refused_message(refunds.SessionRefundRefused("amount"), session))

@@ -104,12 +104,23 @@ def home():
     """Signed in: wallet, live charges, last charges. Otherwise: how it works."""
     if not current_user.is_authenticated:
         return render_template("resident/welcome.html")
-    live = db.session.execute(
-        select(ChargeSession).where(ChargeSession.user_id == current_user.id,
-                                    ChargeSession.state.in_(LIVE_STATES)).order_by(ChargeSession.id.desc())
-    ).scalars().all()
-    return render_template("resident/home.html", live=live, balance=ledger.wallet_balance(current_user.id),
-                           amounts=_topup_amounts(), form=ActionForm(), now=clock_now())
+    live = (
+        db.session.execute(
+            select(ChargeSession)
+            .where(ChargeSession.user_id == current_user.id, ChargeSession.state.in_(LIVE_STATES))
+            .order_by(ChargeSession.id.desc())
+        )
+        .scalars()
+        .all()
+    )
+    return render_template(
+        "resident/home.html",
+        live=live,
+        balance=ledger.wallet_balance(current_user.id),
+        amounts=_topup_amounts(),
+        form=ActionForm(),
+        now=clock_now(),
+    )
 
 
 @bp.get("/go")
@@ -136,9 +147,15 @@ def site_ports(site_id: int):
         abort(404)
     rounds = max(0, request.args.get("round", 0, type=int) or 0)
     polling = rounds < SITE_POLL_LIMIT
-    response = render_page_or_partial("resident/site.html", "resident/_site_live.html", site=site,
-                                      sheds=site_sheds(site.id, clock_now()), rounds=rounds, polling=polling,
-                                      poll_seconds=SITE_POLL_SECONDS)
+    response = render_page_or_partial(
+        "resident/site.html",
+        "resident/_site_live.html",
+        site=site,
+        sheds=site_sheds(site.id, clock_now()),
+        rounds=rounds,
+        polling=polling,
+        poll_seconds=SITE_POLL_SECONDS,
+    )
     if not polling and request.htmx:
         response.status_code = STOP_POLLING
     return response
@@ -160,13 +177,23 @@ def port_page(code: str):
     shortfall = max(0, terms.hold_fen - (balance or 0))
     suggested = next((a for a in amounts if a >= shortfall), amounts[-1])
     return render_template(
-        "resident/port.html", port=port, shed=found.shed, state=state, refusal=refusal, terms=terms,
-        balance=balance, mine=mine, amounts=amounts, suggested=suggested,
+        "resident/port.html",
+        port=port,
+        shed=found.shed,
+        state=state,
+        refusal=refusal,
+        terms=terms,
+        balance=balance,
+        mine=mine,
+        amounts=amounts,
+        suggested=suggested,
         # Only signed-in residents get forms: an anonymous scan sets no session cookie.
         form=ActionForm() if signed_in else None,
-        refusal_message=_refusal_message(refusal) if refusal else None, provider=_provider(),
+        refusal_message=_refusal_message(refusal) if refusal else None,
+        provider=_provider(),
         free_ports=free_ports_near(found.shed.site.id, found.shed.id, port.id, now)
-        if refusal and refusal != "port_retired" else None,
+        if refusal and refusal != "port_retired"
+        else None,
     )
 
 
@@ -219,9 +246,16 @@ def pass_start(code: str):
         monthly_pass = passes.usable_pass(current_user.id, port.shed.site_id, now)
     except passes.PassRefused as refused:
         pass_refused = pass_refusal(refused.code)
-    return render_template("resident/pass_start.html", port=port, shed=port.shed, monthly_pass=monthly_pass,
-                           pass_refused=pass_refused, state=port_state_now(port, live, now), form=ActionForm(),
-                           refusal_message=_refusal_message(refusal) if refusal else None)
+    return render_template(
+        "resident/pass_start.html",
+        port=port,
+        shed=port.shed,
+        monthly_pass=monthly_pass,
+        pass_refused=pass_refused,
+        state=port_state_now(port, live, now),
+        form=ActionForm(),
+        refusal_message=_refusal_message(refusal) if refusal else None,
+    )
 
 
 def _start_on_pass(port):
@@ -233,8 +267,13 @@ def _start_on_pass(port):
         flash(pass_refusal(refused.code), "error")
         return None
     terms = passes.session_terms(port.shed.tariff.terms, monthly_pass.plan)
-    return charging.start_session(current_user.id, port, now=now, terms=terms,
-                                  on_new=lambda session: passes.record_use(monthly_pass, session.id, now))
+    return charging.start_session(
+        current_user.id,
+        port,
+        now=now,
+        terms=terms,
+        on_new=lambda session: passes.record_use(monthly_pass, session.id, now),
+    )
 
 
 def _plug_confirmed(port) -> bool:
@@ -247,11 +286,22 @@ def _plug_confirmed(port) -> bool:
     if port_state_now(port, charging.live_session_on_port(port.id), now) != "occupied":
         return True
     if request.form.get(PLUG_CONFIRMED) != "yes":
-        flash(_("Another bike is still plugged into this port. Unplug it, plug in your charger, "
-                "then tick the box to confirm."), "error")
+        flash(
+            _(
+                "Another bike is still plugged into this port. Unplug it, plug in your charger, "
+                "then tick the box to confirm."
+            ),
+            "error",
+        )
         return False
-    db.session.add(PortEvent(port_id=port.id, at=now, kind=PLUG_CONFIRMED,
-                             detail=f"user {current_user.id} confirmed their own charger is plugged in"))
+    db.session.add(
+        PortEvent(
+            port_id=port.id,
+            at=now,
+            kind=PLUG_CONFIRMED,
+            detail=f"user {current_user.id} confirmed their own charger is plugged in",
+        )
+    )
     db.session.commit()
     return True
 
@@ -272,8 +322,14 @@ def _begin_topup(start_port, cancel: str):
         return redirect(cancel)
     provider = _provider()
     try:
-        topup_row = fulfilment.create_topup(current_user.id, form.amount.data, _topup_amounts(),
-                                            current_app.config["CURRENCY"], provider.name, start_port)
+        topup_row = fulfilment.create_topup(
+            current_user.id,
+            form.amount.data,
+            _topup_amounts(),
+            current_app.config["CURRENCY"],
+            provider.name,
+            start_port,
+        )
     except fulfilment.TopUpRefused as refused:
         flash(_refusal_message(str(refused)), "error")
         return redirect(cancel)
@@ -351,15 +407,15 @@ def _unpaid(topup_row: TopUp, status: str):
 def _after_payment(topup_row: TopUp, payment):
     ttl = current_app.config["PENDING_START_TTL_SECONDS"]
     if payment is not None:
-        result = payment_events.settle_payment(topup_row.id, payment, _provider(), start_ttl_seconds=ttl,
-                                               record_fee=False)
+        result = payment_events.settle_payment(
+            topup_row.id, payment, _provider(), start_ttl_seconds=ttl, record_fee=False
+        )
     else:  # credited already (e.g. by the webhook): make sure its waiting charge started
         result = fulfilment.start_waiting_charge(topup_row, ttl_seconds=ttl)
         db.session.commit()
     db.session.refresh(topup_row)
     if result.problem:
-        flash(_("We could not confirm this payment. If money was taken, it will be credited or refunded."),
-              "error")
+        flash(_("We could not confirm this payment. If money was taken, it will be credited or refunded."), "error")
         return redirect(url_for(".wallet"))
     if topup_row.status == REFUNDED:
         return _unpaid(topup_row, REFUNDED)
@@ -386,10 +442,14 @@ def topup_not_started(topup_id: int):
     port = topup_row.start_port
     now = clock_now()
     refusal = charging.refusal_for_port(port, now)
-    return render_template("resident/topup_not_started.html", topup=topup_row, port=port,
-                           balance=ledger.wallet_balance(current_user.id),
-                           refusal_message=_refusal_message(refusal) if refusal else None,
-                           free_ports=free_ports_near(port.shed.site_id, port.shed_id, port.id, now))
+    return render_template(
+        "resident/topup_not_started.html",
+        topup=topup_row,
+        port=port,
+        balance=ledger.wallet_balance(current_user.id),
+        refusal_message=_refusal_message(refusal) if refusal else None,
+        free_ports=free_ports_near(port.shed.site_id, port.shed_id, port.id, now),
+    )
 
 
 @bp.get("/s/<int:session_id>")
@@ -397,8 +457,7 @@ def topup_not_started(topup_id: int):
 def session_page(session_id: int):
     """A charge in progress or finished; the live part polls itself."""
     session = get_own_session_or_404(current_user, session_id)
-    return render_page_or_partial("resident/session.html", "resident/_session_live.html",
-                                  **_session_context(session))
+    return render_page_or_partial("resident/session.html", "resident/_session_live.html", **_session_context(session))
 
 
 @bp.get("/s/<int:session_id>/live")
@@ -406,8 +465,9 @@ def session_page(session_id: int):
 def session_live(session_id: int):
     """The live fragment; answers 286 once the session is over so polling stops."""
     session = get_own_session_or_404(current_user, session_id)
-    response = render_page_or_partial("resident/session.html", "resident/_session_live.html",
-                                      **_session_context(session))
+    response = render_page_or_partial(
+        "resident/session.html", "resident/_session_live.html", **_session_context(session)
+    )
     if not session.is_live:
         response.status_code = STOP_POLLING if response.status_code == 200 and request.htmx else 200
     return response
@@ -423,14 +483,28 @@ def _session_context(session: ChargeSession) -> dict:
         full_in = max(0, terms.full_minutes * 60 - int((now - session.low_power_since).total_seconds()))
     port = session.port
     waiting_pickup = session.end_reason == charging.FULL and port_state_now(port, None, now) == "occupied"
-    return dict(session=session, port=port, cost=charging.cost_now(session, now),
-                elapsed=session.charged_seconds(now), limit_seconds=terms.paid_seconds(tier_watts),
-                tier=tier, tier_floor=terms.tier_floor(tier), tier_watts=tier_watts,
-                tier_provisional=charging.tier_is_provisional(session), full_in=full_in,
-                waiting_pickup=waiting_pickup, end_note=_end_note(session), form=ActionForm(), terms=terms,
-                refund=None if session.is_live else db.session.execute(
-                    select(SessionRefund).where(SessionRefund.session_id == session.id)).scalar_one_or_none(),
-                balance=ledger.wallet_balance(session.user_id))
+    return dict(
+        session=session,
+        port=port,
+        cost=charging.cost_now(session, now),
+        elapsed=session.charged_seconds(now),
+        limit_seconds=terms.paid_seconds(tier_watts),
+        tier=tier,
+        tier_floor=terms.tier_floor(tier),
+        tier_watts=tier_watts,
+        tier_provisional=charging.tier_is_provisional(session),
+        full_in=full_in,
+        waiting_pickup=waiting_pickup,
+        end_note=_end_note(session),
+        form=ActionForm(),
+        terms=terms,
+        refund=None
+        if session.is_live
+        else db.session.execute(
+            select(SessionRefund).where(SessionRefund.session_id == session.id)
+        ).scalar_one_or_none(),
+        balance=ledger.wallet_balance(session.user_id),
+    )
 
 
 def _end_note(session: ChargeSession) -> str | None:
@@ -476,22 +550,42 @@ def stop(session_id: int):
 def wallet():
     """Balance, top-up buttons, what can be withdrawn, recent top-ups and cash-outs."""
     provider = _provider()
-    topups = db.session.execute(
-        select(TopUp).where(TopUp.user_id == current_user.id, TopUp.status == CREDITED)
-        .order_by(TopUp.id.desc()).limit(HISTORY_PAGE)
-    ).scalars().all()
-    refunded = dict(db.session.execute(
-        select(TopUpRefund.topup_id, func.sum(TopUpRefund.amount_fen))
-        .where(TopUpRefund.topup_id.in_([t.id for t in topups]), TopUpRefund.status != REFUND_FAILED)
-        .group_by(TopUpRefund.topup_id)
-    ).all())
-    cashouts = db.session.execute(
-        select(CashOut).where(CashOut.user_id == current_user.id).order_by(CashOut.id.desc()).limit(5)
-    ).scalars().all()
-    return render_template("resident/wallet.html", balance=ledger.wallet_balance(current_user.id),
-                           amounts=_topup_amounts(), topups=topups, refunded=refunded, cashouts=cashouts,
-                           withdrawable=_withdrawable(provider), form=ActionForm(), provider=provider,
-                           CASHOUT_STATES=CASHOUT_STATES)
+    topups = (
+        db.session.execute(
+            select(TopUp)
+            .where(TopUp.user_id == current_user.id, TopUp.status == CREDITED)
+            .order_by(TopUp.id.desc())
+            .limit(HISTORY_PAGE)
+        )
+        .scalars()
+        .all()
+    )
+    refunded = dict(
+        db.session.execute(
+            select(TopUpRefund.topup_id, func.sum(TopUpRefund.amount_fen))
+            .where(TopUpRefund.topup_id.in_([t.id for t in topups]), TopUpRefund.status != REFUND_FAILED)
+            .group_by(TopUpRefund.topup_id)
+        ).all()
+    )
+    cashouts = (
+        db.session.execute(
+            select(CashOut).where(CashOut.user_id == current_user.id).order_by(CashOut.id.desc()).limit(5)
+        )
+        .scalars()
+        .all()
+    )
+    return render_template(
+        "resident/wallet.html",
+        balance=ledger.wallet_balance(current_user.id),
+        amounts=_topup_amounts(),
+        topups=topups,
+        refunded=refunded,
+        cashouts=cashouts,
+        withdrawable=_withdrawable(provider),
+        form=ActionForm(),
+        provider=provider,
+        CASHOUT_STATES=CASHOUT_STATES,
+    )
 
 
 STATEMENT_LABELS = {
@@ -514,13 +608,23 @@ def statement():
     page = max(1, request.args.get("page", 1, type=int) or 1)
     lines, has_more = wallet_statement(current_user.id, limit=HISTORY_PAGE, offset=(page - 1) * HISTORY_PAGE)
     session_ids = {line.subject_id for line in lines if line.kind in SESSION_KINDS}
-    sessions = {s.id: s for s in db.session.execute(
-        select(ChargeSession).where(ChargeSession.id.in_(session_ids))).scalars()}
-    refunds_by_session = {r.session_id: r for r in db.session.execute(
-        select(SessionRefund).where(SessionRefund.session_id.in_(session_ids))).scalars()}
-    return render_template("resident/statement.html", lines=lines, has_more=has_more, page=page,
-                           sessions=sessions, session_refunds=refunds_by_session, labels=STATEMENT_LABELS,
-                           balance=ledger.wallet_balance(current_user.id))
+    sessions = {
+        s.id: s for s in db.session.execute(select(ChargeSession).where(ChargeSession.id.in_(session_ids))).scalars()
+    }
+    refunds_by_session = {
+        r.session_id: r
+        for r in db.session.execute(select(SessionRefund).where(SessionRefund.session_id.in_(session_ids))).scalars()
+    }
+    return render_template(
+        "resident/statement.html",
+        lines=lines,
+        has_more=has_more,
+        page=page,
+        sessions=sessions,
+        session_refunds=refunds_by_session,
+        labels=STATEMENT_LABELS,
+        balance=ledger.wallet_balance(current_user.id),
+    )
 
 
 def _withdrawable(provider) -> int:
@@ -535,9 +639,12 @@ def _cashout_message(refused: refunds.CashOutRefused) -> str:
     limit = format_fen(refused.limit_fen)
     return {
         "over_balance": _("That is more than your balance. You can withdraw at most %(limit)s.", limit=limit),
-        "over_refundable": _("Only %(limit)s can go back to the payment methods you topped up with "
-                             "(top-ups older than %(days)s days cannot be refunded).", limit=limit,
-                             days=_refund_window()),
+        "over_refundable": _(
+            "Only %(limit)s can go back to the payment methods you topped up with "
+            "(top-ups older than %(days)s days cannot be refunded).",
+            limit=limit,
+            days=_refund_window(),
+        ),
     }.get(refused.code, _("Enter an amount above zero."))
 
 
@@ -554,14 +661,23 @@ def cashout():
             code = "over_balance" if form.amount.data > balance else "over_refundable"
             form.amount.errors.append(_cashout_message(refunds.CashOutRefused(code, withdrawable)))
         else:
-            return render_template("resident/cashout_confirm.html", form=form, amount_fen=form.amount.data,
-                                   balance=balance, provider=provider,
-                                   request_key=request.form.get("request_key", "")[:64])
+            return render_template(
+                "resident/cashout_confirm.html",
+                form=form,
+                amount_fen=form.amount.data,
+                balance=balance,
+                provider=provider,
+                request_key=request.form.get("request_key", "")[:64],
+            )
     elif form.validate_on_submit():
         try:
-            done = refunds.request_cashout(current_user.id, form.amount.data, provider,
-                                           window_days=_refund_window(),
-                                           request_key=request.form.get("request_key", "")[:64] or None)
+            done = refunds.request_cashout(
+                current_user.id,
+                form.amount.data,
+                provider,
+                window_days=_refund_window(),
+                request_key=request.form.get("request_key", "")[:64] or None,
+            )
         except refunds.CashOutRefused as refused:
             form.amount.errors.append(_cashout_message(refused))
         else:
@@ -570,9 +686,15 @@ def cashout():
     withdrawable = _withdrawable(provider)
     if request.method == "GET" and withdrawable:
         form.amount.data = withdrawable
-    return render_template("resident/cashout.html", form=form, balance=ledger.wallet_balance(current_user.id),
-                           withdrawable=withdrawable, provider=provider, window_days=_refund_window(),
-                           request_key=secrets.token_urlsafe(24))
+    return render_template(
+        "resident/cashout.html",
+        form=form,
+        balance=ledger.wallet_balance(current_user.id),
+        withdrawable=withdrawable,
+        provider=provider,
+        window_days=_refund_window(),
+        request_key=secrets.token_urlsafe(24),
+    )
 
 
 @bp.get("/wallet/cashout/<int:cashout_id>")
@@ -580,8 +702,9 @@ def cashout():
 def cashout_detail(cashout_id: int):
     """One cash-out: how much went back to which top-up, and what is still on its way."""
     row = get_own_cashout_or_404(current_user, cashout_id)
-    return render_template("resident/cashout_detail.html", cashout=row, CASHOUT_STATES=CASHOUT_STATES,
-                           REFUND_STATES=REFUND_STATES)
+    return render_template(
+        "resident/cashout_detail.html", cashout=row, CASHOUT_STATES=CASHOUT_STATES, REFUND_STATES=REFUND_STATES
+    )
 
 
 @bp.get("/history")
@@ -589,16 +712,26 @@ def cashout_detail(cashout_id: int):
 def history():
     """My charges, newest first, with cost and end reason."""
     page = max(1, request.args.get("page", 1, type=int) or 1)
-    sessions = db.session.execute(
-        select(ChargeSession).where(ChargeSession.user_id == current_user.id)
-        .order_by(ChargeSession.id.desc()).offset((page - 1) * HISTORY_PAGE).limit(HISTORY_PAGE + 1)
-    ).scalars().all()
+    sessions = (
+        db.session.execute(
+            select(ChargeSession)
+            .where(ChargeSession.user_id == current_user.id)
+            .order_by(ChargeSession.id.desc())
+            .offset((page - 1) * HISTORY_PAGE)
+            .limit(HISTORY_PAGE + 1)
+        )
+        .scalars()
+        .all()
+    )
     sessions, has_more = sessions[:HISTORY_PAGE], len(sessions) > HISTORY_PAGE
-    goodwill = dict(db.session.execute(
-        select(SessionRefund.session_id, SessionRefund.amount_fen)
-        .where(SessionRefund.session_id.in_([s.id for s in sessions]))).all())
-    return render_template("resident/history.html", sessions=sessions, page=page, has_more=has_more,
-                           goodwill=goodwill)
+    goodwill = dict(
+        db.session.execute(
+            select(SessionRefund.session_id, SessionRefund.amount_fen).where(
+                SessionRefund.session_id.in_([s.id for s in sessions])
+            )
+        ).all()
+    )
+    return render_template("resident/history.html", sessions=sessions, page=page, has_more=has_more, goodwill=goodwill)
 
 
 @bp.route("/bikes", methods=["GET", "POST"])
@@ -630,8 +763,9 @@ def port_qr_svg(code: str):
     """The port's QR code as SVG (encodes PUBLIC_BASE_URL/p/<code>)."""
     port = get_port_by_code_or_404(code)
     body = qr.qr_svg(qr.port_url(current_app.config["PUBLIC_BASE_URL"], port.code))
-    return current_app.response_class(body, mimetype="image/svg+xml",
-                                      headers={"Cache-Control": "public, max-age=86400"})
+    return current_app.response_class(
+        body, mimetype="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"}
+    )
 
 
 @bp.get("/p/<code>/qr.png")
@@ -639,8 +773,7 @@ def port_qr_png(code: str):
     """The port's QR code as PNG."""
     port = get_port_by_code_or_404(code)
     body = qr.qr_png(qr.port_url(current_app.config["PUBLIC_BASE_URL"], port.code))
-    return current_app.response_class(body, mimetype="image/png",
-                                      headers={"Cache-Control": "public, max-age=86400"})
+    return current_app.response_class(body, mimetype="image/png", headers={"Cache-Control": "public, max-age=86400"})
 
 
 @bp.route("/notifications", methods=["GET", "POST"])
@@ -654,15 +787,15 @@ def notifications():
             abort(400)
         now = clock_now()
         if SMS in available:
-            notify_consent.set_consent(current_user.id, SMS,
-                                       current_user.login if request.form.get(SMS) == "yes" else None, now)
+            notify_consent.set_consent(
+                current_user.id, SMS, current_user.login if request.form.get(SMS) == "yes" else None, now
+            )
         if WECHAT in channels and request.form.get(WECHAT) != "yes":
             notify_consent.set_consent(current_user.id, WECHAT, None, now)
         db.session.commit()
         flash(_("Your choice is saved."), "ok")
         return redirect(url_for(".notifications"))
-    return render_template("resident/notifications.html", available=available, channels=channels,
-                           form=ActionForm())
+    return render_template("resident/notifications.html", available=available, channels=channels, form=ActionForm())
 
 
 @bp.get("/notifications/wechat")
@@ -673,9 +806,14 @@ def wechat_bind():
     if notifier is None:
         abort(404)
     session["wechat_state"] = state = secrets.token_urlsafe(16)
-    return redirect(notify_wechat.oauth_authorize_url(
-        notifier.app_id, url_for(".wechat_callback", _external=True), state,
-        base=current_app.config.get("NOTIFY_WECHAT_OAUTH_BASE") or "https://open.weixin.qq.com"))
+    return redirect(
+        notify_wechat.oauth_authorize_url(
+            notifier.app_id,
+            url_for(".wechat_callback", _external=True),
+            state,
+            base=current_app.config.get("NOTIFY_WECHAT_OAUTH_BASE") or "https://open.weixin.qq.com",
+        )
+    )
 
 
 @bp.get("/notifications/wechat/callback")
@@ -703,7 +841,7 @@ def wechat_callback():
 @bp.post("/shed/<int:shed_id>/watch")
 @login_required
 def watch_shed(shed_id: int):
-    """"Tell me when a port here is free": one message on my channels, then the wish expires."""
+    """ "Tell me when a port here is free": one message on my channels, then the wish expires."""
     shed = db.session.get(Shed, shed_id)
     if shed is None or not ActionForm().validate_on_submit():
         abort(404)
@@ -712,11 +850,19 @@ def watch_shed(shed_id: int):
         return redirect(url_for(".notifications"))
     watch = notify_events.watch_shed(current_user.id, shed.id, clock_now())
     db.session.commit()
-    flash(_("We will tell you once when a port in %(shed)s is free (until %(until)s).", shed=shed.name,
-            until=_local_hm(watch.expires_at)), "ok")
-    return redirect(request.form.get("back") if (request.form.get("back") or "").startswith("/")
-                    and not request.form.get("back", "").startswith("//")
-                    else url_for(".site_ports", site_id=shed.site_id))
+    flash(
+        _(
+            "We will tell you once when a port in %(shed)s is free (until %(until)s).",
+            shed=shed.name,
+            until=_local_hm(watch.expires_at),
+        ),
+        "ok",
+    )
+    return redirect(
+        request.form.get("back")
+        if (request.form.get("back") or "").startswith("/") and not request.form.get("back", "").startswith("//")
+        else url_for(".site_ports", site_id=shed.site_id)
+    )
 
 
 def _local_hm(moment) -> str:
@@ -736,15 +882,22 @@ def forgot_password():
             row_id = password_reset.request_code(form.phone.data)
         except password_reset.ResetRefused as refused:
             db.session.rollback()
-            form.phone.errors.append(_("A code was sent a moment ago. Wait a minute before asking again.")
-                                     if refused.code == "too_soon" else
-                                     _("Too many codes today. Try again tomorrow or ask the property office."))
+            form.phone.errors.append(
+                _("A code was sent a moment ago. Wait a minute before asking again.")
+                if refused.code == "too_soon"
+                else _("Too many codes today. Try again tomorrow or ask the property office.")
+            )
         else:
             db.session.commit()
             if row_id is not None:  # send at once, outside any transaction; the worker retries if it fails
                 send_rows([row_id], {SMS: notifiers[SMS]}, clock_now())
-            flash(_("If this number has an account, a code is on its way by SMS. It works for %(m)s minutes.",
-                    m=password_reset.CODE_MINUTES), "ok")
+            flash(
+                _(
+                    "If this number has an account, a code is on its way by SMS. It works for %(m)s minutes.",
+                    m=password_reset.CODE_MINUTES,
+                ),
+                "ok",
+            )
             return redirect(url_for(".reset_password", phone=form.phone.data))
     return render_template("resident/password_forgot.html", form=form, sms=SMS in notifiers)
 

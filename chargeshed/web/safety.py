@@ -105,9 +105,7 @@ def new_case():
     if form.validate_on_submit():
         photos = clean_uploads(form.photos)
         if photos is not None:
-            case = workflow.file_report(
-                new_report(form), photos, actor_id=current_user.id, source=SOURCE_PATROL
-            )
+            case = workflow.file_report(new_report(form), photos, actor_id=current_user.id, source=SOURCE_PATROL)
             flash(_("Case #%(id)s opened.", id=case.id), "ok")
             return redirect(url_for(".case", case_id=case.id), code=303)
     elif request.method == "POST":
@@ -212,9 +210,7 @@ def step(case_id: int, action: str):
         db.session.rollback()
         found = get_case_or_404(current_user, case_id)
         status = 409 if refused.code in ("state", "changed", "reminders") else 400
-        return render_template(
-            "safety/case.html", **_case_context(found, {action: form}, refused.message)
-        ), status
+        return render_template("safety/case.html", **_case_context(found, {action: form}, refused.message)), status
     flash(_("Saved: %(step)s.", step=labels.ACTION_LABELS[action]), "ok")
     return redirect(url_for(".case", case_id=found.id), code=303)
 
@@ -328,9 +324,7 @@ def trend_svg():
         building_label=labels.building_name,
         no_reports_label=_("No hazard reports."),
     )
-    return current_app.response_class(
-        body, mimetype="image/svg+xml", headers={"Cache-Control": "private, max-age=300"}
-    )
+    return current_app.response_class(body, mimetype="image/svg+xml", headers={"Cache-Control": "private, max-age=300"})
 
 
 @bp.get("/safety/summary.pdf")
@@ -363,9 +357,7 @@ def notices():
     """Printable notices with each building's report QR code."""
     site = _site_or_default()
     buildings = [(b, public_url("report.new", building_id=b.id)) for b in site.buildings]
-    return render_template(
-        "safety/notices.html", site=site, sites=visible_sites(current_user), buildings=buildings
-    )
+    return render_template("safety/notices.html", site=site, sites=visible_sites(current_user), buildings=buildings)
 
 
 @bp.get("/safety/notices.pdf")
@@ -374,13 +366,20 @@ def notices_pdf():
     """The same notices as one PDF, one A4 page per building, fonts embedded (for a print shop too)."""
     site = _site_or_default()
     sheets = [
-        notice_sheets.Notice(f"{site.name} · {labels.building_name(b.number)}",
-                             public_url("report.new", building_id=b.id))
+        notice_sheets.Notice(
+            f"{site.name} · {labels.building_name(b.number)}", public_url("report.new", building_id=b.id)
+        )
         for b in site.buildings
     ]
     body = notice_sheets.notices_pdf(site.name, sheets)
-    return current_app.response_class(body, mimetype="application/pdf", headers={
-        "Content-Disposition": f'inline; filename="notices-{site.id}.pdf"', "Cache-Control": "private, no-store"})
+    return current_app.response_class(
+        body,
+        mimetype="application/pdf",
+        headers={
+            "Content-Disposition": f'inline; filename="notices-{site.id}.pdf"',
+            "Cache-Control": "private, no-store",
+        },
+    )
 
 
 @bp.get("/safety/buildings/<int:building_id>/qr.<any(svg, png):fmt>")

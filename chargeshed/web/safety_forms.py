@@ -49,19 +49,25 @@ def _optional_int(value):
 class ReportForm(FlaskForm):
     """A hazard report from anyone; the building list is set by the view."""
 
-    hazard_type = RadioField(_l("What did you see?"), choices=choices(HAZARD_LABELS),
-                             validators=[DataRequired(_l("Choose what kind of hazard it is."))])
+    hazard_type = RadioField(
+        _l("What did you see?"),
+        choices=choices(HAZARD_LABELS),
+        validators=[DataRequired(_l("Choose what kind of hazard it is."))],
+    )
     building = SelectField(_l("Building (栋)"), coerce=_optional_int, validate_choice=False)
-    unit = IntegerField(_l("Unit (单元)"), validators=[
-        Optional(), NumberRange(min=1, max=20, message=_l("Enter a unit number from 1 to 20."))])
-    floor = IntegerField(_l("Floor"), validators=[
-        Optional(), NumberRange(min=-3, max=60, message=_l("Enter a floor from -3 (basement) to 60."))])
+    unit = IntegerField(
+        _l("Unit (单元)"),
+        validators=[Optional(), NumberRange(min=1, max=20, message=_l("Enter a unit number from 1 to 20."))],
+    )
+    floor = IntegerField(
+        _l("Floor"),
+        validators=[Optional(), NumberRange(min=-3, max=60, message=_l("Enter a floor from -3 (basement) to 60."))],
+    )
     spot = StringField(_l("Spot (e.g. stairwell, lift lobby, by the window)"), validators=[Length(max=120)])
     description = TextAreaField(_l("What is there? (optional)"), validators=[Length(max=1000)])
     plate = StringField(_l("Plate of the bike, if you saw it (optional)"), filters=[normalise_plate])
     photos = MultipleFileField(_l("Photos (up to 3)"))
-    contact = StringField(_l("Your phone or WeChat, if we may contact you (optional)"),
-                          validators=[Length(max=60)])
+    contact = StringField(_l("Your phone or WeChat, if we may contact you (optional)"), validators=[Length(max=60)])
 
     def __init__(self, *args, building_ids: set[int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -94,8 +100,7 @@ class StepForm(FlaskForm):
     """Any step of a case; which fields matter depends on the step (the service checks them)."""
 
     note = TextAreaField(_l("Note"), validators=[Length(max=2000)])
-    channel = RadioField(_l("How was the owner reminded?"), choices=choices(CHANNEL_LABELS),
-                         validate_choice=False)
+    channel = RadioField(_l("How was the owner reminded?"), choices=choices(CHANNEL_LABELS), validate_choice=False)
     first_charge_offered = BooleanField(_l("Offered a first charge in the shed"))
     deadline = DateField(_l("Deadline (last day)"), validators=[Optional()])
     authority = SelectField(_l("Passed to"), choices=choices(AUTHORITY_LABELS), validate_choice=False)
@@ -107,16 +112,18 @@ class StepForm(FlaskForm):
 class LinkBikeForm(FlaskForm):
     """Link a case to a registered bike by plate."""
 
-    plate = StringField(_l("Plate"), filters=[normalise_plate],
-                        validators=[DataRequired(_l("Enter the plate.")), Length(max=20)])
+    plate = StringField(
+        _l("Plate"), filters=[normalise_plate], validators=[DataRequired(_l("Enter the plate.")), Length(max=20)]
+    )
 
 
 class IncidentCloseForm(FlaskForm):
     """Close a port incident with what was done."""
 
-    resolution = TextAreaField(_l("What was checked or repaired?"),
-                               validators=[DataRequired(_l("Say what was checked or repaired.")),
-                                           Length(max=2000)])
+    resolution = TextAreaField(
+        _l("What was checked or repaired?"),
+        validators=[DataRequired(_l("Say what was checked or repaired.")), Length(max=2000)],
+    )
 
 
 def public_url(endpoint: str, **values) -> str:

@@ -63,9 +63,7 @@ def _form_page(form, similar, status: int):
 @bp.route("/report", methods=["GET", "POST"])
 @bp.route("/report/b/<int:building_id>", methods=["GET", "POST"])
 @limiter.limit(REPORT_LIMITS, methods=["POST"])
-@limiter.limit(
-    REPORTER_LIMITS, methods=["POST"], key_func=_reporter_key, exempt_when=_anonymous_without_contact
-)
+@limiter.limit(REPORTER_LIMITS, methods=["POST"], key_func=_reporter_key, exempt_when=_anonymous_without_contact)
 def new(building_id: int | None = None):
     """Report a fire hazard: anyone, anonymous allowed; answers with a tracking link."""
     form = report_form(building_id)
@@ -77,9 +75,7 @@ def new(building_id: int | None = None):
                 photos,
                 reporter_id=current_user.id if current_user.is_authenticated else None,
             )
-            flash(
-                _("Thank you. Your report was received. Keep this page's address to follow the case."), "ok"
-            )
+            flash(_("Thank you. Your report was received. Keep this page's address to follow the case."), "ok")
             return redirect(url_for(".track", token=case.tracking_token), code=303)
     elif request.method == "POST":
         ask_for_photos_again(form.photos)

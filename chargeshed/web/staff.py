@@ -56,8 +56,9 @@ def _labels() -> dict:
 
 def _refusal(refused: staff.StaffRefused) -> str:
     return {
-        "login_format": _("Use 3 to 32 lower-case letters, digits, dots, dashes or underscores, starting with a "
-                          "letter."),
+        "login_format": _(
+            "Use 3 to 32 lower-case letters, digits, dots, dashes or underscores, starting with a letter."
+        ),
         "login_taken": _("This sign-in name is taken."),
         "site_missing": _("Choose the site this user works for."),
         "operator_missing": _("Choose the operator this user works for."),
@@ -70,8 +71,11 @@ def _new_form() -> NewStaffForm:
     form = NewStaffForm()
     form.role.choices = [SelectChoice(role, str(ROLE_LABELS[role])) for role in staff.manageable_roles(current_user)]
     form.site.choices = [SelectChoice("", "–")] + [SelectChoice(s.id, s.name) for s in visible_sites(current_user)]
-    operators = db.session.execute(select(Operator).order_by(Operator.name)).scalars() \
-        if current_user.role == ROLE_ADMIN else []
+    operators = (
+        db.session.execute(select(Operator).order_by(Operator.name)).scalars()
+        if current_user.role == ROLE_ADMIN
+        else []
+    )
     form.operator.choices = [SelectChoice("", "–")] + [SelectChoice(o.id, o.name) for o in operators]
     return form
 
@@ -84,8 +88,9 @@ def _list_page(form: NewStaffForm | None = None, issued: tuple | None = None, st
         "manage/staff.html",
         users=users,
         site_names=dict(db.session.execute(select(Site.id, Site.name).where(Site.id.in_(site_ids))).all()),
-        operator_names=dict(db.session.execute(
-            select(Operator.id, Operator.name).where(Operator.id.in_(operator_ids))).all()),
+        operator_names=dict(
+            db.session.execute(select(Operator.id, Operator.name).where(Operator.id.in_(operator_ids))).all()
+        ),
         form=form or _new_form(),
         issued=issued,
         reason_form=ReasonForm(formdata=None),
@@ -106,8 +111,9 @@ def staff_create():
     """Create a staff user; the temporary password is shown once, on this answer only."""
     form = _new_form()
     if form.validate_on_submit():
-        new = staff.NewStaff(form.login.data, form.display_name.data, form.role.data, form.site.data,
-                             form.operator.data)
+        new = staff.NewStaff(
+            form.login.data, form.display_name.data, form.role.data, form.site.data, form.operator.data
+        )
         try:
             user, password = staff.create_staff(current_user, new)
         except staff.StaffRefused as refused:
@@ -146,8 +152,12 @@ def staff_set_active(user_id: int):
         except staff.StaffRefused as refused:
             flash(_refusal(refused), "error")
         else:
-            flash(_("%(login)s can sign in again.", login=user.login) if active
-                  else _("%(login)s is signed out and can no longer sign in.", login=user.login), "ok")
+            flash(
+                _("%(login)s can sign in again.", login=user.login)
+                if active
+                else _("%(login)s is signed out and can no longer sign in.", login=user.login),
+                "ok",
+            )
     return redirect(url_for(".staff_list"), code=303)
 
 

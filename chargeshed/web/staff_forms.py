@@ -15,8 +15,11 @@ def _optional_int(value):
 class NewStaffForm(FlaskForm):
     """A new staff user: sign-in name, name shown, role and scope (site or operator)."""
 
-    login = StringField(_l("Sign-in name"), description=_l("3 to 32 lower-case letters, digits, . _ -"),
-                        validators=[DataRequired(_l("Enter a sign-in name.")), Length(max=32)])
+    login = StringField(
+        _l("Sign-in name"),
+        description=_l("3 to 32 lower-case letters, digits, . _ -"),
+        validators=[DataRequired(_l("Enter a sign-in name.")), Length(max=32)],
+    )
     display_name = StringField(_l("Name shown"), validators=[Length(max=80)])
     role = SelectField(_l("Role"), validators=[DataRequired()])
     site = SelectField(_l("Site"), coerce=_optional_int, validators=[Optional()])

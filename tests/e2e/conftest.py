@@ -17,10 +17,22 @@ from tests.conftest import skip_or_fail
 from tests.i18n.catalogues import compile_catalogues
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True,
-         "device_scale_factor": 2, "locale": "zh-CN", "timezone_id": "Asia/Shanghai"}
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "is_mobile": True,
+    "has_touch": True,
+    "device_scale_factor": 2,
+    "locale": "zh-CN",
+    "timezone_id": "Asia/Shanghai",
+}
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -31,14 +43,16 @@ def compiled_catalogues():
 @pytest.fixture
 def app(driver, tmp_path):
     """The app as deployed, on a fresh SQLite file: CSRF on, demo payments, the test's driver and clock."""
-    app = create_app({
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'e2e.sqlite3'}",
-        "SECRET_KEY": "e2e",
-        "WTF_CSRF_ENABLED": True,
-        "PAYMENTS": "demo",
-        "PUBLIC_BASE_URL": "http://127.0.0.1",
-        "RATELIMIT_ENABLED": False,
-    })
+    app = create_app(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'e2e.sqlite3'}",
+            "SECRET_KEY": "e2e",
+            "WTF_CSRF_ENABLED": True,
+            "PAYMENTS": "demo",
+            "PUBLIC_BASE_URL": "http://127.0.0.1",
+            "RATELIMIT_ENABLED": False,
+        }
+    )
     app.extensions["port_driver"] = driver
     app.extensions["clock"] = driver.clock
     with app.app_context():

@@ -33,7 +33,8 @@ def sign_in(page, base: str, login: str) -> None:
 
 
 def test_occupied_port_tier_from_first_reading_and_full_waiting_for_pickup(
-        live_server, phone, make_site, make_resident, driver, clock, tick, tmp_path):
+    live_server, phone, make_site, make_resident, driver, clock, tick, tmp_path
+):
     from playwright.sync_api import expect
 
     page, problems = phone
@@ -81,14 +82,14 @@ def test_occupied_port_tier_from_first_reading_and_full_waiting_for_pickup(
 
 
 def test_a_charge_that_ends_while_the_page_is_open_changes_the_title_vibrates_and_shows_a_banner(
-        live_server, phone, make_site, make_resident, driver, clock, tick, tmp_path):
+    live_server, phone, make_site, make_resident, driver, clock, tick, tmp_path
+):
     from playwright.sync_api import expect
 
     from chargeshed.charging import port_admin as admin
 
     page, problems = phone
-    page.add_init_script("window.__vibrated = [];"
-                         "navigator.vibrate = p => { window.__vibrated.push(p); return true; };")
+    page.add_init_script("window.__vibrated = [];navigator.vibrate = p => { window.__vibrated.push(p); return true; };")
     make_site()
     login = make_resident(balance_fen=1000).login
     driver.plug("T11001", bike=Bike("lithium", cc_watts=250, cc_minutes=600, taper_minutes=30))

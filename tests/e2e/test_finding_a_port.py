@@ -15,7 +15,8 @@ pytestmark = pytest.mark.browser
 
 
 def test_free_port_page_updates_itself_and_a_typed_code_opens_the_port(
-        live_server, phone, make_site, make_resident, driver, clock, tick, tmp_path):
+    live_server, phone, make_site, make_resident, driver, clock, tick, tmp_path
+):
     from playwright.sync_api import expect
 
     page, problems = phone

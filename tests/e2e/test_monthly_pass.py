@@ -21,8 +21,17 @@ def test_buy_a_pass_and_charge_on_it(live_server, phone, make_site, make_residen
     page, problems = phone
     shots = shots_dir(tmp_path)
     site = make_site()
-    db.session.add(PassPlan(site_id=site.id, name="30天月卡", price_fen=1500, days=30, charges_per_day=2,
-                            hours_per_charge=8, max_watts=400))
+    db.session.add(
+        PassPlan(
+            site_id=site.id,
+            name="30天月卡",
+            price_fen=1500,
+            days=30,
+            charges_per_day=2,
+            hours_per_charge=8,
+            max_watts=400,
+        )
+    )
     db.session.commit()
     login = make_resident(balance_fen=2000).login
     db.session.remove()

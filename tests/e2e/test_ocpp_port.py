@@ -21,8 +21,7 @@ pytestmark = pytest.mark.browser
 POLL_WAIT_MS = 12_000
 
 
-def test_resident_charges_on_an_ocpp_station_port(live_server, phone, make_site, make_resident, app, clock,
-                                                  tmp_path):
+def test_resident_charges_on_an_ocpp_station_port(live_server, phone, make_site, make_resident, app, clock, tmp_path):
     from playwright.sync_api import expect
 
     from chargeshed.charging.supervisor import tick
@@ -40,6 +39,7 @@ def test_resident_charges_on_an_ocpp_station_port(live_server, phone, make_site,
     resident = make_resident(balance_fen=1000, phone="13800007777")
 
     with RunningGateway(app, clock) as gateway, StationThread(gateway.port, "SHED1-CP", key, clock) as station:
+
         async def boot(s):
             await s.boot()
             await s.status(0, "Available")

@@ -52,8 +52,9 @@ def gateway(app, clock, shelly_device):
     runner.stop()
 
 
-def test_a_charge_on_a_shelly_channel_from_scan_to_full(live_server, phone, make_site, clock, shelly_device,
-                                                         tmp_path, request):
+def test_a_charge_on_a_shelly_channel_from_scan_to_full(
+    live_server, phone, make_site, clock, shelly_device, tmp_path, request
+):
     from playwright.sync_api import expect
 
     page, problems = phone

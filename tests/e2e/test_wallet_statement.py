@@ -15,7 +15,8 @@ pytestmark = pytest.mark.browser
 
 
 def test_statement_shows_the_live_hold_and_the_cash_out_is_confirmed(
-        live_server, phone, make_site, make_resident, tmp_path):
+    live_server, phone, make_site, make_resident, tmp_path
+):
     from playwright.sync_api import expect
 
     page, problems = phone

@@ -43,8 +43,9 @@ class _Server:
         request = Request(environ)
         with self._lock:
             status, body = self.handle(request)
-        return Response(json.dumps(body, ensure_ascii=False), status=status,
-                        content_type="application/json; charset=utf-8")(environ, start_response)
+        return Response(
+            json.dumps(body, ensure_ascii=False), status=status, content_type="application/json; charset=utf-8"
+        )(environ, start_response)
 
 
 class FakeWeChat(_Server):
@@ -134,8 +135,13 @@ class FakeWeChat(_Server):
         openid = self.codes.pop(args.get("code", ""), None)  # a code works once
         if openid is None or args.get("grant_type") != "authorization_code":
             return 200, {"errcode": 40029, "errmsg": "invalid code"}
-        return 200, {"access_token": f"user{next(self._ids)}", "expires_in": 7200, "openid": openid,
-                     "scope": "snsapi_base", "refresh_token": "r"}
+        return 200, {
+            "access_token": f"user{next(self._ids)}",
+            "expires_in": 7200,
+            "openid": openid,
+            "scope": "snsapi_base",
+            "refresh_token": "r",
+        }
 
 
 def _pop_encode(value: str) -> str:
@@ -145,8 +151,13 @@ def _pop_encode(value: str) -> str:
 class FakeAliyunSms(_Server):
     """dysmsapi.aliyuncs.com SendSms (RPC style, HMAC-SHA1 POP signature)."""
 
-    def __init__(self, access_key_id: str = "LTAI-test", secret: str = "sms-secret",
-                 templates: dict | None = None, sign_name: str = "车棚充电"):
+    def __init__(
+        self,
+        access_key_id: str = "LTAI-test",
+        secret: str = "sms-secret",
+        templates: dict | None = None,
+        sign_name: str = "车棚充电",
+    ):
         self.access_key_id, self.secret, self.sign_name = access_key_id, secret, sign_name
         self.templates = templates or {}  # TemplateCode -> the ${variables} it uses
         self.messages: list[dict] = []
@@ -166,8 +177,9 @@ class FakeAliyunSms(_Server):
             return 404, {"Code": "InvalidAccessKeyId.NotFound", "Message": "Specified access key is not found."}
         canonical = "&".join(f"{_pop_encode(k)}={_pop_encode(v)}" for k, v in sorted(params.items()))
         to_sign = "GET&%2F&" + _pop_encode(canonical)
-        expected = base64.b64encode(hmac.new((self.secret + "&").encode(), to_sign.encode(),
-                                             hashlib.sha1).digest()).decode()
+        expected = base64.b64encode(
+            hmac.new((self.secret + "&").encode(), to_sign.encode(), hashlib.sha1).digest()
+        ).decode()
         if not hmac.compare_digest(expected, signature):
             return 400, {"Code": "SignatureDoesNotMatch", "Message": "Specified signature is not matched."}
         if params.get("Action") != "SendSms" or params.get("Version") != "2017-05-25":

@@ -59,16 +59,12 @@ def default_fee(amount: int) -> int:
 
 def signed_headers(payload: bytes, secret: str, timestamp: int | None = None) -> dict:
     """Headers (incl. ``Stripe-Signature``) for POSTing ``payload`` to a webhook signed with ``secret``."""
-    sig = stripe.WebhookSignature.generate_signature_header(
-        payload.decode("utf-8"), secret, timestamp=timestamp
-    )
+    sig = stripe.WebhookSignature.generate_signature_header(payload.decode("utf-8"), secret, timestamp=timestamp)
     return {"Stripe-Signature": sig, "Content-Type": "application/json"}
 
 
 class _StripeError(Exception):
-    def __init__(
-        self, status: int, message: str, *, code=None, param=None, type: str = "invalid_request_error"
-    ):
+    def __init__(self, status: int, message: str, *, code=None, param=None, type: str = "invalid_request_error"):
         super().__init__(message)
         err = {"type": type, "message": message}
         err.update({k: v for k, v in (("code", code), ("param", param)) if v})
@@ -254,9 +250,7 @@ class FakeStripe:
         self.stop()
 
     # ------------------------------------------------------------ test controls
-    def complete_checkout(
-        self, session_id: str, *, fee: int | None = None, async_payment: bool = False
-    ) -> dict:
+    def complete_checkout(self, session_id: str, *, fee: int | None = None, async_payment: bool = False) -> dict:
         """Customer finishes Checkout. Pays immediately (status complete / paid, with
         PaymentIntent, Charge and BalanceTransaction) or, if ``async_payment``, leaves it
         complete / unpaid until ``succeed_async_payment``. Returns the
@@ -557,9 +551,7 @@ class FakeStripe:
                 pre + "[price_data]",
             )
             cur = _require(pd, "currency", pre + "[price_data]").lower()
-            unit = _int(
-                _require(pd, "unit_amount", pre + "[price_data]"), pre + "[price_data][unit_amount]", lo=0
-            )
+            unit = _int(_require(pd, "unit_amount", pre + "[price_data]"), pre + "[price_data][unit_amount]", lo=0)
             prod = _check_keys(
                 _require(pd, "product_data", pre + "[price_data]"),
                 {"name", "description"},
@@ -577,9 +569,7 @@ class FakeStripe:
                 code="amount_too_small",
                 param="line_items",
             )
-        pi_data = _check_keys(
-            p.get("payment_intent_data", {}), {"metadata", "description"}, "payment_intent_data"
-        )
+        pi_data = _check_keys(p.get("payment_intent_data", {}), {"metadata", "description"}, "payment_intent_data")
         if "metadata" in pi_data:
             pi_data["metadata"] = _metadata(pi_data["metadata"], "payment_intent_data[metadata]")
         if len(p.get("client_reference_id", "")) > 200:
@@ -654,9 +644,7 @@ class FakeStripe:
 
     def _ep_list_refunds(self, p: dict) -> dict:
         eq = lambda field: lambda o, v: o[field] == v  # noqa: E731
-        return self._list(
-            p, "refund", "/v1/refunds", {"charge": eq("charge"), "payment_intent": eq("payment_intent")}
-        )
+        return self._list(p, "refund", "/v1/refunds", {"charge": eq("charge"), "payment_intent": eq("payment_intent")})
 
     def _ep_list_events(self, p: dict) -> dict:
         def types(o, v):
@@ -794,15 +782,11 @@ class FakeStripe:
             try:
                 endpoint, args = self._routes.bind_to_environ(request.environ).match()
             except HTTPException:
-                raise _StripeError(
-                    404, f"Unrecognized request URL ({request.method}: {request.path})."
-                ) from None
+                raise _StripeError(404, f"Unrecognized request URL ({request.method}: {request.path}).") from None
             pairs = (request.form if request.method == "POST" else request.args).items(multi=True)
             params = _parse_form(pairs)
             with self.lock:
-                self.requests.append(
-                    {"method": request.method, "path": request.path, "params": copy.deepcopy(params)}
-                )
+                self.requests.append({"method": request.method, "path": request.path, "params": copy.deepcopy(params)})
                 if key:
                     scope, fingerprint = (
                         (auth.group(1), key),
@@ -844,9 +828,7 @@ class FakeStripe:
 
     @staticmethod
     def _json(status: int, body: dict, headers: dict) -> Response:
-        return Response(
-            json.dumps(body, indent=2), status=status, headers=headers, mimetype="application/json"
-        )
+        return Response(json.dumps(body, indent=2), status=status, headers=headers, mimetype="application/json")
 
     def _pay_page(self, request: Request) -> Response:
         """Minimal hosted-checkout page: GET shows it, POST pays and redirects to success_url."""

@@ -54,7 +54,8 @@ def test_every_ui_string_in_the_code_is_in_the_catalogue():
     catalogued = {m.id if isinstance(m.id, str) else m.id[0] for m in _messages(read_catalogue())}
     missing = sorted(in_code - catalogued)
     assert missing == [], f"{len(missing)} UI strings not in the catalogue ({HOW_TO_UPDATE}):\n" + "\n".join(
-        map(repr, missing))
+        map(repr, missing)
+    )
 
 
 def test_catalogues_pass_the_checks_of_pybabel_compile():
@@ -62,6 +63,7 @@ def test_catalogues_pass_the_checks_of_pybabel_compile():
     problems = []
     for lang in sorted(os.listdir(TRANSLATIONS)):
         path = os.path.join(TRANSLATIONS, lang, "LC_MESSAGES", "messages.po")
-        problems += [f"{lang}: {message.id!r}: {error}" for message, errors in read_catalogue(path).check()
-                     for error in errors]
+        problems += [
+            f"{lang}: {message.id!r}: {error}" for message, errors in read_catalogue(path).check() for error in errors
+        ]
     assert problems == [], "\n".join(problems)

@@ -36,8 +36,14 @@ def make_staff(app):
     def factory(role: str, site: Site | None = None, operator_id: int | None = None, name: str = "") -> User:
         counter["n"] += 1
         login = f"{role}{counter['n']}"
-        return create_user(login, PASSWORD, role, display_name=name or login.replace("_", " "),
-                           site_id=site.id if site else None, operator_id=operator_id)
+        return create_user(
+            login,
+            PASSWORD,
+            role,
+            display_name=name or login.replace("_", " "),
+            site_id=site.id if site else None,
+            operator_id=operator_id,
+        )
 
     return factory
 
@@ -60,8 +66,7 @@ def tenants(app, make_site, make_staff, make_resident):
     def build(label: str) -> Tenant:
         site = make_site(name=f"小区{label}", sheds=(3,))
         shed = db.session.execute(select(Shed).where(Shed.site_id == site.id)).scalar_one()
-        ports = list(db.session.execute(
-            select(Port).where(Port.shed_id == shed.id).order_by(Port.number)).scalars())
+        ports = list(db.session.execute(select(Port).where(Port.shed_id == shed.id).order_by(Port.number)).scalars())
         users = {
             ROLE_SITE_MANAGER: make_staff(ROLE_SITE_MANAGER, site=site),
             ROLE_OPERATOR_STAFF: make_staff(ROLE_OPERATOR_STAFF, site=site, operator_id=shed.operator_id),
@@ -88,4 +93,3 @@ def sign_in(client):
         return user
 
     return do
-

@@ -31,8 +31,9 @@ STAFF_ROLES = (ROLE_ADMIN, ROLE_SITE_MANAGER, ROLE_OPERATOR_STAFF, ROLE_PATROL)
 
 
 def _building(tenant: Tenant) -> int:
-    return db.session.execute(select(Building.id).where(Building.site_id == tenant.site.id)
-                              .order_by(Building.id).limit(1)).scalar_one()
+    return db.session.execute(
+        select(Building.id).where(Building.site_id == tenant.site.id).order_by(Building.id).limit(1)
+    ).scalar_one()
 
 
 def _alert(tenant: Tenant) -> int:
@@ -74,10 +75,16 @@ def _agreement(tenant: Tenant) -> int:
 
     from chargeshed.settlement.agreements import PartyInput, create_agreement
 
-    return create_agreement(operator_id=tenant.operator_id, site_id=tenant.site.id, shed_id=None,
-                            valid_from=date(2026, 1, 1), valid_to=None, electricity_fen_per_kwh=0,
-                            fee_mode="shared", parties=[PartyInput(f"运营{tenant.site.id}", "operator", 10000,
-                                                                   pays_electricity=True)]).id
+    return create_agreement(
+        operator_id=tenant.operator_id,
+        site_id=tenant.site.id,
+        shed_id=None,
+        valid_from=date(2026, 1, 1),
+        valid_to=None,
+        electricity_fen_per_kwh=0,
+        fee_mode="shared",
+        parties=[PartyInput(f"运营{tenant.site.id}", "operator", 10000, pays_electricity=True)],
+    ).id
 
 
 # How to find a tenant's object for a URL parameter. Extend this when a route takes a new kind of id.
@@ -127,8 +134,7 @@ def fillings(rule: Rule, own: dict[str, int], other: dict[str, int]) -> list[dic
     mixes = []
     for choice in itertools.product((False, True), repeat=len(known)):
         if any(choice):
-            mixes.append({name: (other if foreign else own)[name] for name, foreign in zip(known, choice,
-                                                                                          strict=True)})
+            mixes.append({name: (other if foreign else own)[name] for name, foreign in zip(known, choice, strict=True)})
     return mixes
 
 
@@ -161,9 +167,11 @@ def request(client, method: str, url: str, data: dict | None = None):
 def test_the_walk_finds_the_back_office(app):
     endpoints = {r.endpoint for r in backoffice_rules(app)}
     assert {"manage.occupancy_grid", "manage.port_stop", "manage.sessions_csv"} <= endpoints
-    unprotected = [f"{r.rule} ({r.endpoint})" for r in backoffice_rules(app)
-                   if not hasattr(app.view_functions[r.endpoint], "staff_roles")
-                   and r.endpoint not in PUBLIC_ENDPOINTS]
+    unprotected = [
+        f"{r.rule} ({r.endpoint})"
+        for r in backoffice_rules(app)
+        if not hasattr(app.view_functions[r.endpoint], "staff_roles") and r.endpoint not in PUBLIC_ENDPOINTS
+    ]
     assert unprotected == [], "back-office routes without staff_required (or list them in PUBLIC_ENDPOINTS)"
 
 
@@ -220,8 +228,10 @@ def test_every_role_and_tenant_combination(app, world):
                     checked += 1
     assert checked > 100
     if unknown:
-        warnings.warn("URL parameters filled with a missing id (add them to OTHER_TENANT): "
-                      + ", ".join(sorted(unknown)), stacklevel=1)
+        warnings.warn(
+            "URL parameters filled with a missing id (add them to OTHER_TENANT): " + ", ".join(sorted(unknown)),
+            stacklevel=1,
+        )
 
 
 def test_every_back_office_post_needs_a_csrf_token(app, world):

@@ -32,8 +32,7 @@ def all_alerts() -> list[Alert]:
     return list(db.session.execute(select(Alert).order_by(Alert.id)).scalars())
 
 
-def test_offline_alert_only_after_four_silent_minutes_and_cleared_when_back(app, make_site, driver, tick,
-                                                                           clock, watch):
+def test_offline_alert_only_after_four_silent_minutes_and_cleared_when_back(app, make_site, driver, tick, clock, watch):
     make_site(sheds=(2,))
     tick()  # heard from at START
     driver.set_offline("T11001")
@@ -42,7 +41,11 @@ def test_offline_alert_only_after_four_silent_minutes_and_cleared_when_back(app,
     watch(1)
     (alert,) = all_alerts()
     assert (alert.kind, alert.started_at, alert.raised_at, alert.cleared_at) == (
-        "offline", START, START + timedelta(minutes=4), None)
+        "offline",
+        START,
+        START + timedelta(minutes=4),
+        None,
+    )
     watch(2)
     assert len(all_alerts()) == 1  # raised once, not every minute
     driver.set_offline("T11001", False)
@@ -65,11 +68,14 @@ def test_fault_alert_after_two_minutes_and_a_short_blip_is_none(app, make_site, 
     watch(1)
     (alert,) = all_alerts()
     assert (alert.kind, alert.detail, alert.started_at, alert.raised_at) == (
-        "fault", "ground_fault", START + timedelta(minutes=3), START + timedelta(minutes=5))
+        "fault",
+        "ground_fault",
+        START + timedelta(minutes=3),
+        START + timedelta(minutes=5),
+    )
 
 
-def test_refresh_is_idempotent_and_ports_under_maintenance_raise_nothing(app, make_site, driver, tick, clock,
-                                                                        watch):
+def test_refresh_is_idempotent_and_ports_under_maintenance_raise_nothing(app, make_site, driver, tick, clock, watch):
     make_site(sheds=(2,))
     tick()
     port = db.session.execute(select(Port).where(Port.code == "T11001")).scalar_one()
@@ -82,8 +88,9 @@ def test_refresh_is_idempotent_and_ports_under_maintenance_raise_nothing(app, ma
     assert [a.port.code for a in all_alerts()] == ["T11002"]
 
 
-def test_staff_acknowledge_an_alert_and_colleagues_see_who(client, app, make_site, make_staff, login, driver,
-                                                           tick, watch):
+def test_staff_acknowledge_an_alert_and_colleagues_see_who(
+    client, app, make_site, make_staff, login, driver, tick, watch
+):
     site = make_site(sheds=(2,))
     tick()
     driver.set_offline("T11002")
@@ -106,8 +113,7 @@ def test_staff_acknowledge_an_alert_and_colleagues_see_who(client, app, make_sit
     assert "open alert nobody has acknowledged" not in occupancy
 
 
-def test_another_sites_manager_cannot_see_or_acknowledge_the_alert(client, tenants, sign_in, driver, tick,
-                                                                  watch):
+def test_another_sites_manager_cannot_see_or_acknowledge_the_alert(client, tenants, sign_in, driver, tick, watch):
     a, b, _admin, _resident = tenants
     tick()
     driver.set_offline(b.ports[0].code)

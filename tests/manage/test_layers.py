@@ -27,9 +27,7 @@ def test_an_app_context_follows_the_apps_clock(app, clock):
     assert timeutil.now() == clock.now
 
 
-def test_lookups_raise_domain_errors_and_the_web_answers_404_and_403(
-    app, client, make_site, make_staff, login
-):
+def test_lookups_raise_domain_errors_and_the_web_answers_404_and_403(app, client, make_site, make_staff, login):
     site = make_site()
     other = make_site(name="另一个小区")
     manager = make_staff(ROLE_SITE_MANAGER, site)

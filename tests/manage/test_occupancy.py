@@ -87,7 +87,7 @@ def test_unchanged_poll_is_a_304_without_rendering(client, scene, monkeypatch, c
     url = f"/manage/sites/{site.id}/grid"
     first = client.get(url, headers=HX)
     assert first.status_code == 200 and first.headers["ETag"]
-    assert "data-testid=\"occupancy\"" in first.get_data(as_text=True)
+    assert 'data-testid="occupancy"' in first.get_data(as_text=True)
     assert "<html" not in first.get_data(as_text=True)  # the partial alone
 
     import chargeshed.web.manage as manage_views

@@ -35,8 +35,9 @@ def port_count(shed_id: int = 1) -> int:
     return db.session.execute(select(func.count(Port.id)).where(Port.shed_id == shed_id)).scalar_one()
 
 
-def test_maintenance_shows_on_the_residents_page_and_blocks_a_start(client, site, manager, make_resident,
-                                                                   make_staff, login):
+def test_maintenance_shows_on_the_residents_page_and_blocks_a_start(
+    client, site, manager, make_resident, make_staff, login
+):
     target = port(1)
     assert client.post(f"/manage/ports/{target.id}/maintenance", data={"mode": "on"}).status_code == 302
     command = db.session.execute(select(PortCommand).where(PortCommand.port_id == target.id)).scalar_one()
@@ -53,21 +54,22 @@ def test_maintenance_shows_on_the_residents_page_and_blocks_a_start(client, site
     client.post(f"/manage/ports/{target.id}/maintenance", data={"mode": "off"})
     db.session.refresh(target)
     assert target.status == "active"
-    kinds = db.session.execute(select(PortEvent.kind, PortEvent.detail).where(PortEvent.port_id == target.id)
-                               .order_by(PortEvent.id)).all()
+    kinds = db.session.execute(
+        select(PortEvent.kind, PortEvent.detail).where(PortEvent.port_id == target.id).order_by(PortEvent.id)
+    ).all()
     assert [k for k, _ in kinds] == ["maintenance_on", "maintenance_off"] and kinds[0][1] == "王经理"
 
 
 def test_maintenance_is_refused_while_a_charge_runs(client, site, manager, make_resident):
     start_session(make_resident(balance_fen=1000).id, port(2))
-    response = client.post(f"/manage/ports/{port(2).id}/maintenance", data={"mode": "on"},
-                           follow_redirects=True)
+    response = client.post(f"/manage/ports/{port(2).id}/maintenance", data={"mode": "on"}, follow_redirects=True)
     assert "A charge is running on this port" in response.get_data(as_text=True)
     assert port(2).status == "active"
 
 
-def test_staff_stop_needs_a_reason_then_ends_and_settles_the_charge(client, site, manager, make_resident,
-                                                                    driver, clock, tick):
+def test_staff_stop_needs_a_reason_then_ends_and_settles_the_charge(
+    client, site, manager, make_resident, driver, clock, tick
+):
     resident = make_resident(balance_fen=1000)
     driver.plug("T11002", bike=Bike("lithium", cc_watts=250, cc_minutes=600, taper_minutes=30))
     session = start_session(resident.id, port(2))
@@ -86,8 +88,9 @@ def test_staff_stop_needs_a_reason_then_ends_and_settles_the_charge(client, site
     db.session.refresh(session)
     assert (session.state, session.end_reason, session.cost_fen) == ("ended", "staff_stop", 50)
     assert wallet_balance(resident.id) == 1000 - 50
-    ended = db.session.execute(select(SessionEvent).where(SessionEvent.session_id == session.id,
-                                                          SessionEvent.kind == "ended")).scalar_one()
+    ended = db.session.execute(
+        select(SessionEvent).where(SessionEvent.session_id == session.id, SessionEvent.kind == "ended")
+    ).scalar_one()
     assert ended.detail == "王经理: 电缆破损"
     assert check_ledger() == []
     tick()
@@ -115,30 +118,35 @@ def test_retired_port_leaves_the_grid_but_keeps_its_history(client, site, manage
     assert "Stopped by the resident" in page  # the old charge is still listed
     assert db.session.get(ChargeSession, session.id) is not None
     assert "no longer in service" in client.get("/p/T11003").get_data(as_text=True)
-    assert client.post(f"/manage/ports/{port(3).id}/maintenance", data={"mode": "off"},
-                       follow_redirects=True).status_code == 200
+    assert (
+        client.post(f"/manage/ports/{port(3).id}/maintenance", data={"mode": "off"}, follow_redirects=True).status_code
+        == 200
+    )
     assert port(3).status == "retired"
 
 
 def test_bulk_add_ports_with_fresh_codes(client, site, manager):
     response = client.post("/manage/sheds/1/ports", data={"numbers": "4-6, 10"})
     assert response.status_code == 302
-    added = db.session.execute(select(Port).where(Port.shed_id == 1, Port.number > 3)
-                               .order_by(Port.number)).scalars().all()
+    added = (
+        db.session.execute(select(Port).where(Port.shed_id == 1, Port.number > 3).order_by(Port.number)).scalars().all()
+    )
     assert [p.number for p in added] == [4, 5, 6, 10]
     assert len({p.code for p in added}) == 4 and all(len(p.code) == 6 for p in added)
     assert [p.label for p in added][:1] == ["1号车棚 4号"]
 
 
-@pytest.mark.parametrize("numbers, message", [
-    ("2-5", "This shed already has ports numbered 2, 3 (retired ports keep their number). "
-            "Nothing was added."),
-    ("7, 8, 7", "These numbers are listed twice: 7."),
-    ("abc", "Write numbers and ranges like 1-12, 15, 20-24."),
-    ("0-4", "Port numbers go from 1 to 999."),
-    ("", "Enter the numbers of the new ports."),
-    ("1-300", "Add at most 200 ports at a time."),
-])
+@pytest.mark.parametrize(
+    "numbers, message",
+    [
+        ("2-5", "This shed already has ports numbered 2, 3 (retired ports keep their number). Nothing was added."),
+        ("7, 8, 7", "These numbers are listed twice: 7."),
+        ("abc", "Write numbers and ranges like 1-12, 15, 20-24."),
+        ("0-4", "Port numbers go from 1 to 999."),
+        ("", "Enter the numbers of the new ports."),
+        ("1-300", "Add at most 200 ports at a time."),
+    ],
+)
 def test_bad_port_numbers_are_refused_and_nothing_is_saved(client, site, manager, numbers, message):
     response = client.post("/manage/sheds/1/ports", data={"numbers": numbers})
     assert response.status_code == 400
@@ -192,12 +200,14 @@ def test_site_a_manager_editing_site_b_port_gets_404_and_nothing_changes(client,
     a, b, _admin, _resident = tenants
     sign_in(a.users[ROLE_SITE_MANAGER])
     target = b.ports[0]
-    for url, data in [(f"/manage/ports/{target.id}/rename", {"label": "hacked"}),
-                      (f"/manage/ports/{target.id}/maintenance", {"mode": "on"}),
-                      (f"/manage/ports/{target.id}/retire", {}),
-                      (f"/manage/ports/{target.id}/stop", {"reason": "because"}),
-                      (f"/manage/sheds/{b.shed.id}/ports", {"numbers": "50"}),
-                      (f"/manage/sheds/{b.shed.id}", {"name": "hacked"})]:
+    for url, data in [
+        (f"/manage/ports/{target.id}/rename", {"label": "hacked"}),
+        (f"/manage/ports/{target.id}/maintenance", {"mode": "on"}),
+        (f"/manage/ports/{target.id}/retire", {}),
+        (f"/manage/ports/{target.id}/stop", {"reason": "because"}),
+        (f"/manage/sheds/{b.shed.id}/ports", {"numbers": "50"}),
+        (f"/manage/sheds/{b.shed.id}", {"name": "hacked"}),
+    ]:
         assert client.post(url, data=data).status_code == 404, url
     db.session.refresh(target)
     assert (target.label, target.status) != ("hacked", "retired") and target.status == "active"

@@ -17,8 +17,13 @@ def _client(app, user):
 
 
 def _form(operator_id: int, tariff_id: int, name: str = "新车棚") -> dict:
-    return {"name": name, "location": "", "operator_id": str(operator_id), "tariff_id": str(tariff_id),
-            "numbers": "1-2"}
+    return {
+        "name": name,
+        "location": "",
+        "operator_id": str(operator_id),
+        "tariff_id": str(tariff_id),
+        "numbers": "1-2",
+    }
 
 
 def test_a_site_manager_cannot_bring_another_operator_into_the_site(app, two_compounds):
@@ -29,8 +34,10 @@ def test_a_site_manager_cannot_bring_another_operator_into_the_site(app, two_com
     assert b_operator.name not in page
     refused = client.post(f"/manage/sites/{a.site.id}/sheds/new", data=_form(b.operator_id, b.sheds[0].tariff_id))
     assert refused.status_code == 400
-    assert db.session.execute(select(Shed).where(Shed.operator_id == b.operator_id,
-                                                 Shed.site_id == a.site.id)).first() is None
+    assert (
+        db.session.execute(select(Shed).where(Shed.operator_id == b.operator_id, Shed.site_id == a.site.id)).first()
+        is None
+    )
     created = client.post(f"/manage/sites/{a.site.id}/sheds/new", data=_form(a.operator_id, a.sheds[0].tariff_id))
     assert created.status_code == 302
 
@@ -38,8 +45,10 @@ def test_a_site_manager_cannot_bring_another_operator_into_the_site(app, two_com
 def test_the_platform_admin_may_choose_any_operator(app, two_compounds):
     a, b, admin = two_compounds
     client = _client(app, admin)
-    assert db.session.get(Operator, b.operator_id).name in client.get(
-        f"/manage/sites/{a.site.id}/sheds/new").get_data(as_text=True)
-    created = client.post(f"/manage/sites/{a.site.id}/sheds/new",
-                          data=_form(b.operator_id, b.sheds[0].tariff_id, "B运营车棚"))
+    assert db.session.get(Operator, b.operator_id).name in client.get(f"/manage/sites/{a.site.id}/sheds/new").get_data(
+        as_text=True
+    )
+    created = client.post(
+        f"/manage/sites/{a.site.id}/sheds/new", data=_form(b.operator_id, b.sheds[0].tariff_id, "B运营车棚")
+    )
     assert created.status_code == 302

@@ -26,8 +26,16 @@ def temp_password(page: str) -> str:
 def test_admin_creates_a_site_manager_who_must_choose_a_password(client, tenants, sign_in):
     a, _b, admin, _resident = tenants
     sign_in(admin)
-    created = client.post("/manage/staff", data={"login": "wang.jl", "display_name": "王经理",
-                                                   "role": ROLE_SITE_MANAGER, "site": str(a.site.id), "operator": ""})
+    created = client.post(
+        "/manage/staff",
+        data={
+            "login": "wang.jl",
+            "display_name": "王经理",
+            "role": ROLE_SITE_MANAGER,
+            "site": str(a.site.id),
+            "operator": "",
+        },
+    )
     assert created.status_code == 200
     password = temp_password(created.get_data(as_text=True))
     user = db.session.execute(select(User).where(User.login == "wang.jl")).scalar_one()
@@ -37,8 +45,9 @@ def test_admin_creates_a_site_manager_who_must_choose_a_password(client, tenants
     assert client.post("/login", data={"login": "wang.jl", "password": password}).status_code == 302
     blocked = client.get("/manage/")
     assert blocked.status_code == 302 and blocked.headers["Location"].endswith("/account/password")
-    changed = client.post("/account/password",
-                          data={"current": password, "new": "my-own-secret", "confirm": "my-own-secret"})
+    changed = client.post(
+        "/account/password", data={"current": password, "new": "my-own-secret", "confirm": "my-own-secret"}
+    )
     assert changed.status_code == 302
     assert client.get(f"/manage/sites/{a.site.id}").status_code == 200
     log = db.session.execute(select(StaffAction)).scalars().all()
@@ -61,8 +70,12 @@ def test_a_site_manager_manages_only_the_patrol_of_their_site(client, tenants, s
     client.post("/manage/staff", data={"login": "patrol.new", "role": ROLE_PATROL, "site": str(a.site.id)})
     assert db.session.execute(select(User.site_id).where(User.login == "patrol.new")).scalar_one() == a.site.id
     assert client.post(f"/manage/staff/{b.users[ROLE_PATROL].id}/password", data={}).status_code == 404
-    assert client.post(f"/manage/staff/{a.users[ROLE_SITE_MANAGER].id}/active",
-                       data={"active": "0", "reason": "x"}).status_code == 404  # not theirs to manage
+    assert (
+        client.post(
+            f"/manage/staff/{a.users[ROLE_SITE_MANAGER].id}/active", data={"active": "0", "reason": "x"}
+        ).status_code
+        == 404
+    )  # not theirs to manage
 
 
 def test_deactivating_signs_the_user_out_at_once_with_the_reason_in_the_log(app, client, tenants, sign_in):
@@ -80,8 +93,12 @@ def test_deactivating_signs_the_user_out_at_once_with_the_reason_in_the_log(app,
     assert signed_out.status_code == 302 and "/login" in signed_out.headers["Location"]
     assert other.post("/login", data={"login": patrol.login, "password": PASSWORD}).status_code != 302
     (row,) = db.session.execute(select(StaffAction).where(StaffAction.action == "staff_deactivated")).scalars()
-    assert (row.actor_id, row.target, row.reason, row.site_id) == (a.users[ROLE_SITE_MANAGER].id, patrol.login,
-                                                                   "离职", a.site.id)
+    assert (row.actor_id, row.target, row.reason, row.site_id) == (
+        a.users[ROLE_SITE_MANAGER].id,
+        patrol.login,
+        "离职",
+        a.site.id,
+    )
 
 
 def test_the_staff_log_names_who_stopped_which_charge_and_why_within_the_tenant(client, tenants, sign_in):

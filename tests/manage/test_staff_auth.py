@@ -10,10 +10,15 @@ from chargeshed.extensions import db
 from tests.manage.conftest import PASSWORD
 
 
-@pytest.mark.parametrize("role, landing", [
-    (ROLE_ADMIN, "/manage/"), (ROLE_SITE_MANAGER, "/manage/"), (ROLE_OPERATOR_STAFF, "/manage/"),
-    (ROLE_PATROL, "/safety/cases"),
-])
+@pytest.mark.parametrize(
+    "role, landing",
+    [
+        (ROLE_ADMIN, "/manage/"),
+        (ROLE_SITE_MANAGER, "/manage/"),
+        (ROLE_OPERATOR_STAFF, "/manage/"),
+        (ROLE_PATROL, "/safety/cases"),
+    ],
+)
 def test_staff_land_in_their_back_office(client, make_site, make_staff, role, landing):
     user = make_staff(role, site=make_site())
     response = client.post("/login", data={"login": user.login, "password": PASSWORD})
@@ -44,11 +49,13 @@ def test_staff_sign_out_returns_to_the_sign_in_page(client, make_site, make_staf
 
 def test_password_change_checks_the_current_password_then_works(client, app, make_site, make_staff, login):
     user = login(make_staff(ROLE_SITE_MANAGER, site=make_site()))
-    wrong = client.post("/account/password", data={"current": "nope", "new": "brand-new-pass",
-                                                   "confirm": "brand-new-pass"})
+    wrong = client.post(
+        "/account/password", data={"current": "nope", "new": "brand-new-pass", "confirm": "brand-new-pass"}
+    )
     assert wrong.status_code == 400 and "This is not your current password." in wrong.get_data(as_text=True)
-    mismatch = client.post("/account/password", data={"current": PASSWORD, "new": "brand-new-pass",
-                                                      "confirm": "brand-new-pas"})
+    mismatch = client.post(
+        "/account/password", data={"current": PASSWORD, "new": "brand-new-pass", "confirm": "brand-new-pas"}
+    )
     assert mismatch.status_code == 400 and "The passwords do not match." in mismatch.get_data(as_text=True)
     short = client.post("/account/password", data={"current": PASSWORD, "new": "short", "confirm": "short"})
     assert short.status_code == 400 and "Use at least 8 characters." in short.get_data(as_text=True)
@@ -57,8 +64,9 @@ def test_password_change_checks_the_current_password_then_works(client, app, mak
     db.session.refresh(user)
     assert user.check_password(PASSWORD)
 
-    done = client.post("/account/password", data={"current": PASSWORD, "new": "brand-new-pass",
-                                                  "confirm": "brand-new-pass"})
+    done = client.post(
+        "/account/password", data={"current": PASSWORD, "new": "brand-new-pass", "confirm": "brand-new-pass"}
+    )
     assert done.status_code == 302
     db.session.refresh(user)
     assert user.check_password("brand-new-pass") and not user.check_password(PASSWORD)
@@ -75,13 +83,21 @@ def test_residents_can_change_their_password_too(client, make_resident, login):
 
 def test_login_is_rate_limited(tmp_path):
     """Eleven wrong passwords in a minute from one address: the eleventh is refused outright."""
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'limit.sqlite3'}",
-                      "SECRET_KEY": "test", "WTF_CSRF_ENABLED": False, "RATELIMIT_ENABLED": True,
-                      "RATELIMIT_STORAGE_URI": "memory://"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'limit.sqlite3'}",
+            "SECRET_KEY": "test",
+            "WTF_CSRF_ENABLED": False,
+            "RATELIMIT_ENABLED": True,
+            "RATELIMIT_STORAGE_URI": "memory://",
+        }
+    )
     with app.app_context():
         db.create_all()
         client = app.test_client()
-        statuses = [client.post("/login", data={"login": "admin", "password": f"guess{n}"}).status_code
-                    for n in range(11)]
+        statuses = [
+            client.post("/login", data={"login": "admin", "password": f"guess{n}"}).status_code for n in range(11)
+        ]
         db.engine.dispose()
     assert statuses[:10] == [200] * 10 and statuses[10] == 429

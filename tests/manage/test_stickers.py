@@ -30,8 +30,11 @@ def decoded_urls(pdf_bytes: bytes, tmp_path) -> list[str]:
     subprocess.run([PDFTOPPM, "-r", "150", "-png", str(pdf), str(tmp_path / "page")], check=True)
     urls = []
     for page in sorted(tmp_path.glob("page*.png")):
-        urls += [result.text for result in zxingcpp.read_barcodes(Image.open(page))
-                 if result.format == zxingcpp.BarcodeFormat.QRCode]
+        urls += [
+            result.text
+            for result in zxingcpp.read_barcodes(Image.open(page))
+            if result.format == zxingcpp.BarcodeFormat.QRCode
+        ]
     return urls
 
 

@@ -47,8 +47,8 @@ def test_hour_of_week_heatmap_from_known_charges(app, make_site, make_resident):
     make_site(sheds=(4,))
     p = ports_of(1)
     resident = make_resident(balance_fen=5000)
-    book(resident, p[0], local(MONDAY, 10), 120)             # Mon 10:00-12:00
-    book(resident, p[1], local(MONDAY, 10, 30), 30)          # Mon 10:30-11:00
+    book(resident, p[0], local(MONDAY, 10), 120)  # Mon 10:00-12:00
+    book(resident, p[1], local(MONDAY, 10, 30), 30)  # Mon 10:30-11:00
     book(resident, p[2], local(MONDAY + timedelta(days=2), 23, 30), 60)  # Wed 23:30 - Thu 00:30
 
     (week,) = usage.shed_usage(shed_ids(1), MONDAY, MONDAY + timedelta(days=6), datetime(2026, 11, 23))
@@ -60,8 +60,9 @@ def test_hour_of_week_heatmap_from_known_charges(app, make_site, make_resident):
     assert sum(week.percent(d, h) for d in range(7) for h in range(24)) == pytest.approx(87.5)
     assert (week.peak, week.full_seconds, week.busiest[:2]) == (2, 0, (0, 10))
 
-    (fortnight,) = usage.shed_usage(shed_ids(1), MONDAY - timedelta(days=7), MONDAY + timedelta(days=6),
-                                    datetime(2026, 11, 23))
+    (fortnight,) = usage.shed_usage(
+        shed_ids(1), MONDAY - timedelta(days=7), MONDAY + timedelta(days=6), datetime(2026, 11, 23)
+    )
     assert fortnight.percent(0, 10) == pytest.approx(18.75)  # the same hour averaged over two Mondays
 
 
@@ -69,7 +70,7 @@ def test_daily_utilisation_energy_revenue_and_end_reasons(app, make_site, make_r
     make_site(sheds=(4,))
     p = ports_of(1)
     resident = make_resident(balance_fen=5000)
-    book(resident, p[0], local(MONDAY, 10), 120, watts=150)                       # 2 units at ¥0.25
+    book(resident, p[0], local(MONDAY, 10), 120, watts=150)  # 2 units at ¥0.25
     # Ends on Tuesday at 01:00: three started hours at ¥0.50.
     book(resident, p[1], local(MONDAY, 22), 180, watts=300, reason=charging.USER_STOP)
     failed = charging.start_session(resident.id, p[2], now=local(MONDAY, 9))
@@ -136,8 +137,9 @@ def history(app, make_site, make_resident, monkeypatch):
     ports = ports_of(1) + ports_of(2)
     for i in range(24):
         begin = local(MONDAY + timedelta(days=i // 8), 8) + timedelta(minutes=10 * (i % 8))
-        book(alice if i % 2 == 0 else bob, ports[i % 6], begin, 5,
-             reason=charging.FULL if i % 3 else charging.USER_STOP)
+        book(
+            alice if i % 2 == 0 else bob, ports[i % 6], begin, 5, reason=charging.FULL if i % 3 else charging.USER_STOP
+        )
     return alice, bob
 
 
@@ -165,13 +167,16 @@ def test_sessions_list_filters_and_pages(client, history, make_staff, login):
     assert "16 sessions" in full.get_data(as_text=True) and "reason=full" in page2 and "page=2" in page2
 
 
-@pytest.mark.parametrize("query, message", [
-    ("port=abc", "Not a valid integer value."),
-    ("date_from=2026-13-40", "Not a valid date value."),
-    ("date_from=2026-11-18&date_to=2026-11-17", "The end date is before the start date."),
-    ("shed=999", "Not a valid choice."),
-    ("reason=exploded", "Not a valid choice."),
-])
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("port=abc", "Not a valid integer value."),
+        ("date_from=2026-13-40", "Not a valid date value."),
+        ("date_from=2026-11-18&date_to=2026-11-17", "The end date is before the start date."),
+        ("shed=999", "Not a valid choice."),
+        ("reason=exploded", "Not a valid choice."),
+    ],
+)
 def test_bad_filters_get_a_message_not_a_crash(client, make_site, make_staff, login, query, message):
     login(make_staff(ROLE_SITE_MANAGER, site=make_site()))
     response = client.get(f"/manage/sessions?{query}")
@@ -191,9 +196,18 @@ def test_csv_export_streams_the_filtered_sessions(client, history, make_staff, l
     assert len(rows) == 12 and {r["Shed"] for r in rows} == {"1号车棚"}
     last = rows[-1]
     assert (last["Session no."], last["Started"], last["Port no."], last["Resident"]) == (
-        "1", "2026-11-16 08:00:00", "1", "13800001111")
+        "1",
+        "2026-11-16 08:00:00",
+        "1",
+        "13800001111",
+    )
     assert (last["State"], last["End reason"], last["Energy (Wh)"], last["Cost (fen)"], last["Cost (yuan)"]) == (
-        "Ended", "Stopped by the resident", "12", "25", "0.25")
+        "Ended",
+        "Stopped by the resident",
+        "12",
+        "25",
+        "0.25",
+    )
 
 
 def test_operator_staff_see_residents_phone_numbers_masked(client, history, make_staff, login):

@@ -22,8 +22,12 @@ def fake_stripe():
 @pytest.fixture
 def stripe_app(app, fake_stripe):
     """The test app switched to the Stripe provider, talking to the fake."""
-    app.config.update(PAYMENTS="stripe", STRIPE_SECRET_KEY="sk_test_x", STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-                      STRIPE_API_BASE=fake_stripe.url)
+    app.config.update(
+        PAYMENTS="stripe",
+        STRIPE_SECRET_KEY="sk_test_x",
+        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        STRIPE_API_BASE=fake_stripe.url,
+    )
     return app
 
 

@@ -35,7 +35,8 @@ def refunds_at_stripe(fake):
 
 
 def test_cash_out_refunds_the_newest_top_ups_first_and_completes_on_the_webhook(
-        two_topups, client, login, fake_stripe, deliver):
+    two_topups, client, login, fake_stripe, deliver
+):
     user, older, newer = two_topups
     login(user)
     response = client.post("/wallet/cashout", data={"amount": "25", "request_key": "k1", "confirmed": "yes"})
@@ -62,8 +63,7 @@ def test_cash_out_refunds_the_newest_top_ups_first_and_completes_on_the_webhook(
     assert "¥20.00" in wallet and "¥5.00" in wallet
 
 
-def test_refund_keys_are_random_and_stored_so_a_retry_refunds_once(
-        two_topups, stripe_provider, fake_stripe):
+def test_refund_keys_are_random_and_stored_so_a_retry_refunds_once(two_topups, stripe_provider, fake_stripe):
     user, _, _ = two_topups
     cashout = refunds.request_cashout(user.id, 700, stripe_provider)
     (part,) = cashout.parts
@@ -79,14 +79,15 @@ def test_refund_keys_are_random_and_stored_so_a_retry_refunds_once(
 
 
 def test_failed_refund_returns_the_money_to_the_wallet_whatever_the_event_order(
-        two_topups, stripe_provider, fake_stripe, deliver):
+    two_topups, stripe_provider, fake_stripe, deliver
+):
     user, _, _ = two_topups
     fake_stripe.fail_next_refund()
     cashout = refunds.request_cashout(user.id, 1500, stripe_provider)
     assert wallet_balance(user.id) == 1500 and balance_of("refunds:pending") == 1500
-    created, = fake_stripe.events("refund.created")
-    updated, = fake_stripe.events("refund.updated")
-    failed, = fake_stripe.events("refund.failed")
+    (created,) = fake_stripe.events("refund.created")
+    (updated,) = fake_stripe.events("refund.updated")
+    (failed,) = fake_stripe.events("refund.failed")
     assert deliver(updated).get_json()["outcome"] == "refund_failed"
     assert deliver(created).get_json()["outcome"] == "already_settled"  # stale "pending" snapshot
     assert deliver(failed).get_json()["outcome"] == "already_settled"
@@ -97,10 +98,11 @@ def test_failed_refund_returns_the_money_to_the_wallet_whatever_the_event_order(
 
 
 def test_a_refund_that_fails_after_succeeding_puts_the_money_back(
-        two_topups, stripe_provider, fake_stripe, deliver, resign):
+    two_topups, stripe_provider, fake_stripe, deliver, resign
+):
     user, _, _ = two_topups
     cashout = refunds.request_cashout(user.id, 1000, stripe_provider)
-    created, = fake_stripe.events("refund.created")
+    (created,) = fake_stripe.events("refund.created")
     deliver(created)
     fees = balance_of("fees:stripe")
     assert balance_of("external:stripe") == -3000 - fees + 1000
@@ -137,7 +139,8 @@ def test_bad_amounts_get_a_message(amount, two_topups, client, login):
 
 
 def test_only_what_recent_top_ups_can_return_may_be_withdrawn(
-        app, make_resident, stripe_topup, stripe_provider, clock, ended_session, make_site, fake_stripe):
+    app, make_resident, stripe_topup, stripe_provider, clock, ended_session, make_site, fake_stripe
+):
     from chargeshed.payments.refunds import CashOutRefused, refund_session
 
     make_site()
@@ -169,7 +172,8 @@ def test_double_submit_makes_one_cash_out(two_topups, client, login, fake_stripe
 
 
 def test_stripe_down_leaves_the_refund_pending_and_reconcile_submits_it(
-        two_topups, stripe_provider, fake_stripe, runner, monkeypatch):
+    two_topups, stripe_provider, fake_stripe, runner, monkeypatch
+):
     user, _, _ = two_topups
 
     def unreachable(*args, **kwargs):
@@ -194,8 +198,7 @@ def test_stripe_down_leaves_the_refund_pending_and_reconcile_submits_it(
     assert check_ledger() == []
 
 
-def test_a_refund_stripe_refuses_goes_back_to_the_wallet_at_once(
-        two_topups, stripe_provider, fake_stripe, runner):
+def test_a_refund_stripe_refuses_goes_back_to_the_wallet_at_once(two_topups, stripe_provider, fake_stripe, runner):
     user, _, newer = two_topups
     # Refunded in the dashboard behind our back.
     stripe_provider.client.v1.refunds.create(params={"payment_intent": newer.payment_ref})
@@ -211,8 +214,9 @@ def test_demo_cash_out_completes_at_once_and_says_demo(app, client, login, make_
     user = login(make_resident(balance_fen=2000))
     page = client.get("/wallet/cashout").get_data(as_text=True)
     assert "Demo" in page or "演示" in page
-    done = client.post("/wallet/cashout", data={"amount": "12.50", "request_key": "x", "confirmed": "yes"},
-                       follow_redirects=True)
+    done = client.post(
+        "/wallet/cashout", data={"amount": "12.50", "request_key": "x", "confirmed": "yes"}, follow_redirects=True
+    )
     text = done.get_data(as_text=True)
     assert 'data-state="completed"' in text and ("DEMO" in text or "演示" in text)
     assert wallet_balance(user.id) == 750 and balance_of("refunds:pending") == 0
@@ -227,8 +231,7 @@ def test_someone_elses_cash_out_is_not_found(app, client, login, make_resident):
     assert client.get(f"/wallet/cashout/{cashout.id}").status_code == 404
 
 
-def test_pending_refunds_account_matches_the_refunds_on_their_way(two_topups, stripe_provider, fake_stripe,
-                                                                   deliver):
+def test_pending_refunds_account_matches_the_refunds_on_their_way(two_topups, stripe_provider, fake_stripe, deliver):
     user, _, _ = two_topups
     assert refunds.pending_refunds_problems() == []
     refunds.request_cashout(user.id, 1200, stripe_provider)
@@ -236,6 +239,4 @@ def test_pending_refunds_account_matches_the_refunds_on_their_way(two_topups, st
     # A refund marked done without its booking would leave money stranded: it is reported.
     db.session.execute(TopUpRefund.__table__.update().values(status="succeeded"))
     db.session.commit()
-    assert refunds.pending_refunds_problems() == [
-        "refunds:pending has 1200 fen but pending refunds add up to 0 fen"]
-
+    assert refunds.pending_refunds_problems() == ["refunds:pending has 1200 fen but pending refunds add up to 0 fen"]

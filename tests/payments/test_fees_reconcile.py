@@ -52,7 +52,8 @@ def test_reconcile_credits_a_paid_top_up_whose_webhook_never_came(app, runner, m
 
 
 def test_reconcile_records_fees_missing_after_a_success_redirect(
-        app, client, runner, login, make_resident, stripe_topup, stripe_provider):
+    app, client, runner, login, make_resident, stripe_topup, stripe_provider
+):
     user = login(make_resident())
     topup = stripe_topup(user, 1000, webhook=False)
     client.get(f"/topup/{topup.id}/done")  # the redirect credits; it never waits for the fee
@@ -73,17 +74,21 @@ def test_reconcile_marks_expired_checkouts(app, runner, make_resident, stripe_to
     assert topup.status == "expired"
 
 
-def test_reconcile_reports_paid_checkouts_it_cannot_match(app, runner, make_resident, stripe_topup,
-                                                           stripe_provider, fake_stripe):
+def test_reconcile_reports_paid_checkouts_it_cannot_match(
+    app, runner, make_resident, stripe_topup, stripe_provider, fake_stripe
+):
     user = make_resident()
     topup = stripe_topup(user, 1000, pay=False)
-    params = {"mode": "payment", "success_url": "https://x/ok", "cancel_url": "https://x/no",
-              "line_items": [{"quantity": 1, "price_data": {"currency": "cny", "unit_amount": 700,
-                                                            "product_data": {"name": "other"}}}]}
-    stranger = stripe_provider.client.v1.checkout.sessions.create(
-        params={**params, "client_reference_id": "4242"})
-    other = stripe_provider.client.v1.checkout.sessions.create(
-        params={**params, "client_reference_id": str(topup.id)})
+    params = {
+        "mode": "payment",
+        "success_url": "https://x/ok",
+        "cancel_url": "https://x/no",
+        "line_items": [
+            {"quantity": 1, "price_data": {"currency": "cny", "unit_amount": 700, "product_data": {"name": "other"}}}
+        ],
+    }
+    stranger = stripe_provider.client.v1.checkout.sessions.create(params={**params, "client_reference_id": "4242"})
+    other = stripe_provider.client.v1.checkout.sessions.create(params={**params, "client_reference_id": str(topup.id)})
     fake_stripe.complete_checkout(stranger.id)
     fake_stripe.complete_checkout(other.id)
 
@@ -103,8 +108,9 @@ def test_reconcile_reports_a_credit_that_stripe_never_received(app, runner, make
     fulfilment.fulfil(topup.id, Payment(topup.checkout_ref, None, 1000, "cny"))
     result = runner.invoke(args=["reconcile"])
     assert result.exit_code == 1
-    assert f"top-up {topup.id} is credited but Stripe says checkout {topup.checkout_ref} is open/unpaid" \
-        in result.output
+    assert (
+        f"top-up {topup.id} is credited but Stripe says checkout {topup.checkout_ref} is open/unpaid" in result.output
+    )
 
 
 def test_reconcile_in_demo_mode_says_so(app, runner):
@@ -123,7 +129,8 @@ def test_fee_in_another_settlement_currency_is_reported_not_booked(app, make_res
 
 
 def test_a_failing_fee_lookup_never_holds_up_the_credit_or_the_start(
-        app, client, login, make_site, make_resident, fake_stripe, deliver, runner, monkeypatch):
+    app, client, login, make_site, make_resident, fake_stripe, deliver, runner, monkeypatch
+):
     from chargeshed.charging.models import ChargeSession
     from chargeshed.payments.providers import StripeProvider
 

@@ -36,8 +36,7 @@ def port(code: str = "T11001") -> Port:
     return db.session.execute(select(Port).where(Port.code == code)).scalar_one()
 
 
-def test_a_lost_start_race_leaves_the_callers_other_writes_intact(app, make_site, make_resident,
-                                                                  monkeypatch):
+def test_a_lost_start_race_leaves_the_callers_other_writes_intact(app, make_site, make_resident, monkeypatch):
     make_site()
     winner, loser = make_resident(balance_fen=1000), make_resident(balance_fen=1000)
     target = port()
@@ -48,8 +47,11 @@ def test_a_lost_start_race_leaves_the_callers_other_writes_intact(app, make_site
     def and_meanwhile_someone_else_starts(*args, **kwargs):
         refusal = checked(*args, **kwargs)
         with Session(db.engine) as other:  # another request commits its start between check and insert
-            other.add(ChargeSession(user_id=winner.id, port_id=ids["port"], shed_id=ids["shed"],
-                                    rules=ids["rules"], hold_fen=300))
+            other.add(
+                ChargeSession(
+                    user_id=winner.id, port_id=ids["port"], shed_id=ids["shed"], rules=ids["rules"], hold_fen=300
+                )
+            )
             other.commit()
         return refusal
 
@@ -65,7 +67,8 @@ def test_a_lost_start_race_leaves_the_callers_other_writes_intact(app, make_site
 
 
 def test_maintenance_racing_a_start_never_leaves_a_live_session_on_a_port_in_maintenance(
-        app, make_site, make_resident, clock):
+    app, make_site, make_resident, clock
+):
     make_site()
     user = make_resident(balance_fen=1000)
     port_id = port().id
@@ -89,5 +92,3 @@ def test_maintenance_racing_a_start_never_leaves_a_live_session_on_a_port_in_mai
     assert db.session.get(Port, port_id).status == PORT_ACTIVE
     assert db.session.get(ChargeSession, started.id).state in LIVE_STATES
     assert check_ledger() == []
-
-

@@ -15,8 +15,9 @@ from chargeshed.sites.models import Shed
 
 
 def revenue(shed_id: int) -> int:
-    return db.session.execute(select(LedgerAccount.balance_fen)
-                              .where(LedgerAccount.code == f"revenue:shed:{shed_id}")).scalar_one()
+    return db.session.execute(
+        select(LedgerAccount.balance_fen).where(LedgerAccount.code == f"revenue:shed:{shed_id}")
+    ).scalar_one()
 
 
 @pytest.fixture
@@ -24,8 +25,7 @@ def setting(with_refunds_blueprint, make_site, ended_session):
     """Two compounds; a finished ¥1.00 charge in the first; staff of both."""
     site = make_site()
     other_site = make_site()
-    operator_id = db.session.execute(
-        select(Shed.operator_id).where(Shed.site_id == site.id)).scalars().first()
+    operator_id = db.session.execute(select(Shed.operator_id).where(Shed.site_id == site.id)).scalars().first()
     session = ended_session()
     staff = {
         "operator": create_user("op1", "secret-pass", "operator_staff", operator_id=operator_id),
@@ -42,14 +42,17 @@ def test_operator_refunds_part_of_a_charge_with_a_reason(setting, client, login)
     before = wallet_balance(session.user_id)
     page = client.get(f"/operator/refunds/session/{session.id}")
     assert page.status_code == 200 and "¥1.00" in page.get_data(as_text=True)
-    done = client.post(f"/operator/refunds/session/{session.id}",
-                       data={"amount": "0.60", "reason": "Port cut out twice"})
+    done = client.post(
+        f"/operator/refunds/session/{session.id}", data={"amount": "0.60", "reason": "Port cut out twice"}
+    )
     assert done.status_code == 302 and done.headers["Location"].endswith("/operator/refunds/")
     assert wallet_balance(session.user_id) == before + 60 and revenue(session.shed_id) == 40
     txn = find_txn(f"session_refund:{session.id}")
     assert txn.kind == "session_refund"
     assert {(e.account.code, e.amount_fen) for e in txn.entries} == {
-        (f"revenue:shed:{session.shed_id}", -60), (f"wallet:{session.user_id}", 60)}
+        (f"revenue:shed:{session.shed_id}", -60),
+        (f"wallet:{session.user_id}", 60),
+    }
     row = db.session.execute(select(SessionRefund)).scalar_one()
     assert (row.staff_id, row.amount_fen, row.reason) == (staff["operator"].id, 60, "Port cut out twice")
     listing = client.get("/operator/refunds/").get_data(as_text=True)
@@ -57,12 +60,15 @@ def test_operator_refunds_part_of_a_charge_with_a_reason(setting, client, login)
     assert check_ledger() == []
 
 
-@pytest.mark.parametrize("data", [
-    {"amount": "1.01", "reason": "too much"},
-    {"amount": "0", "reason": "zero"},
-    {"amount": "abc", "reason": "not a number"},
-    {"amount": "0.50", "reason": ""},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"amount": "1.01", "reason": "too much"},
+        {"amount": "0", "reason": "zero"},
+        {"amount": "abc", "reason": "not a number"},
+        {"amount": "0.50", "reason": ""},
+    ],
+)
 def test_bad_refunds_are_refused_with_a_message_and_change_nothing(data, setting, client, login):
     session, staff = setting
     login(staff["manager"])

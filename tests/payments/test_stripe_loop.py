@@ -44,8 +44,9 @@ def only_topup() -> TopUp:
 
 
 def credits_booked(topup: TopUp) -> int:
-    return db.session.execute(select(func.count()).select_from(LedgerTxn)
-                              .where(LedgerTxn.ref == f"topup:{topup.id}")).scalar_one()
+    return db.session.execute(
+        select(func.count()).select_from(LedgerTxn).where(LedgerTxn.ref == f"topup:{topup.id}")
+    ).scalar_one()
 
 
 def pay_on_hosted_page(fake, session_id: str) -> str:
@@ -65,7 +66,8 @@ def local(url: str) -> str:
 
 
 def test_checkout_is_created_in_cny_for_the_top_up_without_fixed_payment_methods(
-        resident, client, fake_stripe, checkout_session_id):
+    resident, client, fake_stripe, checkout_session_id
+):
     response = begin_topup(client, 2000)
     session_id = checkout_session_id(response)
     topup = only_topup()
@@ -100,7 +102,8 @@ def test_checkout_creation_is_idempotent_per_top_up(resident, stripe_app, client
 
 
 def test_paid_webhook_credits_once_however_often_it_arrives(
-        resident, client, fake_stripe, deliver, checkout_session_id):
+    resident, client, fake_stripe, deliver, checkout_session_id
+):
     session_id = checkout_session_id(begin_topup(client, 1000))
     event = fake_stripe.complete_checkout(session_id)
     outcomes = [deliver(event).get_json()["outcome"] for _ in range(3)]
@@ -116,7 +119,8 @@ def test_paid_webhook_credits_once_however_often_it_arrives(
 
 
 def test_success_redirect_before_the_webhook_credits_and_the_late_webhook_changes_nothing(
-        resident, client, fake_stripe, deliver, checkout_session_id):
+    resident, client, fake_stripe, deliver, checkout_session_id
+):
     session_id = checkout_session_id(begin_topup(client, 5000))
     back = pay_on_hosted_page(fake_stripe, session_id)
     page = client.get(local(back), follow_redirects=True)
@@ -127,7 +131,8 @@ def test_success_redirect_before_the_webhook_credits_and_the_late_webhook_change
 
 
 def test_async_payment_is_credited_only_when_it_succeeds_in_either_order(
-        resident, client, fake_stripe, deliver, checkout_session_id):
+    resident, client, fake_stripe, deliver, checkout_session_id
+):
     session_id = checkout_session_id(begin_topup(client, 2000))
     completed = fake_stripe.complete_checkout(session_id, async_payment=True)
     assert deliver(completed).get_json()["outcome"] == "not_paid_yet"
@@ -154,7 +159,8 @@ def test_failed_async_payment_credits_nothing(resident, client, fake_stripe, del
 
 
 def test_concurrent_deliveries_and_redirects_credit_once_and_start_one_charge(
-        resident, stripe_app, client, fake_stripe, deliver, checkout_session_id):
+    resident, stripe_app, client, fake_stripe, deliver, checkout_session_id
+):
     session_id = checkout_session_id(begin_topup(client, 1000, port=PORT))
     topup = only_topup()
     event = fake_stripe.complete_checkout(session_id)
@@ -193,7 +199,8 @@ def test_concurrent_deliveries_and_redirects_credit_once_and_start_one_charge(
 
 
 def test_top_up_and_start_starts_the_charge_without_a_second_scan(
-        resident, client, fake_stripe, deliver, checkout_session_id):
+    resident, client, fake_stripe, deliver, checkout_session_id
+):
     session_id = checkout_session_id(begin_topup(client, 1000, port=PORT))
     back = pay_on_hosted_page(fake_stripe, session_id)
     # The webhook usually wins the race; the charge starts from it.
@@ -207,8 +214,7 @@ def test_top_up_and_start_starts_the_charge_without_a_second_scan(
     assert wallet_balance(resident.id) == 1000 - session.hold_fen
 
 
-def test_top_up_and_start_from_the_success_redirect_alone(
-        resident, client, fake_stripe, checkout_session_id):
+def test_top_up_and_start_from_the_success_redirect_alone(resident, client, fake_stripe, checkout_session_id):
     session_id = checkout_session_id(begin_topup(client, 1000, port=PORT))
     back = pay_on_hosted_page(fake_stripe, session_id)
     landed = client.get(local(back))
@@ -216,10 +222,10 @@ def test_top_up_and_start_from_the_success_redirect_alone(
     assert landed.headers["Location"].endswith(f"/s/{session.id}")
 
 
-@pytest.mark.parametrize("problem",
-                         ["wrong_secret", "tampered", "stale", "no_header", "garbage_header", "binary"])
+@pytest.mark.parametrize("problem", ["wrong_secret", "tampered", "stale", "no_header", "garbage_header", "binary"])
 def test_forged_or_stale_webhooks_are_rejected_and_credit_nothing(
-        problem, resident, client, fake_stripe, deliver, checkout_session_id):
+    problem, resident, client, fake_stripe, deliver, checkout_session_id
+):
     from tests.fakes.fake_stripe import signed_headers
 
     session_id = checkout_session_id(begin_topup(client, 1000))
@@ -250,7 +256,8 @@ def test_malformed_but_signed_payloads_are_400(body, resident, deliver):
 
 
 def test_paid_checkout_for_an_unknown_top_up_is_logged_and_acknowledged(
-        resident, client, fake_stripe, deliver, resign, checkout_session_id, caplog):
+    resident, client, fake_stripe, deliver, resign, checkout_session_id, caplog
+):
     session_id = checkout_session_id(begin_topup(client, 1000))
     event = fake_stripe.complete_checkout(session_id)
 
@@ -267,7 +274,8 @@ def test_paid_checkout_for_an_unknown_top_up_is_logged_and_acknowledged(
 
 @pytest.mark.parametrize("field,value", [("amount_total", 100), ("currency", "usd"), ("id", "cs_test_other")])
 def test_paid_checkout_that_does_not_match_the_top_up_credits_nothing(
-        field, value, resident, client, fake_stripe, deliver, resign, checkout_session_id):
+    field, value, resident, client, fake_stripe, deliver, resign, checkout_session_id
+):
     session_id = checkout_session_id(begin_topup(client, 1000))
     event = fake_stripe.complete_checkout(session_id)
 
@@ -280,7 +288,8 @@ def test_paid_checkout_that_does_not_match_the_top_up_credits_nothing(
 
 
 def test_expired_checkout_marks_the_top_up_and_credits_nothing(
-        resident, client, fake_stripe, deliver, checkout_session_id):
+    resident, client, fake_stripe, deliver, checkout_session_id
+):
     session_id = checkout_session_id(begin_topup(client, 1000))
     response = deliver(fake_stripe.expire_checkout(session_id))
     assert response.status_code == 200 and response.get_json()["outcome"] == "expired"
@@ -294,5 +303,4 @@ def test_checkout_unavailable_gives_a_message_and_keeps_nothing(resident, client
     text = response.get_data(as_text=True)
     assert "Payment is not available" in text or "支付" in text
     # The top-up row was committed before Stripe was called; it is closed as failed, nothing owed.
-    assert db.session.execute(select(func.count()).select_from(TopUp)
-                              .where(TopUp.status != "failed")).scalar_one() == 0
+    assert db.session.execute(select(func.count()).select_from(TopUp).where(TopUp.status != "failed")).scalar_one() == 0

@@ -30,8 +30,9 @@ DAY = 24 * 3600
 @pytest.fixture(autouse=True)
 def quick_timeouts(stripe_app):
     """Short read timeouts so a lost answer or a hanging API costs the tests little time."""
-    stripe_app.config.update(STRIPE_CONNECT_TIMEOUT_SECONDS=2.0, STRIPE_READ_TIMEOUT_SECONDS=1.5,
-                             STRIPE_MAX_NETWORK_RETRIES=1)
+    stripe_app.config.update(
+        STRIPE_CONNECT_TIMEOUT_SECONDS=2.0, STRIPE_READ_TIMEOUT_SECONDS=1.5, STRIPE_MAX_NETWORK_RETRIES=1
+    )
 
 
 @pytest.fixture
@@ -56,7 +57,8 @@ def writes_during_calls(app, fake_stripe, db_url):
             with psycopg.connect(url) as conn:
                 rows = conn.execute(
                     "SELECT state, query FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()").fetchall()
+                    "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
+                ).fetchall()
             held.extend(f"{method} {path}: {state} {query[:80]}" for state, query in rows)
 
     fake_stripe.request_hooks.append(check)
@@ -88,17 +90,28 @@ def funded(make_resident, stripe_topup):
 
 # ------------------------------------------------------------------ 1. no double refund
 
+
 def test_refund_metadata_is_read_from_the_sdks_own_objects():
     refund = stripe.StripeObject.construct_from(
-        {"id": "re_1", "object": "refund", "status": "succeeded", "amount": 700, "payment_intent": "pi_1",
-         "metadata": {"refund_id": "42", "topup_id": "7"}, "failure_reason": None}, "sk_test_x")
+        {
+            "id": "re_1",
+            "object": "refund",
+            "status": "succeeded",
+            "amount": 700,
+            "payment_intent": "pi_1",
+            "metadata": {"refund_id": "42", "topup_id": "7"},
+            "failure_reason": None,
+        },
+        "sk_test_x",
+    )
     assert not hasattr(refund.metadata, "get")  # not a dict: .get is not there
     seen = refund_from_stripe(refund)
     assert (seen.refund_id, seen.topup_id, seen.payment_ref, seen.failure_reason) == (42, 7, "pi_1", "")
 
 
 def test_a_refund_webhook_before_the_answer_links_and_settles_our_refund(
-        funded, stripe_provider, fake_stripe, deliver, writes_during_calls):
+    funded, stripe_provider, fake_stripe, deliver, writes_during_calls
+):
     user, topup = funded
     fake_stripe.lose_responses("/v1/refunds", count=2)  # the first try and the SDK's retry
     cashout = refunds.request_cashout(user.id, 700, stripe_provider)
@@ -114,7 +127,8 @@ def test_a_refund_webhook_before_the_answer_links_and_settles_our_refund(
 
 
 def test_a_lost_refund_answer_is_never_paid_twice_even_after_stripe_forgot_the_key(
-        funded, stripe_provider, fake_stripe, runner, clock, writes_during_calls):
+    funded, stripe_provider, fake_stripe, runner, clock, writes_during_calls
+):
     user, topup = funded
     fake_stripe.lose_responses("/v1/refunds", count=2)
     refunds.request_cashout(user.id, 700, stripe_provider)
@@ -133,7 +147,8 @@ def test_a_lost_refund_answer_is_never_paid_twice_even_after_stripe_forgot_the_k
 
 
 def test_a_refund_that_never_reached_stripe_is_sent_again_with_a_fresh_key(
-        funded, stripe_provider, fake_stripe, runner, clock, writes_during_calls):
+    funded, stripe_provider, fake_stripe, runner, clock, writes_during_calls
+):
     user, topup = funded
     fake_stripe.hang("/v1/refunds", count=2)  # Stripe never did it
     cashout = refunds.request_cashout(user.id, 500, stripe_provider)
@@ -150,9 +165,10 @@ def test_a_refund_that_never_reached_stripe_is_sent_again_with_a_fresh_key(
 
 # ------------------------------------------------------------------ 2. no network call in a transaction
 
+
 def test_a_hanging_stripe_gives_the_resident_a_message_and_blocks_nobody(
-        stripe_app, client, make_site, make_resident, login, fake_stripe, stripe_topup, deliver,
-        writes_during_calls):
+    stripe_app, client, make_site, make_resident, login, fake_stripe, stripe_topup, deliver, writes_during_calls
+):
     make_site()
     other = make_resident()
     paid = stripe_topup(other, 1000, webhook=False)
@@ -181,8 +197,10 @@ def test_a_hanging_stripe_gives_the_resident_a_message_and_blocks_nobody(
 
 # ------------------------------------------------------------------ 3. random idempotency keys
 
+
 def test_a_reused_database_id_never_collides_with_an_earlier_checkout(
-        make_resident, stripe_provider, fake_stripe, writes_during_calls):
+    make_resident, stripe_provider, fake_stripe, writes_during_calls
+):
     from chargeshed.payments import fulfilment
     from chargeshed.payments.providers import CheckoutUrls
 
@@ -192,10 +210,22 @@ def test_a_reused_database_id_never_collides_with_an_earlier_checkout(
     # A ¥10 top-up had this id before its row was rolled back (SQLite hands the id out again),
     # and Stripe still holds the checkout made for it under an id-based key.
     stripe_provider.client.v1.checkout.sessions.create(
-        params={"mode": "payment", "success_url": "https://x/ok", "line_items": [
-            {"quantity": 1, "price_data": {"currency": "cny", "unit_amount": 1000,
-                                           "product_data": {"name": "ChargeShed wallet top-up"}}}]},
-        options={"idempotency_key": f"topup-{topup.id}-checkout"})
+        params={
+            "mode": "payment",
+            "success_url": "https://x/ok",
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": "cny",
+                        "unit_amount": 1000,
+                        "product_data": {"name": "ChargeShed wallet top-up"},
+                    },
+                }
+            ],
+        },
+        options={"idempotency_key": f"topup-{topup.id}-checkout"},
+    )
     urls = CheckoutUrls("https://charge.example.cn/ok", "https://charge.example.cn/no", "/demo")
     stripe_provider.create_checkout(topup, urls, "ChargeShed wallet top-up")
     db.session.commit()
@@ -205,8 +235,10 @@ def test_a_reused_database_id_never_collides_with_an_earlier_checkout(
 
 # ------------------------------------------------------------------ 4. refunds made outside ChargeShed
 
+
 def test_a_payment_refunded_before_its_completed_event_is_never_credited(
-        make_resident, stripe_topup, fake_stripe, deliver, writes_during_calls):
+    make_resident, stripe_topup, fake_stripe, deliver, writes_during_calls
+):
     user = make_resident()
     topup = stripe_topup(user, 1000, webhook=False)
     fake_stripe.dashboard_refund(fake_stripe.get(topup.checkout_ref)["payment_intent"])
@@ -221,7 +253,8 @@ def test_a_payment_refunded_before_its_completed_event_is_never_credited(
 
 
 def test_a_refund_event_before_the_completed_event_is_remembered(
-        make_resident, stripe_topup, fake_stripe, deliver, writes_during_calls):
+    make_resident, stripe_topup, fake_stripe, deliver, writes_during_calls
+):
     user = make_resident()
     topup = stripe_topup(user, 2000, webhook=False)
     intent = fake_stripe.get(topup.checkout_ref)["payment_intent"]
@@ -234,8 +267,9 @@ def test_a_refund_event_before_the_completed_event_is_remembered(
 def test_a_dashboard_refund_is_taken_back_from_the_wallet(funded, fake_stripe, deliver, writes_during_calls):
     user, topup = funded
     fake_stripe.dashboard_refund(topup.payment_ref, 800)
-    outcomes = {deliver(e).json["outcome"] for e in fake_stripe.events("refund.created")
-                + fake_stripe.events("charge.refunded")}
+    outcomes = {
+        deliver(e).json["outcome"] for e in fake_stripe.events("refund.created") + fake_stripe.events("charge.refunded")
+    }
     assert "outside_taken" in outcomes
     assert wallet_balance(user.id) == 1200 and balance_of("losses:stripe") == 0
     assert db.session.execute(select(func.count()).select_from(ExternalRefund)).scalar_one() == 1
@@ -243,7 +277,8 @@ def test_a_dashboard_refund_is_taken_back_from_the_wallet(funded, fake_stripe, d
 
 
 def test_money_already_spent_is_shown_as_a_shortfall_to_the_operator_and_in_reconcile(
-        make_site, funded, fake_stripe, deliver, runner, ended_session, writes_during_calls):
+    make_site, funded, fake_stripe, deliver, runner, ended_session, writes_during_calls
+):
     make_site()
     user, topup = funded
     ended_session(user)  # ¥1.00 spent on a charge: the wallet has ¥19.00
@@ -255,8 +290,7 @@ def test_money_already_spent_is_shown_as_a_shortfall_to_the_operator_and_in_reco
     assert check_ledger() == []
 
 
-def test_reconcile_books_a_dashboard_refund_whose_webhook_never_came(
-        funded, fake_stripe, runner, writes_during_calls):
+def test_reconcile_books_a_dashboard_refund_whose_webhook_never_came(funded, fake_stripe, runner, writes_during_calls):
     user, topup = funded
     fake_stripe.dashboard_refund(topup.payment_ref, 300)
     first = runner.invoke(args=["reconcile"])
@@ -277,6 +311,7 @@ def test_a_lost_dispute_takes_the_money_back(funded, fake_stripe, deliver, write
 
 # ------------------------------------------------------------------ 5. an account settled in HKD
 
+
 @pytest.fixture
 def hkd_stripe(fake_stripe):
     """The fake Stripe account settles in HKD at 1 CNY = 1.087 HKD."""
@@ -286,7 +321,8 @@ def hkd_stripe(fake_stripe):
 
 
 def test_an_hkd_account_books_fees_exactly_and_reconciles_clean(
-        hkd_stripe, make_resident, stripe_topup, runner, writes_during_calls):
+    hkd_stripe, make_resident, stripe_topup, runner, writes_during_calls
+):
     user = make_resident()
     topup = stripe_topup(user, 1000)
     settled = 1087
@@ -294,9 +330,13 @@ def test_an_hkd_account_books_fees_exactly_and_reconciles_clean(
     assert (topup.fee_fen, topup.net_fen, topup.fee_currency) == (fee, settled - fee, "hkd")
     assert topup.exchange_rate == "1.087"
     legs = {(e.account.code, e.account.currency, e.amount_fen) for e in find_txn(f"fee:topup:{topup.id}").entries}
-    assert legs == {("external:stripe", "cny", 1000), ("exchange:stripe:cny", "cny", -1000),
-                    ("exchange:stripe:hkd", "hkd", settled), ("external:stripe:hkd", "hkd", -(settled - fee)),
-                    ("fees:stripe:hkd", "hkd", -fee)}
+    assert legs == {
+        ("external:stripe", "cny", 1000),
+        ("exchange:stripe:cny", "cny", -1000),
+        ("exchange:stripe:hkd", "hkd", settled),
+        ("external:stripe:hkd", "hkd", -(settled - fee)),
+        ("fees:stripe:hkd", "hkd", -fee),
+    }
     assert balance_of("external:stripe") == 0  # the CNY paid was converted: nothing left in CNY
     assert wallet_balance(user.id) == 1000
     for _ in range(2):
@@ -315,15 +355,23 @@ def test_statements_show_an_hkd_fee_as_its_cny_equivalent(hkd_stripe, make_resid
     period = parse_period(to_local(clock.now).strftime("%Y-%m"))
     fee = default_fee(1087)
     assert payment_fees(period) == ((fee * 1000 * 2 + 1087) // (2 * 1087), 1)
-    assert fee_conversions(period) == {"hkd": {"fee_minor": fee, "gross_minor": 1087, "paid_fen": 1000,
-                                               "cny_fen": (fee * 1000 * 2 + 1087) // (2 * 1087),
-                                               "transactions": 1}}
+    assert fee_conversions(period) == {
+        "hkd": {
+            "fee_minor": fee,
+            "gross_minor": 1087,
+            "paid_fen": 1000,
+            "cny_fen": (fee * 1000 * 2 + 1087) // (2 * 1087),
+            "transactions": 1,
+        }
+    }
 
 
 # ------------------------------------------------------------------ 9. states that resolve
 
+
 def test_an_expired_top_up_says_so_instead_of_waiting(
-        stripe_app, client, make_site, make_resident, login, fake_stripe, checkout_session_id):
+    stripe_app, client, make_site, make_resident, login, fake_stripe, checkout_session_id
+):
     make_site()
     login(make_resident())
     response = client.post("/wallet/topup", data={"amount": "1000"})
@@ -338,7 +386,8 @@ def test_an_expired_top_up_says_so_instead_of_waiting(
 
 
 def test_a_failed_async_payment_is_closed_by_reconcile_not_reported_as_processing(
-        make_resident, stripe_topup, fake_stripe, runner):
+    make_resident, stripe_topup, fake_stripe, runner
+):
     topup = stripe_topup(make_resident(), 1000, pay=False)
     fake_stripe.complete_checkout(topup.checkout_ref, async_payment=True)
     fake_stripe.fail_async_payment(topup.checkout_ref)
@@ -353,8 +402,13 @@ def test_a_failed_async_payment_is_closed_by_reconcile_not_reported_as_processin
 def test_fake_keeps_idempotency_keys_for_24_hours_only():
     with FakeStripe() as fake:
         client = stripe.StripeClient("sk_test_x", base_addresses={"api": fake.url}, max_network_retries=0)
-        params = {"mode": "payment", "success_url": "https://x/ok", "line_items": [
-            {"quantity": 1, "price_data": {"currency": "cny", "unit_amount": 1000, "product_data": {"name": "x"}}}]}
+        params = {
+            "mode": "payment",
+            "success_url": "https://x/ok",
+            "line_items": [
+                {"quantity": 1, "price_data": {"currency": "cny", "unit_amount": 1000, "product_data": {"name": "x"}}}
+            ],
+        }
         one = client.v1.checkout.sessions.create(params=params, options={"idempotency_key": "k"})
         assert client.v1.checkout.sessions.create(params=params, options={"idempotency_key": "k"}).id == one.id
         fake.advance(DAY)

@@ -52,8 +52,7 @@ def test_ledger_errors_are_told_apart_by_the_violated_constraint(app, make_resid
     assert wallet_balance(user.id) == 400 and check_ledger() == []
 
 
-def test_a_session_ending_just_before_midnight_stays_whole_in_one_statement(
-        app, make_site, make_resident, clock):
+def test_a_session_ending_just_before_midnight_stays_whole_in_one_statement(app, make_site, make_resident, clock):
     from chargeshed.settlement.figures import compute_figures
     from chargeshed.settlement.periods import parse_period
 

@@ -44,8 +44,9 @@ class LinkRunner:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     def wait_connected(self, connections: int = 1) -> None:
-        wait_for(lambda: self.link.connected.is_set() and self.link.connections >= connections, 15,
-                 "the link to connect")
+        wait_for(
+            lambda: self.link.connected.is_set() and self.link.connections >= connections, 15, "the link to connect"
+        )
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.task.cancel)
@@ -66,8 +67,11 @@ class Readings(list):
         return values[-1] if values else None
 
     def wait(self, target: str, field: str, expected, timeout: float = 10.0):
-        wait_for(lambda: self.latest(target, field) == expected, timeout,
-                 f"{target} {field} == {expected!r} (last {self.latest(target, field)!r})")
+        wait_for(
+            lambda: self.latest(target, field) == expected,
+            timeout,
+            f"{target} {field} == {expected!r} (last {self.latest(target, field)!r})",
+        )
 
 
 @pytest.fixture
@@ -78,8 +82,12 @@ def mqtt_link(broker):
     def make(*, port: int | None = None, timeout: float = 3.0, **backoff) -> tuple[LinkRunner, Readings]:
         readings = Readings()
         settings = BrokerSettings.from_url(f"mqtt://{broker[0]}:{port or broker[1]}", client_id=unique("gw"))
-        link = MqttLink(settings, [ShellyProtocol(settings.client_id, timeout=timeout),
-                                   TasmotaProtocol(timeout=timeout)], readings.append, **backoff)
+        link = MqttLink(
+            settings,
+            [ShellyProtocol(settings.client_id, timeout=timeout), TasmotaProtocol(timeout=timeout)],
+            readings.append,
+            **backoff,
+        )
         runner = LinkRunner(link)
         runners.append(runner)
         return runner, readings
@@ -96,7 +104,6 @@ def devices():
     yield made
     for device in made:
         device.close()
-
 
 
 @pytest.fixture

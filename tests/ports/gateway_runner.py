@@ -17,11 +17,13 @@ class GatewayRunner:
         from chargeshed.ports.mqtt import adapters
 
         app.config.update(MQTT_URL=f"mqtt://{BROKER_HOST}:{BROKER_PORT}", MQTT_CLIENT_ID=unique("gw"))
-        self.gateway = Gateway(app, adapters(app.config), gateway_id=unique("gw"), clock=clock, poll_seconds=0.1,
-                               heartbeat_seconds=5)
+        self.gateway = Gateway(
+            app, adapters(app.config), gateway_id=unique("gw"), clock=clock, poll_seconds=0.1, heartbeat_seconds=5
+        )
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self.gateway.serve(),),
-                                       name="gateway", daemon=True)
+        self.thread = threading.Thread(
+            target=self.loop.run_until_complete, args=(self.gateway.serve(),), name="gateway", daemon=True
+        )
         self.thread.start()
         assert self.gateway.ready.wait(20), "the gateway did not start"
         hub = self.gateway.adapters["shelly"].hub

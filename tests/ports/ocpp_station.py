@@ -82,31 +82,72 @@ class Station(ChargePoint):
         return await self.call(call.Authorize(id_tag=id_tag))
 
     async def status(self, connector: int, status: str, error_code: str = "NoError", at: datetime | None = None):
-        return await self.call(call.StatusNotification(connector_id=connector, error_code=error_code, status=status,
-                                                       timestamp=self.time(at)))
+        return await self.call(
+            call.StatusNotification(
+                connector_id=connector, error_code=error_code, status=status, timestamp=self.time(at)
+            )
+        )
 
     async def start_transaction(self, connector: int, id_tag: str, meter_start: int, at: datetime | None = None):
-        return await self.call(call.StartTransaction(connector_id=connector, id_tag=id_tag, meter_start=meter_start,
-                                                     timestamp=self.time(at)), suppress=False)
+        return await self.call(
+            call.StartTransaction(
+                connector_id=connector, id_tag=id_tag, meter_start=meter_start, timestamp=self.time(at)
+            ),
+            suppress=False,
+        )
 
-    async def meter(self, connector: int, transaction_id: int | None, *, wh=None, w=None, at=None,
-                    unit: str = "Wh", extra: list | None = None):
+    async def meter(
+        self,
+        connector: int,
+        transaction_id: int | None,
+        *,
+        wh=None,
+        w=None,
+        at=None,
+        unit: str = "Wh",
+        extra: list | None = None,
+    ):
         sampled = list(extra or [])
         if wh is not None:
-            sampled.append({"value": str(wh), "measurand": "Energy.Active.Import.Register", "unit": unit,
-                            "context": "Sample.Periodic"})
+            sampled.append(
+                {
+                    "value": str(wh),
+                    "measurand": "Energy.Active.Import.Register",
+                    "unit": unit,
+                    "context": "Sample.Periodic",
+                }
+            )
         if w is not None:
             sampled.append({"value": str(w), "measurand": "Power.Active.Import", "unit": "W"})
-        return await self.call(call.MeterValues(connector_id=connector, transaction_id=transaction_id,
-                                                meter_value=[{"timestamp": self.time(at), "sampled_value": sampled}]),
-                               suppress=False, skip_schema_validation=True)
+        return await self.call(
+            call.MeterValues(
+                connector_id=connector,
+                transaction_id=transaction_id,
+                meter_value=[{"timestamp": self.time(at), "sampled_value": sampled}],
+            ),
+            suppress=False,
+            skip_schema_validation=True,
+        )
 
-    async def stop_transaction(self, transaction_id: int, meter_stop: int, reason: str | None = None,
-                               at: datetime | None = None, transaction_data: list | None = None):
-        return await self.call(call.StopTransaction(meter_stop=meter_stop, timestamp=self.time(at),
-                                                    transaction_id=transaction_id, reason=reason,
-                                                    transaction_data=transaction_data), suppress=False,
-                               skip_schema_validation=True)
+    async def stop_transaction(
+        self,
+        transaction_id: int,
+        meter_stop: int,
+        reason: str | None = None,
+        at: datetime | None = None,
+        transaction_data: list | None = None,
+    ):
+        return await self.call(
+            call.StopTransaction(
+                meter_stop=meter_stop,
+                timestamp=self.time(at),
+                transaction_id=transaction_id,
+                reason=reason,
+                transaction_data=transaction_data,
+            ),
+            suppress=False,
+            skip_schema_validation=True,
+        )
 
 
 def url(port: int, cp_id: str, key: str | None, host: str = "127.0.0.1") -> str:

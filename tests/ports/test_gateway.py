@@ -57,8 +57,7 @@ def wait_for(condition, seconds: float = 20.0):
 def running(app):
     """A gateway with the stand-in adapter, served on its own thread and event loop."""
     adapter = StandInRelays()
-    gateway = Gateway(app, [adapter], gateway_id="gw-test", poll_seconds=0.1, heartbeat_seconds=0.5,
-                      send_timeout=0.5)
+    gateway = Gateway(app, [adapter], gateway_id="gw-test", poll_seconds=0.1, heartbeat_seconds=0.5, send_timeout=0.5)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(gateway.serve(),), daemon=True)
     thread.start()
@@ -66,9 +65,11 @@ def running(app):
 
     def call(fn, *args):
         """Run fn(*args) on the gateway's loop, as an adapter would, and wait for its result."""
+
         async def run():
             result = fn(*args)
             return await result if asyncio.iscoroutine(result) else result
+
         return asyncio.run_coroutine_threadsafe(run(), loop).result(20)
 
     yield gateway, adapter, call
@@ -98,8 +99,9 @@ def test_reports_are_stored_and_commands_go_out_without_a_silent_device_holding_
     reporter = adapter.reporter
     now = utcnow()
     call(reporter.link, "shelly:healthy", True)
-    call(reporter.reading, "shelly:healthy/0", Reading(at=now, state="Charging", watts=182, meter_wh=5000,
-                                                       relay_on=True))
+    call(
+        reporter.reading, "shelly:healthy/0", Reading(at=now, state="Charging", watts=182, meter_wh=5000, relay_on=True)
+    )
     call(reporter.flush)
     row = _fresh(PortTelemetry, healthy.id)
     assert (row.state, row.watts, row.meter_wh, row.link_online) == ("Charging", 182, 5000, True)

@@ -58,8 +58,9 @@ def _start(make_resident, port: Port, clock):
     return resident, session.id
 
 
-def test_shelly_channel_charges_until_full_and_is_billed_from_its_meter(app, make_site, make_resident, clock,
-                                                                          mqtt_gateway, devices):
+def test_shelly_channel_charges_until_full_and_is_billed_from_its_meter(
+    app, make_site, make_resident, clock, mqtt_gateway, devices
+):
     device = ShellyEmulator(unique("shellypro4pm")).connect()
     devices.append(device)
     device.switches[2].energy_wh = 7321.0  # the channel's counter has been running for months
@@ -94,8 +95,9 @@ def test_shelly_channel_charges_until_full_and_is_billed_from_its_meter(app, mak
     assert check_ledger() == []
 
 
-def test_tasmota_plug_charges_with_pulse_time_and_is_billed_from_its_meter(app, make_site, make_resident, clock,
-                                                                             mqtt_gateway, devices):
+def test_tasmota_plug_charges_with_pulse_time_and_is_billed_from_its_meter(
+    app, make_site, make_resident, clock, mqtt_gateway, devices
+):
     plug = TasmotaEmulator(unique("sonoff-pow")).connect()
     devices.append(plug)
     plug.relays[0].total_wh = 6294.0
@@ -123,8 +125,9 @@ def test_tasmota_plug_charges_with_pulse_time_and_is_billed_from_its_meter(app, 
     assert check_ledger() == []
 
 
-def test_a_reboot_mid_charge_neither_bills_negative_nor_twice(app, make_site, make_resident, clock, mqtt_gateway,
-                                                              devices):
+def test_a_reboot_mid_charge_neither_bills_negative_nor_twice(
+    app, make_site, make_resident, clock, mqtt_gateway, devices
+):
     device = ShellyEmulator(unique("shellyplusplugs"), channels=1, model="shellyplusplugs").connect()
     devices.append(device)
     device.switches[0].energy_wh = 5000.0
@@ -147,8 +150,9 @@ def test_a_reboot_mid_charge_neither_bills_negative_nor_twice(app, make_site, ma
     assert session.energy_wh == 360  # 240 before the reboot + 120 after
 
 
-def test_a_relay_that_never_comes_back_ends_offline_at_what_was_measured(app, make_site, make_resident, clock,
-                                                                         mqtt_gateway, devices):
+def test_a_relay_that_never_comes_back_ends_offline_at_what_was_measured(
+    app, make_site, make_resident, clock, mqtt_gateway, devices
+):
     plug = TasmotaEmulator(unique("sonoff-pow")).connect()
     devices.append(plug)
     port = _bound_port(make_site, tasmota.target(plug.topic))
@@ -175,8 +179,9 @@ def test_a_relay_that_never_comes_back_ends_offline_at_what_was_measured(app, ma
     assert check_ledger() == []
 
 
-def test_a_relay_back_within_the_debounce_bills_what_it_metered_while_away(app, make_site, make_resident, clock,
-                                                                           mqtt_gateway, devices):
+def test_a_relay_back_within_the_debounce_bills_what_it_metered_while_away(
+    app, make_site, make_resident, clock, mqtt_gateway, devices
+):
     device = ShellyEmulator(unique("shellypro4pm")).connect()
     devices.append(device)
     port = _bound_port(make_site, shelly.target(device.prefix, 1))

@@ -15,6 +15,7 @@ from tests.ports.emulators.tasmota import TasmotaEmulator
 
 # Pure parts ---------------------------------------------------------------------------------------
 
+
 def test_targets_split_into_device_and_channel():
     assert split_target("shelly:shellypro4pm-a8032ab12345/3") == ("shelly", "shellypro4pm-a8032ab12345", 3)
     assert split_target("shelly:site/shed1/pro4pm/0") == ("shelly", "site/shed1/pro4pm", 0)
@@ -48,11 +49,21 @@ def test_a_meter_that_goes_back_is_rebased_never_negative_nor_counted_twice():
 
 def test_broker_settings_from_url_and_config():
     plain = BrokerSettings.from_url("mqtt://127.0.0.1:1883", client_id="gw")
-    assert (plain.host, plain.port, plain.tls, plain.username, plain.tls_context()) == ("127.0.0.1", 1883, False,
-                                                                                         None, None)
+    assert (plain.host, plain.port, plain.tls, plain.username, plain.tls_context()) == (
+        "127.0.0.1",
+        1883,
+        False,
+        None,
+        None,
+    )
     secure = BrokerSettings.from_config({"MQTT_URL": "mqtts://gw%40shed:s3cret@broker.example", "MQTT_CLIENT_ID": "g"})
     assert (secure.host, secure.port, secure.tls, secure.username, secure.password) == (
-        "broker.example", 8883, True, "gw@shed", "s3cret")
+        "broker.example",
+        8883,
+        True,
+        "gw@shed",
+        "s3cret",
+    )
     assert secure.tls_context() is not None
     override = BrokerSettings.from_config({"MQTT_URL": "mqtt://h", "MQTT_USERNAME": "u", "MQTT_PASSWORD": "p"})
     assert (override.username, override.password) == ("u", "p")
@@ -62,6 +73,7 @@ def test_broker_settings_from_url_and_config():
 
 
 # Shelly ------------------------------------------------------------------------------------------
+
 
 def test_shelly_switch_on_with_cap_readings_flow_and_switch_off(mqtt_link, devices):
     runner, readings = mqtt_link()
@@ -115,8 +127,9 @@ def test_shelly_replies_are_matched_by_id_when_several_are_in_flight(mqtt_link, 
 
     async def all_at_once():
         protocol = runner.link.protocols["shelly"]
-        return await asyncio.gather(*(protocol.call(runner.link, device.prefix, "Switch.GetStatus", {"id": c})
-                                      for c in (3, 1, 0, 2)))
+        return await asyncio.gather(
+            *(protocol.call(runner.link, device.prefix, "Switch.GetStatus", {"id": c}) for c in (3, 1, 0, 2))
+        )
 
     for target in targets:
         runner.call(runner.link.watch(target))
@@ -219,6 +232,7 @@ def test_malformed_payloads_are_logged_and_ignored(mqtt_link, devices, caplog):
 
 # Tasmota -----------------------------------------------------------------------------------------
 
+
 def test_tasmota_pulse_time_then_power_on_sensor_readings_and_off(mqtt_link, devices):
     runner, readings = mqtt_link()
     plug = TasmotaEmulator(unique("sonoff-pow")).connect()
@@ -315,6 +329,7 @@ def test_tasmota_unknown_command_and_max_power(mqtt_link, devices):
 
 
 # The broker itself -------------------------------------------------------------------------------
+
 
 def test_broker_down_means_backoff_and_reconnect_not_a_crash(mqtt_link, devices, broker, caplog):
     """A TCP relay in front of Mosquitto stands in for the broker: closed, the link retries; back, it works."""

@@ -35,8 +35,7 @@ def shed(app, make_site, make_resident, login, client):
     db.session.commit()
     resident = make_resident(balance_fen=1000)
     login(resident)
-    return {"site": site, "code": ports[0].code, "port_id": ports[0].id, "key": added.key,
-            "user_id": resident.id}
+    return {"site": site, "code": ports[0].code, "port_id": ports[0].id, "key": added.key, "user_id": resident.id}
 
 
 def run(coro):
@@ -45,12 +44,14 @@ def run(coro):
 
 def in_thread(app, fn, *args):
     """Run `fn` in an app context of its own, in a thread (the station's loop keeps answering)."""
+
     def work():
         with app.app_context():
             try:
                 return fn(*args)
             finally:
                 db.session.remove()
+
     return asyncio.to_thread(work)
 
 
@@ -91,6 +92,7 @@ def energy(minute: int) -> int:
 
 def test_scan_remote_start_meter_values_auto_stop_full_billed_from_the_station_meter(app, client, clock, shed):
     with RunningGateway(app, clock) as gateway:
+
         async def scenario():
             async with station_connected(gateway.port, "CP-1", shed["key"]) as station:
                 station.clock = clock
@@ -99,8 +101,10 @@ def test_scan_remote_start_meter_values_auto_stop_full_billed_from_the_station_m
                 await in_thread(app, _tick, clock.now)
 
                 session_id = await start_from_the_page(app, client, shed["code"])
-                assert await station.next_asked("RemoteStartTransaction") == {"id_tag": f"S{session_id}",
-                                                                              "connector_id": 1}
+                assert await station.next_asked("RemoteStartTransaction") == {
+                    "id_tag": f"S{session_id}",
+                    "connector_id": 1,
+                }
                 # With AuthorizeRemoteTxRequests=true the station asks first: only our reference passes.
                 assert (await station.authorize(f"S{session_id}")).id_tag_info["status"] == "Accepted"
                 assert (await station.authorize("04A2B3C4D5")).id_tag_info["status"] == "Invalid"
@@ -144,6 +148,7 @@ def test_scan_remote_start_meter_values_auto_stop_full_billed_from_the_station_m
 
 def test_the_resident_stops_and_the_station_gets_remote_stop_for_its_transaction(app, client, clock, shed):
     with RunningGateway(app, clock) as gateway:
+
         async def scenario():
             async with station_connected(gateway.port, "CP-1", shed["key"]) as station:
                 station.clock = clock
@@ -160,8 +165,7 @@ def test_the_resident_stops_and_the_station_gets_remote_stop_for_its_transaction
 
                 response = await asyncio.to_thread(client.post, f"/s/{session_id}/stop")
                 assert response.status_code in (200, 302)
-                assert await station.next_asked("RemoteStopTransaction") == {
-                    "transaction_id": started.transaction_id}
+                assert await station.next_asked("RemoteStopTransaction") == {"transaction_id": started.transaction_id}
                 await station.stop_transaction(started.transaction_id, METER_START + 61, "Remote")
                 await gateway.flush()
                 return session_id
@@ -174,6 +178,7 @@ def test_the_resident_stops_and_the_station_gets_remote_stop_for_its_transaction
 
 def test_a_stop_queued_while_offline_is_settled_by_its_own_time_and_meter(app, client, clock, shed):
     with RunningGateway(app, clock) as gateway:
+
         async def scenario():
             async with station_connected(gateway.port, "CP-1", shed["key"]) as station:
                 station.clock = clock
@@ -190,10 +195,16 @@ def test_a_stop_queued_while_offline_is_settled_by_its_own_time_and_meter(app, c
             async with station_connected(gateway.port, "CP-1", shed["key"]) as station:
                 station.clock = clock
                 queued = [
-                    await station.meter(1, started.transaction_id, wh=METER_START + 3, w=180,
-                                        at=t0.replace(second=0) + (clock.now - t0) / 2),
-                    await station.stop_transaction(started.transaction_id, METER_START + 5, "EVDisconnected",
-                                                   at=t0 + (clock.now - t0) * 3 / 4),
+                    await station.meter(
+                        1,
+                        started.transaction_id,
+                        wh=METER_START + 3,
+                        w=180,
+                        at=t0.replace(second=0) + (clock.now - t0) / 2,
+                    ),
+                    await station.stop_transaction(
+                        started.transaction_id, METER_START + 5, "EVDisconnected", at=t0 + (clock.now - t0) * 3 / 4
+                    ),
                 ]
                 assert all(answer is not None for answer in queued)  # answered, never with an error
                 await station.status(1, "Available")
@@ -210,6 +221,7 @@ def test_a_stop_queued_while_offline_is_settled_by_its_own_time_and_meter(app, c
 
 def test_a_repeated_start_transaction_after_a_reconnect_is_one_transaction(app, client, clock, shed):
     with RunningGateway(app, clock) as gateway:
+
         async def scenario():
             async with station_connected(gateway.port, "CP-1", shed["key"]) as station:
                 station.clock = clock
@@ -230,6 +242,7 @@ def test_a_repeated_start_transaction_after_a_reconnect_is_one_transaction(app, 
 
 def test_a_station_silent_after_remote_start_fails_the_start_in_60_s_and_releases_the_hold(app, client, clock, shed):
     with RunningGateway(app, clock, call_timeout=1) as gateway:
+
         async def scenario():
             async with station_connected(gateway.port, "CP-1", shed["key"]) as station:
                 station.clock = clock
@@ -251,6 +264,7 @@ def test_a_station_silent_after_remote_start_fails_the_start_in_60_s_and_release
 
 def test_wrong_key_and_unknown_station_are_refused_and_a_stranger_id_tag_moves_no_money(app, clock, shed, caplog):
     with RunningGateway(app, clock) as gateway:
+
         async def scenario():
             for cp_id, key in (("CP-1", "0" * 32), ("CP-9", shed["key"])):
                 with pytest.raises(InvalidStatus) as refused:

@@ -57,8 +57,9 @@ def test_two_gateways_fifty_simultaneous_starts_one_remote_start(pg_only, app, m
     def open_commands():
         with app.app_context():
             try:
-                return db.session.execute(select(func.count(PortCommand.id)).where(
-                    PortCommand.status.in_(OPEN_STATES))).scalar_one()
+                return db.session.execute(
+                    select(func.count(PortCommand.id)).where(PortCommand.status.in_(OPEN_STATES))
+                ).scalar_one()
             finally:
                 db.session.remove()
 
@@ -71,6 +72,7 @@ def test_two_gateways_fifty_simultaneous_starts_one_remote_start(pg_only, app, m
             await gateway.flush()
 
     with RunningGateway(app, gateway_id="gw-a") as gateway_a, RunningGateway(app, gateway_id="gw-b") as gateway_b:
+
         async def scenario():
             remote_starts = []
             async with station_connected(gateway_a.port, "CP-PG", key) as station:
@@ -79,8 +81,9 @@ def test_two_gateways_fifty_simultaneous_starts_one_remote_start(pg_only, app, m
                 await gateway_a.flush()
 
                 barrier, outcomes = threading.Barrier(RESIDENTS), []
-                threads = [threading.Thread(target=press_start, args=(user_id, barrier, outcomes))
-                           for user_id in residents]
+                threads = [
+                    threading.Thread(target=press_start, args=(user_id, barrier, outcomes)) for user_id in residents
+                ]
                 for thread in threads:
                     thread.start()
                 await asyncio.to_thread(lambda: [thread.join(60) for thread in threads])

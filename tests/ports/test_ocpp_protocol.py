@@ -113,8 +113,10 @@ def test_boot_is_accepted_and_metering_is_configured_after_the_reply():
             interval = await station.next_asked("ChangeConfiguration")
             sampled = await station.next_asked("ChangeConfiguration")
             assert interval == {"key": "MeterValueSampleInterval", "value": "60"}
-            assert sampled == {"key": "MeterValuesSampledData",
-                               "value": "Energy.Active.Import.Register,Power.Active.Import"}
+            assert sampled == {
+                "key": "MeterValuesSampledData",
+                "value": "Energy.Active.Import.Register,Power.Active.Import",
+            }
             beat = await station.call(__import__("ocpp.v16.call", fromlist=["Heartbeat"]).Heartbeat())
             assert beat.current_time.endswith("Z")
             await station.status(0, "Available")
@@ -126,12 +128,15 @@ def test_boot_is_accepted_and_metering_is_configured_after_the_reply():
     assert backend.statuses == [("CP1", 0, "Available", "NoError"), ("CP1", 2, "Charging", "NoError")]
 
 
-@pytest.mark.parametrize("cp_id, key, path_id", [
-    ("CP1", "wrong-key-000000000", "CP1"),   # wrong AuthorizationKey
-    ("CP9", KEY, "CP9"),                     # charge point never registered
-    ("CP2", KEY, "CP1"),                     # username is another station than the path
-    ("CP1", None, "CP1"),                    # no credentials at all
-])
+@pytest.mark.parametrize(
+    "cp_id, key, path_id",
+    [
+        ("CP1", "wrong-key-000000000", "CP1"),  # wrong AuthorizationKey
+        ("CP9", KEY, "CP9"),  # charge point never registered
+        ("CP2", KEY, "CP1"),  # username is another station than the path
+        ("CP1", None, "CP1"),  # no credentials at all
+    ],
+)
 def test_wrong_credentials_are_refused_at_the_handshake(cp_id, key, path_id, caplog):
     async def scenario(system, port):
         auth = f"{cp_id}:{key}@" if key else ""
@@ -159,11 +164,21 @@ def test_malformed_and_schema_invalid_frames_get_a_call_error_and_the_connection
     async def scenario(system, port):
         async with connect(url(port, "CP1", KEY), subprotocols=["ocpp1.6"]) as ws:
             answers = []
-            for frame in ("this is not json", json.dumps({"not": "a list"}), json.dumps([2, "7", "Heartbeat"]),
-                          json.dumps([2, "8", "StartTransaction", {"connectorId": 1}]),
-                          json.dumps([2, "9", "StartTransaction", {"connectorId": "one", "idTag": "S1",
-                                                                   "meterStart": 1, "timestamp": stamp()}]),
-                          json.dumps([2, "10", "NoSuchAction", {}])):
+            for frame in (
+                "this is not json",
+                json.dumps({"not": "a list"}),
+                json.dumps([2, "7", "Heartbeat"]),
+                json.dumps([2, "8", "StartTransaction", {"connectorId": 1}]),
+                json.dumps(
+                    [
+                        2,
+                        "9",
+                        "StartTransaction",
+                        {"connectorId": "one", "idTag": "S1", "meterStart": 1, "timestamp": stamp()},
+                    ]
+                ),
+                json.dumps([2, "10", "NoSuchAction", {}]),
+            ):
                 await ws.send(frame)
                 answers.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
             await ws.send(json.dumps([2, "11", "Heartbeat", {}]))
@@ -175,8 +190,12 @@ def test_malformed_and_schema_invalid_frames_get_a_call_error_and_the_connection
     assert [a[0] for a in answers] == [4, 4, 4, 4, 4, 4, 3]
     assert answers[0][1:3] == ["-1", "FormationViolation"]
     assert answers[2][1:3] == ["7", "FormationViolation"]
-    assert answers[3][1] == "8" and answers[3][2] in ("OccurenceConstraintViolation", "FormationViolation",
-                                                      "OccurrenceConstraintViolation", "ProtocolError")
+    assert answers[3][1] == "8" and answers[3][2] in (
+        "OccurenceConstraintViolation",
+        "FormationViolation",
+        "OccurrenceConstraintViolation",
+        "ProtocolError",
+    )
     assert answers[4][1] == "9" and answers[4][2] in ("TypeConstraintViolation", "FormationViolation")
     assert answers[5][1:3] == ["10", "NotSupported"]
     assert answers[6][1] == "11" and answers[6][2]["currentTime"]
@@ -246,15 +265,26 @@ def test_meter_values_are_read_tolerantly():
 
     async def scenario(system, port):
         async with station_connected(port, "CP1", KEY) as station:
-            await station.meter(1, 0, wh=6.294, w=182, unit="kWh",
-                                extra=[{"value": "231", "measurand": "Voltage", "unit": "V"},
-                                       {"value": "12", "measurand": "Some.Vendor.Thing", "context": "Odd"}])
+            await station.meter(
+                1,
+                0,
+                wh=6.294,
+                w=182,
+                unit="kWh",
+                extra=[
+                    {"value": "231", "measurand": "Voltage", "unit": "V"},
+                    {"value": "12", "measurand": "Some.Vendor.Thing", "context": "Odd"},
+                ],
+            )
             await station.meter(1, None, wh=6300)
             await station.meter(2, 100, w=0.4)
 
     run(scenario, backend)
     assert [(c, t, [(s.energy_wh, s.watts) for s in samples]) for _, c, t, samples in backend.samples] == [
-        (1, None, [(6294, 182)]), (1, None, [(6300, None)]), (2, 100, [(None, 0)])]
+        (1, None, [(6294, 182)]),
+        (1, None, [(6300, None)]),
+        (2, 100, [(None, 0)]),
+    ]
 
 
 def test_bad_input_is_refused_with_a_clear_log_line_and_moves_nothing(caplog):
@@ -263,9 +293,9 @@ def test_bad_input_is_refused_with_a_clear_log_line_and_moves_nothing(caplog):
     async def scenario(system, port):
         async with station_connected(port, "CP1", KEY) as station:
             with pytest.raises(PropertyConstraintViolationError):
-                await station.start_transaction(7, "S1", 0)          # no connector 7
+                await station.start_transaction(7, "S1", 0)  # no connector 7
             with pytest.raises(PropertyConstraintViolationError):
-                await station.start_transaction(1, "S1", -5)         # negative meter
+                await station.start_transaction(1, "S1", -5)  # negative meter
             with pytest.raises(PropertyConstraintViolationError):
                 await station.meter(1, None, wh=-3)
             with pytest.raises(PropertyConstraintViolationError):
@@ -291,11 +321,23 @@ def test_queued_offline_messages_are_all_accepted_in_order_with_their_own_timest
         # Offline for a while; on reconnect the station delivers its queue in order.
         async with station_connected(port, "CP1", KEY) as station:
             await station.meter(1, started.transaction_id, wh=1100, w=200, at=t0.replace(minute=30))
-            data = [{"timestamp": stamp(t0.replace(hour=9)), "sampledValue": [
-                {"value": "1.25", "unit": "kWh", "measurand": "Energy.Active.Import.Register",
-                 "context": "Transaction.End"}, {"value": "3", "measurand": "Current.Offered"}]}]
-            stopped = await station.stop_transaction(started.transaction_id, 1250, "EVDisconnected",
-                                                     t0.replace(hour=9), data)
+            data = [
+                {
+                    "timestamp": stamp(t0.replace(hour=9)),
+                    "sampledValue": [
+                        {
+                            "value": "1.25",
+                            "unit": "kWh",
+                            "measurand": "Energy.Active.Import.Register",
+                            "context": "Transaction.End",
+                        },
+                        {"value": "3", "measurand": "Current.Offered"},
+                    ],
+                }
+            ]
+            stopped = await station.stop_transaction(
+                started.transaction_id, 1250, "EVDisconnected", t0.replace(hour=9), data
+            )
         return started, stopped
 
     started, stopped = run(scenario, backend)
@@ -307,22 +349,42 @@ def test_queued_offline_messages_are_all_accepted_in_order_with_their_own_timest
 
 
 def test_stop_reasons_map_to_our_end_reasons():
-    assert [stop_reason(r) for r in (None, "Local", "Remote", "EVDisconnected", "PowerLoss", "EmergencyStop",
-                                     "Other", "Firmware says what")] == [
-        "local", "local", "remote", "unplugged", "power_loss", "fault", "other", "other"]
+    assert [
+        stop_reason(r)
+        for r in (
+            None,
+            "Local",
+            "Remote",
+            "EVDisconnected",
+            "PowerLoss",
+            "EmergencyStop",
+            "Other",
+            "Firmware says what",
+        )
+    ] == ["local", "local", "remote", "unplugged", "power_loss", "fault", "other", "other"]
 
 
 def test_parse_meter_values_sums_phases_and_skips_garbage():
-    samples = parse_meter_values([
-        {"timestamp": "2026-12-01T08:00:00+08:00", "sampled_value": [
-            {"value": "100", "measurand": "Power.Active.Import", "phase": "L1"},
-            {"value": "50", "measurand": "Power.Active.Import", "phase": "L2"},
-            {"value": "NaN"}, {"value": "x"}]},
-        {"timestamp": "garbage", "sampled_value": [{"value": "17"}]},
-        "not a dict",
-    ], default_at=datetime(2026, 1, 1))
-    assert samples == [MeterSample(datetime(2026, 12, 1, 0, 0), None, 150, ""),
-                       MeterSample(datetime(2026, 1, 1), 17, None, "")]
+    samples = parse_meter_values(
+        [
+            {
+                "timestamp": "2026-12-01T08:00:00+08:00",
+                "sampled_value": [
+                    {"value": "100", "measurand": "Power.Active.Import", "phase": "L1"},
+                    {"value": "50", "measurand": "Power.Active.Import", "phase": "L2"},
+                    {"value": "NaN"},
+                    {"value": "x"},
+                ],
+            },
+            {"timestamp": "garbage", "sampled_value": [{"value": "17"}]},
+            "not a dict",
+        ],
+        default_at=datetime(2026, 1, 1),
+    )
+    assert samples == [
+        MeterSample(datetime(2026, 12, 1, 0, 0), None, 150, ""),
+        MeterSample(datetime(2026, 1, 1), 17, None, ""),
+    ]
 
 
 def test_a_closed_socket_during_a_command_reports_the_station_gone():
@@ -343,9 +405,28 @@ def test_security_profile_2_tls_1_2_with_the_key_checked_as_before(tmp_path):
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command makes the test certificate")
     cert, key = tmp_path / "cs.pem", tmp_path / "cs.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     trusted = ssl.create_default_context(cafile=str(cert))
     old_tls = ssl.create_default_context(cafile=str(cert))
     old_tls.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
@@ -356,8 +437,9 @@ def test_security_profile_2_tls_1_2_with_the_key_checked_as_before(tmp_path):
         await system.start("127.0.0.1", 0, ssl=tls_context(str(cert), str(key)))
         port = system.port
         try:
-            async with connect(f"wss://CP1:{KEY}@localhost:{port}/ocpp/CP1", subprotocols=["ocpp1.6"],
-                               ssl=trusted) as ws:
+            async with connect(
+                f"wss://CP1:{KEY}@localhost:{port}/ocpp/CP1", subprotocols=["ocpp1.6"], ssl=trusted
+            ) as ws:
                 await ws.send(json.dumps([2, "1", "Heartbeat", {}]))
                 assert json.loads(await ws.recv())[0] == 3
                 assert ws.protocol.state.name == "OPEN"

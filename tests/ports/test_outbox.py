@@ -50,8 +50,9 @@ def test_a_silent_device_only_delays_its_own_commands(app, make_site):
     # Not due yet: nothing is sent; once due and answered, both go out in order.
     assert outbox.deliver(send, START + timedelta(seconds=1), gateway_id="gw", schemes=("tasmota",)).sent == 0
     calls.clear()
-    result = outbox.deliver(lambda c: calls.append(c.available), START + timedelta(seconds=3), gateway_id="gw",
-                            schemes=("tasmota",))
+    result = outbox.deliver(
+        lambda c: calls.append(c.available), START + timedelta(seconds=3), gateway_id="gw", schemes=("tasmota",)
+    )
     assert calls == [False, True] and result.sent == 2
     assert {status for _kind, status in _statuses()} == {"done"}
 
@@ -105,8 +106,7 @@ def test_a_claim_abandoned_by_a_dead_gateway_is_sent_again(app, make_site):
     db.session.commit()
     assert len(outbox.claim(START, gateway_id="dies", schemes=("shelly",))) == 1  # then the process dies
     assert outbox.claim(START + timedelta(seconds=60), gateway_id="b", schemes=("shelly",)) == []
-    again = outbox.claim(START + timedelta(seconds=outbox.CLAIM_EXPIRES_SECONDS), gateway_id="b",
-                         schemes=("shelly",))
+    again = outbox.claim(START + timedelta(seconds=outbox.CLAIM_EXPIRES_SECONDS), gateway_id="b", schemes=("shelly",))
     assert [c.id for c in again] == [1]
 
 

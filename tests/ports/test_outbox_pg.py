@@ -65,6 +65,9 @@ def test_concurrent_claims_take_each_command_once_and_keep_each_ports_order(app,
     assert db.session.execute(select(func.count()).where(PortCommand.status == "done")).scalar_one() == 80
     # Each port's "first" was acknowledged before its "second" was claimed.
     for port in ports:
-        first, second = db.session.execute(select(PortCommand).where(PortCommand.port_id == port.id)
-                                           .order_by(PortCommand.id)).scalars().all()
+        first, second = (
+            db.session.execute(select(PortCommand).where(PortCommand.port_id == port.id).order_by(PortCommand.id))
+            .scalars()
+            .all()
+        )
         assert first.done_at <= second.claimed_at

@@ -29,8 +29,9 @@ def _push(clock, **values):
     db.session.commit()
 
 
-def test_a_relay_charge_is_confirmed_and_billed_from_the_device_meter_across_a_reboot(app, make_site,
-                                                                                     make_resident, clock):
+def test_a_relay_charge_is_confirmed_and_billed_from_the_device_meter_across_a_reboot(
+    app, make_site, make_resident, clock
+):
     port = _port(make_site)
     user = make_resident(balance_fen=1000)
     telemetry.record_link("shelly:shed-a", True, clock.now)

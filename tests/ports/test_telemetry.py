@@ -57,14 +57,18 @@ def test_a_meter_that_resets_never_bills_negative_or_twice(app, make_site):
 
 def test_partial_readings_keep_the_other_fields(app, make_site):
     port = _bound(make_site)
-    telemetry.record_reading(TARGET, Reading(at=at(0), state="Charging", watts=200, relay_on=True,
-                                             temperature_c=41.5))
+    telemetry.record_reading(TARGET, Reading(at=at(0), state="Charging", watts=200, relay_on=True, temperature_c=41.5))
     telemetry.record_reading(TARGET, Reading(at=at(1), watts=150))
     telemetry.record_reading(TARGET, Reading(at=at(2), fault="overtemp"))
     db.session.commit()
     row = _row(port)
-    assert (row.state, row.watts, row.relay_on, row.temperature_c, row.fault) == \
-        ("Charging", 150, True, 41.5, "overtemp")
+    assert (row.state, row.watts, row.relay_on, row.temperature_c, row.fault) == (
+        "Charging",
+        150,
+        True,
+        41.5,
+        "overtemp",
+    )
     telemetry.record_reading(TARGET, Reading(at=at(3), fault=""))
     db.session.commit()
     assert _row(port).fault is None
@@ -75,8 +79,9 @@ def test_session_stop_delivered_late_bills_the_device_meter(app, make_site):
     telemetry.record_session_event("ocpp:CP-1/1", telemetry.STARTED, at(0), "S7", meter_wh=100)
     telemetry.record_reading("ocpp:CP-1/1", Reading(at=at(30), meter_wh=160))
     # The station queued its stop while offline and sends it later, with an earlier meter reading.
-    assert telemetry.record_session_event("ocpp:CP-1/1", telemetry.STOPPED, at(20), "S7", meter_wh=140,
-                                          reason="unplugged", heard_at=at(45))
+    assert telemetry.record_session_event(
+        "ocpp:CP-1/1", telemetry.STOPPED, at(20), "S7", meter_wh=140, reason="unplugged", heard_at=at(45)
+    )
     assert not telemetry.record_session_event("ocpp:CP-1/1", telemetry.STOPPED, at(20), "S7", meter_wh=140)
     assert not telemetry.record_session_event("ocpp:CP-1/1", telemetry.STOPPED, at(20), "S99", meter_wh=1)
     db.session.commit()

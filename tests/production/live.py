@@ -40,10 +40,20 @@ def process_env(database_url: str, instance: str, **extra: str) -> dict[str, str
     """Environment for a server or worker process: only the database and the instance folder are shared."""
     from chargeshed.config import ENV_KEYS
 
-    env = {key: value for key, value in os.environ.items()
-           if key not in ENV_KEYS and not key.startswith(("FLASK_", "WERKZEUG_"))}
-    env.update(DATABASE_URL=database_url, CHARGESHED_INSTANCE=instance, SECRET_KEY="production-test-secret",
-               CHARGESHED_ENV="test", PYTHONPATH=ROOT, LOG_FORMAT="json", PYTHONUNBUFFERED="1")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ENV_KEYS and not key.startswith(("FLASK_", "WERKZEUG_"))
+    }
+    env.update(
+        DATABASE_URL=database_url,
+        CHARGESHED_INSTANCE=instance,
+        SECRET_KEY="production-test-secret",
+        CHARGESHED_ENV="test",
+        PYTHONPATH=ROOT,
+        LOG_FORMAT="json",
+        PYTHONUNBUFFERED="1",
+    )
     env.update(extra)
     return env
 
@@ -107,8 +117,9 @@ class Process:
 class WebServer(Process):
     """`flask serve --gunicorn` (several processes) or the threaded werkzeug server."""
 
-    def __init__(self, env: dict[str, str], log_path: str, *, gunicorn: bool = True, workers: int = 3,
-                 threads: int = 8):
+    def __init__(
+        self, env: dict[str, str], log_path: str, *, gunicorn: bool = True, workers: int = 3, threads: int = 8
+    ):
         self.port = free_port()
         argv = FLASK + ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
         if gunicorn:
@@ -170,8 +181,7 @@ class Browser:
         self.host, self.port = parts.hostname, parts.port
         self.cookies: dict[str, str] = {}
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict | None = None) -> Reply:
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> Reply:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
         try:
             sent = dict(headers or {})
@@ -197,8 +207,9 @@ class Browser:
 
     def post(self, path: str, data: dict | None = None, headers: dict | None = None) -> Reply:
         body = urlencode(data or {}).encode()
-        return self.request("POST", path, body,
-                            {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})})
+        return self.request(
+            "POST", path, body, {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
+        )
 
     def csrf_token(self, path: str) -> str:
         """The CSRF token of the first form on the page at `path`."""

@@ -123,9 +123,7 @@ def _routes(app) -> list[tuple[str, str]]:
 
 def _url_value(data, converter):
     if isinstance(converter, IntegerConverter):
-        return str(
-            data.draw(st.one_of(st.integers(1, 4), st.integers(0, 2**80), st.just(2**31), st.just(2**63)))
-        )
+        return str(data.draw(st.one_of(st.integers(1, 4), st.integers(0, 2**80), st.just(2**31), st.just(2**63))))
     if isinstance(converter, AnyConverter):
         return quote(data.draw(st.sampled_from(sorted(converter.items)) | st.text(max_size=6)), safe="")
     return quote(
@@ -156,9 +154,7 @@ def _url_value(data, converter):
 def _build_path(data, rule) -> str:
     path = rule.rule
     for name, converter in rule._converters.items():
-        path = re.sub(
-            r"<(?:[^:<>]+:)?" + re.escape(name) + r">", lambda _m, c=converter: _url_value(data, c), path
-        )
+        path = re.sub(r"<(?:[^:<>]+:)?" + re.escape(name) + r">", lambda _m, c=converter: _url_value(data, c), path)
     return path
 
 
@@ -183,14 +179,10 @@ def _body(data, fields: list[str]) -> dict:
                 )
             ),
         }
-    form = data.draw(
-        st.dictionaries(st.one_of(st.sampled_from(fields), st.text(max_size=8)), TEXT, max_size=8)
-    )
+    form = data.draw(st.dictionaries(st.one_of(st.sampled_from(fields), st.text(max_size=8)), TEXT, max_size=8))
     if kind == "multipart":
         for name in data.draw(st.lists(st.sampled_from(["photos", "photo", "file"]), max_size=3)):
-            content = data.draw(
-                st.one_of(st.binary(max_size=200), st.just(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30))
-            )
+            content = data.draw(st.one_of(st.binary(max_size=200), st.just(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)))
             form[name] = (
                 io.BytesIO(content),
                 data.draw(st.sampled_from(["a.png", "a.jpg", "../x.php", "", "x"])),
@@ -264,8 +256,9 @@ def test_numbers_and_dates_at_the_edges_on_every_route_get_no_server_error(app, 
     failures = []
     for value in EDGES:
         for method, rule in _routes(app):
-            path = re.sub(r"<(?:int:)?[^<>]*>", lambda m, v=value: v if m[0].startswith("<int:") else "T11001",
-                          rule.rule)
+            path = re.sub(
+                r"<(?:int:)?[^<>]*>", lambda m, v=value: v if m[0].startswith("<int:") else "T11001", rule.rule
+            )
             for role in (None, ROLE_RESIDENT, ROLE_ADMIN):
                 client = app.test_client()
                 _sign_in_as(client, app, role)

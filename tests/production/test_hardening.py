@@ -41,16 +41,18 @@ def test_proxy_fix_setting_trusts_one_proxy(tmp_path):
     from chargeshed import create_app
 
     app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "PROXY_FIX": 1})
-    response = app.test_client().get("/healthz", headers={"X-Forwarded-Proto": "https",
-                                                          "X-Forwarded-For": "203.0.113.9"})
+    response = app.test_client().get(
+        "/healthz", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    )
     assert "Strict-Transport-Security" in response.headers
 
 
 def test_cookies_are_secure_httponly_and_samesite_when_served_over_https(app, client, make_resident):
     app.config.update(SESSION_COOKIE_SECURE=True, REMEMBER_COOKIE_SECURE=True)
     user = make_resident()
-    response = client.post("/login", base_url="https://localhost",
-                           data={"login": user.login, "password": "secret-pass", "remember": "y"})
+    response = client.post(
+        "/login", base_url="https://localhost", data={"login": user.login, "password": "secret-pass", "remember": "y"}
+    )
     assert response.status_code == 302
     cookies = {c.split("=", 1)[0]: c for c in response.headers.getlist("Set-Cookie")}
     for name in ("session", "remember_token"):
@@ -60,17 +62,24 @@ def test_cookies_are_secure_httponly_and_samesite_when_served_over_https(app, cl
 
 def test_an_https_public_url_turns_secure_cookies_on_unless_told_otherwise():
     assert from_environment({"PUBLIC_BASE_URL": "https://charge.example.cn"})["SESSION_COOKIE_SECURE"] is True
-    assert from_environment({"PUBLIC_BASE_URL": "https://charge.example.cn",
-                             "SESSION_COOKIE_SECURE": "0"})["SESSION_COOKIE_SECURE"] is False
+    assert (
+        from_environment({"PUBLIC_BASE_URL": "https://charge.example.cn", "SESSION_COOKIE_SECURE": "0"})[
+            "SESSION_COOKIE_SECURE"
+        ]
+        is False
+    )
     assert "SESSION_COOKIE_SECURE" not in from_environment({"PUBLIC_BASE_URL": "http://127.0.0.1:5000"})
 
 
-@pytest.mark.parametrize("given, expected", [
-    ("postgres://u:p@db/cs", "postgresql+psycopg://u:p@db/cs"),
-    ("postgresql://u@db:5433/cs", "postgresql+psycopg://u@db:5433/cs"),
-    ("postgresql+psycopg://u@db/cs", "postgresql+psycopg://u@db/cs"),
-    ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
-])
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("postgres://u:p@db/cs", "postgresql+psycopg://u:p@db/cs"),
+        ("postgresql://u@db:5433/cs", "postgresql+psycopg://u@db:5433/cs"),
+        ("postgresql+psycopg://u@db/cs", "postgresql+psycopg://u@db/cs"),
+        ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+    ],
+)
 def test_database_urls_without_a_driver_use_psycopg(given, expected):
     assert normalise_database_url(given) == expected
 
@@ -86,14 +95,13 @@ def test_each_request_is_logged_with_its_id(client, caplog):
     assert line["request_id"] == "edge-7f3a" and line["status"] == 200 and line["msg"] == "request"
 
 
-@pytest.mark.parametrize("offered", ["a b", "x" * 65, "id\"} {\"level\": \"forged", "é"])
+@pytest.mark.parametrize("offered", ["a b", "x" * 65, 'id"} {"level": "forged', "é"])
 def test_an_unusable_request_id_is_replaced(client, offered):
     answered = client.get("/healthz", headers={"X-Request-Id": offered}).headers["X-Request-Id"]
     assert answered != offered and len(answered) == 16 and answered.isalnum()
 
 
-def test_money_events_are_logged_with_session_user_and_ledger_ids(client, make_site, make_resident, login,
-                                                                  caplog):
+def test_money_events_are_logged_with_session_user_and_ledger_ids(client, make_site, make_resident, login, caplog):
     caplog.set_level(logging.INFO)
     make_site()
     me = login(make_resident(balance_fen=1000))
@@ -102,8 +110,12 @@ def test_money_events_are_logged_with_session_user_and_ledger_ids(client, make_s
     client.post(f"/s/{session_id}/stop", headers={"X-Request-Id": "stop-1"})
     events = {getattr(r, "event", None): r for r in caplog.records if getattr(r, "event", None)}
     start, end = events["session.start"], events["session.fail"]  # stopped before the port confirmed
-    assert (start.session_id, start.user_id, start.hold_fen, start.ledger_ref) == (session_id, me.id, 300,
-                                                                                    f"hold:{session_id}")
+    assert (start.session_id, start.user_id, start.hold_fen, start.ledger_ref) == (
+        session_id,
+        me.id,
+        300,
+        f"hold:{session_id}",
+    )
     assert start.request_id == "start-1" and end.request_id == "stop-1"
     assert (end.ledger_ref, end.refund_fen, end.cost_fen) == (f"settle:{session_id}", 300, 0)
 
@@ -123,8 +135,7 @@ def test_the_json_formatter_writes_one_parseable_line_with_extras_and_exceptions
     except ValueError:
         import sys
 
-        record = logging.LogRecord("chargeshed.x", logging.ERROR, __file__, 1, "failed %s", ("here",),
-                                   sys.exc_info())
+        record = logging.LogRecord("chargeshed.x", logging.ERROR, __file__, 1, "failed %s", ("here",), sys.exc_info())
     record.session_id = 12
     text = JsonFormatter().format(record)
     assert "\n" not in text
@@ -134,10 +145,15 @@ def test_the_json_formatter_writes_one_parseable_line_with_extras_and_exceptions
 
 # --- Starting safely -------------------------------------------------------------------------------
 
+
 def _production_config(tmp_path, **overrides) -> dict:
-    return {"DATABASE_URL": f"sqlite:///{tmp_path / 'prod.db'}", "CHARGESHED_ENV": "production",
-            "SECRET_KEY": "a-real-secret-from-the-environment", "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379",
-            **overrides}
+    return {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.db'}",
+        "CHARGESHED_ENV": "production",
+        "SECRET_KEY": "a-real-secret-from-the-environment",
+        "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379",
+        **overrides,
+    }
 
 
 def test_the_app_refuses_to_start_outside_demo_with_the_built_in_key_or_a_per_process_limit(tmp_path):
@@ -151,8 +167,11 @@ def test_the_app_refuses_to_start_outside_demo_with_the_built_in_key_or_a_per_pr
     with pytest.raises(RuntimeError, match="RATELIMIT_STORAGE_URI is memory://"):
         create_app(_production_config(tmp_path, RATELIMIT_STORAGE_URI="memory://"))
     assert create_app(_production_config(tmp_path)).config["SECRET_KEY"] != DEFAULT_SECRET_KEY
-    demo = create_app(_production_config(tmp_path, CHARGESHED_ENV="demo", SECRET_KEY=DEFAULT_SECRET_KEY,
-                                         RATELIMIT_STORAGE_URI="memory://"))
+    demo = create_app(
+        _production_config(
+            tmp_path, CHARGESHED_ENV="demo", SECRET_KEY=DEFAULT_SECRET_KEY, RATELIMIT_STORAGE_URI="memory://"
+        )
+    )
     assert demo.config["SECRET_KEY"] == DEFAULT_SECRET_KEY
 
 
@@ -161,12 +180,21 @@ def test_gunicorn_exits_with_a_clear_message_when_no_secret_key_is_set(tmp_path)
 
     from tests.production.live import FLASK, ROOT, free_port, process_env
 
-    env = process_env(f"sqlite:///{tmp_path / 'g.db'}", str(tmp_path / "instance"), CHARGESHED_ENV="production",
-                      RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379")
+    env = process_env(
+        f"sqlite:///{tmp_path / 'g.db'}",
+        str(tmp_path / "instance"),
+        CHARGESHED_ENV="production",
+        RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379",
+    )
     del env["SECRET_KEY"]
-    result = subprocess.run(FLASK + ["serve", "--gunicorn", "--workers", "1", "--host", "127.0.0.1", "--port",
-                                     str(free_port())], env=env, cwd=ROOT, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        FLASK + ["serve", "--gunicorn", "--workers", "1", "--host", "127.0.0.1", "--port", str(free_port())],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert "refuses to start: SECRET_KEY is not set" in result.stdout + result.stderr
 
@@ -185,13 +213,22 @@ def test_gunicorn_believes_no_forwarded_proto_without_proxy_fix(tmp_path):
 
 # --- Sign-in guessing ------------------------------------------------------------------------------
 
+
 def _limited_app(tmp_path, storage: str, prefix: str = ""):
     from chargeshed import create_app
     from chargeshed.extensions import db
 
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'limit.sqlite3'}",
-                      "SECRET_KEY": "test", "WTF_CSRF_ENABLED": False, "RATELIMIT_ENABLED": True,
-                      "RATELIMIT_STORAGE_URI": storage, "RATELIMIT_KEY_PREFIX": prefix})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'limit.sqlite3'}",
+            "SECRET_KEY": "test",
+            "WTF_CSRF_ENABLED": False,
+            "RATELIMIT_ENABLED": True,
+            "RATELIMIT_STORAGE_URI": storage,
+            "RATELIMIT_KEY_PREFIX": prefix,
+        }
+    )
     with app.app_context():
         db.create_all()
     return app
@@ -200,12 +237,19 @@ def _limited_app(tmp_path, storage: str, prefix: str = ""):
 def test_guesses_at_one_account_from_many_addresses_are_limited_too(tmp_path):
     app = _limited_app(tmp_path, "memory://")
     client = app.test_client()
-    statuses = [client.post("/login", data={"login": "13800000001", "password": f"guess{n}"},
-                            environ_base={"REMOTE_ADDR": f"203.0.113.{n}"}).status_code for n in range(11)]
+    statuses = [
+        client.post(
+            "/login",
+            data={"login": "13800000001", "password": f"guess{n}"},
+            environ_base={"REMOTE_ADDR": f"203.0.113.{n}"},
+        ).status_code
+        for n in range(11)
+    ]
     assert statuses[:10] == [200] * 10 and statuses[10] == 429
     # Another account from a fresh address is not affected.
-    other = client.post("/login", data={"login": "13800000002", "password": "x"},
-                        environ_base={"REMOTE_ADDR": "198.51.100.1"})
+    other = client.post(
+        "/login", data={"login": "13800000002", "password": "x"}, environ_base={"REMOTE_ADDR": "198.51.100.1"}
+    )
     assert other.status_code == 200
 
 
@@ -223,12 +267,14 @@ def test_two_web_processes_share_the_sign_in_limit_through_redis(tmp_path):
     prefix = f"test-{secrets.token_hex(6)}"
     workers = [_limited_app(tmp_path, "redis://127.0.0.1:6379", prefix) for _ in range(2)]
     clients = [worker.test_client() for worker in workers]
-    statuses = [clients[n % 2].post("/login", data={"login": "admin", "password": f"guess{n}"}).status_code
-                for n in range(12)]
+    statuses = [
+        clients[n % 2].post("/login", data={"login": "admin", "password": f"guess{n}"}).status_code for n in range(12)
+    ]
     assert statuses[:10] == [200] * 10 and statuses[10:] == [429, 429]
 
 
 # --- Caching and errors ----------------------------------------------------------------------------
+
 
 def test_pages_of_a_signed_in_person_are_never_stored(client, make_site, make_resident, login):
     make_site()
@@ -237,8 +283,16 @@ def test_pages_of_a_signed_in_person_are_never_stored(client, make_site, make_re
     me = login(make_resident(balance_fen=1000))
     started = client.post("/p/T11001/start")
     session_path = started.headers["Location"]
-    for path in ("/", "/wallet", "/history", session_path, "/wallet/cashout", "/bikes", "/p/T11001",
-                 "/account/password"):
+    for path in (
+        "/",
+        "/wallet",
+        "/history",
+        session_path,
+        "/wallet/cashout",
+        "/bikes",
+        "/p/T11001",
+        "/account/password",
+    ):
         response = client.get(path)
         assert response.status_code == 200, path
         assert response.headers["Cache-Control"] == "private, no-store", path
@@ -246,8 +300,9 @@ def test_pages_of_a_signed_in_person_are_never_stored(client, make_site, make_re
     assert me.id
 
 
-def test_a_signed_in_visitor_gets_our_500_page_with_headers_when_the_database_is_down(app, client,
-                                                                                       make_resident, login):
+def test_a_signed_in_visitor_gets_our_500_page_with_headers_when_the_database_is_down(
+    app, client, make_resident, login
+):
     login(make_resident())
     assert client.get("/wallet").status_code == 200
     db.session.remove()  # end the test's own transaction, or PostgreSQL waits for it to drop the tables

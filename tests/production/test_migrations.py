@@ -14,16 +14,27 @@ from tests.production.live import FLASK, ROOT, process_env, write_instance
 
 
 def _flask(url: str, instance: str, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(FLASK + list(args), env=process_env(url, instance), cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        FLASK + list(args), env=process_env(url, instance), cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
 def _meaningful(diffs) -> list:
     """Differences that matter: tables, columns, indexes and constraints (not type spellings)."""
-    kinds = {"add_table", "remove_table", "add_column", "remove_column", "add_index", "remove_index",
-             "add_constraint", "remove_constraint", "add_fk", "remove_fk"}
+    kinds = {
+        "add_table",
+        "remove_table",
+        "add_column",
+        "remove_column",
+        "add_index",
+        "remove_index",
+        "add_constraint",
+        "remove_constraint",
+        "add_fk",
+        "remove_fk",
+    }
     flat = []
     for diff in diffs:
         for item in diff if isinstance(diff, list) else [diff]:

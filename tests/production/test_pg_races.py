@@ -51,8 +51,9 @@ def parallel(function, items, workers: int = 24) -> list:
 
 
 def check_ledger_cli(url: str, instance: str) -> subprocess.CompletedProcess:
-    return subprocess.run(FLASK + ["check-ledger"], env=process_env(url, instance), cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        FLASK + ["check-ledger"], env=process_env(url, instance), cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.fixture
@@ -82,8 +83,9 @@ def test_200_residents_pressing_start_on_one_free_port_get_one_session_and_one_h
     browsers = parallel(lambda login: Browser(web.base).login(login, "secret-pass"), logins)
     tokens = parallel(lambda b: b.csrf_token(f"/p/{code}"), browsers)
 
-    replies = burst([lambda b=b, t=t: b.post(f"/p/{code}/start", {"csrf_token": t})
-                     for b, t in zip(browsers, tokens, strict=True)])
+    replies = burst(
+        [lambda b=b, t=t: b.post(f"/p/{code}/start", {"csrf_token": t}) for b, t in zip(browsers, tokens, strict=True)]
+    )
 
     assert [getattr(r, "status", r) for r in replies] == [302] * BURST
     winners = [r for r in replies if r.location.startswith("/s/")]
@@ -138,16 +140,21 @@ def test_200_copies_of_a_paid_webhook_credit_once_and_start_one_charge(pg_url, s
 
     secret = "whsec_production_test"
     with FakeStripe() as fake:
-        stripe_env = dict(PAYMENTS="stripe", STRIPE_SECRET_KEY="sk_test_production",
-                          STRIPE_WEBHOOK_SECRET=secret, STRIPE_API_BASE=fake.url)
+        stripe_env = dict(
+            PAYMENTS="stripe",
+            STRIPE_SECRET_KEY="sk_test_production",
+            STRIPE_WEBHOOK_SECRET=secret,
+            STRIPE_API_BASE=fake.url,
+        )
         with seeding(pg_url, **stripe_env) as app:
             code = seed_site(ports=2)[0]
             user_id = seed_resident("13900000002").id
             port = db.session.execute(select(Port).where(Port.code == code)).scalar_one()
             topup = fulfilment.create_topup(user_id, 1000, [1000], "cny", "stripe", start_port=port)
             provider = provider_from_config(app.config)
-            checkout = provider.create_checkout(topup, CheckoutUrls("https://x/ok", "https://x/no", "/demo"),
-                                                "ChargeShed wallet top-up")
+            checkout = provider.create_checkout(
+                topup, CheckoutUrls("https://x/ok", "https://x/no", "/demo"), "ChargeShed wallet top-up"
+            )
             assert checkout
             db.session.commit()
             topup_id, checkout_ref = topup.id, topup.checkout_ref
@@ -162,8 +169,7 @@ def test_200_copies_of_a_paid_webhook_credit_once_and_start_one_charge(pg_url, s
 
     assert [getattr(r, "status", r) for r in replies] == [200] * BURST
     with seeding(pg_url):
-        credits = db.session.execute(
-            select(func.count()).where(LedgerTxn.ref == f"topup:{topup_id}")).scalar_one()
+        credits = db.session.execute(select(func.count()).where(LedgerTxn.ref == f"topup:{topup_id}")).scalar_one()
         assert credits == 1
         sessions = db.session.execute(select(ChargeSession)).scalars().all()
         assert len(sessions) == 1 and sessions[0].user_id == user_id

@@ -40,8 +40,14 @@ def wait_until(condition, timeout: float = 20, what: str = "condition"):
 def session_row(url: str, session_id: int) -> dict:
     with seeding(url):
         s = db.session.get(ChargeSession, session_id)
-        return {"state": s.state, "watts": s.watts, "end_reason": s.end_reason, "cost_fen": s.cost_fen,
-                "user_id": s.user_id, "port_seen": s.port.last_seen_at}
+        return {
+            "state": s.state,
+            "watts": s.watts,
+            "end_reason": s.end_reason,
+            "cost_fen": s.cost_fen,
+            "user_id": s.user_id,
+            "port_seen": s.port.last_seen_at,
+        }
 
 
 def sim_port(instance: str, code: str) -> dict:
@@ -57,8 +63,9 @@ def start_charge(web: WebServer, login: str, code: str) -> int:
 
 
 def _launcher(url: str, tmp_path):
-    instance = write_instance(str(tmp_path / "instance"), RATELIMIT_ENABLED=False, START_TIMEOUT_SECONDS=3,
-                              SIM_SPEED=600.0)
+    instance = write_instance(
+        str(tmp_path / "instance"), RATELIMIT_ENABLED=False, START_TIMEOUT_SECONDS=3, SIM_SPEED=600.0
+    )
     env = process_env(url, instance)
     children = []
 
@@ -154,14 +161,22 @@ def test_killing_the_worker_mid_session_loses_nothing_and_bills_nothing_twice(pr
         assert (three.end_reason, three.cost_fen) == ("start_failed", 0)
         assert ledger.wallet_balance(three.user_id) == 1000  # the hold came back whole
         assert ledger.holds_account().balance_fen == 300  # only the second charge still holds money
-        settles = db.session.execute(select(LedgerTxn.ref, func.count())
-                                     .where(LedgerTxn.kind == "settle").group_by(LedgerTxn.ref)).all()
+        settles = db.session.execute(
+            select(LedgerTxn.ref, func.count()).where(LedgerTxn.kind == "settle").group_by(LedgerTxn.ref)
+        ).all()
         assert sorted(settles) == sorted([(f"settle:{first}", 1), (f"settle:{third}", 1)])
-        starts = db.session.execute(select(func.count()).where(PortCommand.kind == "start",
-                                                               PortCommand.session_id == first)).scalar_one()
+        starts = db.session.execute(
+            select(func.count()).where(PortCommand.kind == "start", PortCommand.session_id == first)
+        ).scalar_one()
         assert starts == 1
-    check = subprocess.run(FLASK + ["check-ledger"], env=process_env(url, processes.folder), cwd=ROOT,
-                           capture_output=True, text=True, timeout=60)
+    check = subprocess.run(
+        FLASK + ["check-ledger"],
+        env=process_env(url, processes.folder),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert check.returncode == 0, check.stderr
 
 
@@ -196,10 +211,12 @@ def test_worker_sends_a_queued_start_at_once_without_waiting_for_its_next_tick(p
     worker = processes.worker(interval=60)  # the next full tick is a minute away
     time.sleep(0.5)
     session_id = start_charge(web, "13900000009", codes[0])
-    wait_until(lambda: sim_port(processes.folder, codes[0]).get("relay_on"), timeout=5,
-               what="relay switched on by the NOTIFY wake-up")
+    wait_until(
+        lambda: sim_port(processes.folder, codes[0]).get("relay_on"),
+        timeout=5,
+        what="relay switched on by the NOTIFY wake-up",
+    )
     with seeding(processes.url):
-        command = db.session.execute(
-            select(PortCommand).where(PortCommand.session_id == session_id)).scalar_one()
+        command = db.session.execute(select(PortCommand).where(PortCommand.session_id == session_id)).scalar_one()
         assert command.status == "done"
     assert worker.alive()

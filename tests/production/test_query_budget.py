@@ -69,8 +69,7 @@ def _steady_tick_statements(make_site, make_resident, driver, clock, ports: int)
     return len(statements)
 
 
-def test_a_supervisor_tick_issues_the_same_statements_for_4_or_40_ports(app, make_site, make_resident, driver,
-                                                                        clock):
+def test_a_supervisor_tick_issues_the_same_statements_for_4_or_40_ports(app, make_site, make_resident, driver, clock):
     few = _steady_tick_statements(make_site, make_resident, driver, clock, 4)
     db.session.remove()
     for table in reversed(db.metadata.sorted_tables):

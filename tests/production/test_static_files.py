@@ -39,7 +39,7 @@ def test_a_page_using_htmx_loads_it_by_its_hashed_name(client, make_site, make_r
     session = start_session(resident.id, db.session.execute(db.select(Port).limit(1)).scalar_one())
     html = client.get(f"/s/{session.id}").get_data(as_text=True)
     script = re.search(r'<script src="(/static/vendor/htmx\.min\.[0-9a-f]{12}\.js)" defer>', html)
-    assert script and 'hx-headers' in html
+    assert script and "hx-headers" in html
     assert client.get(script.group(1), headers={"Accept-Encoding": "br"}).headers["Content-Encoding"] == "br"
 
 

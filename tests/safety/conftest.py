@@ -36,8 +36,14 @@ def make_staff(app):
 
     def factory(role: str, site=None, operator_id: int | None = None, name: str = ""):
         counter["n"] += 1
-        return create_user(f"{role}{counter['n']}", "secret-pass", role, site_id=site.id if site else None,
-                           operator_id=operator_id, display_name=name or f"{role} {counter['n']}")
+        return create_user(
+            f"{role}{counter['n']}",
+            "secret-pass",
+            role,
+            site_id=site.id if site else None,
+            operator_id=operator_id,
+            display_name=name or f"{role} {counter['n']}",
+        )
 
     return factory
 
@@ -48,7 +54,8 @@ def building(app):
 
     def find(site, number: int) -> Building:
         return db.session.execute(
-            db.select(Building).where(Building.site_id == site.id, Building.number == number)).scalar_one()
+            db.select(Building).where(Building.site_id == site.id, Building.number == number)
+        ).scalar_one()
 
     return find
 
@@ -58,9 +65,16 @@ def report_data():
     """Form data of a valid report; override fields by keyword."""
 
     def make(building_id: int, **overrides):
-        data = {"hazard_type": "flying_wire", "building": str(building_id), "unit": "2", "floor": "6",
-                "spot": "stairwell", "description": "A cable runs down from 6F to a bike", "contact": "",
-                "plate": ""}
+        data = {
+            "hazard_type": "flying_wire",
+            "building": str(building_id),
+            "unit": "2",
+            "floor": "6",
+            "spot": "stairwell",
+            "description": "A cable runs down from 6F to a bike",
+            "contact": "",
+            "plate": "",
+        }
         data.update(overrides)
         return data
 

@@ -69,8 +69,10 @@ def jpeg_html_polyglot() -> bytes:
     return buffer.getvalue()
 
 
-SVG = (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
-       b'<script>alert(1)</script><rect width="10" height="10"/></svg>')
+SVG = (
+    b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+    b'<script>alert(1)</script><rect width="10" height="10"/></svg>'
+)
 HTML_AS_JPG = b"<!DOCTYPE html><html><body><script>alert('x')</script></body></html>"
 
 

@@ -8,11 +8,25 @@ from chargeshed.safety.models import CasePhoto, HazardCase
 from chargeshed.safety.uploads import clean_photo
 from tests.safety import samples
 
-READ = ["/safety/cases", "/safety/cases/{case}", "/safety/photos/{photo}", "/safety/photos/{photo}/thumb",
-        "/safety/incidents", "/safety/dashboard", "/safety/dashboard/trend.svg", "/safety/summary.pdf",
-        "/safety/notices", "/safety/buildings/{building}/qr.svg", "/safety/cases/new"]
-OBJECT_READ = ["/safety/cases/{case}", "/safety/photos/{photo}", "/safety/photos/{photo}/thumb",
-               "/safety/buildings/{building}/qr.svg"]
+READ = [
+    "/safety/cases",
+    "/safety/cases/{case}",
+    "/safety/photos/{photo}",
+    "/safety/photos/{photo}/thumb",
+    "/safety/incidents",
+    "/safety/dashboard",
+    "/safety/dashboard/trend.svg",
+    "/safety/summary.pdf",
+    "/safety/notices",
+    "/safety/buildings/{building}/qr.svg",
+    "/safety/cases/new",
+]
+OBJECT_READ = [
+    "/safety/cases/{case}",
+    "/safety/photos/{photo}",
+    "/safety/photos/{photo}/thumb",
+    "/safety/buildings/{building}/qr.svg",
+]
 
 
 @pytest.fixture
@@ -23,8 +37,7 @@ def world(client, make_site, building, make_staff, en_context):
     b4 = building(site, 4)
     with en_context():
         clean = clean_photo(samples.plain_jpeg())
-    case = workflow.file_report(workflow.NewReport("flying_wire", b4.id, floor=6, contact="13800009999"),
-                                [clean])
+    case = workflow.file_report(workflow.NewReport("flying_wire", b4.id, floor=6, contact="13800009999"), [clean])
     photo = db.session.execute(db.select(CasePhoto)).scalar_one()
     ids = {"case": case.id, "photo": photo.id, "building": b4.id}
     return site, other, ids
@@ -118,8 +131,9 @@ def test_csrf_is_required_on_posts(app, world, make_staff):
     app.config["WTF_CSRF_ENABLED"] = True
     anonymous = app.test_client()
     anonymous.set_cookie("lang", "en")
-    response = anonymous.post("/report", data={"hazard_type": "other", "building": str(ids["building"]),
-                                               "floor": "2", "description": "x"})
+    response = anonymous.post(
+        "/report", data={"hazard_type": "other", "building": str(ids["building"]), "floor": "2", "description": "x"}
+    )
     assert response.status_code == 400 and "The page had expired" in response.get_data(as_text=True)
     assert db.session.execute(db.select(db.func.count(HazardCase.id))).scalar_one() == 1
     client = app.test_client()

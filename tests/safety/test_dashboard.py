@@ -24,8 +24,7 @@ def cases(app, make_site, building, make_staff, clock, en_context):
     start = clock.now
 
     def report(number, floor=3, at=None):
-        return workflow.file_report(workflow.NewReport("flying_wire", building(site, number).id, floor=floor),
-                                    now=at)
+        return workflow.file_report(workflow.NewReport("flying_wire", building(site, number).id, floor=floor), now=at)
 
     with en_context():
         old = report(4, at=start - timedelta(days=40))
@@ -34,9 +33,7 @@ def cases(app, make_site, building, make_staff, clock, en_context):
         tenth = report(10, at=start - timedelta(days=10))
         for hours in (2, 10, 30):
             closed = report(7, at=start - timedelta(days=3))
-            workflow.act(
-                closed, "no_hazard", patrol.id, note="nothing", now=closed.created_at + timedelta(hours=hours)
-            )
+            workflow.act(closed, "no_hazard", patrol.id, note="nothing", now=closed.created_at + timedelta(hours=hours))
         workflow.act(tenth, "verify", patrol.id, now=start - timedelta(days=9))
         workflow.act(tenth, "notify", patrol.id, channel="sms", now=start - timedelta(days=9))
         workflow.act(
@@ -63,9 +60,7 @@ def test_overdue_deadlines_and_median_time_to_close(cases, clock):
     assert [c.id for c in stats.awaiting_first_check(site.id, clock.now, 24)][0] == old.id
 
 
-def test_weekly_trend_counts_reports_per_building_and_shed_utilisation(
-    app, make_site, building, make_resident, clock
-):
+def test_weekly_trend_counts_reports_per_building_and_shed_utilisation(app, make_site, building, make_resident, clock):
     site = make_site(sheds=(4,))
     user = make_resident()
     port = db.session.execute(db.select(Port)).scalars().first()

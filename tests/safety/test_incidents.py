@@ -83,9 +83,7 @@ def test_a_new_overload_after_close_opens_a_new_incident(
     assert (fresh.state, fresh.occurrences) == ("open", 1)
 
 
-def test_stuck_relay_after_the_charge_ended_opens_an_incident(
-    app, make_site, make_resident, driver, clock, tick
-):
+def test_stuck_relay_after_the_charge_ended_opens_an_incident(app, make_site, make_resident, driver, clock, tick):
     make_site()
     user = make_resident(balance_fen=5000)
     session = _charge(user, "T11001", driver, clock, tick, "stuck_relay")
@@ -101,9 +99,7 @@ def test_stuck_relay_after_the_charge_ended_opens_an_incident(
     assert incident.kind == "stuck_relay" and incident.occurrences_log[0].port_id == _port("T11001").id
 
 
-def test_port_fault_opens_a_port_fault_incident_not_an_overload(
-    app, make_site, make_resident, driver, clock, tick
-):
+def test_port_fault_opens_a_port_fault_incident_not_an_overload(app, make_site, make_resident, driver, clock, tick):
     make_site()
     user = make_resident(balance_fen=5000)
     session = _charge(user, "T11001", driver, clock, tick, "fault")
@@ -134,9 +130,7 @@ def test_sync_reads_from_its_last_run_with_an_overlap_for_late_writes(app, make_
     # Two fault events committed late: one a moment before the last run, one long before it.
     db.session.add_all(
         [
-            PortEvent(
-                port_id=port.id, at=last_run - timedelta(minutes=2), kind="fault", detail="ground_fault"
-            ),
+            PortEvent(port_id=port.id, at=last_run - timedelta(minutes=2), kind="fault", detail="ground_fault"),
             PortEvent(port_id=port.id, at=last_run - timedelta(hours=3), kind="fault", detail="relay_welded"),
         ]
     )
@@ -161,9 +155,7 @@ def test_incidents_page_lists_and_closes_for_the_site_only(
     login(make_staff("patrol", other))
     assert 'data-testid="incident"' not in client.get("/safety/incidents").get_data(as_text=True)
     assert (
-        client.post(
-            f"/safety/incidents/{incident.id}/close", data={f"i{incident.id}-resolution": "x"}
-        ).status_code
+        client.post(f"/safety/incidents/{incident.id}/close", data={f"i{incident.id}-resolution": "x"}).status_code
         == 404
     )
     client.post("/logout")
@@ -173,9 +165,7 @@ def test_incidents_page_lists_and_closes_for_the_site_only(
     empty = client.post(f"/safety/incidents/{incident.id}/close", data={f"i{incident.id}-resolution": " "})
     assert empty.status_code == 400 and "Say what was checked or repaired." in empty.get_data(as_text=True)
     assert _incidents()[0].state == "open"
-    done = client.post(
-        f"/safety/incidents/{incident.id}/close", data={f"i{incident.id}-resolution": "Socket replaced"}
-    )
+    done = client.post(f"/safety/incidents/{incident.id}/close", data={f"i{incident.id}-resolution": "Socket replaced"})
     assert done.status_code == 303
     db.session.refresh(incident)
     assert (incident.state, incident.resolution) == ("closed", "Socket replaced")

@@ -48,15 +48,11 @@ def test_tracking_tokens_differ_and_a_guessed_token_finds_nothing(client, make_s
         client.post("/report", data=report_data(building(site, 4).id))
     tokens = list(db.session.execute(select(HazardCase.tracking_token)).scalars())
     assert len(set(tokens)) == 2
-    assert (
-        client.get("/report/t/" + tokens[0][:-1] + ("A" if tokens[0][-1] != "A" else "B")).status_code == 404
-    )
+    assert client.get("/report/t/" + tokens[0][:-1] + ("A" if tokens[0][-1] != "A" else "B")).status_code == 404
     assert client.get("/report/t/1").status_code == 404
 
 
-def test_signed_in_resident_is_recorded_as_reporter(
-    client, make_site, building, report_data, make_resident, login
-):
+def test_signed_in_resident_is_recorded_as_reporter(client, make_site, building, report_data, make_resident, login):
     site = make_site()
     user = login(make_resident())
     client.post("/report", data=report_data(building(site, 4).id))
@@ -87,9 +83,7 @@ def test_bad_input_gets_a_form_message_and_nothing_is_stored(
     assert db.session.execute(select(func.count(HazardCase.id))).scalar_one() == 0
 
 
-def test_scripts_in_text_fields_are_escaped_everywhere(
-    client, make_site, building, report_data, make_staff, login
-):
+def test_scripts_in_text_fields_are_escaped_everywhere(client, make_site, building, report_data, make_staff, login):
     site = make_site()
     response = client.post(
         "/report", data=report_data(building(site, 4).id, spot=SCRIPT, description=SCRIPT, contact=SCRIPT)
@@ -186,16 +180,11 @@ def test_reports_are_rate_limited_per_ip(limited_app, make_site):
 
     with limited_app.app_context():
         site = make_site()
-        building_id = (
-            db.session.execute(select(Building.id).where(Building.site_id == site.id)).scalars().first()
-        )
+        building_id = db.session.execute(select(Building.id).where(Building.site_id == site.id)).scalars().first()
     client = limited_app.test_client()
     client.set_cookie("lang", "en")
     data = {"hazard_type": "flying_wire", "building": str(building_id), "floor": "3"}
-    codes = [
-        client.post("/report", data=data, environ_base={"REMOTE_ADDR": "10.0.0.7"}).status_code
-        for _ in range(6)
-    ]
+    codes = [client.post("/report", data=data, environ_base={"REMOTE_ADDR": "10.0.0.7"}).status_code for _ in range(6)]
     assert codes == [303] * 5 + [429]
     assert client.post("/report", data=data, environ_base={"REMOTE_ADDR": "10.0.0.8"}).status_code == 303
     assert client.get("/report", environ_base={"REMOTE_ADDR": "10.0.0.7"}).status_code == 200
@@ -206,9 +195,7 @@ def test_reports_are_rate_limited_per_contact_phone(limited_app, make_site):
 
     with limited_app.app_context():
         site = make_site()
-        building_id = (
-            db.session.execute(select(Building.id).where(Building.site_id == site.id)).scalars().first()
-        )
+        building_id = db.session.execute(select(Building.id).where(Building.site_id == site.id)).scalars().first()
     client = limited_app.test_client()
     data = {
         "hazard_type": "flying_wire",
@@ -217,8 +204,7 @@ def test_reports_are_rate_limited_per_contact_phone(limited_app, make_site):
         "contact": "139 0000 1234",
     }
     codes = [
-        client.post("/report", data=data, environ_base={"REMOTE_ADDR": f"10.0.1.{i}"}).status_code
-        for i in range(11)
+        client.post("/report", data=data, environ_base={"REMOTE_ADDR": f"10.0.1.{i}"}).status_code for i in range(11)
     ]
     assert codes == [303] * 10 + [429]
 
@@ -232,4 +218,5 @@ def test_a_form_sent_back_with_errors_asks_for_the_photos_again(client, make_sit
     assert response.status_code == 400 and "Choose the building." in page
     assert "Please choose the photos again." in page
     assert "Please choose the photos again." not in client.post(
-        "/report", data=report_data(building(site, 4).id, building="")).get_data(as_text=True)
+        "/report", data=report_data(building(site, 4).id, building="")
+    ).get_data(as_text=True)

@@ -16,8 +16,14 @@ from tests.conftest import skip_or_fail
 from tests.e2e.conftest import PageProblems
 from tests.safety import samples
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 SCRIPT = "<script>alert('pwned')</script>"
 
 
@@ -64,12 +70,18 @@ def on_phone(steps) -> None:
         try:
             with sync_playwright() as playwright:
                 try:
-                    browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                                         args=CHROMIUM_ARGS, headless=True)
+                    browser = playwright.chromium.launch(
+                        executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
+                    )
                 except Exception as exc:  # no usable Chromium here
                     skip_or_fail(f"Chromium cannot start: {exc}")
-                context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
-                                              has_touch=True, device_scale_factor=2, locale="zh-CN")
+                context = browser.new_context(
+                    viewport={"width": 390, "height": 844},
+                    is_mobile=True,
+                    has_touch=True,
+                    device_scale_factor=2,
+                    locale="zh-CN",
+                )
                 context.add_cookies([{"name": "lang", "value": "en", "url": "http://127.0.0.1"}])
                 context.set_default_timeout(10_000)
                 page = context.new_page()

@@ -16,8 +16,9 @@ def _client(app, user):
 
 def test_a_plate_of_another_compound_is_unknown_to_a_patrol(app, two_compounds):
     a, b, _admin = two_compounds
-    case = workflow.file_report(workflow.NewReport("bike_indoors", a.building.id, floor=1, spot="lobby",
-                                                   plate="BPLATE02"))
+    case = workflow.file_report(
+        workflow.NewReport("bike_indoors", a.building.id, floor=1, spot="lobby", plate="BPLATE02")
+    )
     client = _client(app, a.staff[ROLE_PATROL])
     page = client.get(f"/safety/cases/{case.id}").get_data(as_text=True)
     assert "is registered" not in page  # no suggestion from B's register

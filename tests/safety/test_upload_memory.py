@@ -63,8 +63,9 @@ def test_three_worst_case_photos_decode_within_the_memory_budget(tmp_path, fmt):
     assert len(data) <= uploads.MAX_PHOTO_BYTES and size[0] * size[1] <= uploads.MAX_PIXELS[fmt]
     path = tmp_path / f"worst.{fmt.lower()}"
     path.write_bytes(data)
-    result = subprocess.run([sys.executable, "-c", MEASURE, str(path)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(path)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     peak_mb = float(result.stdout.strip())
     print(f"{fmt} {size[0]}x{size[1]}: peak {peak_mb:.0f} MB above baseline for {uploads.MAX_PHOTOS} photos")

@@ -45,16 +45,19 @@ def test_png_and_webp_are_accepted_and_become_jpeg(en_context, make):
     assert clean.data[:3] == b"\xff\xd8\xff"
 
 
-@pytest.mark.parametrize("data, words", [
-    (samples.gif_html_polyglot(), "more than a picture"),
-    (samples.jpeg_html_polyglot(), "more than a picture"),
-    (samples.SVG, "not a photo"),
-    (samples.HTML_AS_JPG, "not a photo"),
-    (samples.heic_header(), "HEIC"),
-    (samples.truncated_jpeg(), "not a photo we can read"),
-    (b"just some text pretending\n", "not a photo we can read"),
-    (b"", "empty"),
-])
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (samples.gif_html_polyglot(), "more than a picture"),
+        (samples.jpeg_html_polyglot(), "more than a picture"),
+        (samples.SVG, "not a photo"),
+        (samples.HTML_AS_JPG, "not a photo"),
+        (samples.heic_header(), "HEIC"),
+        (samples.truncated_jpeg(), "not a photo we can read"),
+        (b"just some text pretending\n", "not a photo we can read"),
+        (b"", "empty"),
+    ],
+)
 def test_files_that_are_not_plain_photos_are_refused_with_a_reason(en_context, data, words):
     with en_context(), pytest.raises(uploads.PhotoRejected) as refused:
         uploads.clean_photo(data)
@@ -90,9 +93,7 @@ def _post_report(client, building_id, files, **fields):
 
 def test_report_with_gps_photo_stores_and_serves_it_without_metadata(client, make_site, building, upload_dir):
     site = make_site()
-    response = _post_report(
-        client, building(site, 4).id, [(io.BytesIO(samples.jpeg_with_gps()), "IMG_0001.jpg")]
-    )
+    response = _post_report(client, building(site, 4).id, [(io.BytesIO(samples.jpeg_with_gps()), "IMG_0001.jpg")])
     assert response.status_code == 303
     case = db.session.execute(select(HazardCase)).scalar_one()
     photo = case.photos[0]
@@ -130,9 +131,7 @@ def test_fake_images_are_refused_on_the_form_and_nothing_is_stored(
     client, make_site, building, upload_dir, data, name, words
 ):
     site = make_site()
-    response = _post_report(
-        client, building(site, 4).id, [(io.BytesIO(data), name)], description="keep this text"
-    )
+    response = _post_report(client, building(site, 4).id, [(io.BytesIO(data), name)], description="keep this text")
     assert response.status_code == 400
     page = response.get_data(as_text=True)
     assert words in page and name in page

@@ -16,16 +16,16 @@ from tests.safety import samples
 def setup(client, make_site, building, make_staff, login, en_context):
     """A site, a reported case, and a signed-in patrol of that site."""
     site = make_site()
-    case = workflow.file_report(workflow.NewReport("flying_wire", building(site, 4).id, unit=2, floor=6,
-                                                   spot="stairwell"))
+    case = workflow.file_report(
+        workflow.NewReport("flying_wire", building(site, 4).id, unit=2, floor=6, spot="stairwell")
+    )
     patrol = login(make_staff("patrol", site, name="Patrol Li"))
     return site, case, patrol
 
 
 def _step(client, case, action, **data):
     fields = {f"{action}-{k}": v for k, v in data.items()}
-    return client.post(f"/safety/cases/{case.id}/step/{action}", data=fields,
-                       content_type="multipart/form-data")
+    return client.post(f"/safety/cases/{case.id}/step/{action}", data=fields, content_type="multipart/form-data")
 
 
 def test_full_path_report_verify_remind_three_times_deadline_move_close(client, setup, clock):
@@ -44,8 +44,16 @@ def test_full_path_report_verify_remind_three_times_deadline_move_close(client, 
     db.session.refresh(case)
     assert (case.state, case.outcome, case.reminder_count) == ("closed", "moved", 3)
     events = case.events
-    assert [e.action for e in events] == ["report", "verify", "notify", "notify", "notify", "set_deadline",
-                                          "move_bike", "close"]
+    assert [e.action for e in events] == [
+        "report",
+        "verify",
+        "notify",
+        "notify",
+        "notify",
+        "set_deadline",
+        "move_bike",
+        "close",
+    ]
     assert [e.channel for e in events if e.action == "notify"] == ["wechat", "phone", "visit"]
     assert all(e.actor_id == patrol.id for e in events[1:])
     assert [e.at for e in events] == sorted(e.at for e in events) and events[-1].at == clock.now
@@ -59,9 +67,11 @@ def test_rectified_needs_an_after_photo(client, setup):
     _step(client, case, "verify")
     refused = _step(client, case, "rectify", note="fixed")
     assert refused.status_code == 400 and "Add an “after” photo" in refused.get_data(as_text=True)
-    done = client.post(f"/safety/cases/{case.id}/step/rectify", content_type="multipart/form-data",
-                       data={"rectify-note": "wire removed",
-                             "rectify-photo": (io.BytesIO(samples.jpeg_with_gps()), "after.jpg")})
+    done = client.post(
+        f"/safety/cases/{case.id}/step/rectify",
+        content_type="multipart/form-data",
+        data={"rectify-note": "wire removed", "rectify-photo": (io.BytesIO(samples.jpeg_with_gps()), "after.jpg")},
+    )
     assert done.status_code == 303
     db.session.refresh(case)
     assert case.state == "rectified"
@@ -76,8 +86,11 @@ def test_rectified_needs_an_after_photo(client, setup):
 def test_a_fake_after_photo_is_refused_and_the_case_does_not_move(client, setup):
     site, case, patrol = setup
     _step(client, case, "verify")
-    response = client.post(f"/safety/cases/{case.id}/step/rectify", content_type="multipart/form-data",
-                           data={"rectify-photo": (io.BytesIO(samples.HTML_AS_JPG), "after.jpg")})
+    response = client.post(
+        f"/safety/cases/{case.id}/step/rectify",
+        content_type="multipart/form-data",
+        data={"rectify-photo": (io.BytesIO(samples.HTML_AS_JPG), "after.jpg")},
+    )
     assert response.status_code == 400 and "not a photo" in response.get_data(as_text=True)
     db.session.refresh(case)
     assert case.state == "verified"
@@ -123,9 +136,7 @@ def test_a_fake_after_photo_is_refused_and_the_case_does_not_move(client, setup)
         ([], "duplicate", {"duplicate_of": "999"}, 400, "Choose another open case"),
     ],
 )
-def test_illegal_or_incomplete_steps_are_refused_with_a_message(
-    client, setup, steps, action, data, status, message
-):
+def test_illegal_or_incomplete_steps_are_refused_with_a_message(client, setup, steps, action, data, status, message):
     site, case, patrol = setup
     for earlier, fields in steps:
         assert _step(client, case, earlier, **fields).status_code == 303
@@ -157,9 +168,9 @@ def test_a_step_on_a_stale_view_is_refused_when_someone_else_moved_the_case(app,
     ):
         workflow.act(stale, "verify", patrol.id)
     assert err.value.code == "changed"
-    assert db.session.execute(
-        select(CaseEvent.action).where(CaseEvent.case_id == case.id)
-    ).scalars().all() == ["report"]
+    assert db.session.execute(select(CaseEvent.action).where(CaseEvent.case_id == case.id)).scalars().all() == [
+        "report"
+    ]
 
 
 def test_escalation_is_logged_and_closing_records_what_the_authority_did(client, setup):
@@ -219,9 +230,7 @@ def test_bike_link_shows_repeat_offender_and_first_charge_nudge(client, setup, b
     listing = client.get("/safety/cases").get_data(as_text=True)
     assert listing.count("Repeat: 2 cases") == 2
     unknown = client.post(f"/safety/cases/{case.id}/bike", data={"plate": "NOPE1234"})
-    assert unknown.status_code == 400 and "No registered bike has the plate NOPE1234" in unknown.get_data(
-        as_text=True
-    )
+    assert unknown.status_code == 400 and "No registered bike has the plate NOPE1234" in unknown.get_data(as_text=True)
 
 
 def test_reminder_with_first_charge_offer_is_logged(client, setup):

@@ -48,8 +48,15 @@ def at(clock):
 def charge(app, clock):
     """Run a real session: start, confirm, end at `minutes` later; the ledger books it at its end."""
 
-    def run(user, port: Port, start: datetime, minutes: int = 120, watts: int = 180,
-            energy_wh: int | None = None, reason: str = charging.FULL):
+    def run(
+        user,
+        port: Port,
+        start: datetime,
+        minutes: int = 120,
+        watts: int = 180,
+        energy_wh: int | None = None,
+        reason: str = charging.FULL,
+    ):
         clock.now = start
         session = charging.start_session(user.id, port, now=start)
         charging.mark_charging(session, start + timedelta(seconds=5))
@@ -84,8 +91,7 @@ def make_staff(app):
 
     def factory(role: str, site_id: int | None = None, operator_id: int | None = None):
         counter["n"] += 1
-        return create_user(f"staff{counter['n']}", "secret-pass", role, site_id=site_id,
-                           operator_id=operator_id)
+        return create_user(f"staff{counter['n']}", "secret-pass", role, site_id=site_id, operator_id=operator_id)
 
     return factory
 
@@ -94,12 +100,27 @@ def make_staff(app):
 def agree(app):
     """An agreement for the operator of a site's sheds; three parties 60/30/10 unless told otherwise."""
 
-    def make(site, valid_from: date = date(2026, 1, 1), *, parties=None, shed_id=None, valid_to=None,
-             price: int = 0, fee_mode: str = "shared"):
+    def make(
+        site,
+        valid_from: date = date(2026, 1, 1),
+        *,
+        parties=None,
+        shed_id=None,
+        valid_to=None,
+        price: int = 0,
+        fee_mode: str = "shared",
+    ):
         operator_id = site.sheds[0].operator_id
-        return create_agreement(operator_id=operator_id, site_id=site.id, shed_id=shed_id,
-                                valid_from=valid_from, valid_to=valid_to, electricity_fen_per_kwh=price,
-                                fee_mode=fee_mode, parties=THREE_PARTIES if parties is None else parties)
+        return create_agreement(
+            operator_id=operator_id,
+            site_id=site.id,
+            shed_id=shed_id,
+            valid_from=valid_from,
+            valid_to=valid_to,
+            electricity_fen_per_kwh=price,
+            fee_mode=fee_mode,
+            parties=THREE_PARTIES if parties is None else parties,
+        )
 
     return make
 

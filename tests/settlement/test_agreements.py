@@ -32,12 +32,15 @@ def test_shares_must_add_up_to_exactly_100_percent(app, make_site, agree):
     assert "100.01 %" in message
 
 
-@pytest.mark.parametrize("parties, words", [
-    ([], "at least one party"),
-    ([PartyInput(" ", "operator", 10_000)], "needs a name"),
-    ([PartyInput("a", "operator", 5000), PartyInput("a", "property", 5000)], "only once"),
-    ([PartyInput("a", "landlord", 10_000)], "role"),
-])
+@pytest.mark.parametrize(
+    "parties, words",
+    [
+        ([], "at least one party"),
+        ([PartyInput(" ", "operator", 10_000)], "needs a name"),
+        ([PartyInput("a", "operator", 5000), PartyInput("a", "property", 5000)], "only once"),
+        ([PartyInput("a", "landlord", 10_000)], "role"),
+    ],
+)
 def test_parties_need_names_roles_and_each_appears_once(app, make_site, agree, parties, words):
     assert words in _refused(agree, make_site(), parties=parties)
 
@@ -47,8 +50,10 @@ def test_electricity_needs_a_payer_and_fees_borne_by_a_party_need_that_party(app
     unpaid = [PartyInput("a", "operator", 5000), PartyInput("b", "property", 5000)]
     assert "pays the electricity" in _refused(agree, site, parties=unpaid, price=60)
     assert "exactly one party to bear" in _refused(agree, site, parties=unpaid, fee_mode="party")
-    both = [PartyInput("a", "operator", 5000, pays_electricity=True),
-            PartyInput("b", "property", 5000, pays_electricity=True)]
+    both = [
+        PartyInput("a", "operator", 5000, pays_electricity=True),
+        PartyInput("b", "property", 5000, pays_electricity=True),
+    ]
     assert "Only one party" in _refused(agree, site, parties=both, price=60)
 
 
@@ -91,7 +96,8 @@ def test_the_stored_agreement_keeps_what_was_entered(app, make_site, agree):
     db.session.expire_all()
     stored = db.session.get(Agreement, agreement.id)
     assert [(p.name, p.role, p.share_bp) for p in stored.parties] == [
-        (p.name, p.role, p.share_bp) for p in THREE_PARTIES]
+        (p.name, p.role, p.share_bp) for p in THREE_PARTIES
+    ]
     assert stored.electricity_payer.name == THREE_PARTIES[0].name
     assert stored.electricity_fen_per_kwh == 62 and stored.fee_bearer is None
 

@@ -32,8 +32,9 @@ def _review_issue_download(base_url: str, login: str, statement_path: str) -> di
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN",
-                                          accept_downloads=True)
+            context = browser.new_context(
+                viewport={"width": 1280, "height": 800}, locale="zh-CN", accept_downloads=True
+            )
             context.set_default_timeout(10_000)
             page = context.new_page()
             problems = PageProblems(page)
@@ -63,7 +64,16 @@ def _review_issue_download(base_url: str, login: str, statement_path: str) -> di
 
 
 def test_operator_reviews_issues_and_downloads_in_the_browser(
-        app, live_server, make_site, make_resident, make_staff, ports, charge, agree, at):  # noqa: F811
+    app,  # noqa: F811
+    live_server,  # noqa: F811
+    make_site,
+    make_resident,
+    make_staff,
+    ports,
+    charge,
+    agree,
+    at,
+):
     at(2026, 9, 1)
     site = make_site()
     agree(site, price=60)
@@ -72,11 +82,18 @@ def test_operator_reviews_issues_and_downloads_in_the_browser(
     at(2026, 11, 3)
     with ThreadPoolExecutor(max_workers=1) as pool:
         try:
-            seen = pool.submit(_review_issue_download, live_server, staff.login,
-                               f"/operator/1/{site.id}/statements/2026-10").result(timeout=120)
+            seen = pool.submit(
+                _review_issue_download, live_server, staff.login, f"/operator/1/{site.id}/statements/2026-10"
+            ).result(timeout=120)
         except Exception as error:  # Chromium missing or unable to start
             if "Executable doesn't exist" in str(error) or "Failed to launch" in str(error):
                 skip_or_fail(f"Chromium could not start: {error}")
             raise
-    assert seen == {"number": "ST-1-1-0001", "issue_buttons": 0, "meta_agrees": True, "file": "ST-1-1-0001_2026-10.pdf",
-                    "gross": "200", "problems": []}
+    assert seen == {
+        "number": "ST-1-1-0001",
+        "issue_buttons": 0,
+        "meta_agrees": True,
+        "file": "ST-1-1-0001_2026-10.pdf",
+        "gross": "200",
+        "problems": [],
+    }

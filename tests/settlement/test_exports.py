@@ -30,8 +30,13 @@ def october(app, make_site, make_resident, ports, charge, agree, at, top_up, ref
     at(2026, 10, 1, 8)
     top_up(user, 5000, fee_fen=33)
     port = ports(site)
-    for day, shed, minutes, watts in [(2, 1, 100, 180), (2, 2, 300, 350), (9, 1, 500, 250), (17, 2, 45, 150),
-                                      (30, 1, 700, 390)]:
+    for day, shed, minutes, watts in [
+        (2, 1, 100, 180),
+        (2, 2, 300, 350),
+        (9, 1, 500, 250),
+        (17, 2, 45, 150),
+        (30, 1, 700, 390),
+    ]:
         session = charge(user, port[shed][0], local(2026, 10, day, 19), minutes=minutes, watts=watts)
     at(2026, 10, 31, 9)
     refund(session, 40, "stopped late")
@@ -69,15 +74,21 @@ def test_the_csv_parses_back_to_the_same_figures(october):
     summary = dict(sections["Summary"][1:])
     assert int(summary["Sessions"]) == totals["sessions"] == 5
     assert Decimal(summary["Energy (kWh)"]) * 1000 == totals["energy_wh"]
-    for label, key in [("Gross revenue", "gross_fen"), ("Refunds and corrections", "adjustments_fen"),
-                       ("Net revenue", "net_fen"), ("Electricity pass-through", "electricity_fen"),
-                       ("Payment fees (allocated)", "fees_fen"), ("Due to the parties", "payout_fen")]:
+    for label, key in [
+        ("Gross revenue", "gross_fen"),
+        ("Refunds and corrections", "adjustments_fen"),
+        ("Net revenue", "net_fen"),
+        ("Electricity pass-through", "electricity_fen"),
+        ("Payment fees (allocated)", "fees_fen"),
+        ("Due to the parties", "payout_fen"),
+    ]:
         assert _fen(summary[label]) == totals[key], label
     assert totals["adjustments_fen"] == -40 and totals["fees_fen"] == 33
     header, *rows, total = sections["By shed"]
     assert header[:3] == ["Shed", "Sessions", "Energy (kWh)"]  # names, never ledger ids
     assert [(r[0], int(r[1]), _fen(r[3])) for r in rows] == [
-        (s["name"], s["sessions"], s["gross_fen"]) for s in figures["sheds"]]
+        (s["name"], s["sessions"], s["gross_fen"]) for s in figures["sheds"]
+    ]
     assert total[0] == "Total" and _fen(total[3]) == totals["gross_fen"]
     assert b"revenue:shed:" not in content
     days = sections["By day"][1:-1]
@@ -98,8 +109,14 @@ def test_the_xlsx_holds_exact_numbers_and_sums_as_formulas(october):
     totals = view.figures["totals"]
 
     days = book["By day"]
-    assert [c.value for c in days[2]] == ["Day", "Sessions", "Energy (kWh)", "Gross revenue",
-                                          "Refunds and corrections", "Net revenue"]
+    assert [c.value for c in days[2]] == [
+        "Day",
+        "Sessions",
+        "Energy (kWh)",
+        "Gross revenue",
+        "Refunds and corrections",
+        "Net revenue",
+    ]
     data = list(days.iter_rows(min_row=3, max_row=33, values_only=True))
     assert [row[0] for row in data] == [d["date"] for d in view.figures["days"]]
     assert [_fen(str(row[3])) for row in data] == [d["gross_fen"] for d in view.figures["days"]]
@@ -113,8 +130,11 @@ def test_the_xlsx_holds_exact_numbers_and_sums_as_formulas(october):
     assert cells["Statement No."] == "– (not issued)"
     assert _fen(str(cells["Net revenue"])) == totals["net_fen"]
     assert _fen(str(cells["Due to the parties"])) == totals["payout_fen"]
-    split_rows = [row for row in main.iter_rows(values_only=True) if row[0] in {p.name for p in THREE_PARTIES}
-                  and row[3] is not None]  # the agreement's table: party, role, share, ...
+    split_rows = [
+        row
+        for row in main.iter_rows(values_only=True)
+        if row[0] in {p.name for p in THREE_PARTIES} and row[3] is not None
+    ]  # the agreement's table: party, role, share, ...
     assert [Decimal(str(row[2])) for row in split_rows] == [Decimal("0.6"), Decimal("0.3"), Decimal("0.1")]
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from chargeshed.settlement.split import PartyTerms, electricity_fen, largest_remainder, split_revenue
 
-amounts = st.integers(min_value=-10**12, max_value=10**12)
+amounts = st.integers(min_value=-(10**12), max_value=10**12)
 
 
 @st.composite
@@ -51,15 +51,24 @@ def test_largest_remainder_refuses_nonsense():
         largest_remainder(100, [5, -1])
 
 
-@given(net=st.integers(min_value=-10**9, max_value=10**10), energy=st.integers(min_value=0, max_value=10**9),
-       fees=st.integers(min_value=0, max_value=10**7), price=st.integers(min_value=0, max_value=200),
-       shares=basis_points(), fee_mode=st.sampled_from(["shared", "party"]), data=st.data())
+@given(
+    net=st.integers(min_value=-(10**9), max_value=10**10),
+    energy=st.integers(min_value=0, max_value=10**9),
+    fees=st.integers(min_value=0, max_value=10**7),
+    price=st.integers(min_value=0, max_value=200),
+    shares=basis_points(),
+    fee_mode=st.sampled_from(["shared", "party"]),
+    data=st.data(),
+)
 def test_the_parties_get_exactly_net_less_fees_and_each_share_is_within_one_fen(
-        net, energy, fees, price, shares, fee_mode, data):
+    net, energy, fees, price, shares, fee_mode, data
+):
     payer = data.draw(st.integers(min_value=0, max_value=len(shares) - 1))
     bearer = data.draw(st.integers(min_value=0, max_value=len(shares) - 1))
-    parties = [PartyTerms(f"p{i}", "other", bp, pays_electricity=i == payer, bears_fees=i == bearer)
-               for i, bp in enumerate(shares)]
+    parties = [
+        PartyTerms(f"p{i}", "other", bp, pays_electricity=i == payer, bears_fees=i == bearer)
+        for i, bp in enumerate(shares)
+    ]
     split = split_revenue(net, energy, fees, parties, price, fee_mode)
 
     assert split.payout_fen == net - fees
@@ -81,8 +90,11 @@ def test_electricity_is_rounded_to_the_nearest_fen_half_up(energy, price):
 
 def test_a_worked_example():
     """¥1,000.00 net, 80 kWh at ¥0.60 to the operator, ¥6.01 fees shared, 60/30/10."""
-    parties = [PartyTerms("运营方", "operator", 6000, pays_electricity=True),
-               PartyTerms("物业", "property", 3000), PartyTerms("业委会", "owners_committee", 1000)]
+    parties = [
+        PartyTerms("运营方", "operator", 6000, pays_electricity=True),
+        PartyTerms("物业", "property", 3000),
+        PartyTerms("业委会", "owners_committee", 1000),
+    ]
     split = split_revenue(100_000, 80_000, 601, parties, 60, "shared")
     assert split.electricity_fen == 4800
     assert split.distributable_fen == 100_000 - 4800 - 601 == 94_599

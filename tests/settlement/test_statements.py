@@ -30,8 +30,7 @@ def _ids(site):
     return site.sheds[0].operator_id, site.id
 
 
-def test_a_month_by_shed_and_by_local_day_with_the_split(app, make_site, make_resident, ports, charge, agree,
-                                                          at):
+def test_a_month_by_shed_and_by_local_day_with_the_split(app, make_site, make_resident, ports, charge, agree, at):
     at(2026, 9, 1)
     site = make_site(sheds=(2, 2))
     user = make_resident(balance_fen=5000)
@@ -42,8 +41,7 @@ def test_a_month_by_shed_and_by_local_day_with_the_split(app, make_site, make_re
     charge(user, port[1][1], local(2026, 10, 3, 20), minutes=200, watts=300, energy_wh=800)
     charge(user, port[2][0], local(2026, 10, 31, 23, 0), minutes=30, watts=180, energy_wh=72)  # 23:30
     charge(user, port[2][1], local(2026, 10, 31, 23, 50), minutes=30)  # ends 00:20 on 1 November
-    unplugged = charge(user, port[2][0], local(2026, 10, 10, 8), minutes=1, energy_wh=0,
-                       reason=charging.UNPLUGGED)
+    unplugged = charge(user, port[2][0], local(2026, 10, 10, 8), minutes=1, energy_wh=0, reason=charging.UNPLUGGED)
     at(2026, 10, 12, 9)
     failed = charging.start_session(user.id, port[2][0])
     charging.fail_session(failed)
@@ -54,10 +52,15 @@ def test_a_month_by_shed_and_by_local_day_with_the_split(app, make_site, make_re
     assert first.cost_fen == 25 and unplugged.cost_fen == 0
     days = {d["date"]: d for d in figures["days"] if d["sessions"] or d["gross_fen"]}
     assert {day: (d["sessions"], d["energy_wh"], d["gross_fen"]) for day, d in days.items()} == {
-        "2026-10-01": (1, 90, 25), "2026-10-03": (1, 800, 200), "2026-10-10": (1, 0, 0),
-        "2026-10-31": (1, 72, 25)}
+        "2026-10-01": (1, 90, 25),
+        "2026-10-03": (1, 800, 200),
+        "2026-10-10": (1, 0, 0),
+        "2026-10-31": (1, 72, 25),
+    }
     assert [(s["name"], s["sessions"], s["gross_fen"]) for s in figures["sheds"]] == [
-        ("1号车棚", 2, 225), ("2号车棚", 2, 25)]
+        ("1号车棚", 2, 225),
+        ("2号车棚", 2, 25),
+    ]
     totals = figures["totals"]
     assert (totals["sessions"], totals["energy_wh"]) == (4, 962)
     assert (totals["gross_fen"], totals["net_fen"]) == (250, 250)
@@ -74,38 +77,63 @@ def _ledger_truth(site, period: Period) -> dict:
     sheds = {s.id for s in site.sheds}
     start, end = period.utc_bounds()
     gross = adjustments = 0
-    rows = db.session.execute(
-        select(LedgerEntry, LedgerTxn, LedgerAccount).join(LedgerTxn).join(LedgerAccount)).all()
+    rows = db.session.execute(select(LedgerEntry, LedgerTxn, LedgerAccount).join(LedgerTxn).join(LedgerAccount)).all()
     for entry, txn, account in rows:
-        if account.kind != "revenue" or account.shed_id not in sheds or not period.contains(
-                to_local(txn.created_at).date()):
+        if (
+            account.kind != "revenue"
+            or account.shed_id not in sheds
+            or not period.contains(to_local(txn.created_at).date())
+        ):
             continue
         if txn.kind == "settle":
             gross += entry.amount_fen
         else:
             adjustments += entry.amount_fen
-    fees = sum(e.amount_fen for e, t, a in rows if t.kind == "payment_fee" and e.amount_fen > 0
-               and start <= t.created_at < end)
+    fees = sum(
+        e.amount_fen for e, t, a in rows if t.kind == "payment_fee" and e.amount_fen > 0 and start <= t.created_at < end
+    )
     wallets = sum(e.amount_fen for e, t, a in rows if a.kind == "wallet" and t.created_at < end)
-    ended = [s for s in db.session.execute(select(ChargeSession)).scalars()
-             if s.state == ENDED and s.shed_id in sheds and period.contains(to_local(s.ended_at).date())]
-    return {"gross": gross, "adjustments": adjustments, "fees": fees, "wallets": wallets,
-            "sessions": len(ended), "energy": sum(s.energy_wh for s in ended)}
+    ended = [
+        s
+        for s in db.session.execute(select(ChargeSession)).scalars()
+        if s.state == ENDED and s.shed_id in sheds and period.contains(to_local(s.ended_at).date())
+    ]
+    return {
+        "gross": gross,
+        "adjustments": adjustments,
+        "fees": fees,
+        "wallets": wallets,
+        "sessions": len(ended),
+        "energy": sum(s.energy_wh for s in ended),
+    }
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_random_histories_reconcile_to_the_ledger(app, make_site, make_resident, ports, charge, agree, at,
-                                                  clock, top_up, refund, seed):
+def test_random_histories_reconcile_to_the_ledger(
+    app, make_site, make_resident, ports, charge, agree, at, clock, top_up, refund, seed
+):
     rnd = random.Random(seed)
     at(2026, 9, 1)
     north, south = make_site(sheds=(3, 3)), make_site(sheds=(4,))
     # North: terms change on 15 October, and shed 2 has its own agreement for part of the month.
     agree(north, date(2026, 1, 1), price=rnd.choice([0, 55, 62]))
-    agree(north, date(2026, 10, 15), parties=[PartyInput("运营方", "operator", 7000, pays_electricity=True),
-                                              PartyInput("物业", "property", 3000, bears_fees=True)],
-          price=60, fee_mode="party")
-    agree(north, date(2026, 10, 5), valid_to=date(2026, 10, 20), shed_id=north.sheds[1].id,
-          parties=[PartyInput("运营方", "operator", 5000), PartyInput("业委会", "owners_committee", 5000)])
+    agree(
+        north,
+        date(2026, 10, 15),
+        parties=[
+            PartyInput("运营方", "operator", 7000, pays_electricity=True),
+            PartyInput("物业", "property", 3000, bears_fees=True),
+        ],
+        price=60,
+        fee_mode="party",
+    )
+    agree(
+        north,
+        date(2026, 10, 5),
+        valid_to=date(2026, 10, 20),
+        shed_id=north.sheds[1].id,
+        parties=[PartyInput("运营方", "operator", 5000), PartyInput("业委会", "owners_committee", 5000)],
+    )
     agree(south, date(2026, 9, 1))
     residents = [make_resident() for _ in range(5)]
     every_port = [p for site in (north, south) for shed in ports(site).values() for p in shed]
@@ -124,8 +152,15 @@ def test_random_histories_reconcile_to_the_ledger(app, make_site, make_resident,
             top_up(user, rnd.choice([1000, 2000]), fee_fen=rnd.choice([0, 6, 13, 29]))
         minutes = rnd.choice([1, 45, 130, 300, 700])
         reason = rnd.choice([charging.FULL, charging.USER_STOP, charging.UNPLUGGED])
-        session = charge(user, port, moment, minutes=minutes, watts=rnd.randint(60, 700),
-                         energy_wh=0 if reason == charging.UNPLUGGED else None, reason=reason)
+        session = charge(
+            user,
+            port,
+            moment,
+            minutes=minutes,
+            watts=rnd.randint(60, 700),
+            energy_wh=0 if reason == charging.UNPLUGGED else None,
+            reason=reason,
+        )
         free_at[port.id] = clock.now + timedelta(minutes=rnd.randint(1, 90))
         done.append(session)
         if session.cost_fen and rnd.random() < 0.15:  # a staff goodwill refund, up to days later
@@ -166,7 +201,8 @@ def test_random_histories_reconcile_to_the_ledger(app, make_site, make_resident,
 
 
 def test_fees_go_to_sites_by_gross_and_to_the_bearer_when_one_party_bears_them(
-        app, make_site, make_resident, ports, charge, agree, at, top_up):
+    app, make_site, make_resident, ports, charge, agree, at, top_up
+):
     at(2026, 9, 1)
     big, small = make_site(), make_site()
     bearer = [PartyInput("运营方", "operator", 5000, bears_fees=True), PartyInput("物业", "property", 5000)]
@@ -190,7 +226,8 @@ def test_fees_go_to_sites_by_gross_and_to_the_bearer_when_one_party_bears_them(
 
 
 def test_the_terms_change_mid_month_and_each_part_is_split_under_its_own(
-        app, make_site, make_resident, ports, charge, agree, at):
+    app, make_site, make_resident, ports, charge, agree, at
+):
     at(2026, 9, 1)
     site = make_site()
     old = agree(site, date(2026, 1, 1))
@@ -201,13 +238,16 @@ def test_the_terms_change_mid_month_and_each_part_is_split_under_its_own(
     at(2026, 11, 1)
     segments = compute_figures(*_ids(site), OCTOBER)["segments"]
     assert [(s["agreement_id"], s["from"], s["to"], s["gross_fen"]) for s in segments] == [
-        (old.id, "2026-10-01", "2026-10-14", 50), (new.id, "2026-10-15", "2026-10-31", 50)]
+        (old.id, "2026-10-01", "2026-10-14", 50),
+        (new.id, "2026-10-15", "2026-10-31", 50),
+    ]
     assert [p["payout_fen"] for p in segments[0]["parties"]] == [30, 15, 5]
     assert [p["payout_fen"] for p in segments[1]["parties"]] == [50]
 
 
 def test_revenue_without_an_agreement_is_shown_but_cannot_be_reviewed(
-        app, make_site, make_resident, ports, charge, agree, at):
+    app, make_site, make_resident, ports, charge, agree, at
+):
     at(2026, 9, 1)
     site = make_site(sheds=(2, 2))
     agree(site, date(2026, 10, 10))
@@ -226,8 +266,10 @@ def test_a_period_that_is_not_over_is_refused(app, make_site, agree, at):
     site = make_site()
     agree(site)
     at(2026, 11, 30, 23, 59)
-    for attempt in (lambda: statements.view_statement(*_ids(site), NOVEMBER),
-                    lambda: statements.review(*_ids(site), NOVEMBER, None)):
+    for attempt in (
+        lambda: statements.view_statement(*_ids(site), NOVEMBER),
+        lambda: statements.review(*_ids(site), NOVEMBER, None),
+    ):
         with pytest.raises(SettlementRefused) as refused:
             attempt()
         assert "2026-11 is not finished yet" in str(refused.value.message)
@@ -238,12 +280,15 @@ def test_a_period_that_is_not_over_is_refused(app, make_site, agree, at):
 
 def _october_history(site, user, ports, charge):
     port = ports(site)[1]
-    return [charge(user, port[0], local(2026, 10, 3, 9), minutes=100),
-            charge(user, port[1], local(2026, 10, 20, 19), minutes=250, watts=350)]
+    return [
+        charge(user, port[0], local(2026, 10, 3, 9), minutes=100),
+        charge(user, port[1], local(2026, 10, 20, 19), minutes=250, watts=350),
+    ]
 
 
 def test_issue_locks_numbers_and_a_second_click_changes_nothing(
-        app, make_site, make_resident, ports, charge, agree, at):
+    app, make_site, make_resident, ports, charge, agree, at
+):
     at(2026, 9, 1)
     site = make_site()
     agree(site)
@@ -252,8 +297,12 @@ def test_issue_locks_numbers_and_a_second_click_changes_nothing(
     draft = statements.view_statement(*_ids(site), OCTOBER)
     assert draft.status == "draft" and draft.statement is None
     with pytest.raises(SettlementRefused, match="Review the statement before issuing"):
-        statements.issue(Statement(operator_id=1, site_id=site.id, period_start=OCTOBER.start,
-                                   period_end=OCTOBER.end, status="draft"), None)
+        statements.issue(
+            Statement(
+                operator_id=1, site_id=site.id, period_start=OCTOBER.start, period_end=OCTOBER.end, status="draft"
+            ),
+            None,
+        )
     reviewed = statements.review(*_ids(site), OCTOBER, None)
     first = statements.issue(reviewed, None)
     at(2026, 11, 2, 12, 1)
@@ -262,7 +311,8 @@ def test_issue_locks_numbers_and_a_second_click_changes_nothing(
     assert second.statement.number == "ST-1-1-0001"
     assert second.statement.issued_at == local(2026, 11, 2)  # the first issue's time, untouched
     assert statements.view_statement(*_ids(site), OCTOBER).figures == draft.figures | {
-        "computed_at": reviewed.figures["computed_at"]}
+        "computed_at": reviewed.figures["computed_at"]
+    }
     with pytest.raises(SettlementRefused, match="is issued and cannot change"):
         statements.review(*_ids(site), OCTOBER, None)
     with pytest.raises(SettlementRefused, match="is issued and cannot change"):
@@ -270,7 +320,8 @@ def test_issue_locks_numbers_and_a_second_click_changes_nothing(
 
 
 def test_statements_are_issued_in_order_and_numbered_in_sequence(
-        app, make_site, make_resident, ports, charge, agree, at):
+    app, make_site, make_resident, ports, charge, agree, at
+):
     at(2026, 9, 1)
     site = make_site()
     agree(site)
@@ -288,7 +339,8 @@ def test_statements_are_issued_in_order_and_numbered_in_sequence(
 
 
 def test_books_that_changed_after_the_review_must_be_reviewed_again(
-        app, make_site, make_resident, ports, charge, agree, at, refund):
+    app, make_site, make_resident, ports, charge, agree, at, refund
+):
     at(2026, 9, 1)
     site = make_site()
     agree(site)
@@ -308,7 +360,8 @@ def test_books_that_changed_after_the_review_must_be_reviewed_again(
 
 
 def test_a_refund_after_issue_goes_into_the_next_statement_and_the_issued_one_never_changes(
-        app, make_site, make_resident, ports, charge, agree, at, refund):
+    app, make_site, make_resident, ports, charge, agree, at, refund
+):
     at(2026, 9, 1)
     site = make_site()
     agree(site)
@@ -329,15 +382,20 @@ def test_a_refund_after_issue_goes_into_the_next_statement_and_the_issued_one_ne
     november = statements.view_statement(*_ids(site), NOVEMBER)
     (line,) = november.figures["adjustments"]
     assert (line["ref"], line["kind"], line["amount_fen"]) == (
-        f"session_refund:{sessions[1].id}", "session_refund", -150)
+        f"session_refund:{sessions[1].id}",
+        "session_refund",
+        -150,
+    )
     assert (line["session_id"], line["session_date"], line["statement_number"]) == (
-        sessions[1].id, "2026-10-20", issued.number)
+        sessions[1].id,
+        "2026-10-20",
+        issued.number,
+    )
     assert november.figures["totals"]["net_fen"] == -150
     assert [p["payout_fen"] for p in november.figures["parties"]] == [-90, -45, -15]
 
 
-def test_residents_money_is_a_liability_not_revenue(app, make_site, make_resident, ports, charge, agree, at,
-                                                    top_up):
+def test_residents_money_is_a_liability_not_revenue(app, make_site, make_resident, ports, charge, agree, at, top_up):
     at(2026, 9, 1)
     site = make_site()
     agree(site)
@@ -350,6 +408,10 @@ def test_residents_money_is_a_liability_not_revenue(app, make_site, make_residen
     at(2026, 11, 3)
     top_up(user, 1000)  # after the period: not in October's figures
     figures = compute_figures(*_ids(site), OCTOBER)
-    assert figures["residents"] == {"wallets_fen": 2000 - 50 - 300, "holds_fen": 300, "cashouts_fen": 0,
-                                    "topups_fen": 2000}
+    assert figures["residents"] == {
+        "wallets_fen": 2000 - 50 - 300,
+        "holds_fen": 300,
+        "cashouts_fen": 0,
+        "topups_fen": 2000,
+    }
     assert figures["totals"]["gross_fen"] == 50

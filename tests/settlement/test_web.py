@@ -34,12 +34,14 @@ def october(app, make_site, make_resident, ports, charge, agree, at):
     return site, other
 
 
-def test_each_role_sees_only_its_own_operator_and_site(app, english_client, login, make_staff, october,
-                                                       make_resident):
+def test_each_role_sees_only_its_own_operator_and_site(app, english_client, login, make_staff, october, make_resident):
     site, other = october
     client = english_client
-    urls = [f"/operator/1/{site.id}/agreements", f"/operator/1/{site.id}/statements/2026-10",
-            f"/operator/1/{site.id}/statements/2026-10/statement.csv"]
+    urls = [
+        f"/operator/1/{site.id}/agreements",
+        f"/operator/1/{site.id}/statements/2026-10",
+        f"/operator/1/{site.id}/statements/2026-10/statement.csv",
+    ]
     login(make_staff("operator_staff", operator_id=2))  # the other compound's operator
     assert [client.get(u).status_code for u in urls] == [404, 404, 404]
     home = client.get("/operator/").get_data(as_text=True)
@@ -56,23 +58,36 @@ def test_each_role_sees_only_its_own_operator_and_site(app, english_client, logi
     assert client.get(urls[0]).status_code == 403
 
 
-def test_an_agreement_is_made_from_the_form_and_bad_shares_are_refused(app, english_client, login, make_staff,
-                                                                      make_site):
+def test_an_agreement_is_made_from_the_form_and_bad_shares_are_refused(
+    app, english_client, login, make_staff, make_site
+):
     site = make_site(sheds=(2, 2))
     client = english_client
     login(make_staff("operator_staff", operator_id=1))
     form = client.get(f"/operator/1/{site.id}/agreements/new").get_data(as_text=True)
     assert "Every shed of this operator at the site" in form and "2号车棚" in form
-    data = {"scope": "0", "valid_from": "2026-10-01", "valid_to": "", "electricity_price": "0.62",
-            "fee_mode": "shared", "note": "三方协议",
-            "parties-0-name": "运营方", "parties-0-role": "operator", "parties-0-share": "55.5",
-            "parties-0-pays_electricity": "y",
-            "parties-1-name": "物业", "parties-1-role": "property", "parties-1-share": "40",
-            "parties-2-name": "", "parties-2-share": "", "parties-3-name": "", "parties-3-share": ""}
+    data = {
+        "scope": "0",
+        "valid_from": "2026-10-01",
+        "valid_to": "",
+        "electricity_price": "0.62",
+        "fee_mode": "shared",
+        "note": "三方协议",
+        "parties-0-name": "运营方",
+        "parties-0-role": "operator",
+        "parties-0-share": "55.5",
+        "parties-0-pays_electricity": "y",
+        "parties-1-name": "物业",
+        "parties-1-role": "property",
+        "parties-1-share": "40",
+        "parties-2-name": "",
+        "parties-2-share": "",
+        "parties-3-name": "",
+        "parties-3-share": "",
+    }
     refused = client.post(f"/operator/1/{site.id}/agreements/new", data=data)
     assert refused.status_code == 422
-    assert "The shares add up to 95.50 %; they must add up to exactly 100.00 %" in refused.get_data(
-        as_text=True)
+    assert "The shares add up to 95.50 %; they must add up to exactly 100.00 %" in refused.get_data(as_text=True)
     assert db.session.query(Agreement).count() == 0
     bad_number = client.post(f"/operator/1/{site.id}/agreements/new", data=data | {"parties-1-share": "4o"})
     assert bad_number.status_code == 422 and "percentage from 0 to 100" in bad_number.get_data(as_text=True)
@@ -81,7 +96,9 @@ def test_an_agreement_is_made_from_the_form_and_bad_shares_are_refused(app, engl
     assert saved.status_code == 302
     agreement = db.session.query(Agreement).one()
     assert [(p.name, p.share_bp, p.pays_electricity) for p in agreement.parties] == [
-        ("运营方", 5550, True), ("物业", 4450, False)]
+        ("运营方", 5550, True),
+        ("物业", 4450, False),
+    ]
     assert agreement.electricity_fen_per_kwh == 62 and agreement.note == "三方协议"
     page = client.get(saved.headers["Location"]).get_data(as_text=True)
     assert "55.50 %" in page and "¥0.62/kWh" in page
@@ -91,8 +108,9 @@ def test_an_agreement_is_made_from_the_form_and_bad_shares_are_refused(app, engl
     assert f"overlaps agreement #{agreement.id}" in overlap.get_data(as_text=True)
 
 
-def test_site_managers_read_agreements_but_only_the_operator_writes_them(app, english_client, login,
-                                                                         make_staff, october):
+def test_site_managers_read_agreements_but_only_the_operator_writes_them(
+    app, english_client, login, make_staff, october
+):
     site, _other = october
     login(make_staff("site_manager", site_id=site.id))
     assert english_client.get(f"/operator/1/{site.id}/agreements/new").status_code == 403
@@ -100,8 +118,9 @@ def test_site_managers_read_agreements_but_only_the_operator_writes_them(app, en
     assert "Revenue-split agreements" in page and "New agreement" not in page
 
 
-def test_review_then_issue_through_htmx_and_a_double_click_changes_nothing(app, english_client, login,
-                                                                           make_staff, october):
+def test_review_then_issue_through_htmx_and_a_double_click_changes_nothing(
+    app, english_client, login, make_staff, october
+):
     site, _other = october
     client = english_client
     base = f"/operator/1/{site.id}/statements/2026-10"
@@ -144,8 +163,12 @@ def test_open_periods_and_nonsense_periods(app, english_client, login, make_staf
     open_month = english_client.get(f"/operator/1/{site.id}/statements/2026-11")
     assert open_month.status_code == 409
     assert "The period 2026-11 is not finished yet" in open_month.get_data(as_text=True)
-    assert english_client.post(f"/operator/1/{site.id}/statements/2026-11/review",
-                               headers={"HX-Request": "true"}).status_code == 409
+    assert (
+        english_client.post(
+            f"/operator/1/{site.id}/statements/2026-11/review", headers={"HX-Request": "true"}
+        ).status_code
+        == 409
+    )
     assert db.session.query(Statement).count() == 0
     assert english_client.get(f"/operator/1/{site.id}/statements/2026-99").status_code == 404
     assert english_client.get(f"/operator/1/{site.id}/statements/2026-10/statement.doc").status_code == 404
@@ -172,25 +195,39 @@ def test_downloads_carry_the_page_figures(app, english_client, login, make_staff
     assert xlsx.headers["Content-Type"].startswith("application/vnd.openxmlformats")
 
 
-def test_nonsense_in_the_agreement_form_is_a_message_not_an_error(app, english_client, login, make_staff,
-                                                                  make_site):
+def test_nonsense_in_the_agreement_form_is_a_message_not_an_error(app, english_client, login, make_staff, make_site):
     site = make_site()
     login(make_staff("admin"))
     url = f"/operator/1/{site.id}/agreements/new"
-    for bad in ({"electricity_price": "1e400"}, {"parties-0-share": "NaN"}, {"parties-0-share": "-5"},
-                {"scope": "99"}, {"valid_from": "0001-01-01"}, {"parties-0-role": "landlord"},
-                {"parties-0-name": "x" * 500}):
-        data = {"scope": "0", "valid_from": "2026-10-01", "electricity_price": "0", "fee_mode": "shared",
-                "parties-0-name": "运营方", "parties-0-role": "operator", "parties-0-share": "100"} | bad
+    for bad in (
+        {"electricity_price": "1e400"},
+        {"parties-0-share": "NaN"},
+        {"parties-0-share": "-5"},
+        {"scope": "99"},
+        {"valid_from": "0001-01-01"},
+        {"parties-0-role": "landlord"},
+        {"parties-0-name": "x" * 500},
+    ):
+        data = {
+            "scope": "0",
+            "valid_from": "2026-10-01",
+            "electricity_price": "0",
+            "fee_mode": "shared",
+            "parties-0-name": "运营方",
+            "parties-0-role": "operator",
+            "parties-0-share": "100",
+        } | bad
         response = english_client.post(url, data=data)
         assert response.status_code == 422, bad
-        assert 'class="error"' in response.get_data(as_text=True) or "flash-error" in response.get_data(
-            as_text=True), bad
+        assert 'class="error"' in response.get_data(as_text=True) or "flash-error" in response.get_data(as_text=True), (
+            bad
+        )
     assert db.session.query(Agreement).count() == 0
 
 
-def test_only_agreements_no_issued_statement_used_can_be_deleted(app, english_client, login, make_staff,
-                                                                 october, agree):
+def test_only_agreements_no_issued_statement_used_can_be_deleted(
+    app, english_client, login, make_staff, october, agree
+):
     site, _other = october
     used = db.session.query(Agreement).one()
     later = agree(site, date(2026, 12, 1), parties=None)

@@ -32,8 +32,13 @@ PORTS_ALLOWED = {"sites"}
 FEATURES = set(ALLOWED) | {"ports"}
 APP_LEVEL = {"web", "cli", "demo", "models", "worker", "__init__"}
 # Web-only things a feature module must not import (the web layer turns domain errors into responses).
-WEB_ONLY = {("flask", "request"), ("flask", "abort"), ("flask", "session"), ("flask_login", "current_user"),
-            ("flask_login", "login_required")}
+WEB_ONLY = {
+    ("flask", "request"),
+    ("flask", "abort"),
+    ("flask", "session"),
+    ("flask_login", "current_user"),
+    ("flask_login", "login_required"),
+}
 
 
 def _imports(path: Path):

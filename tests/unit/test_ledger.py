@@ -18,8 +18,11 @@ def _txn_count() -> int:
 
 
 def _credit(user_id: int, amount: int, ref: str) -> None:
-    ledger.post(ref, "topup", [ledger.Leg(ledger.external_account("demo"), -amount),
-                               ledger.Leg(ledger.wallet_account(user_id), amount)])
+    ledger.post(
+        ref,
+        "topup",
+        [ledger.Leg(ledger.external_account("demo"), -amount), ledger.Leg(ledger.wallet_account(user_id), amount)],
+    )
     db.session.commit()
 
 
@@ -28,8 +31,11 @@ def test_an_unbalanced_transaction_is_refused_and_nothing_is_kept(app, make_site
     user = make_resident(balance_fen=1000)
     before = _txn_count()
     with pytest.raises(ledger.LedgerError, match="unbalanced"):
-        ledger.post("bad:1", "adjust", [ledger.Leg(ledger.wallet_account(user.id), -100),
-                                        ledger.Leg(ledger.revenue_account(1), 99)])
+        ledger.post(
+            "bad:1",
+            "adjust",
+            [ledger.Leg(ledger.wallet_account(user.id), -100), ledger.Leg(ledger.revenue_account(1), 99)],
+        )
     db.session.commit()
     assert _txn_count() == before and ledger.wallet_balance(user.id) == 1000
 
@@ -38,8 +44,11 @@ def test_an_unbalanced_transaction_is_refused_and_nothing_is_kept(app, make_site
 def test_amounts_must_be_integer_fen(app, make_resident, amount):
     user = make_resident(balance_fen=1000)
     with pytest.raises(ledger.LedgerError, match="integer fen"):
-        ledger.post("float:1", "adjust", [ledger.Leg(ledger.wallet_account(user.id), -amount),
-                                          ledger.Leg(ledger.holds_account(), amount)])
+        ledger.post(
+            "float:1",
+            "adjust",
+            [ledger.Leg(ledger.wallet_account(user.id), -amount), ledger.Leg(ledger.holds_account(), amount)],
+        )
     assert ledger.wallet_balance(user.id) == 1000 and ledger.find_txn("float:1") is None
 
 
@@ -64,7 +73,8 @@ def test_the_same_ref_is_booked_once(app, make_resident):
     db.session.rollback()
     assert ledger.wallet_balance(user.id) == 700
     entries = db.session.execute(
-        select(func.count(LedgerEntry.id)).join(LedgerTxn).where(LedgerTxn.ref == "topup:42")).scalar_one()
+        select(func.count(LedgerEntry.id)).join(LedgerTxn).where(LedgerTxn.ref == "topup:42")
+    ).scalar_one()
     assert entries == 2
 
 
@@ -81,8 +91,10 @@ def test_the_cached_balance_returned_after_posting_is_the_stored_one(app, make_r
 def test_check_ledger_finds_a_tampered_cached_balance(app, make_resident, runner):
     user = make_resident(balance_fen=1000)
     assert ledger.check_ledger() == []
-    db.session.execute(text("UPDATE ledger_account SET balance_fen = balance_fen + 1 WHERE code = :code"),
-                       {"code": f"wallet:{user.id}"})
+    db.session.execute(
+        text("UPDATE ledger_account SET balance_fen = balance_fen + 1 WHERE code = :code"),
+        {"code": f"wallet:{user.id}"},
+    )
     db.session.commit()
     problems = ledger.check_ledger()
     assert problems == [f"account wallet:{user.id}: cached balance 1001 but entries sum to 1000"]
@@ -102,8 +114,11 @@ def test_check_ledger_finds_an_entry_slipped_into_a_transaction(app, make_reside
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(moves=st.lists(st.tuples(st.sampled_from(["topup", "hold", "settle"]), st.integers(0, 2),
-                                st.integers(1, 2000)), max_size=30))
+@given(
+    moves=st.lists(
+        st.tuples(st.sampled_from(["topup", "hold", "settle"]), st.integers(0, 2), st.integers(1, 2000)), max_size=30
+    )
+)
 def test_any_sequence_of_postings_keeps_the_books_consistent(app, make_site, moves):
     """Whatever residents do, refused postings change nothing and the invariants hold."""
     if not hasattr(app, "ledger_site"):
@@ -122,15 +137,24 @@ def test_any_sequence_of_postings_keeps_the_books_consistent(app, make_site, mov
             if kind == "topup":
                 _credit(user, amount, f"t{n}")
             elif kind == "hold":
-                ledger.post(f"h{n}", "hold", [ledger.Leg(ledger.wallet_account(user), -amount),
-                                              ledger.Leg(ledger.holds_account(), amount)])
+                ledger.post(
+                    f"h{n}",
+                    "hold",
+                    [ledger.Leg(ledger.wallet_account(user), -amount), ledger.Leg(ledger.holds_account(), amount)],
+                )
                 held.append((user, amount))
             elif held:
                 owner, hold = held.pop()
                 cost = min(hold, amount)
-                ledger.post(f"s{n}", "settle", [ledger.Leg(ledger.holds_account(), -hold),
-                                                ledger.Leg(ledger.revenue_account(1), cost),
-                                                ledger.Leg(ledger.wallet_account(owner), hold - cost)])
+                ledger.post(
+                    f"s{n}",
+                    "settle",
+                    [
+                        ledger.Leg(ledger.holds_account(), -hold),
+                        ledger.Leg(ledger.revenue_account(1), cost),
+                        ledger.Leg(ledger.wallet_account(owner), hold - cost),
+                    ],
+                )
             db.session.commit()
         except ledger.InsufficientFunds:
             db.session.rollback()

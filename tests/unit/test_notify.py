@@ -43,8 +43,14 @@ def aliyun():
 def notifiers(wechat, aliyun, clock):
     return {
         "wechat": WeChatNotifier(wechat.app_id, wechat.secret, WX_IDS, api_base=wechat.url),
-        "sms": AliyunSmsNotifier(aliyun.access_key_id, aliyun.secret, aliyun.sign_name, SMS_CODES,
-                                 api_base=aliyun.url, clock=lambda: clock.now.replace(tzinfo=UTC)),
+        "sms": AliyunSmsNotifier(
+            aliyun.access_key_id,
+            aliyun.secret,
+            aliyun.sign_name,
+            SMS_CODES,
+            api_base=aliyun.url,
+            clock=lambda: clock.now.replace(tzinfo=UTC),
+        ),
     }
 
 
@@ -71,7 +77,8 @@ def _consent_both(user, clock, wechat, openid="o-resident"):
 
 
 def test_a_finished_charge_sends_exactly_one_message_per_consented_channel(
-        app, make_site, make_resident, driver, clock, tick, wechat, aliyun, notifiers):
+    app, make_site, make_resident, driver, clock, tick, wechat, aliyun, notifiers
+):
     make_site()
     user = make_resident(balance_fen=1000)
     _consent_both(user, clock, wechat)
@@ -81,19 +88,26 @@ def test_a_finished_charge_sends_exactly_one_message_per_consented_channel(
     assert (report.sent, report.failed) == (2, 0)
     assert len(wechat.messages) == 1 and len(aliyun.messages) == 1
     data = wechat.messages[0]["data"]
-    assert data == {"thing1": {"value": "1号车棚1号插座"}, "phrase2": {"value": "手动停止"},
-                    "amount3": {"value": "1.00元"}}
+    assert data == {
+        "thing1": {"value": "1号车棚1号插座"},
+        "phrase2": {"value": "手动停止"},
+        "amount3": {"value": "1.00元"},
+    }
     assert wechat.messages[0]["touser"] == "o-resident"
-    assert aliyun.messages[0] == {"phone": user.login, "template": "SMS_1",
-                                  "params": {"place": "1号车棚1号插座", "reason": "手动停止", "cost": "1.00元"}}
+    assert aliyun.messages[0] == {
+        "phone": user.login,
+        "template": "SMS_1",
+        "params": {"place": "1号车棚1号插座", "reason": "手动停止", "cost": "1.00元"},
+    }
 
     clock.advance(minutes=5)
     assert send_due(notifiers, clock.now).sent == 0  # nothing is sent twice
     assert len(wechat.messages) == 1 and len(aliyun.messages) == 1
 
 
-def test_without_consent_nothing_is_queued_or_sent(app, make_site, make_resident, driver, clock, tick, wechat,
-                                                   aliyun, notifiers):
+def test_without_consent_nothing_is_queued_or_sent(
+    app, make_site, make_resident, driver, clock, tick, wechat, aliyun, notifiers
+):
     make_site()
     user = make_resident(balance_fen=1000)
     set_consent(user.id, "sms", user.login, clock.now)
@@ -106,7 +120,8 @@ def test_without_consent_nothing_is_queued_or_sent(app, make_site, make_resident
 
 
 def test_an_expired_access_token_is_renewed_and_the_message_sent_once(
-        app, make_site, make_resident, driver, clock, tick, wechat, notifiers):
+    app, make_site, make_resident, driver, clock, tick, wechat, notifiers
+):
     make_site()
     user = make_resident(balance_fen=2000)
     set_consent(user.id, "wechat", "o-1", clock.now)
@@ -122,7 +137,8 @@ def test_an_expired_access_token_is_renewed_and_the_message_sent_once(
 
 
 def test_provider_trouble_is_retried_later_and_a_refusal_is_not(
-        app, make_site, make_resident, driver, clock, tick, wechat, aliyun, notifiers):
+    app, make_site, make_resident, driver, clock, tick, wechat, aliyun, notifiers
+):
     make_site()
     user = make_resident(balance_fen=2000)
     _consent_both(user, clock, wechat)
@@ -165,13 +181,15 @@ def test_a_dead_notifier_never_blocks_a_charge_or_a_payment(app, make_site, make
 
 
 def test_tell_me_when_a_port_is_free_sends_one_message_and_expires(
-        app, make_site, make_resident, driver, clock, tick, wechat, aliyun, notifiers):
+    app, make_site, make_resident, driver, clock, tick, wechat, aliyun, notifiers
+):
     make_site(sheds=(2,))
     me = make_resident(balance_fen=1000)
     set_consent(me.id, "sms", me.login, clock.now)
     others = [make_resident(balance_fen=1000) for _ in range(2)]
-    sessions = [charging.start_session(other.id, _port(code)) for other, code in zip(others, ("T11001", "T11002"),
-                                                                                      strict=True)]
+    sessions = [
+        charging.start_session(other.id, _port(code)) for other, code in zip(others, ("T11001", "T11002"), strict=True)
+    ]
     shed_id = _port("T11001").shed_id
     events.watch_shed(me.id, shed_id, clock.now)
     db.session.commit()
@@ -182,8 +200,9 @@ def test_tell_me_when_a_port_is_free_sends_one_message_and_expires(
     assert events.fire_port_free_watches(clock.now) == 1
     assert events.fire_port_free_watches(clock.now) == 0  # one message, then the watch is spent
     send_due(notifiers, clock.now)
-    assert aliyun.messages == [{"phone": me.login, "template": "SMS_2",
-                                "params": {"place": "1号车棚", "free": "1个空闲：1号"}}]
+    assert aliyun.messages == [
+        {"phone": me.login, "template": "SMS_2", "params": {"place": "1号车棚", "free": "1个空闲：1号"}}
+    ]
 
     events.watch_shed(me.id, shed_id, clock.now, hours=1)
     db.session.commit()
@@ -195,13 +214,18 @@ def test_tell_me_when_a_port_is_free_sends_one_message_and_expires(
 def test_the_sms_fake_checks_the_signature_like_aliyun(aliyun):
     from chargeshed.notify.base import NotifyError
 
-    wrong = AliyunSmsNotifier(aliyun.access_key_id, "not-the-secret", aliyun.sign_name, SMS_CODES,
-                              api_base=aliyun.url)
+    wrong = AliyunSmsNotifier(aliyun.access_key_id, "not-the-secret", aliyun.sign_name, SMS_CODES, api_base=aliyun.url)
     with pytest.raises(NotifyError) as refused:
         wrong.send("13800001111", "reset_code", {"code": "123456", "minutes": "10"})
     assert "SignatureDoesNotMatch" in str(refused.value) and not refused.value.retryable
-    right = AliyunSmsNotifier(aliyun.access_key_id, aliyun.secret, aliyun.sign_name, SMS_CODES,
-                              api_base=aliyun.url, clock=lambda: datetime(2026, 12, 1, tzinfo=UTC))
+    right = AliyunSmsNotifier(
+        aliyun.access_key_id,
+        aliyun.secret,
+        aliyun.sign_name,
+        SMS_CODES,
+        api_base=aliyun.url,
+        clock=lambda: datetime(2026, 12, 1, tzinfo=UTC),
+    )
     with pytest.raises(NotifyError) as bad_number:
         right.send("1234", "reset_code", {"code": "123456", "minutes": "10"})
     assert "MOBILE_NUMBER_ILLEGAL" in str(bad_number.value) and not bad_number.value.retryable
@@ -212,12 +236,17 @@ def test_the_sms_fake_checks_the_signature_like_aliyun(aliyun):
 
 
 def test_the_worker_step_fires_watches_and_sends_with_the_configured_notifiers(
-        app, make_site, make_resident, driver, clock, tick, aliyun):
+    app, make_site, make_resident, driver, clock, tick, aliyun
+):
     from chargeshed.notify.config import notify_step
 
-    app.config.update(ALIYUN_SMS_ACCESS_KEY_ID=aliyun.access_key_id, ALIYUN_SMS_ACCESS_KEY_SECRET=aliyun.secret,
-                      ALIYUN_SMS_SIGN_NAME=aliyun.sign_name, ALIYUN_SMS_API_BASE=aliyun.url,
-                      ALIYUN_SMS_TEMPLATES=SMS_CODES)
+    app.config.update(
+        ALIYUN_SMS_ACCESS_KEY_ID=aliyun.access_key_id,
+        ALIYUN_SMS_ACCESS_KEY_SECRET=aliyun.secret,
+        ALIYUN_SMS_SIGN_NAME=aliyun.sign_name,
+        ALIYUN_SMS_API_BASE=aliyun.url,
+        ALIYUN_SMS_TEMPLATES=SMS_CODES,
+    )
     app.extensions.pop("notifiers", None)
     make_site()
     user = make_resident(balance_fen=1000)
@@ -230,8 +259,7 @@ def test_the_worker_step_fires_watches_and_sends_with_the_configured_notifiers(
     app.extensions.pop("notifiers", None)
 
 
-def test_a_reporter_who_opted_in_hears_of_each_step_of_their_hazard_case(app, make_site, make_resident, clock,
-                                                                          aliyun):
+def test_a_reporter_who_opted_in_hears_of_each_step_of_their_hazard_case(app, make_site, make_resident, clock, aliyun):
     from chargeshed.accounts.models import ROLE_PATROL
     from chargeshed.accounts.services import create_user
     from chargeshed.safety import workflow
@@ -241,10 +269,12 @@ def test_a_reporter_who_opted_in_hears_of_each_step_of_their_hazard_case(app, ma
     reporter = make_resident()
     set_consent(reporter.id, "sms", reporter.login, clock.now)
     db.session.commit()
-    building = db.session.execute(select(Building).where(Building.site_id == site.id, Building.number == 4)
-                                  ).scalar_one()
-    case = workflow.file_report(workflow.NewReport("flying_wire", building.id, unit=2, floor=6, spot="stairwell"),
-                                reporter_id=reporter.id)
+    building = db.session.execute(
+        select(Building).where(Building.site_id == site.id, Building.number == 4)
+    ).scalar_one()
+    case = workflow.file_report(
+        workflow.NewReport("flying_wire", building.id, unit=2, floor=6, spot="stairwell"), reporter_id=reporter.id
+    )
     db.session.commit()
     patrol = create_user("patrol1", "secret-pass", ROLE_PATROL, site_id=site.id)
     workflow.act(case, "verify", patrol.id)

@@ -91,8 +91,7 @@ def test_hold_exhausted_when_the_prepaid_time_is_used(app, make_site, make_resid
     assert ledger.wallet_balance(user.id) == 700
 
 
-def test_start_unconfirmed_in_60_s_fails_and_releases_the_hold(app, make_site, make_resident, driver, clock,
-                                                                tick):
+def test_start_unconfirmed_in_60_s_fails_and_releases_the_hold(app, make_site, make_resident, driver, clock, tick):
     make_site()
     user = make_resident(balance_fen=1000)
     driver.plug(CODE, LITHIUM)
@@ -170,8 +169,7 @@ def test_a_stuck_relay_is_recorded_as_a_fault(app, make_site, make_resident, dri
     assert svc.refusal_for_port(port, clock.now) == "port_fault"
 
 
-def test_a_relay_whose_stop_is_still_queued_is_not_taken_for_stuck(app, make_site, make_resident, driver,
-                                                                    clock):
+def test_a_relay_whose_stop_is_still_queued_is_not_taken_for_stuck(app, make_site, make_resident, driver, clock):
     """A resident stops between the unit's reading and the supervisor's tick: not a fault."""
     from chargeshed.charging import supervisor
 
@@ -199,8 +197,7 @@ def test_a_relay_whose_stop_is_still_queued_is_not_taken_for_stuck(app, make_sit
     assert _port().fault is None and driver.read(CODE).relay_on is False
 
 
-def test_the_tier_comes_from_the_highest_five_minute_average(app, make_site, make_resident, driver, clock,
-                                                              tick):
+def test_the_tier_comes_from_the_highest_five_minute_average(app, make_site, make_resident, driver, clock, tick):
     make_site()
     user = make_resident(balance_fen=1000)
     # 350 W for 10 minutes, then a fast taper: full after ~38 minutes. The average over the whole
@@ -250,7 +247,9 @@ def test_tick_is_idempotent_at_the_same_now(app, make_site, make_resident, drive
         clock.advance(minutes=3)
     reasons = dict(db.session.execute(select(ChargeSession.id, ChargeSession.end_reason)).all())
     assert reasons == {1: svc.FULL, 2: svc.OVERLOAD, 3: svc.UNPLUGGED, 4: svc.USER_STOP, 5: svc.OFFLINE}
-    assert db.session.execute(select(SessionEvent.kind).where(SessionEvent.session_id == 1)).scalars().all() \
-        == ["requested", "charging", "ended"]
+    assert db.session.execute(select(SessionEvent.kind).where(SessionEvent.session_id == 1)).scalars().all() == [
+        "requested",
+        "charging",
+        "ended",
+    ]
     assert ledger.check_ledger() == [] and svc.holds_problems() == []
-

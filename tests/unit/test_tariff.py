@@ -7,8 +7,7 @@ from chargeshed.charging.tariff import Tariff, Tier, default_tariff
 T = default_tariff()  # 25/50/75/100 fen per hour at <=200/400/600/800 W, hold 300, 12 h
 
 
-@pytest.mark.parametrize("watts, price", [(0, 25), (200, 25), (201, 50), (400, 50), (401, 75), (800, 100),
-                                          (950, 100)])
+@pytest.mark.parametrize("watts, price", [(0, 25), (200, 25), (201, 50), (400, 50), (401, 75), (800, 100), (950, 100)])
 def test_tier_bounds_are_inclusive_and_power_above_the_last_tier_uses_it(watts, price):
     assert T.tier_for(watts).price_fen == price
 
@@ -43,12 +42,15 @@ def test_round_trip_through_json_keeps_the_rules():
     assert Tariff.from_dict(T.to_dict()) == T
 
 
-@pytest.mark.parametrize("bad", [
-    dict(tiers=()),
-    dict(tiers=(Tier(400, 50), Tier(200, 25))),
-    dict(tiers=(Tier(200, 0),)),
-    dict(tiers=(Tier(200, 25),), hold_fen=0),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(tiers=()),
+        dict(tiers=(Tier(400, 50), Tier(200, 25))),
+        dict(tiers=(Tier(200, 0),)),
+        dict(tiers=(Tier(200, 25),), hold_fen=0),
+    ],
+)
 def test_nonsense_tariffs_are_refused(bad):
     with pytest.raises(ValueError):
         Tariff(**bad)

@@ -27,7 +27,8 @@ def _live(client, session_id: int) -> str:
 
 
 def test_a_port_with_a_bike_left_plugged_in_starts_only_after_the_resident_confirms(
-        app, client, make_site, make_resident, login):
+    app, client, make_site, make_resident, login
+):
     make_site()
     port = _port("T11001")
     port.ocpp_state = FINISHING  # the last charge ended, the bike is still plugged in
@@ -50,7 +51,8 @@ def test_a_port_with_a_bike_left_plugged_in_starts_only_after_the_resident_confi
 
 
 def test_a_top_up_whose_port_was_taken_meanwhile_says_the_money_is_in_the_wallet_and_where_to_go(
-        app, client, make_site, make_resident, login):
+    app, client, make_site, make_resident, login
+):
     make_site()
     other = make_resident(balance_fen=1000)
     me = login(make_resident())
@@ -64,12 +66,13 @@ def test_a_top_up_whose_port_was_taken_meanwhile_says_the_money_is_in_the_wallet
     assert "¥10.00 已存入钱包" in page
     assert 'data-testid="wallet-balance">¥10.00<' in page
     assert "/p/T11002" in page and "1号车棚 · 2号插座" in page  # the nearest free port, one tap away
-    assert "/p/T11001\"" not in page
+    assert '/p/T11001"' not in page
     assert wallet_balance(me.id) == 1000 and check_ledger() == []
 
 
 def test_the_tier_and_its_reason_show_from_the_first_reading_and_durations_are_words(
-        app, client, make_site, make_resident, login, driver, clock, tick):
+    app, client, make_site, make_resident, login, driver, clock, tick
+):
     make_site()
     login(make_resident(balance_fen=1000))
     driver.plug("T11001", bike=Bike("lithium", cc_watts=219, cc_minutes=600, taper_minutes=30))
@@ -92,12 +95,13 @@ def test_the_tier_and_its_reason_show_from_the_first_reading_and_durations_are_w
     later = _live(client, session_id)
     assert "计费档位：200–400 W，每 60 分钟 ¥0.50" in later and 'data-fen="50"' in later
     assert "最高 5 分钟平均功率计算，本次为 2" in later
-    assert "已充时长</dt><dd data-testid=\"elapsed\">6 分钟" in later
+    assert '已充时长</dt><dd data-testid="elapsed">6 分钟' in later
     assert "预付款已用：¥0.50 / ¥3.00" in later  # the bar says what it measures
 
 
 def test_a_stopped_charge_is_not_shown_as_full_and_the_stop_needs_a_confirmation(
-        app, client, make_site, make_resident, login, driver, clock, tick):
+    app, client, make_site, make_resident, login, driver, clock, tick
+):
     make_site()
     login(make_resident(balance_fen=1000))
     driver.plug("T11001", bike=Bike("lithium", cc_watts=250, cc_minutes=600, taper_minutes=30))
@@ -118,7 +122,8 @@ def test_a_stopped_charge_is_not_shown_as_full_and_the_stop_needs_a_confirmation
 
 
 def test_full_is_announced_while_it_is_being_judged_and_then_the_bike_waits_for_pickup(
-        app, client, make_site, make_resident, login, driver, clock, tick):
+    app, client, make_site, make_resident, login, driver, clock, tick
+):
     make_site()
     login(make_resident(balance_fen=1000))
     driver.plug("T11001", bike=Bike("lithium", cc_watts=250, cc_minutes=20, taper_minutes=5))
@@ -136,8 +141,9 @@ def test_full_is_announced_while_it_is_being_judged_and_then_the_bike_waits_for_
     assert 'data-reason="full"' in done and "充满待取车" in done
 
 
-def test_a_staff_stop_shows_its_reason_to_the_resident(app, client, make_site, make_resident, login, driver,
-                                                       clock, tick):
+def test_a_staff_stop_shows_its_reason_to_the_resident(
+    app, client, make_site, make_resident, login, driver, clock, tick
+):
     from chargeshed.charging import port_admin as admin
 
     make_site()

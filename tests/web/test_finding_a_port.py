@@ -14,7 +14,8 @@ def _port(code: str) -> Port:
 
 
 def test_the_site_page_counts_free_busy_and_out_of_service_ports_per_shed_for_anyone(
-        app, client, make_site, make_resident):
+    app, client, make_site, make_resident
+):
     site = make_site(sheds=(4, 3))
     charging.start_session(make_resident(balance_fen=1000).id, _port("T11001"))
     _port("T11002").status = PORT_MAINTENANCE

@@ -12,17 +12,22 @@ from tests.fakes.fake_notify import FakeAliyunSms
 @pytest.fixture
 def aliyun(app):
     with FakeAliyunSms(templates={"SMS_RESET": ["code", "minutes"]}) as fake:
-        app.config.update(ALIYUN_SMS_ACCESS_KEY_ID=fake.access_key_id, ALIYUN_SMS_ACCESS_KEY_SECRET=fake.secret,
-                          ALIYUN_SMS_SIGN_NAME=fake.sign_name, ALIYUN_SMS_API_BASE=fake.url,
-                          ALIYUN_SMS_TEMPLATES={"reset_code": "SMS_RESET"})
+        app.config.update(
+            ALIYUN_SMS_ACCESS_KEY_ID=fake.access_key_id,
+            ALIYUN_SMS_ACCESS_KEY_SECRET=fake.secret,
+            ALIYUN_SMS_SIGN_NAME=fake.sign_name,
+            ALIYUN_SMS_API_BASE=fake.url,
+            ALIYUN_SMS_TEMPLATES={"reset_code": "SMS_RESET"},
+        )
         app.extensions.pop("notifiers", None)
         yield fake
         app.extensions.pop("notifiers", None)
 
 
 def _reset(client, phone, code, password="brand-new-pass"):
-    return client.post("/password/reset", data={"phone": phone, "code": code, "password": password,
-                                                "confirm": password})
+    return client.post(
+        "/password/reset", data={"phone": phone, "code": code, "password": password, "confirm": password}
+    )
 
 
 def test_a_code_by_sms_sets_a_new_password_once(app, client, make_resident, aliyun, clock):

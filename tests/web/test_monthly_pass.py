@@ -20,8 +20,9 @@ from chargeshed.ports.sim import Bike
 
 
 def _plan(site, **fields) -> PassPlan:
-    values = dict(site_id=site.id, name="月卡", price_fen=1500, days=30, charges_per_day=2, hours_per_charge=8,
-                  max_watts=400)
+    values = dict(
+        site_id=site.id, name="月卡", price_fen=1500, days=30, charges_per_day=2, hours_per_charge=8, max_watts=400
+    )
     plan = PassPlan(**{**values, **fields})
     db.session.add(plan)
     db.session.commit()
@@ -37,15 +38,31 @@ def test_the_operator_sets_plans_per_site_with_clear_messages(app, client, make_
     staff.operator_id = db.session.execute(select(Operator.id)).scalar_one()
     db.session.commit()
     client.post("/login", data={"login": "op1", "password": "secret-pass"})
-    bad = client.post(f"/operator/passes/{site.id}", data={"name": "", "price": "abc", "days": "0",
-                                                           "charges_per_day": "2", "hours_per_charge": "8",
-                                                           "max_watts": "400"})
+    bad = client.post(
+        f"/operator/passes/{site.id}",
+        data={
+            "name": "",
+            "price": "abc",
+            "days": "0",
+            "charges_per_day": "2",
+            "hours_per_charge": "8",
+            "max_watts": "400",
+        },
+    )
     body = bad.get_data(as_text=True)
     assert bad.status_code == 400 and "请填写套餐名称" in body and "1 到 366 天" in body
     assert db.session.query(PassPlan).count() == 0  # nothing half-saved
-    done = client.post(f"/operator/passes/{site.id}", data={"name": "月卡", "price": "15", "days": "30",
-                                                            "charges_per_day": "2", "hours_per_charge": "8",
-                                                            "max_watts": "400"})
+    done = client.post(
+        f"/operator/passes/{site.id}",
+        data={
+            "name": "月卡",
+            "price": "15",
+            "days": "30",
+            "charges_per_day": "2",
+            "hours_per_charge": "8",
+            "max_watts": "400",
+        },
+    )
     assert done.status_code == 302
     plan = db.session.execute(select(PassPlan)).scalar_one()
     assert (plan.price_fen, plan.days, plan.max_watts) == (1500, 30, 400)
@@ -53,8 +70,9 @@ def test_the_operator_sets_plans_per_site_with_clear_messages(app, client, make_
     assert "月卡：¥15.00 / 30 天。每天最多充 2 次，每次最多 8 小时" in explained
 
 
-def test_buy_use_free_at_stop_daily_limit_renewal_and_refund(app, client, make_site, make_resident, login, driver,
-                                                             clock, tick):
+def test_buy_use_free_at_stop_daily_limit_renewal_and_refund(
+    app, client, make_site, make_resident, login, driver, clock, tick
+):
     site = make_site()
     plan = _plan(site, charges_per_day=1)
     user = login(make_resident(balance_fen=1000))
@@ -109,8 +127,7 @@ def test_buy_use_free_at_stop_daily_limit_renewal_and_refund(app, client, make_s
     assert "购买包月" in statement and "包月未用天数退款" in statement
 
 
-def test_a_pass_charge_stops_above_the_plans_tier(app, client, make_site, make_resident, login, driver, clock,
-                                                 tick):
+def test_a_pass_charge_stops_above_the_plans_tier(app, client, make_site, make_resident, login, driver, clock, tick):
     site = make_site()
     plan = _plan(site, max_watts=200)
     login(make_resident(balance_fen=2000))
@@ -141,8 +158,9 @@ def test_revenue_is_recognised_per_day_and_months_add_up_exactly(app, make_site,
     passes.refund(second, datetime(2026, 11, 30, 4, 0))  # 12 of its 30 days begun
     db.session.commit()
     assert second.refunded_fen == 1000 - 1000 * 12 // 30
-    total = sum(passes.pass_revenue(site.id, date(2026, m, 1), date(2026 + m // 12, m % 12 + 1, 1))
-                for m in (10, 11, 12))
+    total = sum(
+        passes.pass_revenue(site.id, date(2026, m, 1), date(2026 + m // 12, m % 12 + 1, 1)) for m in (10, 11, 12)
+    )
     assert total + second.refunded_fen == 2000 and first.status == "active" and check_ledger() == []
 
 

@@ -16,17 +16,22 @@ from tests.fakes.fake_notify import FakeAliyunSms, FakeWeChat
 @pytest.fixture
 def providers(app):
     with FakeWeChat() as wechat, FakeAliyunSms() as aliyun:
-        app.config.update(NOTIFY_WECHAT_APP_ID=wechat.app_id, NOTIFY_WECHAT_SECRET=wechat.secret,
-                          NOTIFY_WECHAT_API_BASE=wechat.url, NOTIFY_WECHAT_OAUTH_BASE="https://open.weixin.qq.com",
-                          ALIYUN_SMS_ACCESS_KEY_ID=aliyun.access_key_id, ALIYUN_SMS_ACCESS_KEY_SECRET=aliyun.secret,
-                          ALIYUN_SMS_SIGN_NAME=aliyun.sign_name, ALIYUN_SMS_API_BASE=aliyun.url)
+        app.config.update(
+            NOTIFY_WECHAT_APP_ID=wechat.app_id,
+            NOTIFY_WECHAT_SECRET=wechat.secret,
+            NOTIFY_WECHAT_API_BASE=wechat.url,
+            NOTIFY_WECHAT_OAUTH_BASE="https://open.weixin.qq.com",
+            ALIYUN_SMS_ACCESS_KEY_ID=aliyun.access_key_id,
+            ALIYUN_SMS_ACCESS_KEY_SECRET=aliyun.secret,
+            ALIYUN_SMS_SIGN_NAME=aliyun.sign_name,
+            ALIYUN_SMS_API_BASE=aliyun.url,
+        )
         app.extensions.pop("notifiers", None)
         yield wechat, aliyun
         app.extensions.pop("notifiers", None)
 
 
-def test_sms_is_off_until_the_resident_says_yes_and_can_be_switched_off(app, client, make_resident, login,
-                                                                          providers):
+def test_sms_is_off_until_the_resident_says_yes_and_can_be_switched_off(app, client, make_resident, login, providers):
     user = login(make_resident())
     page = client.get("/notifications").get_data(as_text=True)
     assert f"短信发送到 {user.login}" in page and "checked" not in page
@@ -42,8 +47,9 @@ def test_wechat_is_bound_through_wechat_oauth_with_a_state_check(app, client, ma
     go = client.get("/notifications/wechat")
     assert go.headers["Location"].startswith("https://open.weixin.qq.com/connect/oauth2/authorize?appid=wx-test")
     state = go.headers["Location"].split("state=")[1].split("#")[0]
-    assert client.get("/notifications/wechat/callback", query_string={"code": "x", "state": "forged"}
-                      ).status_code == 400
+    assert (
+        client.get("/notifications/wechat/callback", query_string={"code": "x", "state": "forged"}).status_code == 400
+    )
 
     client.get("/notifications/wechat")
     state = client.get("/notifications/wechat").headers["Location"].split("state=")[1].split("#")[0]
@@ -56,11 +62,11 @@ def test_wechat_is_bound_through_wechat_oauth_with_a_state_check(app, client, ma
     assert done.status_code == 302 and active_channels(user.id) == {"wechat": "o-abc"}
 
 
-def test_a_full_shed_offers_one_message_when_a_port_frees_up(app, client, make_site, make_resident, login,
-                                                              providers):
+def test_a_full_shed_offers_one_message_when_a_port_frees_up(app, client, make_site, make_resident, login, providers):
     site = make_site(sheds=(1,))
-    charging.start_session(make_resident(balance_fen=1000).id,
-                           db.session.execute(select(Port).where(Port.code == "T11001")).scalar_one())
+    charging.start_session(
+        make_resident(balance_fen=1000).id, db.session.execute(select(Port).where(Port.code == "T11001")).scalar_one()
+    )
     user = login(make_resident())
     page = client.get(f"/site/{site.id}").get_data(as_text=True)
     assert 'data-testid="watch"' in page

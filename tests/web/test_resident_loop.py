@@ -15,15 +15,24 @@ def _bike(watts=250):
 
 
 def test_first_time_resident_scans_signs_up_tops_up_and_the_charge_starts_without_a_second_scan(
-        app, client, make_site, driver, clock, tick):
+    app, client, make_site, driver, clock, tick
+):
     make_site()
     page = client.get("/p/T11001")
     assert page.status_code == 200
     text = page.get_data(as_text=True)
     assert "1号车棚" in text and 'data-state="free"' in text
 
-    signup = client.post("/register?next=/p/T11001", data={
-        "phone": "138 0000 1234", "password": "long-enough", "confirm": "long-enough", "building": "4", "unit": "2"})
+    signup = client.post(
+        "/register?next=/p/T11001",
+        data={
+            "phone": "138 0000 1234",
+            "password": "long-enough",
+            "confirm": "long-enough",
+            "building": "4",
+            "unit": "2",
+        },
+    )
     assert signup.status_code == 302 and signup.headers["Location"].endswith("/p/T11001")
 
     page = client.get("/p/T11001").get_data(as_text=True)
@@ -169,8 +178,9 @@ def test_registering_a_taken_phone_number_says_so_and_keeps_the_account(app, cli
     from chargeshed.accounts.models import User
 
     existing = make_resident(phone="13800009999")
-    response = client.post("/register", data={"phone": "13800009999", "password": "long-enough",
-                                              "confirm": "long-enough"})
+    response = client.post(
+        "/register", data={"phone": "13800009999", "password": "long-enough", "confirm": "long-enough"}
+    )
     assert response.status_code == 200 and 'class="error"' in response.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.query(User).count() == 1

@@ -52,16 +52,16 @@ def test_a_password_change_ends_other_sessions_but_keeps_this_one(app, client, m
     _copy_cookies(laptop, stolen)
     assert _signed_in(laptop) and _signed_in(stolen)
 
-    changed = client.post("/account/password", data={"current": PASSWORD, "new": "Plum-rain 4 sheds",
-                                                     "confirm": "Plum-rain 4 sheds"})
+    changed = client.post(
+        "/account/password", data={"current": PASSWORD, "new": "Plum-rain 4 sheds", "confirm": "Plum-rain 4 sheds"}
+    )
     assert changed.status_code == 302
     assert _signed_in(client)
     assert not _signed_in(laptop)
     assert not _signed_in(stolen)
 
 
-def test_revoke_sessions_signs_out_everywhere_and_deactivation_ends_sessions(app, client, make_resident,
-                                                                             login):
+def test_revoke_sessions_signs_out_everywhere_and_deactivation_ends_sessions(app, client, make_resident, login):
     from chargeshed.accounts.models import User
 
     user = login(make_resident())
@@ -93,18 +93,17 @@ def test_registration_refuses_common_and_personal_passwords(client, make_site):
         response = client.post("/register", data={"phone": phone, "password": weak, "confirm": weak})
         assert response.status_code == 200, weak
         text = response.get_data(as_text=True)
-        assert ("too easy to guess" in text or "phone number or login" in text), weak
-    ok = client.post("/register", data={"phone": phone, "password": "Plum-rain 4 sheds",
-                                        "confirm": "Plum-rain 4 sheds"})
+        assert "too easy to guess" in text or "phone number or login" in text, weak
+    ok = client.post(
+        "/register", data={"phone": phone, "password": "Plum-rain 4 sheds", "confirm": "Plum-rain 4 sheds"}
+    )
     assert ok.status_code == 302
 
 
 def test_password_change_refuses_a_guessable_password(client, make_resident, login):
     client.set_cookie("lang", "en")
     user = login(make_resident())
-    response = client.post("/account/password", data={"current": PASSWORD, "new": "password1",
-                                                      "confirm": "password1"})
+    response = client.post("/account/password", data={"current": PASSWORD, "new": "password1", "confirm": "password1"})
     assert response.status_code == 400 and "too easy to guess" in response.get_data(as_text=True)
-    own_phone = client.post("/account/password", data={"current": PASSWORD, "new": user.login,
-                                                       "confirm": user.login})
+    own_phone = client.post("/account/password", data={"current": PASSWORD, "new": user.login, "confirm": user.login})
     assert own_phone.status_code == 400 and "phone number or login" in own_phone.get_data(as_text=True)

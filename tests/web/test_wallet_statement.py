@@ -19,12 +19,17 @@ from chargeshed.sites.models import Port
 
 def _rows(page: str) -> list[tuple[str, str, str]]:
     """(kind, amount, running balance) per statement row, newest first."""
-    return re.findall(r'<tr data-kind="(\w+)">.*?<td class="num[^"]*">([^<]+)</td>\s*'
-                      r'<td class="num" data-testid="running">([^<]+)</td>', page, re.S)
+    return re.findall(
+        r'<tr data-kind="(\w+)">.*?<td class="num[^"]*">([^<]+)</td>\s*'
+        r'<td class="num" data-testid="running">([^<]+)</td>',
+        page,
+        re.S,
+    )
 
 
 def test_the_statement_lists_every_movement_with_the_balance_after_it(
-        app, client, make_site, make_resident, login, driver, clock, tick):
+    app, client, make_site, make_resident, login, driver, clock, tick
+):
     make_site()
     user = login(make_resident(balance_fen=2000))
     port = db.session.execute(select(Port).where(Port.code == "T11001")).scalar_one()

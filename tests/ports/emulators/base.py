@@ -36,8 +36,16 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str =
 class DeviceConnection:
     """Connects, subscribes, publishes; `drop()` cuts the socket so the broker publishes the will."""
 
-    def __init__(self, client_id: str, will: tuple[str, str], subscriptions: list[str], on_message,
-                 on_connected, host: str = BROKER_HOST, port: int = BROKER_PORT):
+    def __init__(
+        self,
+        client_id: str,
+        will: tuple[str, str],
+        subscriptions: list[str],
+        on_message,
+        on_connected,
+        host: str = BROKER_HOST,
+        port: int = BROKER_PORT,
+    ):
         self.client_id = client_id
         self.will = will
         self.subscriptions = subscriptions
@@ -49,8 +57,9 @@ class DeviceConnection:
 
     def connect(self) -> None:
         """Connect (blocking until subscribed and announced)."""
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True,
-                             reconnect_on_failure=False)
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True, reconnect_on_failure=False
+        )
         client.will_set(self.will[0], self.will[1], qos=1, retain=True)
         self.ready.clear()
 

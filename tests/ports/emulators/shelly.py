@@ -35,10 +35,17 @@ class Switch:
         return self.load_w if self.output else 0.0
 
     def status(self) -> dict:
-        status = {"id": self.id, "source": "MQTT", "output": self.output, "apower": round(self.apower, 1),
-                  "voltage": 229.8, "current": round(self.apower / 229.8, 3), "pf": 0.98 if self.output else 0,
-                  "aenergy": {"total": round(self.energy_wh, 3), "by_minute": [0, 0, 0], "minute_ts": 1764670000},
-                  "temperature": {"tC": self.temperature_c, "tF": round(self.temperature_c * 9 / 5 + 32, 1)}}
+        status = {
+            "id": self.id,
+            "source": "MQTT",
+            "output": self.output,
+            "apower": round(self.apower, 1),
+            "voltage": 229.8,
+            "current": round(self.apower / 229.8, 3),
+            "pf": 0.98 if self.output else 0,
+            "aenergy": {"total": round(self.energy_wh, 3), "by_minute": [0, 0, 0], "minute_ts": 1764670000},
+            "temperature": {"tC": self.temperature_c, "tF": round(self.temperature_c * 9 / 5 + 32, 1)},
+        }
         if self.toggle_at is not None:
             status["timer_started_at"] = 1764670000
             status["timer_duration"] = self.toggle_after
@@ -57,8 +64,9 @@ class ShellyEmulator:
         self.time = 0.0
         self.requests: list[dict] = []
         self.lock = threading.Lock()
-        self.connection = DeviceConnection(f"emu-{prefix}", (f"{prefix}/online", "false"), [f"{prefix}/rpc"],
-                                           self._message, self._announce)
+        self.connection = DeviceConnection(
+            f"emu-{prefix}", (f"{prefix}/online", "false"), [f"{prefix}/rpc"], self._message, self._announce
+        )
 
     # Connection
     def connect(self) -> ShellyEmulator:
@@ -124,14 +132,22 @@ class ShellyEmulator:
             chosen = [s for s in self.switches if channels is None or s.id in channels]
             params = {"ts": 1764670000.0 + self.time}
             for switch in chosen:
-                partial = {"id": switch.id, "output": switch.output, "apower": round(switch.apower, 1),
-                           "aenergy": {"total": round(switch.energy_wh, 3)}}
+                partial = {
+                    "id": switch.id,
+                    "output": switch.output,
+                    "apower": round(switch.apower, 1),
+                    "aenergy": {"total": round(switch.energy_wh, 3)},
+                }
                 if switch.errors:
                     partial["errors"] = list(switch.errors)
                 params[f"switch:{switch.id}"] = partial
             statuses = [(s.id, s.status()) for s in chosen]
-        self.connection.publish(f"{self.prefix}/events/rpc", json.dumps(
-            {"src": self.device_id, "dst": f"{self.prefix}/events", "method": "NotifyStatus", "params": params}))
+        self.connection.publish(
+            f"{self.prefix}/events/rpc",
+            json.dumps(
+                {"src": self.device_id, "dst": f"{self.prefix}/events", "method": "NotifyStatus", "params": params}
+            ),
+        )
         for channel, status in statuses:
             self.connection.publish(f"{self.prefix}/status/switch:{channel}", json.dumps(status))
 

@@ -48,8 +48,9 @@ class TasmotaEmulator:
         self.time = 0.0
         self.commands: list[tuple[str, str]] = []
         self.lock = threading.Lock()
-        self.connection = DeviceConnection(f"emu-{topic}", (f"tele/{topic}/LWT", "Offline"),
-                                           [f"cmnd/{topic}/+"], self._message, self._announce)
+        self.connection = DeviceConnection(
+            f"emu-{topic}", (f"tele/{topic}/LWT", "Offline"), [f"cmnd/{topic}/+"], self._message, self._announce
+        )
 
     @property
     def switching(self) -> list[tuple[str, str]]:
@@ -128,10 +129,19 @@ class TasmotaEmulator:
             many = len(self.relays) > 1
             power = [round(r.power) for r in self.relays]
             total = [round(r.total_wh / 1000, 3) for r in self.relays]
-            energy = {"TotalStartTime": "2026-01-01T00:00:00", "Total": total if many else total[0],
-                      "Yesterday": 0.0, "Today": total if many else total[0], "Period": 0,
-                      "Power": power if many else power[0], "ApparentPower": power if many else power[0],
-                      "ReactivePower": 0, "Factor": 0.98, "Voltage": 229, "Current": round(sum(power) / 229, 3)}
+            energy = {
+                "TotalStartTime": "2026-01-01T00:00:00",
+                "Total": total if many else total[0],
+                "Yesterday": 0.0,
+                "Today": total if many else total[0],
+                "Period": 0,
+                "Power": power if many else power[0],
+                "ApparentPower": power if many else power[0],
+                "ReactivePower": 0,
+                "Factor": 0.98,
+                "Voltage": 229,
+                "Current": round(sum(power) / 229, 3),
+            }
         return {"Time": "2026-12-02T10:00:00", "ENERGY": energy}
 
     def max_power_reached(self, number: int = 1) -> None:
@@ -158,7 +168,7 @@ class TasmotaEmulator:
         self.commands.append((command, argument))
         upper = command.upper()
         name = upper.rstrip("0123456789")
-        number = int(upper[len(name):] or 1)
+        number = int(upper[len(name) :] or 1)
         if upper == "STATUS" and argument == "10":
             self.connection.publish(f"stat/{self.topic}/STATUS10", json.dumps({"StatusSNS": self._sensors()}))
             return
@@ -172,8 +182,15 @@ class TasmotaEmulator:
                     relay.pulse_time = int(argument)
                 answer = {f"PulseTime{number}": {"Set": relay.pulse_time, "Remaining": relay.pulse_time}}
             else:
-                wanted = {"ON": True, "1": True, "OFF": False, "0": False, "TOGGLE": not relay.on,
-                          "2": not relay.on, "": relay.on}.get(argument.upper())
+                wanted = {
+                    "ON": True,
+                    "1": True,
+                    "OFF": False,
+                    "0": False,
+                    "TOGGLE": not relay.on,
+                    "2": not relay.on,
+                    "": relay.on,
+                }.get(argument.upper())
                 if wanted is None:
                     answer = {"Command": "Error"}
                 else:
