@@ -17,6 +17,7 @@ from datetime import datetime
 
 from flask import Flask
 
+from chargeshed.config import START_TIMEOUT_SECONDS
 from chargeshed.timeutil import now as clock_now
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def sim_round(driver, now: datetime, *, start_timeout: int | None = None, stoppi
     in the same round. Returns the supervisor's TickReport (commands = commands delivered).
     `stopping` (a threading.Event) cuts the round short between steps, each its own transaction.
     """
-    from chargeshed.charging.supervisor import START_TIMEOUT_SECONDS, TickReport, tick
+    from chargeshed.charging.supervisor import TickReport, tick
     from chargeshed.ports.sim import SimAdapter
 
     adapter = SimAdapter(driver)
@@ -123,7 +124,7 @@ class Worker:
         self.interval = interval
         self.listen = listen
         self.stopping = threading.Event()
-        self.start_timeout = int(app.config.get("START_TIMEOUT_SECONDS", 60))
+        self.start_timeout = int(app.config.get("START_TIMEOUT_SECONDS", START_TIMEOUT_SECONDS))
         self.simulated = app.config.get("PORT_DRIVER", "sim") == "sim"
 
     def stop(self, *_args) -> None:

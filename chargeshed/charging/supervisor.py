@@ -23,6 +23,7 @@ from chargeshed.charging import sessions as svc
 from chargeshed.charging.models import CHARGING, LIVE_STATES, PENDING, ChargeSession
 from chargeshed.charging.tariff import Tariff as TariffRules
 from chargeshed.charging.tariff import average_watts
+from chargeshed.config import START_TIMEOUT_SECONDS
 from chargeshed.extensions import db
 from chargeshed.ports import alerts, outbox
 from chargeshed.ports.driver import AVAILABLE, FAULTED, OFFLINE_STATE
@@ -32,7 +33,6 @@ from chargeshed.sites.models import PORT_RETIRED, Port
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_SECONDS = 60
 # PostgreSQL advisory lock held for the reading phase, so two workers never supervise at once.
 SUPERVISOR_LOCK = 0x43534855
 
