@@ -25,12 +25,23 @@ SAFETY_ROLES = (ROLE_ADMIN, ROLE_SITE_MANAGER, ROLE_PATROL, ROLE_OPERATOR_STAFF)
 SAFETY_WRITE_ROLES = (ROLE_ADMIN, ROLE_SITE_MANAGER, ROLE_PATROL)
 # Adding sheds changes the compound itself: the property side decides.
 SHED_ADMIN_ROLES = (ROLE_ADMIN, ROLE_SITE_MANAGER)
+# A goodwill refund is paid out of a shed's revenue, which belongs to the shed's operator: only the
+# platform admin and that operator's own staff spend it. Site managers see the refunds of their site.
+REFUND_ROLES = (ROLE_ADMIN, ROLE_OPERATOR_STAFF)
 
 
 def require_role(user: User, roles: tuple[str, ...]) -> None:
     """Raise Forbidden unless the user has one of `roles`."""
     if user.role not in roles:
         raise Forbidden(user.role)
+
+
+def may_refund(user: User, shed: Shed) -> bool:
+    """True when the user may give a goodwill refund out of this shed's revenue: an admin, or staff
+    of the operator that owns the shed's revenue."""
+    if user.role == ROLE_ADMIN:
+        return True
+    return user.role == ROLE_OPERATOR_STAFF and user.operator_id is not None and user.operator_id == shed.operator_id
 
 
 def shed_scope(user: User, query: Select) -> Select:

@@ -98,10 +98,12 @@ def _phone_was_taken(_response) -> bool:
 def register():
     """Create a resident account; the phone number is the login.
 
-    A taken number is said so (the person most likely has an account and should sign in), unlike
-    sign-in, which never tells whether a number is registered. So that this cannot be used to list
-    residents' numbers, one address gets at most 10 such answers a day (on top of 5 sign-ups a
-    minute); sign-in allows 10 guesses a minute per address and per account.
+    Decision: the phone number is the login, so a taken number is said so (the person most likely has
+    an account and should sign in), while sign-in never tells whether a number is registered. To keep
+    the two consistent, the answer is budgeted: one address gets at most 10 "taken" answers a day (on
+    top of 5 sign-ups a minute, 30 an hour). Once the budget is spent, every registration from that
+    address gets the same 429, taken number or not, so it stops telling, as sign-in does. A free
+    number is never told without creating its account (tests/web/test_sessions_and_passwords.py).
     """
     form = RegisterForm()
     if form.validate_on_submit():

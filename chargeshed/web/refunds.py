@@ -9,7 +9,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from chargeshed.accounts.access import MONEY_ROLES, get_shed_or_404, shed_scope
+from chargeshed.accounts.access import MONEY_ROLES, get_shed_or_404, may_refund, shed_scope
 from chargeshed.accounts.models import ROLE_ADMIN, ROLE_OPERATOR_STAFF
 from chargeshed.charging.models import ChargeSession
 from chargeshed.extensions import db
@@ -32,13 +32,12 @@ OUTSIDE_STATES = {
 }
 
 
-def _session_or_404(session_id: int) -> ChargeSession:
-    """A charge session in a shed this staff member may see; any other is a 404."""
+def _session_or_404(session_id: int) -> tuple[ChargeSession, Shed]:
+    """A charge session in a shed this staff member may see, and its shed; any other is a 404."""
     session = db.session.get(ChargeSession, session_id)
     if session is None:
         abort(404)
-    get_shed_or_404(current_user, session.shed_id)
-    return session
+    return session, get_shed_or_404(current_user, session.shed_id)
 
 
 def _refused_message(refused: refunds.SessionRefundRefused, session: ChargeSession) -> str:
@@ -82,8 +81,14 @@ def index():
 @bp.route("/session/<int:session_id>", methods=["GET", "POST"])
 @staff_required(*MONEY_ROLES)
 def session_refund(session_id: int):
-    """Refund (part of) one charge to the resident's wallet, with a reason kept on record."""
-    session = _session_or_404(session_id)
+    """Refund (part of) one charge to the resident's wallet, with a reason kept on record.
+
+    Everyone with money roles sees the page of a charge in their sheds; only an admin or the staff
+    of the shed's operator may refund (accounts.access.may_refund): anyone else's POST is a 403."""
+    session, shed = _session_or_404(session_id)
+    can_refund = may_refund(current_user, shed)
+    if request.method == "POST" and not can_refund:
+        abort(403)
     existing = db.session.execute(
         select(SessionRefund).where(SessionRefund.session_id == session.id)
     ).scalar_one_or_none()
@@ -101,4 +106,4 @@ def session_refund(session_id: int):
         form.amount.errors.append(_refused_message(refunds.SessionRefundRefused("amount"), session))
     elif request.method == "GET":
         form.amount.data = session.cost_fen or None
-    return render_template("refunds/session.html", session=session, existing=existing, form=form)
+    return render_template("refunds/session.html", session=session, existing=existing, form=form, can_refund=can_refund)

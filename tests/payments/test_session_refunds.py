@@ -1,4 +1,7 @@
-"""Staff goodwill refunds of a charge: at most its cost, once, with a reason, only in one's own sheds."""
+"""Staff goodwill refunds of a charge: at most its cost, once, with a reason, only in one's own sheds.
+
+A refund spends the shed's revenue, which is the operator's: only the platform admin and the staff of
+the shed's operator may make one. The site manager sees the refunds of the site, read-only."""
 
 from __future__ import annotations
 
@@ -22,13 +25,19 @@ def revenue(shed_id: int) -> int:
 
 @pytest.fixture
 def setting(with_refunds_blueprint, make_site, ended_session):
-    """Two compounds; a finished ¥1.00 charge in the first; staff of both."""
+    """Two compounds, each with its own operator; a finished ¥1.00 charge in the first; staff of both."""
     site = make_site()
     other_site = make_site()
     operator_id = db.session.execute(select(Shed.operator_id).where(Shed.site_id == site.id)).scalars().first()
+    other_operator_id = (
+        db.session.execute(select(Shed.operator_id).where(Shed.site_id == other_site.id)).scalars().first()
+    )
+    assert other_operator_id != operator_id
     session = ended_session()
     staff = {
+        "admin": create_user("root1", "secret-pass", "admin"),
         "operator": create_user("op1", "secret-pass", "operator_staff", operator_id=operator_id),
+        "other_operator": create_user("op2", "secret-pass", "operator_staff", operator_id=other_operator_id),
         "manager": create_user("mgr1", "secret-pass", "site_manager", site_id=site.id),
         "other_manager": create_user("mgr2", "secret-pass", "site_manager", site_id=other_site.id),
         "patrol": create_user("pat1", "secret-pass", "patrol", site_id=site.id),
@@ -71,7 +80,7 @@ def test_operator_refunds_part_of_a_charge_with_a_reason(setting, client, login)
 )
 def test_bad_refunds_are_refused_with_a_message_and_change_nothing(data, setting, client, login):
     session, staff = setting
-    login(staff["manager"])
+    login(staff["operator"])
     before = wallet_balance(session.user_id)
     page = client.post(f"/operator/refunds/session/{session.id}", data=data)
     assert page.status_code == 200 and 'class="error"' in page.get_data(as_text=True)
@@ -81,15 +90,70 @@ def test_bad_refunds_are_refused_with_a_message_and_change_nothing(data, setting
 
 def test_a_charge_is_refunded_once(setting, client, login):
     session, staff = setting
-    login(staff["manager"])
+    login(staff["operator"])
     client.post(f"/operator/refunds/session/{session.id}", data={"amount": "0.30", "reason": "first"})
     url = f"/operator/refunds/session/{session.id}"
     again = client.post(url, data={"amount": "0.30", "reason": "second"})
     assert again.status_code == 200 and 'data-testid="refunded"' in again.get_data(as_text=True)
     assert revenue(session.shed_id) == 70
     with pytest.raises(SessionRefundRefused) as refused:
-        refund_session(staff["manager"].id, session, 10, "service call")
+        refund_session(staff["operator"].id, session, 10, "service call")
     assert refused.value.code == "already_refunded"
+
+
+def test_the_platform_admin_may_refund(setting, client, login):
+    session, staff = setting
+    login(staff["admin"])
+    page = client.get(f"/operator/refunds/session/{session.id}").get_data(as_text=True)
+    assert 'class="refund-form"' in page and 'name="amount"' in page
+    done = client.post(f"/operator/refunds/session/{session.id}", data={"amount": "0.20", "reason": "port fault"})
+    assert done.status_code == 302 and revenue(session.shed_id) == 80
+    assert db.session.execute(select(SessionRefund.staff_id)).scalar_one() == staff["admin"].id
+
+
+def _nothing_booked(session) -> None:
+    assert revenue(session.shed_id) == 100
+    assert find_txn(f"session_refund:{session.id}") is None
+    assert db.session.execute(select(func.count()).select_from(SessionRefund)).scalar_one() == 0
+    assert check_ledger() == []
+
+
+def test_the_site_manager_sees_the_charge_but_is_not_offered_a_refund_and_a_post_is_refused(setting, client, login):
+    session, staff = setting
+    url = f"/operator/refunds/session/{session.id}"
+    login(staff["manager"])
+    before = wallet_balance(session.user_id)
+    page = client.get(url)
+    text = page.get_data(as_text=True)
+    assert page.status_code == 200 and "¥1.00" in text
+    assert 'class="refund-form"' not in text and 'name="amount"' not in text
+    assert 'data-testid="refund-not-yours"' in text
+    refused = client.post(url, data={"amount": "0.50", "reason": "manager goodwill"})
+    assert refused.status_code == 403
+    assert wallet_balance(session.user_id) == before
+    _nothing_booked(session)
+
+
+def test_the_site_manager_reads_the_refunds_of_the_site(setting, client, login):
+    session, staff = setting
+    login(staff["operator"])
+    client.post(f"/operator/refunds/session/{session.id}", data={"amount": "0.40", "reason": "Port cut out"})
+    login(staff["manager"])
+    listing = client.get("/operator/refunds/").get_data(as_text=True)
+    assert "Port cut out" in listing and "¥0.40" in listing
+    page = client.get(f"/operator/refunds/session/{session.id}").get_data(as_text=True)
+    assert 'data-testid="refunded"' in page and "Port cut out" in page
+
+
+def test_another_operators_staff_can_neither_see_nor_refund_the_charge(setting, client, login):
+    """Another operator's charge is another tenant's: not found (its existence is not confirmed)."""
+    session, staff = setting
+    url = f"/operator/refunds/session/{session.id}"
+    login(staff["other_operator"])
+    assert client.get(url).status_code == 404
+    assert client.post(url, data={"amount": "0.50", "reason": "not our money"}).status_code == 404
+    assert "¥1.00" not in client.get("/operator/refunds/").get_data(as_text=True)
+    _nothing_booked(session)
 
 
 def test_other_tenants_get_404_and_other_roles_403(setting, client, login, make_resident):

@@ -107,3 +107,62 @@ def test_password_change_refuses_a_guessable_password(client, make_resident, log
     assert response.status_code == 400 and "too easy to guess" in response.get_data(as_text=True)
     own_phone = client.post("/account/password", data={"current": PASSWORD, "new": user.login, "confirm": user.login})
     assert own_phone.status_code == 400 and "phone number or login" in own_phone.get_data(as_text=True)
+
+
+class _FakeTime:
+    """Stands in for the time module of the rate limiter's in-memory storage: moved by hand."""
+
+    def __init__(self):
+        import time
+
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_registration_stops_telling_whether_a_number_is_registered_after_its_daily_budget(tmp_path, monkeypatch):
+    """A taken number is said so (the person should sign in), but one address gets at most 10 such
+    answers a day: after that every registration from it gets the same refusal, taken number or not,
+    as sign-in never tells whether a number has an account."""
+    import limits.storage.memory
+
+    from chargeshed import create_app
+    from chargeshed.accounts.models import ROLE_RESIDENT, User
+    from chargeshed.accounts.services import create_user
+
+    clock = _FakeTime()
+    monkeypatch.setattr(limits.storage.memory, "time", clock)
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'limits.db'}",
+            "SECRET_KEY": "test",
+            "WTF_CSRF_ENABLED": False,
+            "RATELIMIT_ENABLED": True,
+            "RATELIMIT_STORAGE_URI": "memory://",
+        }
+    )
+    with app.app_context():
+        db.create_all()
+        taken = [create_user(f"1391111{n:04d}", PASSWORD, ROLE_RESIDENT).login for n in range(12)]
+    client = app.test_client()
+    client.set_cookie("lang", "en")
+    strong = "Plum-rain 4 sheds"
+
+    def register(phone: str):
+        clock.now += 61  # slower than the 5-a-minute limit on sign-ups, so only the daily budget counts
+        return client.post("/register", data={"phone": phone, "password": strong, "confirm": strong})
+
+    for phone in taken[:10]:
+        answer = register(phone)
+        assert answer.status_code == 200 and "already has an account" in answer.get_data(as_text=True)
+    after_taken, after_free = register(taken[10]), register("13922223333")
+    for answer in (after_taken, after_free):
+        assert answer.status_code == 429
+        assert "already has an account" not in answer.get_data(as_text=True)
+    assert after_taken.get_data() == after_free.get_data()
+    with app.app_context():
+        assert User.query.filter_by(login="13922223333").first() is None  # and no account was made
+    clock.now += 24 * 3600 + 1  # the next day the number is told again
+    assert "already has an account" in register(taken[11]).get_data(as_text=True)
