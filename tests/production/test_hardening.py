@@ -313,3 +313,55 @@ def test_a_signed_in_visitor_gets_our_500_page_with_headers_when_the_database_is
     assert response.headers["Cache-Control"] == "private, no-store"
     page = response.get_data(as_text=True)
     assert "<html" in page and ("出错了" in page or "Something went wrong" in page)
+
+
+def _csp_records(caplog):
+    return [r for r in caplog.records if getattr(r, "event", None) == "csp.violation"]
+
+
+def test_csp_reports_are_logged_with_what_was_blocked_and_where(client, caplog):
+    assert "report-uri /csp-report" in client.get("/login").headers["Content-Security-Policy"]
+    report = {
+        "csp-report": {
+            "document-uri": "https://shed.example/manage/sites/1",
+            "violated-directive": "style-src-elem",
+            "blocked-uri": "inline",
+            "source-file": "https://shed.example/static/vendor/htmx.min.js",
+            "line-number": 1,
+            "script-sample": ".htmx-indicator{opacity:0}",
+        }
+    }
+    caplog.set_level(logging.WARNING)
+    response = client.post("/csp-report", data=json.dumps(report), content_type="application/csp-report")
+    assert response.status_code == 204
+    (record,) = _csp_records(caplog)
+    assert record.violated_directive == "style-src-elem"
+    assert record.source_file.endswith("htmx.min.js") and record.script_sample == ".htmx-indicator{opacity:0}"
+
+    modern = [
+        {
+            "type": "csp-violation",
+            "body": {
+                "documentURL": "https://shed.example/",
+                "effectiveDirective": "script-src-elem",
+                "blockedURL": "inline",
+                "sample": "alert(1)",
+            },
+        }
+    ]
+    response = client.post("/csp-report", data=json.dumps(modern), content_type="application/reports+json")
+    assert response.status_code == 204
+    assert _csp_records(caplog)[-1].violated_directive == "script-src-elem"
+
+
+def test_csp_report_endpoint_refuses_what_is_not_a_report(client, caplog):
+    assert client.post("/csp-report", data="not json", content_type="application/csp-report").status_code == 400
+    assert client.post("/csp-report", data="{}", content_type="application/csp-report").status_code == 400
+    huge = json.dumps({"csp-report": {"script-sample": "x" * 20_000}})
+    assert client.post("/csp-report", data=huge, content_type="application/csp-report").status_code == 413
+    assert _csp_records(caplog) == []
+
+
+def test_favicon_is_answered_without_an_error(client):
+    # Browsers ask for it on PDFs and images (a 404 shows as a console error there).
+    assert client.get("/favicon.ico").status_code == 204
