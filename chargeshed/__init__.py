@@ -52,6 +52,7 @@ def _init_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"))
     csrf.init_app(app)
     babel.init_app(app, locale_selector=i18n.select_locale, default_translation_directories="translations")
+    i18n.install_template_gettext(app)
     limiter.init_app(app)
     htmx.init_app(app)
     login_manager.init_app(app)

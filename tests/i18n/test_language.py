@@ -37,3 +37,14 @@ def test_unknown_language_falls_back_to_chinese(app, client, make_site):
     make_site()
     fresh_get(app, client, "/lang/fr")
     assert "收费标准" in fresh_get(app, client, "/p/T11001").get_data(as_text=True)
+
+
+def test_templates_follow_a_forced_locale_inside_a_request_and_return_to_the_page_language(app):
+    from flask import render_template_string
+    from flask_babel import force_locale
+
+    with app.test_request_context("/"):
+        assert render_template_string("{{ _('Wallet') }}") == "钱包"
+        with force_locale("en"):
+            assert render_template_string("{{ _('Wallet') }}") == "Wallet"
+        assert render_template_string("{{ _('Wallet') }}") == "钱包"
