@@ -188,14 +188,31 @@ def recognised_before(monthly_pass: MonthlyPass, day: date) -> int:
     return _recognised(monthly_pass.price_fen, monthly_pass.days, covered)
 
 
+def recognised_by_site_day(start: date, end: date, site_ids: list[int] | None = None) -> dict[tuple[int, date], int]:
+    """Pass revenue recognised per (site id, local day) for the days in [start, end); days without any
+    are left out. Each day's part is the difference of cumulative floors, so any run of days adds up
+    exactly to what the passes earned over it (and a whole pass to its price less its refund)."""
+    query = select(MonthlyPass).where(MonthlyPass.starts_on < end, MonthlyPass.ends_on > start)
+    if site_ids is not None:
+        query = query.where(MonthlyPass.site_id.in_(site_ids))
+    out: dict[tuple[int, date], int] = {}
+    for monthly_pass in db.session.execute(query).scalars():
+        day = max(start, monthly_pass.starts_on)
+        last = min(end, monthly_pass.ends_on)
+        earned = recognised_before(monthly_pass, day)
+        while day < last:
+            following = day + timedelta(days=1)
+            upto = recognised_before(monthly_pass, following)
+            if upto != earned:
+                key = (monthly_pass.site_id, day)
+                out[key] = out.get(key, 0) + upto - earned
+            day, earned = following, upto
+    return out
+
+
 def pass_revenue(site_id: int, start: date, end: date) -> int:
     """Pass revenue recognised at a site for the days in [start, end): exact, so months add up."""
-    passes = db.session.execute(
-        select(MonthlyPass).where(
-            MonthlyPass.site_id == site_id, MonthlyPass.starts_on < end, MonthlyPass.ends_on > start
-        )
-    ).scalars()
-    return sum(recognised_before(p, end) - recognised_before(p, start) for p in passes)
+    return sum(recognised_by_site_day(start, end, [site_id]).values())
 
 
 def remind_expiring(now: datetime) -> int:

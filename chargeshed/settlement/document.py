@@ -176,12 +176,21 @@ def rules() -> list[str]:
         ),
         _("Top-ups are not revenue: residents' wallet balances are money owed to them."),
         _(
+            "Monthly pass revenue is recognised per day of validity: each day earns the price times the days "
+            "so far divided by the pass's days, rounded down, less what the days before earned, so the days "
+            "(and the months) of a pass add up exactly to its price. A refund gives back only the days not yet "
+            "begun; the pass earns nothing after the refund day. A pass is valid at every shed of the site: "
+            "each day's pass revenue is shared between the site's sheds in proportion to their ports in "
+            "service (not retired), rounded by the largest-remainder method, and split between the parties "
+            "like session revenue."
+        ),
+        _(
             "Electricity pass-through: the metered energy of the sessions times the agreed price, rounded to "
             "the nearest fen, is reimbursed to the party that pays the electricity bill before the split."
         ),
         _(
             "Payment fees booked in the period are allocated to each operator's site in proportion to its "
-            "gross revenue, then to the agreements in force in proportion to their gross revenue."
+            "revenue (sessions and passes), then to the agreements in force in proportion to their revenue."
         ),
         _(
             "Shares are rounded by the largest-remainder method: each party gets its exact share rounded down, "
@@ -215,6 +224,7 @@ def build(figures: dict, status: str, number: str | None, issued_at: datetime | 
                 [_("Sessions"), totals["sessions"]],
                 [_("Energy (kWh)"), Wh(totals["energy_wh"])],
                 [_("Gross revenue"), Fen(totals["gross_fen"])],
+                [_("Monthly pass revenue"), Fen(totals.get("pass_fen", 0))],
                 [_("Refunds and corrections"), Fen(totals["adjustments_fen"])],
                 [_("Net revenue"), Fen(totals["net_fen"])],
                 [_("Electricity pass-through"), Fen(totals["electricity_fen"])],
@@ -276,6 +286,7 @@ def build(figures: dict, status: str, number: str | None, issued_at: datetime | 
                 _("Sessions"),
                 _("Energy (kWh)"),
                 _("Gross revenue"),
+                _("Monthly pass revenue"),
                 _("Refunds and corrections"),
                 _("Net revenue"),
             ],
@@ -286,6 +297,7 @@ def build(figures: dict, status: str, number: str | None, issued_at: datetime | 
                     s["sessions"],
                     Wh(s["energy_wh"]),
                     Fen(s["gross_fen"]),
+                    Fen(s.get("pass_fen", 0)),
                     Fen(s["adjustments_fen"]),
                     Fen(s["net_fen"]),
                 ]
@@ -300,6 +312,7 @@ def build(figures: dict, status: str, number: str | None, issued_at: datetime | 
                 _("Sessions"),
                 _("Energy (kWh)"),
                 _("Gross revenue"),
+                _("Monthly pass revenue"),
                 _("Refunds and corrections"),
                 _("Net revenue"),
             ],
@@ -310,6 +323,7 @@ def build(figures: dict, status: str, number: str | None, issued_at: datetime | 
                     d["sessions"],
                     Wh(d["energy_wh"]),
                     Fen(d["gross_fen"]),
+                    Fen(d.get("pass_fen", 0)),
                     Fen(d["adjustments_fen"]),
                     Fen(d["net_fen"]),
                 ]
@@ -340,8 +354,8 @@ def build(figures: dict, status: str, number: str | None, issued_at: datetime | 
             rows=[
                 [_("Fees on all top-ups booked in the period"), Fen(figures["fees"]["period_total_fen"])],
                 [_("Fee transactions"), figures["fees"]["transactions"]],
-                [_("Gross revenue of this site"), Fen(figures["fees"]["site_gross_fen"])],
-                [_("Gross revenue of all sites"), Fen(figures["fees"]["all_gross_fen"])],
+                [_("Revenue of this site (sessions and passes)"), Fen(figures["fees"]["site_gross_fen"])],
+                [_("Revenue of all sites (sessions and passes)"), Fen(figures["fees"]["all_gross_fen"])],
                 [_("Allocated to this site"), Fen(figures["fees"]["allocated_fen"])],
                 *_converted_fee_rows(figures["fees"].get("converted") or {}),
             ],
@@ -371,13 +385,14 @@ def build(figures: dict, status: str, number: str | None, issued_at: datetime | 
 def _segment_note(segment: dict) -> str:
     """One agreement's figures in a sentence, under its table."""
     return _(
-        "Sheds: %(sheds)s. Sessions %(sessions)s, energy %(kwh)s kWh, gross %(gross)s, refunds and "
-        "corrections %(adjustments)s, net %(net)s; electricity %(electricity)s; payment fees %(fees)s "
-        "(%(treatment)s); split %(split)s.",
+        "Sheds: %(sheds)s. Sessions %(sessions)s, energy %(kwh)s kWh, gross %(gross)s, monthly passes "
+        "%(passes)s, refunds and corrections %(adjustments)s, net %(net)s; electricity %(electricity)s; "
+        "payment fees %(fees)s (%(treatment)s); split %(split)s.",
         sheds=", ".join(segment["sheds"]) or "–",
         sessions=segment["sessions"],
         kwh=kwh_text(segment["energy_wh"]),
         gross=format_fen(segment["gross_fen"]),
+        passes=format_fen(segment.get("pass_fen", 0)),
         adjustments=format_fen(segment["adjustments_fen"]),
         net=format_fen(segment["net_fen"]),
         electricity=f"{format_fen(segment['electricity_fen'])} ({electricity_terms(segment)})",

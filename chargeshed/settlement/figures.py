@@ -8,8 +8,11 @@ Attribution rules (also printed on every statement):
 - Adjustments: every other transaction on those accounts (staff refunds, corrections), one line each.
 - Sessions and energy: sessions that ended in the period (metered energy, for the electricity
   pass-through).
+- Pass revenue (包月): recognised per day of validity, each day's part shared between the site's sheds
+  (settlement/pass_revenue.py); it is its own line and is split like session revenue.
 - Payment fees: `payment_fee` transactions booked in the period, allocated to every operator's site by
-  largest remainder in proportion to its gross revenue, then to the agreements in force the same way.
+  largest remainder in proportion to its revenue (gross plus passes), then to the agreements in force
+  the same way.
   A fee Stripe took in the account's settlement currency (e.g. HKD) counts as its CNY equivalent at
   the rate of its own payment: fee x CNY amount / settled amount, rounded half up.
 """
@@ -43,13 +46,14 @@ from chargeshed.payments.books import (
 from chargeshed.payments.fees import cny_equivalent
 from chargeshed.settlement.agreements import AgreementBook, agreements_of, describe_terms
 from chargeshed.settlement.models import ISSUED, Statement
+from chargeshed.settlement.pass_revenue import pass_revenue_by_shed_day
 from chargeshed.settlement.periods import Period, local_offset_hours
 from chargeshed.settlement.split import PartyTerms, largest_remainder, split_revenue
 from chargeshed.sites.models import Operator, Shed, Site
 from chargeshed.timeutil import now as clock_now
 from chargeshed.timeutil import to_local
 
-FIGURES_VERSION = 1
+FIGURES_VERSION = 2  # 2: pass revenue (pass_fen) in every cell, part of net revenue
 SETTLE = "settle"  # charging.sessions._settle: settle:<session id>
 TOPUP = "topup"  # payments.fulfilment: topup:<top-up id>
 
@@ -74,24 +78,37 @@ class Cell:
     energy_wh: int = 0
     gross_fen: int = 0
     adjustments_fen: int = 0
+    pass_fen: int = 0  # 包月 revenue recognised on the day
 
     def add(self, other: Cell) -> None:
         self.sessions += other.sessions
         self.energy_wh += other.energy_wh
         self.gross_fen += other.gross_fen
         self.adjustments_fen += other.adjustments_fen
+        self.pass_fen += other.pass_fen
 
     @property
     def active(self) -> bool:
-        return bool(self.sessions or self.energy_wh or self.gross_fen or self.adjustments_fen)
+        return bool(self.sessions or self.energy_wh or self.gross_fen or self.adjustments_fen or self.pass_fen)
+
+    @property
+    def net_fen(self) -> int:
+        """What is split: session and pass revenue, plus refunds and corrections (negative)."""
+        return self.gross_fen + self.pass_fen + self.adjustments_fen
+
+    @property
+    def revenue_fen(self) -> int:
+        """Session and pass revenue: the weight for sharing out payment fees."""
+        return self.gross_fen + self.pass_fen
 
     def as_dict(self) -> dict:
         return {
             "sessions": self.sessions,
             "energy_wh": self.energy_wh,
             "gross_fen": self.gross_fen,
+            "pass_fen": self.pass_fen,
             "adjustments_fen": self.adjustments_fen,
-            "net_fen": self.gross_fen + self.adjustments_fen,
+            "net_fen": self.net_fen,
         }
 
 
@@ -315,7 +332,8 @@ def residents_money(period: Period) -> dict:
 def _fee_share(
     total_fees: int, gross: dict[tuple[int, date], int], units: dict[int, tuple[int, int]], unit: tuple[int, int]
 ) -> tuple[int, int, int]:
-    """This operator-and-site's part of the period's fees: (fees fen, its gross, everybody's gross)."""
+    """This operator-and-site's part of the period's fees: (fees fen, its revenue, everybody's revenue);
+    `gross` holds each shed's and day's revenue (sessions and passes)."""
     per_unit: dict[tuple[int, int], int] = {u: 0 for u in sorted(set(units.values()))}
     for (shed_id, _day), amount in gross.items():
         if shed_id in units:
@@ -374,13 +392,20 @@ def compute_figures(operator_id: int, site_id: int, period: Period, now: datetim
     sessions = sessions_by_shed_day(period, shed_ids) if shed_ids else {}
     adjustments = adjustment_lines(sorted({d for shed_id, d in revenue.other_days if shed_id in shed_names}), accounts)
     _describe_adjustments(adjustments, operator_id, site_id, shed_names)
+    pass_income = pass_revenue_by_shed_day(period)
+    earned = dict(gross)
+    for key, amount in pass_income.items():
+        earned[key] = earned.get(key, 0) + amount
     total_fees, fee_txns = payment_fees(period)
-    fees_here, gross_here, gross_everywhere = _fee_share(total_fees, gross, units, (operator_id, site_id))
+    fees_here, gross_here, gross_everywhere = _fee_share(total_fees, earned, units, (operator_id, site_id))
 
     cells: dict[tuple[int, date], Cell] = defaultdict(Cell)
     for key, amount in gross.items():
         if key[0] in shed_names:
             cells[key].gross_fen += amount
+    for key, amount in pass_income.items():
+        if key[0] in shed_names:
+            cells[key].pass_fen += amount
     for key, (count, energy) in sessions.items():
         cells[key].sessions += count
         cells[key].energy_wh += energy
@@ -452,7 +477,7 @@ def _segments(
     fees_fen: int,
     shed_names: dict[int, str],
 ) -> tuple[list[dict], dict | None]:
-    """Group the cells by the agreement in force, allocate fees by gross, and split each group."""
+    """Group the cells by the agreement in force, allocate fees by revenue, and split each group."""
     book = AgreementBook(agreements_of(operator_id, site_id))
     groups: dict[int | None, Cell] = {}
     spans: dict[int | None, list[date]] = {}
@@ -474,7 +499,7 @@ def _segments(
             span = spans.setdefault(None, [day, day])
             span[0], span[1] = min(span[0], day), max(span[1], day)
     keys = list(groups)
-    fees = largest_remainder(fees_fen, [max(0, groups[k].gross_fen) for k in keys]) if keys else []
+    fees = largest_remainder(fees_fen, [max(0, groups[k].revenue_fen) for k in keys]) if keys else []
     fee_of = dict(zip(keys, fees, strict=True))
     by_id = {a.id: a for a in book.agreements}
     segments = []
@@ -483,7 +508,7 @@ def _segments(
             continue
         agreement, cell = by_id[key], groups[key]
         split = split_revenue(
-            cell.gross_fen + cell.adjustments_fen,
+            cell.net_fen,
             cell.energy_wh,
             fee_of[key],
             [PartyTerms(p.name, p.role, p.share_bp, p.pays_electricity, p.bears_fees) for p in agreement.parties],

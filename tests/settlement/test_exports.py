@@ -114,6 +114,7 @@ def test_the_xlsx_holds_exact_numbers_and_sums_as_formulas(october):
         "Sessions",
         "Energy (kWh)",
         "Gross revenue",
+        "Monthly pass revenue",
         "Refunds and corrections",
         "Net revenue",
     ]

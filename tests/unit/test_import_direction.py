@@ -25,7 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "charging": {"sites", "accounts", "money", "ports"},
     "payments": {"money", "charging", "sites", "accounts"},
     "safety": {"accounts", "sites", "charging", "ports"},
-    "settlement": {"accounts", "sites", "charging", "money", "payments"},
+    "passes": {"accounts", "sites", "charging", "money"},
+    "settlement": {"accounts", "sites", "charging", "money", "payments", "passes"},
 }
 # ports/ is hardware only: it may know the sites' Port rows and nothing above them.
 PORTS_ALLOWED = {"sites"}
