@@ -207,6 +207,7 @@ def _history(residents: list[User], ports: list[Port], days: int, per_day: int, 
             if reason == charging.START_FAILED:
                 with _clock_at(begin + timedelta(seconds=60)):
                     charging.fail_session(session, reason, begin + timedelta(seconds=60))
+                    db.session.commit()
                 port_free_at[port.id] = begin + timedelta(minutes=1)
                 continue
             charging.mark_charging(session, begin + timedelta(seconds=5))
@@ -224,6 +225,7 @@ def _history(residents: list[User], ports: list[Port], days: int, per_day: int, 
             end = begin + timedelta(minutes=minutes, seconds=5)
             with _clock_at(end):
                 charging.end_session(session, reason, end, stop_port=False)
+                db.session.commit()
             port_free_at[port.id] = end + timedelta(minutes=rnd.randint(5, 120))
             count += 1
     return count

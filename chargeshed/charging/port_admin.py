@@ -1,6 +1,7 @@
 """What staff do to a port in service: rename, maintenance, retire, stop the charge on it.
 
-Every function is one transaction: it either does everything or raises Refused and stores nothing.
+Every function works inside the caller's transaction (the request commits): it either does everything
+or raises Refused with nothing of its own kept.
 Each action is logged as a PortEvent row naming the person and, given the actor's id, in the staff action log.
 """
 
@@ -34,7 +35,7 @@ def _audit(actor_id: int | None, action: str, port: Port, reason: str = "", what
 
 
 def rename_port(port: Port, label: str, who: str, now: datetime, *, actor_id: int | None = None) -> None:
-    """Change the label residents see under the port number. Commits."""
+    """Change the label residents see under the port number (the caller commits)."""
     label = label.strip()
     if port.status == PORT_RETIRED:
         raise Refused("retired")
@@ -42,11 +43,10 @@ def rename_port(port: Port, label: str, who: str, now: datetime, *, actor_id: in
     port.label = label
     _log(port, "renamed", who, now, f"{old} → {label}")
     _audit(actor_id, audit.PORT_RENAMED, port, f"{old} → {label}")
-    db.session.commit()
 
 
 def set_maintenance(port: Port, on: bool, who: str, now: datetime, *, actor_id: int | None = None) -> bool:
-    """Take a port out of service (or back); False when it already was. Commits.
+    """Take a port out of service (or back); False when it already was (the caller commits).
 
     Refused while a charge runs on it: stop the charge first. The hardware is told too.
     The port row is locked (as start_session locks it), so a start racing this either
@@ -62,12 +62,11 @@ def set_maintenance(port: Port, on: bool, who: str, now: datetime, *, actor_id: 
     outbox.enqueue(port.id, CMD_SET_AVAILABLE, argument="off" if on else "on")
     _log(port, "maintenance_on" if on else "maintenance_off", who, now)
     _audit(actor_id, audit.MAINTENANCE_ON if on else audit.MAINTENANCE_OFF, port)
-    db.session.commit()
     return True
 
 
 def retire_port(port: Port, who: str, now: datetime, *, actor_id: int | None = None) -> bool:
-    """Take a port out of use for good; its sessions and events stay. False if retired already. Commits."""
+    """Take a port out of use for good; its sessions and events stay. False if retired already (the caller commits)."""
     port = charging.lock_port(port)
     if port.status == PORT_RETIRED:
         return False
@@ -75,7 +74,6 @@ def retire_port(port: Port, who: str, now: datetime, *, actor_id: int | None = N
     outbox.enqueue(port.id, CMD_SET_AVAILABLE, argument="off")
     _log(port, "retired", who, now)
     _audit(actor_id, audit.PORT_RETIRED, port)
-    db.session.commit()
     return True
 
 
@@ -92,7 +90,9 @@ def _take_out_of_use(port: Port, status: str, *, check_busy: bool) -> None:
 
 
 def staff_stop(port: Port, who: str, reason: str, now: datetime, *, actor_id: int | None = None) -> bool:
-    """End the charge on a port as staff, with the reason on record; settles it. False if none runs."""
+    """End the charge on a port as staff, with the reason on record, and settle it (the caller commits).
+
+    False if none runs."""
     session = charging.live_session_on_port(port.id)
     if session is None:
         return False

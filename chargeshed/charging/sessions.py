@@ -1,7 +1,8 @@
 """Charge session services: start, confirm, end, fail.
 
-start_session works inside the caller's transaction (the caller commits); end_session and
-fail_session are one transaction each, as the supervisor expects.
+Every service works inside the caller's transaction: the boundary that opened it (a request, a CLI
+command, a worker step, a gateway message) commits. A service undoes only its own part (a savepoint)
+or raises; it never commits or rolls back.
 """
 
 from __future__ import annotations
@@ -289,12 +290,11 @@ def end_session(
     *,
     detail: str = "",
     stop_port: bool = True,
-    commit: bool = True,
 ) -> bool:
-    """End a charging (or pending) session for `reason` and settle it, in one transaction.
+    """End a charging (or pending) session for `reason` and settle it, inside the caller's transaction.
 
-    Returns False when the session had already ended (nothing changes). With commit=False the
-    caller owns the transaction (the supervisor settles a batch, each in a savepoint).
+    Returns False when the session had already ended (nothing changes). The caller commits (the
+    supervisor settles a batch, each in a savepoint of its own, and commits them together).
     """
     now = now or clock_now()
     if not _claim_end(session, ENDED, reason, now):
@@ -305,10 +305,7 @@ def end_session(
     _event(session, "ended", now, detail or reason)
     notify_events.charge_finished(session, now)  # an outbox row, sent by the worker after this commits
     settled = _settled_fields(session)
-    if commit:
-        db.session.commit()
-    else:
-        db.session.flush()
+    db.session.flush()
     log.info("session settled", extra={"event": "session.end", **settled})
     return True
 
@@ -318,10 +315,10 @@ def fail_session(
     reason: str = START_FAILED,
     now: datetime | None = None,
     detail: str = "",
-    *,
-    commit: bool = True,
 ) -> bool:
-    """A start that never became a charge: release the whole hold, open the relay to be safe."""
+    """A start that never became a charge: release the whole hold, open the relay to be safe.
+
+    Inside the caller's transaction (the caller commits); False when it had ended already."""
     now = now or clock_now()
     if not _claim_end(session, FAILED, reason, now):
         return False
@@ -329,16 +326,13 @@ def fail_session(
     outbox.enqueue(session.port_id, CMD_STOP, session_id=session.id, argument=reason)
     _event(session, "failed", now, detail or reason)
     settled = _settled_fields(session)
-    if commit:
-        db.session.commit()
-    else:
-        db.session.flush()
+    db.session.flush()
     log.info("session settled", extra={"event": "session.fail", **settled})
     return True
 
 
 def _settled_fields(session: ChargeSession) -> dict:
-    """What the settlement log line says (read before commit, which expires the session)."""
+    """What the settlement log line says."""
     return {
         "session_id": session.id,
         "user_id": session.user_id,

@@ -255,8 +255,20 @@ def _fail_refused_starts(now: datetime, report: TickReport) -> None:
         .order_by(ChargeSession.id)
     ).all()
     for session, error in refused:
-        if svc.fail_session(session, svc.START_FAILED, now, detail=f"port rejected: {error}"):
+        try:
+            with db.session.begin_nested():  # one failing settlement never takes the others with it
+                done = svc.fail_session(session, svc.START_FAILED, now, detail=f"port rejected: {error}")
+        except Exception:
+            log.exception(
+                "failing refused start %s failed; retried next tick",
+                session.id,
+                extra={"event": "supervisor.settle_error", "session_id": session.id},
+            )
+            report.settle_errors += 1
+            continue
+        if done:
             report.failed += 1
+    db.session.commit()
 
 
 def _take_supervisor_lock() -> bool:
@@ -466,9 +478,9 @@ def _settle_endings(endings: list[tuple[int, str, datetime]], report: TickReport
         try:
             with db.session.begin_nested():
                 if reason == svc.START_FAILED:
-                    done = svc.fail_session(session, reason, at, detail="start not confirmed in time", commit=False)
+                    done = svc.fail_session(session, reason, at, detail="start not confirmed in time")
                 else:
-                    done = svc.end_session(session, reason, at, commit=False)
+                    done = svc.end_session(session, reason, at)
         except Exception:
             log.exception(
                 "settling session %s failed; retried next tick",

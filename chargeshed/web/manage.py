@@ -270,6 +270,7 @@ def port_maintenance(port_id: int):
     on = form.mode.data == "on"
     try:
         changed = port_admin.set_maintenance(port, on, _who(), clock_now(), actor_id=current_user.id)
+        db.session.commit()
     except admin.Refused as refused:
         flash(_refusal(refused), "error")
     else:
@@ -291,7 +292,9 @@ def port_stop(port_id: int):
     form = StaffStopForm()
     if not form.validate_on_submit():
         return _port_page(port, 400, stop_form=form)
-    if port_admin.staff_stop(port, _who(), form.reason.data, clock_now(), actor_id=current_user.id):
+    stopped = port_admin.staff_stop(port, _who(), form.reason.data, clock_now(), actor_id=current_user.id)
+    db.session.commit()
+    if stopped:
         flash(_("The charge was stopped and settled."), "ok")
     else:
         flash(_("No charge was running on this port."), "error")
@@ -308,6 +311,7 @@ def port_rename(port_id: int):
         return _port_page(port, 400, rename_form=form)
     try:
         port_admin.rename_port(port, form.label.data or "", _who(), clock_now(), actor_id=current_user.id)
+        db.session.commit()
     except admin.Refused as refused:
         flash(_refusal(refused), "error")
     else:
@@ -323,7 +327,9 @@ def port_retire(port_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
-        if port_admin.retire_port(port, _who(), clock_now(), actor_id=current_user.id):
+        retired = port_admin.retire_port(port, _who(), clock_now(), actor_id=current_user.id)
+        db.session.commit()
+        if retired:
             flash(_("Port %(n)s is retired. Its history is kept.", n=port.number), "ok")
     except admin.Refused as refused:
         flash(_refusal(refused), "error")

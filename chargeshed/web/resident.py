@@ -540,6 +540,7 @@ def stop(session_id: int):
             charging.fail_session(session, charging.USER_STOP, detail="cancelled before start")
         else:
             charging.end_session(session, charging.USER_STOP)
+        db.session.commit()
     if request.htmx:
         return make_response("", 204, redirect=url_for(".session_page", session_id=session.id))
     return redirect(url_for(".session_page", session_id=session.id))

@@ -104,6 +104,7 @@ def test_a_charge_that_ends_while_the_page_is_open_changes_the_title_vibrates_an
     clock.advance(minutes=30)
     tick()
     admin.staff_stop(db.session.query(Port).filter_by(code="T11001").one(), "manager", "线路检修", clock.now)
+    db.session.commit()  # as the staff request does
     db.session.remove()
     banner = page.get_by_test_id("ended-banner")
     expect(banner).to_be_visible(timeout=POLL_WAIT_MS)

@@ -79,6 +79,7 @@ def test_maintenance_racing_a_start_never_leaves_a_live_session_on_a_port_in_mai
         with app.app_context():
             try:
                 outcome["changed"] = admin.set_maintenance(db.session.get(Port, port_id), True, "staff", clock.now)
+                db.session.commit()  # the request's boundary
             except admin.Refused as refused:
                 outcome["refused"] = refused.code
 

@@ -77,3 +77,38 @@ def test_a_session_ending_just_before_midnight_stays_whole_in_one_statement(app,
     assert (november["totals"]["sessions"], november["totals"]["gross_fen"]) == (0, 0)
     assert ledger.find_txn(f"settle:{session.id}").booked_at == end
     assert check_ledger() == []
+
+
+@pytest.mark.parametrize("service", ["end_session", "fail_session", "staff_stop"])
+def test_ending_a_charge_leaves_the_callers_transaction_to_the_caller(app, make_site, make_resident, clock, service):
+    from chargeshed.charging import port_admin
+    from chargeshed.charging.models import ChargeSession
+
+    make_site()
+    user = make_resident(balance_fen=1000)
+    session = sessions.start_session(user.id, port())
+    if service == "end_session":
+        sessions.mark_charging(session, clock.now)
+    db.session.commit()
+    port().label = "changed by the caller"  # the caller's other, unfinished work
+    if service == "staff_stop":
+        assert port_admin.staff_stop(port(), "manager", "wiring check", clock.now)
+    else:
+        assert getattr(sessions, service)(session, sessions.USER_STOP, clock.now)
+    db.session.rollback()  # the caller changes its mind: nothing of either may be kept
+    assert port().label != "changed by the caller"
+    assert db.session.get(ChargeSession, session.id).state in sessions.LIVE_STATES
+    assert wallet_balance(user.id) == 1000 - session.hold_fen and check_ledger() == []
+
+
+def test_port_administration_leaves_the_callers_transaction_to_the_caller(app, make_site, clock):
+    from chargeshed.charging import port_admin
+    from chargeshed.sites.models import PORT_ACTIVE
+
+    make_site()
+    port_admin.rename_port(port(), "新标签", "manager", clock.now)
+    assert port_admin.set_maintenance(port("T11002"), True, "manager", clock.now)
+    assert port_admin.retire_port(port("T11003"), "manager", clock.now)
+    db.session.rollback()
+    assert port().label != "新标签"
+    assert {port(code).status for code in ("T11002", "T11003")} == {PORT_ACTIVE}
