@@ -70,6 +70,17 @@ def current_pass(user_id: int, site_id: int, today: date) -> MonthlyPass | None:
     )
 
 
+def next_start(user_id: int, site_id: int, today: date) -> date:
+    """The first day a pass bought today would cover: today, or the day the running pass ends (a renewal).
+
+    Raises PassRefused("already_renewed") when a renewal is already waiting to start.
+    """
+    running = [p for p in passes_of(user_id, site_id) if p.status == ACTIVE and p.ends_on > today]
+    if any(p.starts_on > today for p in running):
+        raise PassRefused("already_renewed")
+    return max([today] + [p.ends_on for p in running])
+
+
 def buy(user_id: int, plan: PassPlan, now: datetime) -> MonthlyPass:
     """Buy a pass from the wallet; while one runs, the new one starts the day it ends (a renewal).
 
@@ -77,11 +88,7 @@ def buy(user_id: int, plan: PassPlan, now: datetime) -> MonthlyPass:
     """
     if not plan.active:
         raise PassRefused("plan_closed")
-    today = local_day(now)
-    running = [p for p in passes_of(user_id, plan.site_id) if p.status == ACTIVE and p.ends_on > today]
-    if any(p.starts_on > today for p in running):
-        raise PassRefused("already_renewed")
-    starts = max([today] + [p.ends_on for p in running])
+    starts = next_start(user_id, plan.site_id, local_day(now))
     row = MonthlyPass(
         user_id=user_id,
         plan_id=plan.id,
@@ -105,6 +112,7 @@ def buy(user_id: int, plan: PassPlan, now: datetime) -> MonthlyPass:
                     ledger.Leg(deferred_account(plan.site_id), plan.price_fen),
                 ],
                 memo=f"pass {row.id}: {plan.name}",
+                at=now,
             )
     except ledger.InsufficientFunds:
         raise PassRefused("insufficient_funds") from None
@@ -167,6 +175,7 @@ def refund(monthly_pass: MonthlyPass, now: datetime) -> int:
             ledger.Leg(ledger.wallet_account(monthly_pass.user_id), amount),
         ],
         memo=f"pass {monthly_pass.id}: {used_days(monthly_pass, today)} of {monthly_pass.days} days used",
+        at=now,
     )
     monthly_pass.status, monthly_pass.refunded_fen = REFUNDED, amount
     monthly_pass.refunded_on = max(today, monthly_pass.starts_on - timedelta(days=1))

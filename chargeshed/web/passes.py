@@ -16,6 +16,7 @@ from chargeshed.money import ledger
 from chargeshed.money.format import format_fen
 from chargeshed.passes import service as passes
 from chargeshed.passes.models import ACTIVE, MonthlyPass, PassPlan
+from chargeshed.settlement.access import operator_sites
 from chargeshed.sites.models import Site
 from chargeshed.timeutil import now as clock_now
 from chargeshed.web.access import staff_required
@@ -36,6 +37,14 @@ def refusal_message(code: str) -> str:
         "daily_limit": _("Today's pass charges are used up. You can still pay this charge from your wallet."),
         "nothing_left": _("Nothing is left to refund on this pass."),
     }.get(code, _("That did not work."))
+
+
+def _next_start(site_id: int, today):
+    """The day a pass bought now would start, or None when a renewal is already waiting."""
+    try:
+        return passes.next_start(current_user.id, site_id, today)
+    except passes.PassRefused:
+        return None
 
 
 def _site_id() -> int:
@@ -63,6 +72,7 @@ def index():
     mine = passes.passes_of(current_user.id, site_id)
     return render_template(
         "resident/passes.html",
+        starts=_next_start(site_id, today),
         plans=passes.plans_for_site(site_id),
         mine=mine,
         today=today,
@@ -101,8 +111,18 @@ def buy(plan_id: int):
         )
         return redirect(url_for(".index"))
     balance = ledger.wallet_balance(current_user.id)
+    today = passes.local_day(clock_now())
+    starts = _next_start(plan.site_id, today)
     return render_template(
-        "resident/pass_buy.html", plan=plan, balance=balance, form=ActionForm(), enough=balance >= plan.price_fen
+        "resident/pass_buy.html",
+        plan=plan,
+        balance=balance,
+        form=ActionForm(),
+        enough=balance >= plan.price_fen,
+        today=today,
+        starts=starts,
+        last_day=starts + timedelta(days=plan.days - 1) if starts else None,
+        refused=refusal_message("already_renewed") if starts is None else None,
     )
 
 
@@ -181,6 +201,7 @@ def plans(site_id: int):
         form=form,
         stop_form=ActionForm(),
         revenue=revenue,
+        pairs=[pair for pair in operator_sites(current_user) if pair.site.id == site.id],
         month_start=month_start,
         last_month=last_month,
     ), 200 if request.method == "GET" else 400

@@ -3,7 +3,7 @@ reminders, and revenue recognised per day of validity (exact across a month boun
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -83,7 +83,10 @@ def test_buy_use_free_at_stop_daily_limit_renewal_and_refund(
     assert db.session.query(MonthlyPass).count() == 0 and wallet_balance(user.id) == 1000
 
     user2 = login(make_resident(balance_fen=5000))
-    assert "确定购买“月卡”吗？" in client.get(f"/passes/buy/{plan.id}").get_data(as_text=True)
+    confirm = client.get(f"/passes/buy/{plan.id}").get_data(as_text=True)
+    today = passes.local_day(clock.now)
+    assert "确定购买“月卡”吗？" in confirm and f"包月有效期 {today} 至 {today + timedelta(days=29)}（30 天）" in confirm
+    assert 'data-testid="pass-renewal"' not in confirm
     client.post(f"/passes/buy/{plan.id}")
     assert wallet_balance(user2.id) == 3500
 
@@ -109,12 +112,20 @@ def test_buy_use_free_at_stop_daily_limit_renewal_and_refund(
     assert refused.headers["Location"].endswith("/p/T11002/pass")
     assert "今天的包月充电次数已用完" in client.get("/p/T11002/pass").get_data(as_text=True)
 
+    first = db.session.execute(select(MonthlyPass)).scalar_one()
+    assert f"现在购买将从 {first.ends_on}（您当前包月结束后）开始" in client.get("/passes").get_data(as_text=True)
+    renewal = client.get(f"/passes/buy/{plan.id}").get_data(as_text=True)
+    assert f"包月有效期 {first.ends_on} 至 {first.ends_on + timedelta(days=29)}" in renewal
+    assert 'data-testid="pass-renewal"' in renewal
     client.post(f"/passes/buy/{plan.id}")  # renewal: starts when the first ends
     second = client.post(f"/passes/buy/{plan.id}")
     assert second.status_code == 302
     rows = db.session.execute(select(MonthlyPass).order_by(MonthlyPass.id)).scalars().all()
     assert len(rows) == 2 and rows[1].starts_on == rows[0].ends_on
     assert "您已续费" in client.get("/passes").get_data(as_text=True)
+    waiting = client.get(f"/passes/buy/{plan.id}").get_data(as_text=True)
+    assert 'data-testid="pass-refused"' in waiting and 'data-testid="pass-confirm"' not in waiting
+    assert 'data-testid="plan-renewed"' in client.get("/passes").get_data(as_text=True)
 
     clock.advance(days=9)  # 10 days begun of 30: ¥15 - ¥5 = ¥10 back
     assert passes.refund_amount(rows[0], passes.local_day(clock.now)) == 1000

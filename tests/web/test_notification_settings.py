@@ -35,10 +35,14 @@ def test_sms_is_off_until_the_resident_says_yes_and_can_be_switched_off(app, cli
     user = login(make_resident())
     page = client.get("/notifications").get_data(as_text=True)
     assert f"短信发送到 {user.login}" in page and "checked" not in page
+    assert "目前不接收任何消息" in page and "全部不勾选并保存，即不接收任何消息" in page
     client.post("/notifications", data={"sms": "yes"})
     assert active_channels(user.id) == {"sms": user.login}
+    page = client.get("/notifications").get_data(as_text=True)
+    assert "目前接收消息的方式： <strong>短信</strong>" in page and "checked" in page
     client.post("/notifications", data={})
     assert active_channels(user.id) == {}
+    assert "目前不接收任何消息" in client.get("/notifications").get_data(as_text=True)
 
 
 def test_wechat_is_bound_through_wechat_oauth_with_a_state_check(app, client, make_resident, login, providers):
@@ -60,6 +64,11 @@ def test_wechat_is_bound_through_wechat_oauth_with_a_state_check(app, client, ma
     code = wechat.oauth_code("o-abc")
     done = client.get("/notifications/wechat/callback", query_string={"code": code, "state": state})
     assert done.status_code == 302 and active_channels(user.id) == {"wechat": "o-abc"}
+    page = client.get("/notifications").get_data(as_text=True)
+    assert "<strong>微信</strong>" in page and "微信消息（发送到您确认过的微信账号）" in page
+    client.post("/notifications", data={})  # unticked: WeChat off too, until confirmed in WeChat again
+    assert active_channels(user.id) == {}
+    assert "接收微信消息（请在微信中打开本页）" in client.get("/notifications").get_data(as_text=True)
 
 
 def test_a_full_shed_offers_one_message_when_a_port_frees_up(app, client, make_site, make_resident, login, providers):
