@@ -42,6 +42,13 @@ class ChargeSession(db.Model):
             sqlite_where=text("state IN ('pending', 'charging')"),
             postgresql_where=text("state IN ('pending', 'charging')"),
         ),
+        # The few sessions ended "offline", billed again when their device comes back (late_meter).
+        Index(
+            "ix_charge_session_offline_end",
+            "ended_at",
+            sqlite_where=text("end_reason = 'offline'"),
+            postgresql_where=text("end_reason = 'offline'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

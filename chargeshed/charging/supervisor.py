@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import String, bindparam, cast, or_, select, text, update
 
-from chargeshed.charging import occupancy
+from chargeshed.charging import late_meter, occupancy
 from chargeshed.charging import sessions as svc
 from chargeshed.charging.models import CHARGING, LIVE_STATES, PENDING, ChargeSession
 from chargeshed.charging.tariff import Tariff as TariffRules
@@ -91,11 +91,12 @@ class TickReport:
     alerts: int = 0  # alerts raised or cleared
     skipped: bool = False  # another supervisor was mid-tick
     settle_errors: int = 0  # settlements that failed (each rolled back alone; retried next tick)
+    late_settled: int = 0  # sessions ended offline, billed from their device's meter once it came back
 
     @property
     def busy(self) -> bool:
         """True when the tick changed something worth logging."""
-        return bool(self.ended or self.failed or self.confirmed or self.commands or self.alerts)
+        return bool(self.ended or self.failed or self.confirmed or self.commands or self.alerts or self.late_settled)
 
     def add(self, other: TickReport) -> None:
         """Fold another tick of the same round into this report."""
@@ -104,6 +105,7 @@ class TickReport:
         self.commands += other.commands
         self.alerts += other.alerts
         self.settle_errors += other.settle_errors
+        self.late_settled += other.late_settled
         for reason, count in other.ended.items():
             self.ended[reason] = self.ended.get(reason, 0) + count
 
@@ -176,7 +178,8 @@ def tick(now: datetime, *, start_timeout: int = START_TIMEOUT_SECONDS) -> TickRe
     1. Fail the pending sessions whose start the device rejected (or that was never delivered).
     2. Read every port with its telemetry; confirm starts, update measurements, apply the rules.
     3. Settle the sessions that end (their stop commands are queued in the outbox).
-    4. Raise or clear the staff's port alerts (offline, fault) from what was recorded.
+    4. Bill the sessions ended "offline" whose device came back with its meter (late_meter).
+    5. Raise or clear the staff's port alerts (offline, fault) from what was recorded.
     """
     report = TickReport()
     _fail_refused_starts(now, report)
@@ -238,6 +241,8 @@ def tick(now: datetime, *, start_timeout: int = START_TIMEOUT_SECONDS) -> TickRe
     db.session.commit()
 
     _settle_endings(endings, report)
+    report.late_settled = late_meter.settle_returns(now)
+    db.session.commit()
     changed = alerts.refresh(now)
     report.alerts = changed["raised"] + changed["cleared"]
     occupancy.refresh_versions(now)  # the grid's unchanged poll reads one row per site

@@ -576,12 +576,21 @@ class MqttHub:
             ref, relay.session_ref = relay.session_ref, None
             relay.relay_on, relay.watts = False, 0.0
             if ref and command.kind == "stop":
+                # The meter at the stop: a device back from offline may not have reported it yet.
+                await self._read_meter(target)
                 self.reporter.session_stopped(
                     target, ref, self.reporter.now(), None if relay.meter_wh is None else int(relay.meter_wh), "remote"
                 )
             self.reporter.reading(target, self._stored(relay))
         else:
             await self.link.watch(target)  # back in service: a relay has nothing to switch
+
+    async def _read_meter(self, target: str) -> None:
+        """Ask the channel for its status now (best effort: the stop stands without it)."""
+        try:
+            self.link.deliver(await self.link.protocol_for(target).refresh(self.link, target))
+        except (PortOffline, PortRejected) as exc:
+            log.info("no meter at the stop of %s: %s", target, exc, extra={"event": "mqtt.refresh_failed"})
 
 
 def _bound_relays() -> list[tuple[str, int | None, str | None]]:

@@ -594,12 +594,13 @@ STATEMENT_LABELS = {
     "hold": _l("Prepaid for a charge (reserved)"),
     "settle": _l("Charge settled: unused prepaid money back"),
     "session_refund": _l("Refund from the operator"),
+    "late_meter": _l("Charge: energy the port metered while offline"),
     "cashout": _l("Withdrawal"),
     "refund_failed": _l("Withdrawal failed: money back"),
     "pass_sale": _l("Monthly pass bought"),
     "pass_refund": _l("Monthly pass: unused days refunded"),
 }
-SESSION_KINDS = ("hold", "settle", "session_refund")
+SESSION_KINDS = ("hold", "settle", "session_refund", "late_meter")
 
 
 @bp.get("/wallet/statement")
