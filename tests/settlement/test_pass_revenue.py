@@ -210,3 +210,17 @@ def test_the_operator_menu_links_the_pass_plans_of_each_site_it_serves(pass_site
     login(make_staff("site_manager", site_id=site.id))  # sees the money, does not set plans
     assert "passes-link" not in client.get("/operator/").get_data(as_text=True)
     assert client.get(plans_url).status_code == 403
+
+
+def test_the_statement_command_writes_the_pass_line(pass_site, at, runner, tmp_path):
+    site, _user, _bought = pass_site
+    at(2026, 10, 2)
+    out = tmp_path / "september.csv"
+    args = ["statement", str(site.sheds[0].operator_id), str(site.id), "2026-09", "--format", "csv", "-o", str(out)]
+    result = runner.invoke(args=[*args, "--lang", "en"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(out.read_bytes().decode("utf-8-sig"))))
+    assert ["Monthly pass revenue", "3.66"] in rows and ["Net revenue", "3.66"] in rows
+    assert runner.invoke(args=[*args, "--lang", "zh_CN"]).exit_code == 0
+    rows = list(csv.reader(io.StringIO(out.read_bytes().decode("utf-8-sig"))))
+    assert ["包月收入", "3.66"] in rows
