@@ -69,6 +69,16 @@ def sim_round(driver, now: datetime, *, start_timeout: int | None = None, stoppi
     return report
 
 
+def passes_step(now: datetime) -> int:
+    """One worker round for monthly passes: book the pass revenue of the days that are over, commit."""
+    from chargeshed.extensions import db
+    from chargeshed.passes.service import book_recognised, local_day
+
+    booked = book_recognised(local_day(now))
+    db.session.commit()
+    return booked
+
+
 class CommandListener:
     """LISTEN on PostgreSQL for newly queued port commands (outbox.enqueue NOTIFYs on commit)."""
 
@@ -182,6 +192,7 @@ class Worker:
                     break
                 self._round("incidents", lambda: sync_incidents(clock_now()))
                 self._round("notify", lambda: notify_step(self.app, clock_now()))
+                self._round("passes", lambda: passes_step(clock_now()))
                 if listener is None and listen:
                     listener = CommandListener.open(self.app)
                 while not self.stopping.is_set():

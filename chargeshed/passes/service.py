@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import func, select
 
 from chargeshed.charging.tariff import Tariff
 from chargeshed.extensions import db
 from chargeshed.money import ledger
+from chargeshed.money.models import LedgerTxn
 from chargeshed.passes.models import ACTIVE, REFUNDED, MonthlyPass, PassPlan, PassUse
-from chargeshed.timeutil import to_local
+from chargeshed.timeutil import LOCAL_TZ, to_local
 
 TXN_PASS_SALE = "pass_sale"  # pass_sale:<id>: wallet -> passes:deferred:site:<id>
 TXN_PASS_REFUND = "pass_refund"  # pass_refund:<id>: passes:deferred:site:<id> -> wallet
+# pass_earned:site:<site id>:<YYYY-MM-DD>: passes:deferred:site:<id> -> passes:earned:site:<id>, once the day is over
+TXN_PASS_EARNED = "pass_earned"
 REMIND_DAYS = 3
 
 
@@ -35,6 +38,11 @@ def local_day(moment: datetime) -> date:
 def deferred_account(site_id: int):
     """Pass money received but not yet earned (recognised day by day of validity)."""
     return ledger.get_account(f"passes:deferred:site:{site_id}", "deferred")
+
+
+def earned_account(site_id: int):
+    """Pass revenue recognised (earned) at a site, booked day by day from the deferred account."""
+    return ledger.get_account(f"passes:earned:site:{site_id}", "earned")
 
 
 def plans_for_site(site_id: int, active_only: bool = True) -> list[PassPlan]:
@@ -222,6 +230,41 @@ def recognised_by_site_day(start: date, end: date, site_ids: list[int] | None = 
 def pass_revenue(site_id: int, start: date, end: date) -> int:
     """Pass revenue recognised at a site for the days in [start, end): exact, so months add up."""
     return sum(recognised_by_site_day(start, end, [site_id]).values())
+
+
+def _day_start_utc(day: date) -> datetime:
+    """The first instant of a local day, as the naive UTC the books store."""
+    return datetime.combine(day, time(), tzinfo=LOCAL_TZ).astimezone(UTC).replace(tzinfo=None)
+
+
+def book_recognised(today: date) -> int:
+    """Book the pass revenue of every day before `today` not booked yet: per site and day one balanced
+    transaction from the site's deferred account to its earned account, dated on that day. A day is
+    booked only once it is over, when nothing can change its part any more (a refund gives back only
+    days not yet begun). Returns the number of transactions; the caller commits."""
+    last = db.session.execute(select(func.max(LedgerTxn.booked_at)).where(LedgerTxn.kind == TXN_PASS_EARNED)).scalar()
+    if last is not None:
+        first = local_day(last) + timedelta(days=1)
+    else:
+        first = db.session.execute(select(func.min(MonthlyPass.starts_on))).scalar()
+    if first is None or first >= today:
+        return 0
+    booked = 0
+    for (site_id, day), amount in sorted(
+        recognised_by_site_day(first, today).items(), key=lambda i: (i[0][1], i[0][0])
+    ):
+        try:
+            ledger.post(
+                f"pass_earned:site:{site_id}:{day.isoformat()}",
+                TXN_PASS_EARNED,
+                [ledger.Leg(deferred_account(site_id), -amount), ledger.Leg(earned_account(site_id), amount)],
+                memo=f"pass revenue of {day.isoformat()}",
+                at=_day_start_utc(day),
+            )
+        except ledger.AlreadyBooked:
+            continue  # another worker booked it first
+        booked += 1
+    return booked
 
 
 def remind_expiring(now: datetime) -> int:

@@ -9,7 +9,9 @@ Attribution rules (also printed on every statement):
 - Sessions and energy: sessions that ended in the period (metered energy, for the electricity
   pass-through).
 - Pass revenue (包月): recognised per day of validity, each day's part shared between the site's sheds
-  (settlement/pass_revenue.py); it is its own line and is split like session revenue.
+  (settlement/pass_revenue.py); it is its own line and is split like session revenue. It is computed
+  from the passes (sales and refunds are in the ledger), so a statement never waits for the worker
+  that books the finished days on passes:earned:site:<id>; the two agree day by day.
 - Payment fees: `payment_fee` transactions booked in the period, allocated to every operator's site by
   largest remainder in proportion to its revenue (gross plus passes), then to the agreements in force
   the same way.

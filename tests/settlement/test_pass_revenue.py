@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from openpyxl import load_workbook
 from pypdf import PdfReader
+from sqlalchemy import func, select
 
 from chargeshed.extensions import db
 from chargeshed.money.format import format_fen
@@ -224,3 +225,36 @@ def test_the_statement_command_writes_the_pass_line(pass_site, at, runner, tmp_p
     assert runner.invoke(args=[*args, "--lang", "zh_CN"]).exit_code == 0
     rows = list(csv.reader(io.StringIO(out.read_bytes().decode("utf-8-sig"))))
     assert ["包月收入", "3.66"] in rows
+
+
+def test_the_worker_books_each_finished_day_from_deferred_to_earned_once(pass_site, at):
+    from chargeshed.money.ledger import get_account
+    from chargeshed.money.models import LedgerEntry, LedgerTxn
+    from chargeshed.worker import passes_step
+
+    site, user, bought = pass_site
+    deferred = get_account(f"passes:deferred:site:{site.id}", "deferred")
+    earned = get_account(f"passes:earned:site:{site.id}", "earned")
+    assert passes_step(at(2026, 9, 20, 23)) == 0  # the first day is not over yet
+    assert passes_step(at(2026, 10, 2, 9)) == 12  # 20 September – 1 October, one transaction a day
+    assert passes_step(at(2026, 10, 2, 10)) == 0  # twice: nothing more
+    assert (earned.balance_fen, deferred.balance_fen) == (PRICE * 12 // 30, PRICE - PRICE * 12 // 30)
+
+    assert passes.refund(bought, at(2026, 10, 10, 15)) == 300  # only days not yet begun come back
+    db.session.commit()
+    assert deferred.balance_fen == 700 - 400  # 2–10 October: recognised, not booked until each is over
+    assert passes_step(at(2026, 11, 2)) == 9
+    assert (earned.balance_fen, deferred.balance_fen) == (700, 0)
+
+    def booked_in(period):
+        start, end = period.utc_bounds()
+        return db.session.execute(
+            select(func.sum(LedgerEntry.amount_fen))
+            .join(LedgerTxn, LedgerTxn.id == LedgerEntry.txn_id)
+            .where(LedgerEntry.account_id == earned.id, LedgerTxn.booked_at >= start, LedgerTxn.booked_at < end)
+        ).scalar_one()
+
+    # The books and the statements agree month by month.
+    assert booked_in(SEPTEMBER) == _view(site, SEPTEMBER).figures["totals"]["pass_fen"] == 366
+    assert booked_in(OCTOBER) == _view(site, OCTOBER).figures["totals"]["pass_fen"] == 334
+    assert check_ledger() == []
