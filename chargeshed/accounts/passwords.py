@@ -25,18 +25,22 @@ SERVICE_WORDS = ("chargeshed", "charge", "shed", "chongdian", "dianche")
 def password_problem(password: str, *personal: str | None) -> str | None:
     """Why `password` is refused, or None. `personal`: the user's phone number, login and the like.
 
-    Reasons: 'too_short', 'personal' (contains the phone number or login), 'guessable'.
+    Reasons: 'too_short', 'personal' (contains the phone number or login, or is a piece of it),
+    'guessable'. A common password that happens to be a piece of the phone number (12345678 in
+    13912345678) is called guessable: that is what the person needs to hear.
     """
     password = password or ""
     if len(password) < MIN_LENGTH:
         return "too_short"
-    words = [p for p in personal if p and len(p) >= 4]
+    words = [p.lower() for p in personal if p and len(p) >= 4]
     lowered = password.lower()
-    if any(word.lower() in lowered or lowered in word.lower() for word in words):
+    if any(word in lowered for word in words):
         return "personal"
     result = zxcvbn(password[:CHECKED_LENGTH], user_inputs=[*words, *SERVICE_WORDS])
     if result["score"] < MIN_SCORE:
         return "guessable"
+    if any(lowered in word for word in words):
+        return "personal"
     return None
 
 

@@ -50,6 +50,12 @@ class CaseFilter:
         )
 
 
+def only_site_id() -> int | None:
+    """The id of the platform's one compound, or None when there are none or several."""
+    ids = db.session.execute(select(Site.id).limit(2)).scalars().all()
+    return ids[0] if len(ids) == 1 else None
+
+
 def building_choices(site_ids: set[int] | None = None) -> list[tuple[Building, str]]:
     """(building, compound name) for the report form, by compound then building number."""
     query = select(Building, Site.name).join(Site, Site.id == Building.site_id).order_by(Site.id, Building.number)

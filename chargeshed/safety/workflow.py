@@ -19,7 +19,7 @@ from chargeshed.accounts.models import Bike, User
 from chargeshed.charging.models import ChargeSession
 from chargeshed.extensions import db
 from chargeshed.safety import uploads
-from chargeshed.safety.labels import STATE_LABELS
+from chargeshed.safety.labels import STATE_LABELS, location_label
 from chargeshed.safety.models import (
     CASE_STATES,
     CLOSED,
@@ -385,6 +385,46 @@ def similar_open_cases(
     if exclude_id is not None:
         query = query.where(HazardCase.id != exclude_id)
     return list(db.session.execute(query.order_by(HazardCase.created_at).limit(limit)).scalars())
+
+
+@dataclass(frozen=True)
+class SimilarHint:
+    """What the public report form may say of an open case at the place a reporter named: the place
+    in the reporter's own words (never the case's spot or any detail the reporter did not give), its
+    state and the day it was reported."""
+
+    place: str
+    state: str
+    reported_at: datetime
+
+
+def public_similar_hints(site_id: int, building_id: int, unit: int | None, floor: int | None) -> list[SimilarHint]:
+    """Open cases at the very place a reporter named in this compound, told as the public duplicate hint.
+
+    Only a building of `site_id` answers (another compound's building gives nothing), and only once
+    the floor is given: the case must be on that floor, and in that unit when both name one. The
+    place shown is what the reporter typed (the unit only when the case has the same one), so the
+    hint locates nothing a neighbour standing there would not see.
+    """
+    if floor is None:
+        return []
+    building = db.session.get(Building, building_id)
+    if building is None or building.site_id != site_id:
+        return []
+    query = select(HazardCase).where(
+        HazardCase.building_id == building.id, HazardCase.state != CLOSED, HazardCase.floor == floor
+    )
+    if unit is not None:
+        query = query.where((HazardCase.unit == unit) | HazardCase.unit.is_(None))
+    cases = db.session.execute(query.order_by(HazardCase.created_at).limit(3)).scalars()
+    return [
+        SimilarHint(
+            place=location_label(building.number, unit if unit is not None and case.unit == unit else None, floor),
+            state=case.state,
+            reported_at=case.created_at,
+        )
+        for case in cases
+    ]
 
 
 @dataclass(frozen=True)

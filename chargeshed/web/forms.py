@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField
@@ -39,6 +40,32 @@ def normalise_phone(value: str | None) -> str:
     """Digits only, without +86 or spaces."""
     digits = re.sub(r"\D", "", value or "")
     return digits[2:] if digits.startswith("86") and len(digits) == 13 else digits
+
+
+def typed_port(typed: str | None):
+    """The port a code typed from a sticker names: (normalised code, Port or None, message or None).
+
+    Nothing typed gives ("", None, None); a code of the wrong length or of no port gives a message
+    saying so (used by /go and by the hazard report's compound finder)."""
+    from sqlalchemy import select
+
+    from chargeshed.extensions import db
+    from chargeshed.sites.codes import CODE_LENGTH, normalise_code
+    from chargeshed.sites.models import Port
+
+    code = normalise_code(typed or "")
+    if not code:
+        return "", None, None
+    if len(code) != CODE_LENGTH:
+        return (
+            code,
+            None,
+            _("A port code has %(n)s letters and digits; you typed %(typed)s.", n=CODE_LENGTH, typed=code),
+        )
+    port = db.session.execute(select(Port).where(Port.code == code)).scalar_one_or_none()
+    if port is None:
+        return code, None, _("No port has the code %(code)s. Check it against the sign on the port.", code=code)
+    return code, port, None
 
 
 def normalise_room(value: str | None) -> str:

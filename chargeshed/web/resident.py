@@ -46,11 +46,10 @@ from chargeshed.payments.models import (
 from chargeshed.payments.providers import CheckoutUrls, provider_from_config
 from chargeshed.ports.models import PortEvent
 from chargeshed.sites import qr
-from chargeshed.sites.codes import CODE_LENGTH, normalise_code
-from chargeshed.sites.models import Port, Shed, Site
+from chargeshed.sites.models import Shed, Site
 from chargeshed.sites.services import get_port_by_code_or_404
 from chargeshed.timeutil import now as clock_now
-from chargeshed.web.forms import ActionForm, BikeForm, TopUpForm
+from chargeshed.web.forms import ActionForm, BikeForm, TopUpForm, typed_port
 from chargeshed.web.passes import refusal_message as pass_refusal
 from chargeshed.web.payment_forms import CashOutForm
 from chargeshed.web.resident_forms import ForgotForm, ResetForm
@@ -127,14 +126,10 @@ def home():
 def go_to_code():
     """Type the code printed under a damaged QR sticker: lower case and spaces are fine."""
     typed = request.args.get("code", "")
-    code = normalise_code(typed)
+    code, port, message = typed_port(typed)
     if not code:
         return render_template("resident/code_entry.html", typed=typed, message=None)
-    if len(code) != CODE_LENGTH:
-        message = _("A port code has %(n)s letters and digits; you typed %(typed)s.", n=CODE_LENGTH, typed=code)
-    elif db.session.execute(select(Port.id).where(Port.code == code)).first() is None:
-        message = _("No port has the code %(code)s. Check it against the sign on the port.", code=code)
-    else:
+    if port is not None:
         return redirect(url_for(".port_page", code=code))
     return render_template("resident/code_entry.html", typed=typed, message=message), 404
 

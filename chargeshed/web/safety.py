@@ -101,7 +101,8 @@ def cases():
 @staff_required(*SAFETY_WRITE_ROLES)
 def new_case():
     """A case found on patrol, filed by staff (attributed to them)."""
-    form = report_form(request.args.get("building", type=int), {s.id for s in visible_sites(current_user)})
+    sites = visible_sites(current_user)
+    form = report_form(request.args.get("building", type=int), {s.id for s in sites})
     if form.validate_on_submit():
         photos = clean_uploads(form.photos)
         if photos is not None:
@@ -110,8 +111,14 @@ def new_case():
             return redirect(url_for(".case", case_id=case.id), code=303)
     elif request.method == "POST":
         ask_for_photos_again(form.photos)
+    # The live duplicate hint answers for one compound: offered when the staff member has one.
+    similar_url = url_for("report.similar", site_id=sites[0].id) if len(sites) == 1 else None
     return render_template(
-        "safety/new_case.html", form=form, similar=[], max_mb=uploads.MAX_PHOTO_BYTES // (1024 * 1024)
+        "safety/new_case.html",
+        form=form,
+        similar=[],
+        similar_url=similar_url,
+        max_mb=uploads.MAX_PHOTO_BYTES // (1024 * 1024),
     ), 400 if request.method == "POST" else 200
 
 

@@ -12,10 +12,12 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
-from chargeshed.extensions import limiter
+from chargeshed.extensions import db, limiter
 from chargeshed.htmx import render_page_or_partial
 from chargeshed.safety import labels, queries, uploads, workflow
 from chargeshed.safety.models import HazardCase
+from chargeshed.sites.models import Building, Site
+from chargeshed.web.forms import typed_port
 from chargeshed.web.safety_forms import (
     ask_for_photos_again,
     clean_uploads,
@@ -50,23 +52,69 @@ def _anonymous_without_contact() -> bool:
     return not current_user.is_authenticated and not request.form.get("contact", "").strip()
 
 
-def _form_page(form, similar, status: int):
+def _form_page(form, site: Site, similar, status: int):
     return render_template(
         "safety/report.html",
         form=form,
+        site=site,
         similar=similar,
+        similar_url=url_for(".similar", site_id=site.id),
         max_mb=uploads.MAX_PHOTO_BYTES // (1024 * 1024),
         response_hours=response_hours(),
     ), status
 
 
+def _report_site(site_id: int | None, building_id: int | None) -> Site | None:
+    """The compound the reporter came from: the one a link names (/report/s/<site>, a building's
+    /report/b/<building>; 404 for an id of nothing); on plain /report a signed-in person's own
+    compound, or the platform's only one; else None (the reporter is asked which)."""
+    if building_id is not None:
+        building = db.session.get(Building, building_id)
+        if building is None:
+            abort(404)
+        return building.site
+    if site_id is not None:
+        site = db.session.get(Site, site_id)
+        if site is None:
+            abort(404)
+        return site
+    home = current_user.site_id if current_user.is_authenticated else None
+    home = home or queries.only_site_id()
+    return db.session.get(Site, home) if home else None
+
+
+def _hints(site: Site, form) -> list[workflow.SimilarHint]:
+    building, unit, floor = form.building.data, form.unit.data, form.floor.data
+    if not isinstance(building, int) or not isinstance(floor, int):
+        return []
+    return workflow.public_similar_hints(site.id, building, unit if isinstance(unit, int) else None, floor)
+
+
+def _which_compound():
+    """Plain /report with no compound known: find it from a port code typed from a sticker."""
+    typed = request.args.get("code", "")
+    code, port, message = typed_port(typed)
+    if port is not None:
+        return redirect(url_for(".new", site_id=port.shed.site_id))
+    status = 404 if code else (400 if request.method == "POST" else 200)
+    return render_template("safety/report_where.html", typed=typed, message=message), status
+
+
 @bp.route("/report", methods=["GET", "POST"])
+@bp.route("/report/s/<int:site_id>", methods=["GET", "POST"])
 @bp.route("/report/b/<int:building_id>", methods=["GET", "POST"])
 @limiter.limit(REPORT_LIMITS, methods=["POST"])
 @limiter.limit(REPORTER_LIMITS, methods=["POST"], key_func=_reporter_key, exempt_when=_anonymous_without_contact)
-def new(building_id: int | None = None):
-    """Report a fire hazard: anyone, anonymous allowed; answers with a tracking link."""
-    form = report_form(building_id)
+def new(site_id: int | None = None, building_id: int | None = None):
+    """Report a fire hazard: anyone, anonymous allowed; answers with a tracking link.
+
+    The form is the compound's the reporter came from (the notice in their building, a port's page,
+    the free-port page): only its buildings are offered and accepted, and the platform's other
+    compounds are never listed."""
+    site = _report_site(site_id, building_id)
+    if site is None or (site_id is None and building_id is None and request.args.get("code")):
+        return _which_compound()
+    form = report_form(building_id, {site.id})
     if form.validate_on_submit():
         photos = clean_uploads(form.photos)
         if photos is not None:
@@ -79,30 +127,41 @@ def new(building_id: int | None = None):
             return redirect(url_for(".track", token=case.tracking_token), code=303)
     elif request.method == "POST":
         ask_for_photos_again(form.photos)
-    similar_cases = workflow.similar_open_cases(
-        form.building.data if isinstance(form.building.data, int) else None, form.unit.data, form.floor.data
-    )
-    return _form_page(form, similar_cases, 400 if request.method == "POST" else 200)
+    return _form_page(form, site, _hints(site, form), 400 if request.method == "POST" else 200)
 
 
 @bp.errorhandler(RequestEntityTooLarge)
 def _too_large(error):
     """An upload over the request limit: say so on the form (the photos must be chosen again)."""
-    if request.endpoint == "report.new":
-        form = report_form(None, blank=True)
+    site = _report_site(request.view_args.get("site_id"), request.view_args.get("building_id"))
+    if request.endpoint == "report.new" and site is not None:
+        form = report_form(None, {site.id}, blank=True)
         form.photos.errors = [_("The photos are too large together. Choose fewer or smaller photos.")]
-        return _form_page(form, [], 413)
+        return _form_page(form, site, [], 413)
     return render_template("error.html", error=error), 413
 
 
-@bp.get("/report/similar")
-def similar():
-    """The duplicate hint for the report form (htmx): open cases at the same place."""
+@bp.get("/report/s/<int:site_id>/similar")
+def similar(site_id: int):
+    """The duplicate hint for the report form (htmx): open cases at the place typed, in this compound
+    only, told in the reporter's own words (workflow.public_similar_hints)."""
+    site = _report_site(site_id, None)
     building_id = request.args.get("building", type=int)
-    cases = workflow.similar_open_cases(
-        building_id, request.args.get("unit", type=int), request.args.get("floor", type=int)
+    hints = []
+    if building_id is not None:
+        building = db.session.get(Building, building_id)
+        if building is None or building.site_id != site.id:
+            abort(404)
+        hints = workflow.public_similar_hints(
+            site.id, building.id, request.args.get("unit", type=int), request.args.get("floor", type=int)
+        )
+    return render_page_or_partial(
+        "safety/similar_page.html",
+        "safety/_similar_hints.html",
+        similar=hints,
+        site=site,
+        similar_url=url_for(".similar", site_id=site.id),
     )
-    return render_page_or_partial("safety/similar_page.html", "safety/_similar.html", similar=cases)
 
 
 class UnknownTrackingLink(NotFound):

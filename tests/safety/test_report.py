@@ -133,16 +133,23 @@ def test_tracking_page_shows_no_personal_data(
 def test_the_duplicate_hint_names_the_open_case_at_the_same_place(client, make_site, building, report_data):
     site = make_site()
     b4 = building(site, 4).id
-    client.post("/report", data=report_data(b4, unit="2", floor="6"))
-    hint = client.get(f"/report/similar?building={b4}&unit=2&floor=6", headers={"HX-Request": "true"})
+    client.post("/report", data=report_data(b4, unit="2", floor="6", spot="by flat 602's door"))
+    url = f"/report/s/{site.id}/similar"
+    hint = client.get(f"{url}?building={b4}&unit=2&floor=6", headers={"HX-Request": "true"})
     text = hint.get_data(as_text=True)
     assert hint.status_code == 200 and "<html" not in text
     assert "A case at Building 4 Unit 2 6F is already open" in text
-    other_floor = client.get(f"/report/similar?building={b4}&unit=2&floor=9", headers={"HX-Request": "true"})
-    assert "already open" not in other_floor.get_data(as_text=True)
-    assert "already open" not in client.get(
-        f"/report/similar?building={building(site, 5).id}", headers={"HX-Request": "true"}
-    ).get_data(as_text=True)
+    assert "602" not in text  # the case's own spot is never told
+
+    def hint_text(query: str) -> str:
+        return client.get(f"{url}?{query}", headers={"HX-Request": "true"}).get_data(as_text=True)
+
+    assert "already open" not in hint_text(f"building={b4}&unit=2&floor=9")
+    assert "already open" not in hint_text(f"building={b4}")  # a building alone locates nothing
+    assert "already open" not in hint_text(f"building={b4}&unit=2")
+    assert "already open" not in hint_text(f"building={building(site, 5).id}&unit=2&floor=6")
+    # Without a unit the hint says the floor only: it never adds what the reporter did not type.
+    assert "A case at Building 4 6F is already open" in hint_text(f"building={b4}&floor=6")
 
 
 def test_building_link_from_a_notice_preselects_the_building(client, make_site, building):

@@ -100,6 +100,26 @@ def test_registration_refuses_common_and_personal_passwords(client, make_site):
     assert ok.status_code == 302
 
 
+def test_each_refused_password_gets_the_reason_that_fits_it(client, make_site):
+    """A common password is called guessable even when it happens to be a piece of the phone number
+    (12345678 in 13912345678); a password containing the number is told to leave the number out."""
+    make_site()
+    client.set_cookie("lang", "en")
+    phone = "13912345678"
+    for password, message in (
+        ("12345678", "too easy to guess"),
+        ("password", "too easy to guess"),
+        (phone, "Do not use your phone number or login"),
+        (f"x{phone}", "Do not use your phone number or login"),
+    ):
+        text = client.post("/register", data={"phone": phone, "password": password, "confirm": password}).get_data(
+            as_text=True
+        )
+        assert message in text, password
+        other = "too easy to guess" if message.startswith("Do not") else "Do not use your phone number"
+        assert other not in text, password
+
+
 def test_password_change_refuses_a_guessable_password(client, make_resident, login):
     client.set_cookie("lang", "en")
     user = login(make_resident())
