@@ -26,7 +26,7 @@ from chargeshed.charging.tariff import average_watts
 from chargeshed.config import START_TIMEOUT_SECONDS
 from chargeshed.extensions import db
 from chargeshed.ports import alerts, outbox
-from chargeshed.ports.driver import AVAILABLE, FAULTED, OFFLINE_STATE
+from chargeshed.ports.driver import AVAILABLE, FAULT_OVERHEAT, FAULT_OVERLOAD, FAULTED, OFFLINE_STATE
 from chargeshed.ports.models import CMD_START, FAILED, REJECTED, PortCommand, PortEvent, PortTelemetry
 from chargeshed.ports.telemetry import OFFLINE_AFTER_SECONDS
 from chargeshed.sites.models import PORT_RETIRED, Port
@@ -381,7 +381,7 @@ def _charging_rule(session: _LiveRow, port: _PortRow, reading: _Telemetry | None
         return svc.OFFLINE if svc.port_offline(port, now) else None
     elapsed = session.charged_seconds(now)
     if reading.fault or reading.state == FAULTED:
-        return svc.PORT_FAULT
+        return fault_reason(reading.fault)
     if reading.watts > terms.overload_w:
         return svc.OVERLOAD
     if (
@@ -410,6 +410,16 @@ def _charging_rule(session: _LiveRow, port: _PortRow, reading: _Telemetry | None
     if elapsed >= terms.paid_seconds(svc.current_tier_watts(session, now)):
         return svc.HOLD_EXHAUSTED
     return None
+
+
+def fault_reason(fault: str | None) -> str:
+    """The end reason for a device fault: its overheat or overload protection tripped, or another fault."""
+    codes = set((fault or "").split(","))
+    if FAULT_OVERHEAT in codes:
+        return svc.OVERHEAT
+    if FAULT_OVERLOAD in codes:
+        return svc.OVERLOAD
+    return svc.PORT_FAULT
 
 
 def _bulk_update(table, columns: tuple[str, ...], rows: list[dict], *, live_only: bool = False) -> None:

@@ -16,6 +16,10 @@ UNAVAILABLE = "Unavailable"
 # Not an OCPP status: our debounced "not heard from" state.
 OFFLINE_STATE = "Offline"
 
+# Fault codes every protocol maps its own words to (other codes are kept as the device sent them).
+FAULT_OVERLOAD = "overload"  # the device's power protection opened the relay (Shelly overpower, MaxPower)
+FAULT_OVERHEAT = "overheat"  # the device's temperature protection opened the relay (Shelly overtemp)
+
 
 class PortRejected(Exception):
     """The port refused a command (faulted, unavailable, unknown)."""

@@ -111,7 +111,8 @@ class RelayReading:
     to an old value after a restart (Tasmota) the link rebases it (see MeterCounter) and keeps the
     device's own figure in `device_meter_wh`. A counter that restarts at 0 (Shelly) passes unchanged:
     the telemetry store counts from 0 after a reset.
-    `fault` is "" when the device says it has no error, a name (overpower, overtemp …) when it has one.
+    `fault` is "" when the device says it has no error, a code when it has one
+    (`overload`, `overheat` from the devices' power and temperature protection, or the device's own name).
     """
 
     target: str

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from chargeshed.ports import ocpp_store, targets
+from chargeshed.ports.driver import FAULT_OVERHEAT, FAULT_OVERLOAD
 from chargeshed.ports.gateway import Adapter, CommandRejected, DeviceUnreachable, Reporter
 from chargeshed.ports.models import CMD_SET_AVAILABLE, CMD_START, CMD_STOP
 from chargeshed.ports.ocpp import (
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 DEFAULT_LISTEN = "127.0.0.1:9000"
 # Connector statuses in which the outlet is switched on.
 RELAY_ON = ("Charging", "SuspendedEV")
+# StatusNotification errorCodes that are our overload / overheat faults (others are kept as sent).
+OCPP_FAULTS = {"OverCurrentFailure": FAULT_OVERLOAD, "HighTemperature": FAULT_OVERHEAT}
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -138,7 +141,7 @@ class OcppAdapter(Adapter):
         if connector == 0:
             self.reporter.link(ocpp_store.device_for(charge_point_id), True, state=status)
             return
-        fault = "" if error_code in ("NoError", "", None) else error_code
+        fault = "" if error_code in ("NoError", "", None) else OCPP_FAULTS.get(error_code, error_code)
         self.reporter.reading(
             ocpp_store.target_for(charge_point_id, connector),
             Reading(at=at, state=status, fault=fault, relay_on=status in RELAY_ON),

@@ -10,7 +10,8 @@ RPC status notifications (`<prefix>/events/rpc`) and, better still, generic stat
 - `Switch.Set {"id": N, "on": true, "toggle_after": S}`: the device switches itself off after S
   seconds, so a charge ends on time even when the server or the network is gone.
 - Readings: `output`, `apower` (W), `aenergy.total` (Wh since boot), `temperature.tC`, `errors`
-  (overpower, overtemp, overvoltage … a fault); `<prefix>/online` is `true`/`false` (its last will).
+  (overpower and overcurrent: fault `overload`;
+  overtemp: `overheat`; others as named); `<prefix>/online` is `true`/`false` (its last will).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import logging
 from datetime import datetime
 
+from chargeshed.ports.driver import FAULT_OVERHEAT, FAULT_OVERLOAD
 from chargeshed.ports.mqtt import (
     COMMAND_TIMEOUT_SECONDS,
     CommandRejected,
@@ -35,6 +37,8 @@ from chargeshed.ports.mqtt import (
 log = logging.getLogger(__name__)
 
 KIND = "shelly"
+# Shelly's switch error names → our fault codes (others, e.g. overvoltage, are kept as they are).
+ERRORS = {"overpower": FAULT_OVERLOAD, "overcurrent": FAULT_OVERLOAD, "overtemp": FAULT_OVERHEAT}
 
 
 def target(prefix: str, switch_id: int) -> str:
@@ -59,7 +63,8 @@ def switch_reading(target_: str, status: dict, at: datetime, *, full: bool) -> R
     errors = status.get("errors")
     if errors is not None and not isinstance(errors, list):
         raise ValueError("errors is not a list")
-    fault = ",".join(str(e) for e in errors) if errors else ("" if errors is not None or full else None)
+    codes = dict.fromkeys(ERRORS.get(str(e), str(e)) for e in errors or ())
+    fault = ",".join(codes) if codes else ("" if errors is not None or full else None)
     output = status.get("output")
     return RelayReading(
         target=target_,

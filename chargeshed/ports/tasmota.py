@@ -9,7 +9,7 @@ Target `tasmota:<topic>[/<relay>]` (relay 1 when left out), with Tasmota's defau
   (value − 100) seconds, 1–111 tenths of a second, 0 none. The relay opens by itself when it runs out.
 - `tele/<topic>/SENSOR` every TelePeriod: `ENERGY.Total` (kWh), `ENERGY.Power` (W; lists on
   multi-channel meters); `tele/<topic>/STATE` relay states; `tele/<topic>/LWT` `Online`/`Offline`.
-- `{"MaxPowerReached":"…W"}` (MaxPower protection cut the relay) is an overpower fault.
+- `{"MaxPowerReached":"…W"}` (MaxPower protection cut the relay) is an `overload` fault.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import json
 import logging
 from datetime import datetime
 
+from chargeshed.ports.driver import FAULT_OVERLOAD
 from chargeshed.ports.mqtt import (
     COMMAND_TIMEOUT_SECONDS,
     CommandRejected,
@@ -196,7 +197,7 @@ class TasmotaProtocol:
                 self._resolve(device, key.upper(), value)
             elif key == "MaxPowerReached" and 1 in relays:
                 readings.append(
-                    RelayReading(target=target(device, 1), at=at, online=True, relay_on=False, fault="overpower")
+                    RelayReading(target=target(device, 1), at=at, online=True, relay_on=False, fault=FAULT_OVERLOAD)
                 )
         return readings
 

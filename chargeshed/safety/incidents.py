@@ -1,4 +1,4 @@
-"""Safety incidents from the ports: overload cut-offs, stuck relays and port faults.
+"""Safety incidents from the ports: overload and overheat cut-offs, stuck relays and port faults.
 
 `sync_incidents(now)` reads what happened since its last run (sessions ended for overload, fault
 events from the supervisor) and opens an incident on the shed, or adds to the incident of that
@@ -17,10 +17,12 @@ from sqlalchemy.exc import IntegrityError
 
 from chargeshed.charging.models import ChargeSession
 from chargeshed.extensions import db
+from chargeshed.ports.driver import FAULT_OVERHEAT, FAULT_OVERLOAD
 from chargeshed.ports.models import PortEvent
 from chargeshed.safety.models import (
     INCIDENT_CLOSED,
     INCIDENT_OPEN,
+    INCIDENT_OVERHEAT,
     INCIDENT_OVERLOAD,
     INCIDENT_PORT_FAULT,
     INCIDENT_STUCK_RELAY,
@@ -37,6 +39,8 @@ MARK = "incidents"
 OVERLAP = timedelta(minutes=5)
 STUCK_RELAY_DETAIL = "stuck_relay"
 OVERLOAD_REASON = "overload"
+# A device's overload fault this close to a session ended for overload on the same port is that cut-off.
+SAME_CUT_OFF = timedelta(minutes=10)
 
 
 @dataclass
@@ -115,19 +119,25 @@ def _sources(since: datetime | None, now: datetime) -> list[_Source]:
         _Source(f"session:{sid}", INCIDENT_OVERLOAD, shed_id, port_id, sid, at, f"{watts} W")
         for sid, shed_id, port_id, at, watts in db.session.execute(sessions)
     ]
-    found += [
-        _Source(
-            f"port_event:{eid}",
-            INCIDENT_STUCK_RELAY if detail == STUCK_RELAY_DETAIL else INCIDENT_PORT_FAULT,
-            shed_id,
-            port_id,
-            None,
-            at,
-            detail or "",
-        )
-        for eid, shed_id, port_id, at, detail in db.session.execute(events)
-    ]
+    cut_offs = [(s.port_id, s.at) for s in found]
+    for eid, shed_id, port_id, at, detail in db.session.execute(events):
+        kind = _fault_kind(detail or "")
+        if kind == INCIDENT_OVERLOAD and any(p == port_id and abs(t - at) <= SAME_CUT_OFF for p, t in cut_offs):
+            continue  # the device's own record of an overload the session's end already counts
+        found.append(_Source(f"port_event:{eid}", kind, shed_id, port_id, None, at, detail or ""))
     return sorted(found, key=lambda s: (s.at, s.ref))
+
+
+def _fault_kind(detail: str) -> str:
+    """The incident kind of a port fault code (codes may be comma-separated)."""
+    codes = set(detail.split(","))
+    if STUCK_RELAY_DETAIL in codes:
+        return INCIDENT_STUCK_RELAY
+    if FAULT_OVERHEAT in codes:
+        return INCIDENT_OVERHEAT
+    if FAULT_OVERLOAD in codes:
+        return INCIDENT_OVERLOAD
+    return INCIDENT_PORT_FAULT
 
 
 def _open_incident(source: _Source) -> tuple[Incident, bool]:

@@ -108,6 +108,7 @@ DESTINATION_LABELS = {
 
 INCIDENT_LABELS = {
     "overload": _l("Overload cut-off"),
+    "overheat": _l("Overheat cut-off"),
     "stuck_relay": _l("Stuck relay (power on with no charge)"),
     "port_fault": _l("Port fault"),
 }

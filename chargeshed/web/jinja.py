@@ -16,6 +16,7 @@ END_REASONS = {
     "hold_exhausted": _l("Prepaid amount used up"),
     "unplugged": _l("Unplugged"),
     "overload": _l("Overload – power too high"),
+    "overheat": _l("Overheat – the port cut the power"),
     "user_stop": _l("Stopped by you"),
     "staff_stop": _l("Stopped by staff"),
     "port_fault": _l("Port fault"),
@@ -23,6 +24,21 @@ END_REASONS = {
     "start_failed": _l("Start failed"),
     "over_pass_tier": _l("Power above the monthly pass's tier"),
 }
+
+# A port's fault code in words (codes a device reports as it names them are shown as they are).
+FAULT_WORDS = {
+    "overload": _l("Overload cut-off"),
+    "overheat": _l("Overheat"),
+    "stuck_relay": _l("Stuck relay (power on with no charge)"),
+}
+
+
+def fault_words(fault: str | None) -> str:
+    """A fault code (possibly several, comma-separated) in words: "overload" → 过载断电."""
+    if not fault:
+        return ""
+    return ", ".join(str(FAULT_WORDS.get(code, code.replace("_", " "))) for code in fault.split(",") if code)
+
 
 SESSION_STATES = {
     "pending": _l("Starting…"),
@@ -73,6 +89,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["localtime"] = local_time
     app.jinja_env.filters["duration"] = duration
     app.jinja_env.filters["duration_words"] = duration_words
+    app.jinja_env.filters["fault_words"] = fault_words
     app.jinja_env.globals.update(
         get_locale=get_locale, END_REASONS=END_REASONS, SESSION_STATES=SESSION_STATES, PORT_STATES=PORT_STATES
     )

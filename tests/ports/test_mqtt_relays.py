@@ -194,7 +194,7 @@ def test_shelly_overpower_is_a_fault(mqtt_link, devices):
     runner.wait_connected()
     runner.call(runner.link.switch(port, True, cap_seconds=600))
     device.overpower(1)
-    readings.wait(port, "fault", "overpower")
+    readings.wait(port, "fault", "overload")
     assert readings.latest(port, "relay_on") is False
 
 
@@ -324,7 +324,7 @@ def test_tasmota_unknown_command_and_max_power(mqtt_link, devices):
     runner.call(runner.link.switch(port, True, cap_seconds=600))
     plug.plug(1, 2400.0)
     plug.max_power_reached(1)
-    readings.wait(port, "fault", "overpower")
+    readings.wait(port, "fault", "overload")
     assert readings.latest(port, "relay_on") is False
 
 

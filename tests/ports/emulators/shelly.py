@@ -121,9 +121,15 @@ class ShellyEmulator:
 
     def overpower(self, channel: int) -> None:
         """The power protection trips: relay open, `errors` = ["overpower"]."""
+        self.protection(channel, "overpower")
+
+    def protection(self, channel: int, error: str) -> None:
+        """A protection trips (overpower, overtemp …): relay open, `errors` = [error]."""
         with self.lock:
             switch = self.switches[channel]
-            switch.output, switch.toggle_at, switch.errors = False, None, ["overpower"]
+            switch.output, switch.toggle_at, switch.errors = False, None, [error]
+            if error == "overtemp":
+                switch.temperature_c = 96.0
         self.report([channel])
 
     def report(self, channels: list[int] | None = None) -> None:
