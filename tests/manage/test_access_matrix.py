@@ -1,16 +1,20 @@
 """Role and tenant matrix over EVERY registered back-office URL (/manage, /operator, /safety).
 
 The routes are read from app.url_map, so routes added later are walked too. Expected roles come
-from each view's staff_required(...) declaration. URL parameters are filled with the ids of another
-tenant's objects; a parameter this test cannot fill with a real object gets an id that does not
-exist (still a 403/404, never a 500) and is listed in a warning: add a filler to OTHER_TENANT below.
+from each view's staff_required(...) declaration. URL parameters are filled with real objects of both
+tenants (sites, sheds, ports, buildings, alerts, staff, hazard cases with a photo, port incidents,
+charges with a goodwill refund, agreements, reviewed and issued statements in every download format,
+workflow steps): tenant A's staff of every role must get 403/404 for every mix that names one of
+tenant B's objects, and no page of A's may show B's names. A parameter without a filler fails the
+walk: add one to OTHER_TENANT below.
 """
 
 from __future__ import annotations
 
+import io
 import itertools
-import warnings
 from collections.abc import Callable
+from datetime import date
 
 import pytest
 from sqlalchemy import select
@@ -27,6 +31,10 @@ PREFIXES = ("/manage", "/operator", "/safety")
 # Back-office URLs anyone may open without signing in (none today).
 PUBLIC_ENDPOINTS: set[str] = set()
 MISSING_ID = 987654
+# The settled month both tenants have a statement for (the fake clock stands in November 2026).
+STATEMENT_MONTH = "2026-10"
+# Marks written into tenant B's objects: none may appear on a page of tenant A's staff.
+B_MARKS = ("B-only site 3K", "B-only shed 7Q", "B-only operator 5R", "B-only refund 2W", "B-only spot 8V", "B-fix 4T")
 STAFF_ROLES = (ROLE_ADMIN, ROLE_SITE_MANAGER, ROLE_OPERATOR_STAFF, ROLE_PATROL)
 
 
@@ -44,18 +52,55 @@ def _alert(tenant: Tenant) -> int:
 
 
 def _case(tenant: Tenant) -> int:
-    from chargeshed.safety import workflow
+    """An open hazard case of the tenant's building, with a photo (so photo URLs are real too)."""
+    from chargeshed.safety import uploads, workflow
+    from tests.safety import samples
 
-    return workflow.file_report(workflow.NewReport("bike_indoors", _building(tenant), floor=1, spot="lobby")).id
+    label = "B-only spot 8V" if tenant.shed.name.startswith("B-only") else "lobby"
+    photo = uploads.clean_photo(uploads.read_upload(io.BytesIO(samples.plain_jpeg())))
+    case = workflow.file_report(workflow.NewReport("bike_indoors", _building(tenant), floor=1, spot=label), [photo])
+    db.session.commit()
+    return case.id
+
+
+def _photo(tenant: Tenant) -> int:
+    from chargeshed.safety.models import CasePhoto, HazardCase
+
+    return db.session.execute(
+        select(CasePhoto.id)
+        .join(HazardCase, HazardCase.id == CasePhoto.case_id)
+        .where(HazardCase.site_id == tenant.site.id)
+        .order_by(CasePhoto.id)
+        .limit(1)
+    ).scalar_one()
+
+
+def _incident(tenant: Tenant) -> int:
+    """An open overload incident on the tenant's shed, with what fixed it once it is closed."""
+    from chargeshed.safety.models import INCIDENT_OPEN, Incident
+
+    incident = Incident(
+        shed_id=tenant.shed.id,
+        kind="overload",
+        state=INCIDENT_OPEN,
+        occurrences=1,
+        opened_at=START,
+        last_seen_at=START,
+        resolution="B-fix 4T" if tenant.shed.name.startswith("B-only") else "",
+    )
+    db.session.add(incident)
+    db.session.commit()
+    return incident.id
 
 
 def _session(tenant: Tenant) -> int:
-    """An ended, paid charge of a resident of the tenant, on the tenant's port."""
+    """An ended, paid charge of a resident of the tenant, on the tenant's port, refunded in part."""
     from chargeshed.accounts.models import ROLE_RESIDENT
     from chargeshed.accounts.services import create_user
     from chargeshed.charging import sessions as charging
     from chargeshed.payments import fulfilment
     from chargeshed.payments.providers import Payment
+    from chargeshed.payments.refunds import refund_session
 
     resident = create_user(f"1370000{tenant.site.id:04d}", PASSWORD, ROLE_RESIDENT, site_id=tenant.site.id)
     topup = fulfilment.create_topup(resident.id, 1000, [1000], "cny", "demo")
@@ -65,14 +110,16 @@ def _session(tenant: Tenant) -> int:
     session = charging.start_session(resident.id, tenant.ports[1], now=START)
     charging.mark_charging(session, START)
     session.tier_watts = session.watts = 180
+    session.energy_wh = 288
     db.session.commit()
     charging.end_session(session, charging.FULL, START.replace(hour=START.hour + 2), stop_port=False)
+    reason = "B-only refund 2W" if tenant.shed.name.startswith("B-only") else "port cut out"
+    refund_session(tenant.users[ROLE_OPERATOR_STAFF].id, session, 10, reason, now=START)
+    db.session.commit()
     return session.id
 
 
 def _agreement(tenant: Tenant) -> int:
-    from datetime import date
-
     from chargeshed.settlement.agreements import PartyInput, create_agreement
 
     return create_agreement(
@@ -87,8 +134,22 @@ def _agreement(tenant: Tenant) -> int:
     ).id
 
 
+def _statement(tenant: Tenant) -> str:
+    """The key of the tenant's issued statement for STATEMENT_MONTH (the agreement is made first)."""
+    from chargeshed.settlement import statements
+    from chargeshed.settlement.periods import Period
+
+    period = Period.month(STATEMENT_MONTH)
+    if statements.find_statement(tenant.operator_id, tenant.site.id, period) is None:
+        row = statements.review(tenant.operator_id, tenant.site.id, period, None)
+        statements.issue(row, None)
+        db.session.commit()
+    return period.key
+
+
 # How to find a tenant's object for a URL parameter. Extend this when a route takes a new kind of id.
-OTHER_TENANT: dict[str, Callable[[Tenant], int]] = {
+# (Order matters: the agreement comes before the statement it settles.)
+OTHER_TENANT: dict[str, Callable[[Tenant], int | str]] = {
     "site_id": lambda t: t.site.id,
     "shed_id": lambda t: t.shed.id,
     "port_id": lambda t: t.ports[0].id,
@@ -97,8 +158,16 @@ OTHER_TENANT: dict[str, Callable[[Tenant], int]] = {
     "alert_id": _alert,
     "user_id": lambda t: t.users[ROLE_PATROL].id,  # staff administration: the other site's patrol
     "case_id": _case,
+    "photo_id": _photo,
+    "incident_id": _incident,
     "session_id": _session,
     "agreement_id": _agreement,
+    "key": _statement,
+}
+# Parameters that are not ids: every value a route serves is walked.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "fmt": ("csv", "xlsx", "pdf"),
+    "action": ("verify", "no_hazard", "note", "duplicate"),
 }
 
 
@@ -111,8 +180,8 @@ def methods(rule: Rule) -> list[str]:
     return sorted(rule.methods - {"HEAD", "OPTIONS"})
 
 
-def fill(rule: Rule, ids: dict[str, int], unknown: set[str]) -> str:
-    """The rule's path with its parameters filled from `ids` (or harmless stand-ins)."""
+def fill(rule: Rule, ids: dict[str, int | str], unknown: set[str]) -> str:
+    """The rule's path with its parameters filled from `ids` (AnyConverter: its first value)."""
     values = {}
     for name, converter in rule._converters.items():
         if name in ids:
@@ -123,14 +192,25 @@ def fill(rule: Rule, ids: dict[str, int], unknown: set[str]) -> str:
             values[name] = MISSING_ID
             unknown.add(f"{rule.endpoint}:{name}")
         else:
-            values[name] = "2026-11"
+            values[name] = "x"
             unknown.add(f"{rule.endpoint}:{name}")
     return rule.build(values, append_unknown=False)[1]
 
 
+def urls(rule: Rule, ids: dict[str, int | str], unknown: set[str]) -> list[str]:
+    """The rule's paths: one per value of its non-id parameters (VARIANTS; AnyConverter: each value)."""
+    choices = []
+    for name, converter in rule._converters.items():
+        if isinstance(converter, AnyConverter):
+            choices.append([(name, v) for v in sorted(converter.items)])
+        elif name in VARIANTS:
+            choices.append([(name, v) for v in VARIANTS[name]])
+    return sorted({fill(rule, {**ids, **dict(combo)}, unknown) for combo in itertools.product(*choices)})
+
+
 def fillings(rule: Rule, own: dict[str, int], other: dict[str, int]) -> list[dict[str, int]]:
     """Every mix of own and other-tenant ids for the rule's known parameters with at least one foreign id."""
-    known = [name for name in rule.arguments if name in OTHER_TENANT]
+    known = [name for name in rule.arguments if name in OTHER_TENANT and own[name] != other[name]]
     mixes = []
     for choice in itertools.product((False, True), repeat=len(known)):
         if any(choice):
@@ -139,9 +219,14 @@ def fillings(rule: Rule, own: dict[str, int], other: dict[str, int]) -> list[dic
 
 
 @pytest.fixture
-def world(app, tenants):
+def world(app, tenants, tmp_path):
+    """Tenants A and B with real objects behind every id a back-office URL takes, B's marked B_MARKS."""
+    from chargeshed.sites.models import Operator
+
+    app.config["SAFETY_UPLOAD_DIR"] = str(tmp_path / "uploads")
     a, b, admin, resident = tenants
     b.site.name = "B-only site 3K"
+    db.session.get(Operator, b.operator_id).name = "B-only operator 5R"
     db.session.commit()
     own = {name: find(a) for name, find in OTHER_TENANT.items()}
     other = {name: find(b) for name, find in OTHER_TENANT.items()}
@@ -182,11 +267,12 @@ def test_signed_out_visitors_and_residents_get_nothing(app, world):
     for rule in backoffice_rules(app):
         if rule.endpoint in PUBLIC_ENDPOINTS:
             continue
-        url = fill(rule, own, unknown)
-        for method in methods(rule):
-            response = request(anonymous, method, url)
-            assert response.status_code == 302 and "/login" in response.headers["Location"], (method, url)
-            assert request(resident_client, method, url).status_code == 403, (method, url)
+        for url in urls(rule, own, unknown):
+            for method in methods(rule):
+                response = request(anonymous, method, url)
+                assert response.status_code == 302 and "/login" in response.headers["Location"], (method, url)
+                assert request(resident_client, method, url).status_code == 403, (method, url)
+    assert unknown == set()
 
 
 def test_every_role_and_tenant_combination(app, world):
@@ -195,7 +281,6 @@ def test_every_role_and_tenant_combination(app, world):
     checked = 0
     users = [(role, a.users[role]) for role in (ROLE_SITE_MANAGER, ROLE_OPERATOR_STAFF, ROLE_PATROL)]
     users.append((ROLE_ADMIN, admin))
-    markers = (b.shed.name, b.site.name)
     for role, user in users:
         client = client_for(app, user)
         for rule in backoffice_rules(app):
@@ -205,33 +290,64 @@ def test_every_role_and_tenant_combination(app, world):
             for method in methods(rule):
                 where = f"{role} {method} {rule.rule}"
                 if role not in allowed:
-                    response = request(client, method, fill(rule, other, unknown))
-                    assert response.status_code == 403, where
-                    checked += 1
+                    for url in urls(rule, other, unknown):
+                        assert request(client, method, url).status_code == 403, f"{where}: {url}"
+                        checked += 1
                     continue
                 if role == ROLE_ADMIN:  # sees every tenant; must never fail
-                    response = request(client, method, fill(rule, other, unknown))
-                    assert response.status_code < 500, where
-                    checked += 1
+                    for url in urls(rule, other, unknown):
+                        assert request(client, method, url).status_code < 500, f"{where}: {url}"
+                        checked += 1
                     continue
                 for ids in fillings(rule, own, other):
-                    response = request(client, method, fill(rule, {**own, **ids}, unknown))
-                    assert response.status_code in (403, 404), f"{where} with {ids}: {response.status_code}"
-                    checked += 1
+                    for url in urls(rule, {**own, **ids}, unknown):
+                        response = request(client, method, url)
+                        assert response.status_code in (403, 404), f"{where} with {ids}: {response.status_code}"
+                        checked += 1
                 if method == "GET":
-                    response = request(client, method, fill(rule, own, unknown))
-                    assert response.status_code < 500, where
-                    body = response.get_data()
-                    assert not any(marker.encode() in body for marker in markers), f"{where} shows tenant B"
-                    if rule.rule.startswith("/manage") and set(rule.arguments) <= set(OTHER_TENANT):
-                        assert response.status_code in (200, 302), f"{where}: own objects refused"
-                    checked += 1
-    assert checked > 100
-    if unknown:
-        warnings.warn(
-            "URL parameters filled with a missing id (add them to OTHER_TENANT): " + ", ".join(sorted(unknown)),
-            stacklevel=1,
-        )
+                    for url in urls(rule, own, unknown):
+                        response = request(client, method, url)
+                        assert response.status_code < 500, f"{where}: {url}"
+                        body = response.get_data()
+                        shown = [mark for mark in B_MARKS if mark.encode() in body]
+                        assert shown == [], f"{where} ({url}) shows tenant B: {shown}"
+                        if rule.rule.startswith("/manage") and set(rule.arguments) <= set(OTHER_TENANT):
+                            assert response.status_code in (200, 302), f"{where}: own objects refused"
+                        checked += 1
+    assert checked > 300
+    assert unknown == set(), "URL parameters without a real object (add them to OTHER_TENANT): " + ", ".join(
+        sorted(unknown)
+    )
+
+
+def test_tenant_b_objects_behind_the_urls_are_real(app, world):
+    """The walk above names real objects of B: each id exists and belongs to B, not A."""
+    from chargeshed.charging.models import ChargeSession
+    from chargeshed.payments.models import SessionRefund
+    from chargeshed.safety.models import CasePhoto, HazardCase, Incident
+    from chargeshed.settlement.models import Statement
+
+    a, b, _admin, _resident, own, other = world
+    assert db.session.get(HazardCase, other["case_id"]).site_id == b.site.id
+    assert db.session.get(CasePhoto, other["photo_id"]).case_id == other["case_id"]
+    assert db.session.get(Incident, other["incident_id"]).shed_id == b.shed.id
+    assert db.session.get(ChargeSession, other["session_id"]).shed_id == b.shed.id
+    refund = db.session.execute(select(SessionRefund).where(SessionRefund.session_id == other["session_id"]))
+    assert refund.scalar_one().reason == "B-only refund 2W"
+    issued = db.session.execute(select(Statement).where(Statement.site_id == b.site.id)).scalar_one()
+    assert (issued.operator_id, issued.status, issued.number is not None) == (b.operator_id, "issued", True)
+    assert all(own[name] != other[name] for name in OTHER_TENANT if name != "key")
+    # The marks are really shown where B's objects may be seen (so their absence above means something).
+    admin_client = client_for(app, _admin)
+    seen = {
+        "/operator/refunds/": "B-only refund 2W",
+        f"/safety/cases/{other['case_id']}": "B-only spot 8V",
+        f"/operator/{b.operator_id}/{b.site.id}/statements/{other['key']}": "B-only site 3K",
+        "/safety/incidents": "B-only shed 7Q",
+        "/operator/": "B-only operator 5R",
+    }
+    for url, mark in seen.items():
+        assert mark in request(admin_client, "GET", url).get_data(as_text=True), url
 
 
 def test_every_back_office_post_needs_a_csrf_token(app, world):
@@ -242,4 +358,5 @@ def test_every_back_office_post_needs_a_csrf_token(app, world):
     posts = [r for r in backoffice_rules(app) if "POST" in r.methods]
     assert len(posts) >= 8
     for rule in posts:
-        assert request(client, "POST", fill(rule, own, unknown)).status_code == 400, rule.rule
+        for url in urls(rule, own, unknown):
+            assert request(client, "POST", url).status_code == 400, url
