@@ -371,6 +371,10 @@ def build(figures: dict, status: str, number: str | None, issued_at: datetime | 
                 ],
                 [_("Held for charges still running at the end of the period"), Fen(figures["residents"]["holds_fen"])],
                 [_("Cash-outs on their way back to residents"), Fen(figures["residents"]["cashouts_fen"])],
+                [
+                    _("Monthly passes paid for days after the period (unused days are refundable)"),
+                    Fen(figures["residents"].get("passes_unearned_fen", 0)),
+                ],
                 [_("Top-ups received in the period"), Fen(figures["residents"]["topups_fen"])],
             ],
             note=_("All sites: wallets are not tied to one site."),

@@ -48,7 +48,7 @@ from chargeshed.payments.books import (
 from chargeshed.payments.fees import cny_equivalent
 from chargeshed.settlement.agreements import AgreementBook, agreements_of, describe_terms
 from chargeshed.settlement.models import ISSUED, Statement
-from chargeshed.settlement.pass_revenue import pass_revenue_by_shed_day
+from chargeshed.settlement.pass_revenue import pass_revenue_by_shed_day, passes_unearned
 from chargeshed.settlement.periods import Period, local_offset_hours
 from chargeshed.settlement.split import PartyTerms, largest_remainder, split_revenue
 from chargeshed.sites.models import Operator, Shed, Site
@@ -467,7 +467,7 @@ def compute_figures(operator_id: int, site_id: int, period: Period, now: datetim
             "payout_fen": sum(parties.values()),
             "unassigned_fen": unassigned["net_fen"] - unassigned["fees_fen"] if unassigned else 0,
         },
-        "residents": residents_money(period),
+        "residents": {**residents_money(period), "passes_unearned_fen": passes_unearned(period)},
     }
 
 

@@ -16,7 +16,9 @@ from datetime import date, timedelta
 from sqlalchemy import func, select
 
 from chargeshed.extensions import db
-from chargeshed.passes.service import recognised_by_site_day
+from chargeshed.money.models import LedgerTxn
+from chargeshed.passes.models import MonthlyPass
+from chargeshed.passes.service import TXN_PASS_REFUND, recognised_before, recognised_by_site_day
 from chargeshed.settlement.periods import Period
 from chargeshed.settlement.split import largest_remainder
 from chargeshed.sites.models import PORT_RETIRED, Port, Shed
@@ -60,3 +62,21 @@ def pass_revenue_by_shed_day(period: Period) -> dict[tuple[int, date], int]:
             if part:
                 out[(shed_id, day)] = part
     return out
+
+
+def passes_unearned(period: Period) -> int:
+    """What residents had paid for passes at the end of the period for days after it (all sites): the
+    price of each pass bought by then, less its refund if booked by then, less what its days up to the
+    period's end earned. Money residents hold a right to, not revenue yet."""
+    _start, end = period.utc_bounds()
+    refunded = {
+        int(ref.rsplit(":", 1)[1])
+        for (ref,) in db.session.execute(
+            select(LedgerTxn.ref).where(LedgerTxn.kind == TXN_PASS_REFUND, LedgerTxn.booked_at < end)
+        )
+    }
+    bought = db.session.execute(
+        select(MonthlyPass).where(MonthlyPass.created_at < end, MonthlyPass.ends_on > period.end + timedelta(days=1))
+    ).scalars()
+    after = period.end + timedelta(days=1)
+    return sum(p.price_fen - recognised_before(p, after) for p in bought if p.id not in refunded)

@@ -83,6 +83,8 @@ def test_a_pass_across_a_month_boundary_lands_in_both_statements_exactly(pass_si
     # Split like session revenue: 60 / 30 / 10 of the net, exact to the fen.
     assert [p["payout_fen"] for p in september["parties"]] == [220, 110, 36]
     assert sum(p["payout_fen"] for p in september["parties"]) == 366
+    # The other 19 days were paid for but not earned yet: residents' money, not revenue.
+    assert september["residents"]["passes_unearned_fen"] == PRICE - 366 == 634
     statements.issue(statements.review(site.sheds[0].operator_id, site.id, SEPTEMBER, None), None)
 
     at(2026, 11, 2)
@@ -112,12 +114,13 @@ def test_a_refund_in_october_takes_back_only_what_is_not_yet_recognised(pass_sit
     assert september.status == "issued" and september.figures["totals"]["pass_fen"] == 366
     # Recomputing September from the books gives the same: the refund changed nothing already recognised.
     live = compute_figures(site.sheds[0].operator_id, site.id, SEPTEMBER)
-    assert live["totals"]["pass_fen"] == 366
+    assert live["totals"]["pass_fen"] == 366 and live["residents"]["passes_unearned_fen"] == 634
     october = _view(site, OCTOBER).figures
     assert october["totals"]["pass_fen"] == 700 - 366 == 334
     days = {d["date"]: d["pass_fen"] for d in october["days"]}
     assert days["2026-10-10"] > 0 and days["2026-10-11"] == 0  # nothing earned after the refund day
     assert 366 + 334 + refunded == PRICE  # what the resident paid, to the fen
+    assert _view(site, OCTOBER).figures["residents"]["passes_unearned_fen"] == 0
     assert check_ledger() == []
 
 
@@ -138,6 +141,8 @@ def test_the_october_files_carry_the_pass_line(pass_site, at, charge, ports):
     assert _fen(summary["Monthly pass revenue"]) == 334
     assert _fen(summary["Gross revenue"]) == session.cost_fen
     assert _fen(summary["Net revenue"]) == totals["net_fen"]
+    residents = dict(r for r in sections["Residents' money (not revenue)"][1:] if len(r) == 2)
+    assert _fen(residents["Monthly passes paid for days after the period (unused days are refundable)"]) == 0
     header, *rows, total = sections["By day"]
     column = header.index("Monthly pass revenue")
     assert sum(_fen(r[column]) for r in rows) == _fen(total[column]) == 334
