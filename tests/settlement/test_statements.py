@@ -413,5 +413,6 @@ def test_residents_money_is_a_liability_not_revenue(app, make_site, make_residen
         "holds_fen": 300,
         "cashouts_fen": 0,
         "topups_fen": 2000,
+        "passes_unearned_fen": 0,
     }
     assert figures["totals"]["gross_fen"] == 50
