@@ -186,6 +186,31 @@ def test_failed_refund(fake, client):
     assert client.v1.refunds.create(params={"payment_intent": pi_id}).status == "succeeded"
 
 
+def test_every_balance_movement_is_a_balance_transaction_in_the_settlement_currency():
+    with FakeStripe(settlement_currency="hkd", exchange_rates={"eur": 8.5}) as fake:
+        client = stripe.StripeClient("sk_test_x", base_addresses={"api": fake.url}, max_network_retries=0)
+        s = client.v1.checkout.sessions.create(params=session_params(1000))
+        fake.complete_checkout(s.id, fee=300)
+        pi_id = client.v1.checkout.sessions.retrieve(s.id).payment_intent
+        refund = client.v1.refunds.create(params={"payment_intent": pi_id, "amount": 200})
+        txn = client.v1.balance_transactions.retrieve(refund.balance_transaction, params={"expand": ["source"]})
+        assert isinstance(txn, stripe.BalanceTransaction) and isinstance(txn.source, stripe.Refund)
+        assert (txn.type, txn.amount, txn.fee, txn.net, txn.currency) == ("refund", -1700, 0, -1700, "hkd")
+        fake.exchange_rates["eur"] = 8.4
+        fake.fail_refund(refund.id)
+        assert fake.get(client.v1.refunds.retrieve(refund.id).failure_balance_transaction)["amount"] == 1680
+        payout = fake.payout(5000)["data"]["object"]
+        fake.fail_payout(payout["id"])
+        fake.adjustment(-20)
+        kinds = [t.type for t in client.v1.balance_transactions.list(params={"limit": 100}).data]
+        assert sorted(kinds) == sorted(["charge", "refund", "refund_failure", "payout", "payout_failure", "adjustment"])
+        balance = client.v1.balance.retrieve()
+        total = sum(part.amount for part in balance.available + balance.pending if part.currency == "hkd")
+        assert total == fake.balance("hkd") == 8500 - 300 - 1700 + 1680 - 20
+        assert [p.status for p in client.v1.payouts.list().data] == ["failed"]
+        assert [e["type"] for e in fake.events("payout.*")] == ["payout.created", "payout.failed"]
+
+
 def test_idempotency_key_replays_same_response(fake, client):
     opts = {"idempotency_key": "topup-7-create"}
     a = client.v1.checkout.sessions.create(params=session_params(), options=opts)

@@ -12,11 +12,14 @@ import logging
 from sqlalchemy import select
 
 from chargeshed.extensions import db
+from chargeshed.money import ledger
 from chargeshed.payments import fees, fulfilment, refunds
 from chargeshed.payments.models import EXPIRED, FAILED, TopUp
 from chargeshed.payments.providers import (
     Payment,
     ProviderRefund,
+    field,
+    object_id,
     payment_from_checkout,
     refund_from_dispute,
     refund_from_stripe,
@@ -28,6 +31,7 @@ PAID_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_suc
 UNPAID_EVENTS = {"checkout.session.expired": EXPIRED, "checkout.session.async_payment_failed": FAILED}
 REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
 DISPUTE_EVENTS = ("charge.dispute.funds_withdrawn",)
+PAYOUT_EVENTS = ("payout.created", "payout.updated", "payout.paid", "payout.failed", "payout.canceled")
 
 
 def handle_event(event, provider, *, start_ttl_seconds: int = 900) -> str:
@@ -43,15 +47,53 @@ def handle_event(event, provider, *, start_ttl_seconds: int = 900) -> str:
         db.session.commit()
         return event.type.rsplit(".", 1)[1] if changed else "unchanged"
     if event.type in REFUND_EVENTS:
-        return apply_refund(refund_from_stripe(obj), provider)
+        refund = refund_from_stripe(obj)
+        outcome = apply_refund(refund, provider)
+        record_balance_txns(refund.balance_refs, provider)
+        return outcome
     if event.type == "charge.refunded":
         # The charge does not list its refunds: ask for them.
         db.session.commit()
-        outcomes = [apply_refund(r, provider) for r in provider.refunds_for_charge(obj.id)]
+        outcomes = []
+        for refund in provider.refunds_for_charge(obj.id):
+            outcomes.append(apply_refund(refund, provider))
+            record_balance_txns(refund.balance_refs, provider)
         return ",".join(sorted(set(outcomes))) or "no_refunds"
     if event.type in DISPUTE_EVENTS:
         return apply_refund(refund_from_dispute(obj), provider)
+    if event.type in PAYOUT_EVENTS:
+        refs = [object_id(field(obj, "balance_transaction")), object_id(field(obj, "failure_balance_transaction"))]
+        outcomes = record_balance_txns([ref for ref in refs if ref], provider)
+        return "payout_" + ("recorded" if "recorded" in outcomes else ",".join(sorted(set(outcomes))) or "none")
     return "ignored"
+
+
+def record_balance_txns(refs, provider) -> list[str]:
+    """Book these provider balance transactions (a refund's, a payout's ...) that are not booked yet, in
+    the settlement currency (fees.book_balance_txn). A unit of work of its own: asks the provider for
+    each one with no transaction open and commits each booking. A lookup that fails is left to
+    `reconcile` ("retry")."""
+    outcomes = []
+    for ref in refs:
+        if not hasattr(provider, "balance_transaction"):
+            break
+        known = ledger.find_txn(fees.balance_ref(ref)) is not None
+        db.session.commit()
+        if known:
+            outcomes.append("already_recorded")
+            continue
+        try:
+            settled = provider.balance_transaction(ref)
+        except Exception:
+            log.warning("balance transaction %s not booked yet", ref, exc_info=True)
+            outcomes.append("retry")
+            continue
+        outcome = fees.book_balance_txn(provider.name, settled)
+        db.session.commit()
+        if outcome not in ("recorded", "already_recorded", "nothing_to_book"):
+            log.warning("balance transaction %s (%s) not booked: %s", ref, settled.txn.type, outcome)
+        outcomes.append(outcome)
+    return outcomes
 
 
 def apply_refund(refund: ProviderRefund, provider) -> str:
@@ -59,8 +101,22 @@ def apply_refund(refund: ProviderRefund, provider) -> str:
     made outside ChargeShed. Commits; may ask Stripe which top-up the payment was for."""
     outcome = refunds.apply_provider_refund(refund) if refund.kind == "refund" else "unknown_refund"
     db.session.commit()
-    if outcome != "unknown_refund" or refunds.external_refund_known(refund.ref):
-        return outcome if outcome != "unknown_refund" else "already_booked"
+    if outcome != "unknown_refund":
+        return outcome
+    if refunds.external_refund_known(refund.ref):
+        if refund.status in refunds.FAILED_STATES and refunds.external_refund_open(refund.ref):
+            outcome = refunds.reverse_external_refund(refund.ref)
+            db.session.commit()
+            return f"outside_{outcome}"
+        db.session.commit()
+        return "already_booked"
+    db.session.commit()
+    if refund.kind == "refund" and hasattr(provider, "refund_by_ref"):
+        # Events come in any order: book the refund as it is now (a failed one returned nothing).
+        try:
+            refund = provider.refund_by_ref(refund.ref)
+        except Exception:
+            log.warning("refund %s: current state not read; booked as the event says", refund.ref, exc_info=True)
     topup_id = refund.topup_id or topup_for_payment(refund.payment_ref, provider)
     row = refunds.book_external_refund(refund, topup_id, provider.name)
     db.session.commit()

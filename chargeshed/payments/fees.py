@@ -13,6 +13,21 @@ The top-up is then booked in fen as always, and its balance transaction in the s
 
 Each currency balances on its own; the pair of exchange legs keeps Stripe's rate (gross / amount).
 Statements show a fee's CNY equivalent as fee x amount / gross.
+
+Every other balance transaction is booked the same way, once, under `balance:<its id>`, in the
+settlement currency at the rate Stripe used for it (not the payment's):
+
+    refund (a cash-out's or one made outside ChargeShed; amount and net negative):
+    CNY: external:stripe -refunded         exchange:stripe     +refunded
+    HKD: exchange:stripe:hkd +amount       external:stripe:hkd -net          fees:stripe:hkd -fee
+    refund_failure: the same with the signs of the money coming back.
+
+    payout (Stripe pays the balance out to the bank; amount and net negative):
+    HKD: external:stripe:hkd -net          payouts:stripe:hkd +amount        fees:stripe:hkd -fee
+    payout_failure: the same, money coming back.
+
+Together `external:stripe:<currency>` then holds minus Stripe's balance in that currency, which
+`reconcile` checks against Stripe's own figure.
 """
 
 from __future__ import annotations
@@ -25,8 +40,8 @@ from sqlalchemy import update
 from chargeshed.extensions import db
 from chargeshed.money import ledger
 from chargeshed.payments import books
-from chargeshed.payments.models import CREDITED, TopUp
-from chargeshed.payments.providers import Fee
+from chargeshed.payments.models import CREDITED, REFUNDED, TopUp
+from chargeshed.payments.providers import Fee, Settled
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +55,30 @@ def cny_equivalent(fee_minor: int, amount_fen: int, gross_minor: int) -> int:
 
 def fee_problem(topup: TopUp, fee: Fee) -> str | None:
     """Why a balance transaction cannot be booked for this top-up, or None."""
-    gross = fee.amount if fee.amount is not None else fee.fee + fee.net
-    if fee.fee < 0 or fee.fee + fee.net != gross or fee.fee > gross:
+    gross = _gross(fee)
+    if gross <= 0 or fee.fee > gross:
         return "fee_amount"
-    if fee.currency == topup.currency.lower():
-        return None if gross == topup.amount_fen else "fee_amount"
-    if fee.exchange_rate is None:
+    return settlement_problem(topup.amount_fen, topup.currency, fee)
+
+
+def settlement_problem(amount: int, currency: str, txn: Fee) -> str | None:
+    """Why `txn` cannot be booked as settling `amount` (minor units, unsigned) of `currency`, or None:
+    "fee_amount" when its figures do not add up, "fee_currency" when it was converted without a rate."""
+    gross = _gross(txn)
+    if txn.fee < 0 or txn.fee + txn.net != gross:
+        return "fee_amount"
+    if txn.currency == currency.lower():
+        return None if abs(gross) == amount else "fee_amount"
+    if txn.exchange_rate is None:
         return "fee_currency"
     # Stripe rounds the converted amount to the settlement currency's minor unit.
-    if abs(Decimal(topup.amount_fen) * fee.exchange_rate - gross) > 1:
+    if abs(Decimal(amount) * txn.exchange_rate - abs(gross)) > 1:
         return "fee_amount"
     return None
+
+
+def _gross(txn: Fee) -> int:
+    return txn.amount if txn.amount is not None else txn.fee + txn.net
 
 
 def book_fee(topup: TopUp, fee: Fee) -> str:
@@ -79,7 +107,7 @@ def book_fee(topup: TopUp, fee: Fee) -> str:
         with db.session.begin_nested():
             claimed = db.session.execute(
                 update(TopUp)
-                .where(TopUp.id == topup.id, TopUp.status == CREDITED, TopUp.fee_fen.is_(None))
+                .where(TopUp.id == topup.id, TopUp.status.in_((CREDITED, REFUNDED)), TopUp.fee_fen.is_(None))
                 .values(
                     fee_fen=fee.fee,
                     net_fen=fee.net,
@@ -109,14 +137,86 @@ def _legs(topup: TopUp, fee: Fee) -> list[ledger.Leg]:
 
 
 def _foreign_legs(topup: TopUp, fee: Fee) -> list[ledger.Leg]:
-    gross = fee.fee + fee.net
+    return conversion_legs(topup.provider, topup.currency, topup.amount_fen, fee)
+
+
+def conversion_legs(provider: str, currency: str, amount: int, txn: Fee) -> list[ledger.Leg]:
+    """`amount` of `currency` (signed: positive when money came in) converted by the provider into its
+    settlement currency as `txn` says: each currency balances, the exchange legs keep the rate."""
     return [
-        ledger.Leg(ledger.external_account(topup.provider), topup.amount_fen),
-        ledger.Leg(books.exchange_account(topup.provider, topup.currency), -topup.amount_fen),
-        ledger.Leg(books.exchange_account(topup.provider, fee.currency), gross),
-        ledger.Leg(ledger.external_account(topup.provider, fee.currency), -fee.net),
-        ledger.Leg(books.fees_account(topup.provider, fee.currency), -fee.fee),
+        ledger.Leg(ledger.external_account(provider), amount),
+        ledger.Leg(books.exchange_account(provider, currency), -amount),
+        ledger.Leg(books.exchange_account(provider, txn.currency), txn.fee + txn.net),
+        ledger.Leg(ledger.external_account(provider, txn.currency), -txn.net),
+        ledger.Leg(books.fees_account(provider, txn.currency), -txn.fee),
     ]
+
+
+# Balance transaction types (Stripe names card ones "refund", other methods' "payment_refund"),
+# with the sign of the money they bring back into the balance.
+REFUND_TYPES = {"refund": -1, "payment_refund": -1, "refund_failure": 1, "payment_failure_refund": 1}
+PAYOUT_TYPES = ("payout", "payout_failure")
+PAYMENT_TYPES = ("charge", "payment")  # booked with their top-up (fee:topup:<id>)
+
+
+def balance_ref(txn_ref: str) -> str:
+    """The ledger ref of a provider balance transaction booked by book_balance_txn."""
+    return f"balance:{txn_ref}"[:80]
+
+
+def book_balance_txn(provider: str, settled: Settled) -> str:
+    """Book a refund's, refund failure's, payout's or payout failure's balance transaction once, in the
+    settlement currency at the provider's rate for it, inside the caller's transaction.
+
+    Returns "recorded", "already_recorded", "nothing_to_book" (settled in the refund's own currency
+    without a fee: the refund's own booking says it all), or why it cannot be booked:
+    "unsupported_type", "fee_source" (the refund's amount is unknown), "fee_amount", "fee_currency".
+    """
+    txn = settled.txn
+    ref = balance_ref(txn.ref or "")
+    if not txn.ref:
+        return "fee_source"
+    if ledger.find_txn(ref) is not None:
+        return "already_recorded"
+    if txn.type in REFUND_TYPES:
+        if settled.source_amount is None or not settled.source_currency:
+            return "fee_source"
+        problem = settlement_problem(settled.source_amount, settled.source_currency, txn)
+        if problem:
+            return problem
+        money = REFUND_TYPES[txn.type] * settled.source_amount
+        if txn.currency == settled.source_currency:
+            legs = [
+                ledger.Leg(ledger.external_account(provider, txn.currency), txn.fee),
+                ledger.Leg(books.fees_account(provider, txn.currency), -txn.fee),
+            ]
+        else:
+            legs = conversion_legs(provider, settled.source_currency, money, txn)
+        kind = books.TXN_REFUND_SETTLEMENT
+        memo = (
+            f"{provider} {txn.type} {txn.source}: {money} {settled.source_currency} as {_gross(txn)} "
+            f"{txn.currency} at {txn.exchange_rate}, fee {txn.fee}"
+        )
+    elif txn.type in PAYOUT_TYPES:
+        if txn.fee < 0 or txn.fee + txn.net != _gross(txn):
+            return "fee_amount"
+        legs = [
+            ledger.Leg(ledger.external_account(provider, txn.currency), -txn.net),
+            ledger.Leg(books.payouts_account(provider, txn.currency), _gross(txn)),
+            ledger.Leg(books.fees_account(provider, txn.currency), -txn.fee),
+        ]
+        kind = books.TXN_PAYOUT
+        memo = f"{provider} {txn.type} {txn.source}: {_gross(txn)} {txn.currency}, fee {txn.fee}"
+    else:
+        return "unsupported_type"
+    if not any(leg.amount_fen for leg in legs):
+        return "nothing_to_book"
+    try:
+        ledger.post(ref, kind, legs, memo=memo)
+    except ledger.AlreadyBooked:
+        return "already_recorded"
+    log.info("%s balance transaction %s (%s) booked: %s", provider, txn.ref, txn.type, memo)
+    return "recorded"
 
 
 def _memo(topup: TopUp, fee: Fee, foreign: bool) -> str:

@@ -23,6 +23,7 @@ EXTERNAL_BEFORE_CREDIT = "before_credit"  # the top-up was not credited yet: it 
 EXTERNAL_TAKEN = "taken"  # taken back from the wallet in full
 EXTERNAL_SHORTFALL = "shortfall"  # the wallet no longer had it all: the rest is a loss to look at
 EXTERNAL_UNMATCHED = "unmatched"  # no top-up of ours: nothing booked, reported
+EXTERNAL_FAILED = "failed"  # it failed after it was booked: the money is back, the booking reversed
 
 # Refund (TopUpRefund) states, as the provider reports them.
 REFUND_PENDING = "pending"

@@ -41,15 +41,31 @@ class Payment:
 
 @dataclass(frozen=True)
 class Fee:
-    """A payment's balance transaction: gross `amount`, `fee` and `net` in minor units of `currency`,
-    the provider's settlement currency. When that differs from the payment's currency,
-    `exchange_rate` is the provider's rate: payment amount x rate = `amount`."""
+    """A balance transaction (a payment's, a refund's, a payout's ...): gross `amount`, `fee` and `net`
+    in minor units of `currency`, the provider's settlement currency; negative when money leaves.
+    When that differs from the currency of what it settles (a CNY payment or refund),
+    `exchange_rate` is the provider's rate: that amount x rate = |`amount`|. `ref` is the provider's
+    id of the transaction, `type` its kind ("charge", "refund", "refund_failure", "payout",
+    "payout_failure", ...), `source` the id of the object it settles."""
 
     fee: int
     net: int
     currency: str
     amount: int | None = None
     exchange_rate: Decimal | None = None
+    ref: str | None = None
+    type: str = "charge"
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A balance transaction with what it settles: for a refund, the refund's own amount and currency
+    (what the payer gets back, in fen for CNY)."""
+
+    txn: Fee
+    source_amount: int | None = None
+    source_currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,9 @@ class ProviderRefund:
     failure_reason: str = ""
     topup_id: int | None = None  # from the metadata, when ChargeShed made the refund
     kind: str = "refund"  # or "dispute": money a lost dispute took back
+    # The balance transactions that moved the money at the provider: the refund's, and the one
+    # that brought it back when the refund failed.
+    balance_refs: tuple[str, ...] = ()
 
 
 class RefundRejected(Exception):
@@ -257,6 +276,28 @@ class StripeProvider:
         page = self.client.v1.refunds.list(params={"created": {"gte": since}, "limit": 100})
         return (refund_from_stripe(r) for r in page.auto_paging_iter())
 
+    def balance_transaction(self, ref: str) -> Settled:
+        """One balance transaction, with the object it settles."""
+        return settled_from_stripe(self.client.v1.balance_transactions.retrieve(ref, params={"expand": ["source"]}))
+
+    def balance_transactions_since(self, since: int) -> Iterator[Settled]:
+        """Every balance transaction created since a unix time, newest first, with its source."""
+        page = self.client.v1.balance_transactions.list(
+            params={"created": {"gte": since}, "limit": 100, "expand": ["data.source"]}
+        )
+        return (settled_from_stripe(t) for t in page.auto_paging_iter())
+
+    def balance(self) -> dict[str, int]:
+        """What the provider holds for us per settlement currency (available and pending), in minor
+        units: the sum of all its balance transactions."""
+        balance = self.client.v1.balance.retrieve()
+        totals: dict[str, int] = {}
+        for part in ("available", "pending"):
+            for item in field(balance, part, []):
+                currency = str(item["currency"]).lower()
+                totals[currency] = totals.get(currency, 0) + int(item["amount"])
+        return totals
+
     def checkouts_since(self, since: int) -> Iterator:
         """Checkout Sessions created since a unix time, newest first, with their fees expanded."""
         page = self.client.v1.checkout.sessions.list(
@@ -301,7 +342,7 @@ def _int_or_none(value) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _id(value) -> str | None:
+def object_id(value) -> str | None:
     """An expandable field's id, whether Stripe sent the id or the object."""
     return value if isinstance(value, str) or value is None else field(value, "id")
 
@@ -311,7 +352,10 @@ def payment_from_checkout(session) -> Payment | None:
     if getattr(session, "payment_status", None) != "paid":
         return None
     return Payment(
-        session.id, _id(getattr(session, "payment_intent", None)), int(session.amount_total), str(session.currency)
+        session.id,
+        object_id(getattr(session, "payment_intent", None)),
+        int(session.amount_total),
+        str(session.currency),
     )
 
 
@@ -347,6 +391,20 @@ def fee_from_balance_transaction(txn) -> Fee:
         exchange_rate=Decimal(repr(rate))
         if isinstance(rate, float)
         else (Decimal(str(rate)) if rate is not None else None),
+        ref=field(txn, "id"),
+        type=str(field(txn, "type", "charge")),
+        source=object_id(field(txn, "source")),
+    )
+
+
+def settled_from_stripe(txn) -> Settled:
+    """A balance transaction whose `source` may be expanded (then its amount and currency are read)."""
+    source = field(txn, "source")
+    expanded = source is not None and not isinstance(source, str)
+    return Settled(
+        fee_from_balance_transaction(txn),
+        source_amount=_int_or_none(field(source, "amount")) if expanded else None,
+        source_currency=str(field(source, "currency")).lower() if expanded and field(source, "currency") else None,
     )
 
 
@@ -357,10 +415,18 @@ def refund_from_stripe(refund) -> ProviderRefund:
         ref=refund["id"],
         status=str(refund["status"]),
         amount_fen=int(refund["amount"]),
-        payment_ref=_id(field(refund, "payment_intent")),
+        payment_ref=object_id(field(refund, "payment_intent")),
         refund_id=_int_or_none(field(metadata, "refund_id")),
         failure_reason=str(field(refund, "failure_reason", "")),
         topup_id=_int_or_none(field(metadata, "topup_id")),
+        balance_refs=tuple(
+            ref
+            for ref in (
+                object_id(field(refund, "balance_transaction")),
+                object_id(field(refund, "failure_balance_transaction")),
+            )
+            if ref
+        ),
     )
 
 
@@ -370,7 +436,7 @@ def refund_from_dispute(dispute) -> ProviderRefund:
         ref=dispute["id"],
         status="succeeded",
         amount_fen=int(dispute["amount"]),
-        payment_ref=_id(field(dispute, "payment_intent")),
+        payment_ref=object_id(field(dispute, "payment_intent")),
         kind="dispute",
     )
 

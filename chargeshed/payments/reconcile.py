@@ -1,6 +1,11 @@
 """Reconciliation with Stripe: credit paid top-ups whose webhook never came, record missing
 fees, settle refunds left pending, book refunds made outside ChargeShed, close top-ups that
-expired or failed, and report whatever does not match.
+expired or failed, book refunds' and payouts' balance transactions in the settlement currency,
+compare Stripe's balance there with the books, and report whatever does not match.
+
+Stripe's balance is the sum of its balance transactions. In each settlement currency other than
+the payments' own (CNY), `external:stripe:<currency>` must hold exactly minus that balance: every
+charge, refund, refund failure, payout and payout failure is booked there at Stripe's own figures.
 
 The run is the unit of work: it commits after each item and before every call to Stripe.
 """
@@ -16,7 +21,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from chargeshed.extensions import db
+from chargeshed.money import ledger
 from chargeshed.money.format import format_fen
+from chargeshed.money.models import LedgerAccount
 from chargeshed.payments import events, fees, fulfilment, refunds
 from chargeshed.payments.models import CREATED, CREDITED, EXPIRED, EXTERNAL_UNMATCHED, FAILED, REFUNDED, TopUp
 from chargeshed.payments.providers import fee_from_checkout, payment_from_checkout, unpaid_outcome
@@ -39,6 +46,8 @@ class Report:
     refunds_settled: list[int] = dc_field(default_factory=list)
     refunds_submitted: list[int] = dc_field(default_factory=list)
     outside_refunds: list[str] = dc_field(default_factory=list)
+    balance_txns: list[str] = dc_field(default_factory=list)
+    balances: list[str] = dc_field(default_factory=list)
     waiting: list[str] = dc_field(default_factory=list)
     mismatches: list[str] = dc_field(default_factory=list)
 
@@ -53,7 +62,9 @@ class Report:
             f"refunds made outside ChargeShed, booked: {len(self.outside_refunds)}",
             f"refunds settled: {len(self.refunds_settled)}" + _ids(self.refunds_settled),
             f"refunds submitted again: {len(self.refunds_submitted)}" + _ids(self.refunds_submitted),
+            f"refund and payout balance transactions booked: {len(self.balance_txns)}",
         ]
+        out += self.balances
         out += [f"waiting: {w}" for w in self.waiting]
         out += [f"MISMATCH: {m}" for m in self.mismatches]
         return out
@@ -82,7 +93,17 @@ def reconcile(provider, *, since: int, now: datetime | None = None, start_ttl_se
     _settle_pending_refunds(provider, report, now)
     db.session.commit()
     for refund in list(provider.refunds_since(since)):
-        if refund.refund_id is not None or refunds.external_refund_known(refund.ref):
+        if refund.refund_id is not None:
+            continue
+        if refunds.external_refund_known(refund.ref):
+            if refund.status in refunds.FAILED_STATES and refunds.external_refund_open(refund.ref):
+                outcome = refunds.reverse_external_refund(refund.ref, now=now)
+                db.session.commit()
+                report.outside_refunds.append(refund.ref)
+                report.mismatches.append(
+                    f"refund {refund.ref} made outside ChargeShed failed after it was booked; "
+                    f"booked back now: {outcome}"
+                )
             continue
         outcome = events.apply_refund(refund, provider)
         report.outside_refunds.append(refund.ref)
@@ -91,12 +112,68 @@ def reconcile(provider, *, since: int, now: datetime | None = None, start_ttl_se
             f"refund {refund.ref} of {format_fen(refund.amount_fen)} on {refund.payment_ref} "
             f"was not made here (dashboard?); booked now: {outcome}"
         )
+    _book_balance_txns(provider, since, report)
+    _compare_balances(provider, report)
     # The same look-back window on the app's clock (the one that dates our rows).
     window = timedelta(seconds=max(0, time.time() - since))
     report.mismatches += _shortfall_lines(now - window)
     report.mismatches += refunds.pending_refunds_problems()
     db.session.commit()
     return report
+
+
+def _book_balance_txns(provider, since: int, report: Report) -> None:
+    """Book every refund, refund failure, payout and payout failure Stripe listed since `since` that is
+    not on the books yet (their webhooks may never have come); report any other kind Stripe made."""
+    if not hasattr(provider, "balance_transactions_since"):
+        return
+    db.session.commit()
+    listed = list(provider.balance_transactions_since(since))  # fetched before anything is written
+    for settled in listed:
+        txn = settled.txn
+        if txn.type in fees.PAYMENT_TYPES:  # booked with its top-up (fee:topup:<id>), checked above
+            continue
+        outcome = fees.book_balance_txn(provider.name, settled)
+        db.session.commit()
+        if outcome == "recorded":
+            report.balance_txns.append(txn.ref)
+        elif outcome not in ("already_recorded", "nothing_to_book"):
+            report.mismatches.append(
+                f"balance transaction {txn.ref} ({txn.type} of {_minor(txn.amount, txn.currency)} "
+                f"from {txn.source or 'Stripe'}) is not on the books: {outcome}"
+            )
+
+
+def _compare_balances(provider, report: Report) -> None:
+    """Stripe's balance in each settlement currency against minus `external:<provider>:<currency>`."""
+    if not hasattr(provider, "balance"):
+        return
+    db.session.commit()
+    held = provider.balance()
+    prefix = f"external:{provider.name}:"
+    booked = {
+        code.removeprefix(prefix): -balance
+        for code, balance in db.session.execute(
+            select(LedgerAccount.code, LedgerAccount.balance_fen).where(LedgerAccount.code.startswith(prefix))
+        )
+    }
+    for currency in sorted((set(held) | set(booked)) - {ledger.DEFAULT_CURRENCY}):
+        at_stripe, here = held.get(currency, 0), booked.get(currency, 0)
+        if at_stripe == here:
+            report.balances.append(f"Stripe balance {_minor(at_stripe, currency)}: the books agree")
+        else:
+            report.mismatches.append(
+                f"Stripe holds {_minor(at_stripe, currency)} but the books say {_minor(here, currency)} "
+                f"(difference {_minor(at_stripe - here, currency)}): a balance transaction is missing on one side"
+            )
+    db.session.commit()
+
+
+def _minor(amount: int | None, currency: str) -> str:
+    """Minor units of a two-decimal currency in words, e.g. -76100 hkd -> "-761.00 HKD"."""
+    amount = amount or 0
+    sign = "-" if amount < 0 else ""
+    return f"{sign}{abs(amount) // 100}.{abs(amount) % 100:02d} {currency.upper()}"
 
 
 def _shortfall_lines(since: datetime) -> list[str]:
@@ -155,7 +232,7 @@ def _check_checkout(session, provider, report: Report, now: datetime, ttl: int) 
             log.warning("top-up %s credited by reconciliation: its webhook never arrived", topup.id)
             report.credited.append(topup.id)
         db.session.refresh(topup)
-    if topup.status != CREDITED:
+    if topup.status not in (CREDITED, REFUNDED):
         return
     fee = fee_from_checkout(session)
     if fee is not None and topup.fee_fen is None:
@@ -173,7 +250,7 @@ def _record_missing_fees(provider, report: Report) -> None:
     missing = (
         db.session.execute(
             select(TopUp.id)
-            .where(TopUp.provider == provider.name, TopUp.status == CREDITED, TopUp.fee_fen.is_(None))
+            .where(TopUp.provider == provider.name, TopUp.status.in_((CREDITED, REFUNDED)), TopUp.fee_fen.is_(None))
             .order_by(TopUp.id)
             .limit(FEE_BATCH)
         )

@@ -43,12 +43,14 @@ from chargeshed.payments.models import (
     CASHOUT_PENDING,
     CREDITED,
     EXTERNAL_BEFORE_CREDIT,
+    EXTERNAL_FAILED,
     EXTERNAL_SHORTFALL,
     EXTERNAL_TAKEN,
     EXTERNAL_UNMATCHED,
     REFUND_FAILED,
     REFUND_PENDING,
     REFUND_SUCCEEDED,
+    REFUNDED,
     CashOut,
     ExternalRefund,
     SessionRefund,
@@ -547,6 +549,65 @@ def _take_back(row: ExternalRefund, topup: TopUp, now: datetime) -> None:
         memo=f"{row.kind} {row.provider_ref} on top-up {topup.id} made outside ChargeShed",
         at=now,
     )
+
+
+def reverse_external_refund(ref: str, *, now: datetime | None = None) -> str:
+    """An outside refund booked earlier failed after all (Stripe could not return the money): undo its
+    booking once, in the caller's transaction. Returns "reversed", "already_reversed" or "unknown".
+
+    Taken from the wallet: the money goes back to the wallet, and a shortfall's loss is undone.
+    Before the credit: a top-up not credited yet will be credited in full; one credited less (or
+    not at all, being refunded in full) is credited the rest now.
+    """
+    now = now or clock_now()
+    row = db.session.execute(
+        select(ExternalRefund)
+        .where(ExternalRefund.provider_ref == ref)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if row is None:
+        return "unknown"
+    if row.status == EXTERNAL_FAILED:
+        return "already_reversed"
+    legs: list[ledger.Leg] = []
+    topup = None
+    if row.topup_id is not None:
+        topup = db.session.execute(
+            select(TopUp).where(TopUp.id == row.topup_id).with_for_update().execution_options(populate_existing=True)
+        ).scalar_one()
+    if row.status in (EXTERNAL_TAKEN, EXTERNAL_SHORTFALL):
+        legs = [
+            ledger.Leg(ledger.wallet_account(topup.user_id), row.taken_fen),
+            ledger.Leg(books.losses_account(topup.provider), row.shortfall_fen),
+            ledger.Leg(ledger.external_account(topup.provider), -row.amount_fen),
+        ]
+    elif row.status == EXTERNAL_BEFORE_CREDIT and topup.status in (CREDITED, REFUNDED):
+        legs = [
+            ledger.Leg(ledger.wallet_account(topup.user_id), row.amount_fen),
+            ledger.Leg(ledger.external_account(topup.provider), -row.amount_fen),
+        ]
+        if topup.status == REFUNDED:
+            topup.status, topup.credited_at = CREDITED, now
+    row.status = EXTERNAL_FAILED
+    with db.session.begin_nested():
+        db.session.flush()
+        if legs:
+            ledger.post(
+                f"external_refund_failed:{row.provider_ref}"[:80],
+                books.TXN_EXTERNAL_REFUND_FAILED,
+                legs,
+                memo=f"{row.kind} {row.provider_ref} made outside ChargeShed failed: booked back",
+                at=now,
+            )
+    log.warning("%s %s made outside ChargeShed failed: its booking is reversed", row.kind, row.provider_ref)
+    return "reversed"
+
+
+def external_refund_open(ref: str) -> bool:
+    """True when this outside refund is booked and not reversed (it may still fail)."""
+    status = db.session.execute(select(ExternalRefund.status).where(ExternalRefund.provider_ref == ref)).scalar()
+    return status is not None and status != EXTERNAL_FAILED
 
 
 def shortfalls(since: datetime | None = None) -> list[ExternalRefund]:

@@ -137,6 +137,21 @@ def _converted_fee_rows(converted: dict) -> list[list]:
             Fen(c["cny_fen"]),
         ]
         for currency, c in sorted(converted.items())
+        if c["transactions"]
+    ] + [
+        [
+            _(
+                "Refunds settled in %(currency)s: %(settled)s for %(refunded)s returned to payers, fees "
+                "%(fee)s; CNY equivalent = each fee x CNY returned / amount settled (Stripe's rate on that refund)",
+                currency=currency.upper(),
+                settled=_minor(c["refunds"]["settled_minor"], currency),
+                refunded=format_fen(c["refunds"]["refunded_fen"]),
+                fee=_minor(c["refunds"]["fee_minor"], currency),
+            ),
+            Fen(c["refunds"]["cny_fen"]),
+        ]
+        for currency, c in sorted(converted.items())
+        if c.get("refunds")
     ]
 
 

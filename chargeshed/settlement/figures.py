@@ -16,7 +16,9 @@ Attribution rules (also printed on every statement):
   largest remainder in proportion to its revenue (gross plus passes), then to the agreements in force
   the same way.
   A fee Stripe took in the account's settlement currency (e.g. HKD) counts as its CNY equivalent at
-  the rate of its own payment: fee x CNY amount / settled amount, rounded half up.
+  the rate of its own payment: fee x CNY amount / settled amount, rounded half up. Refunds settled
+  in that currency are shown beside them (amount settled, CNY returned), any fee on a refund at
+  that refund's own rate.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from chargeshed.payments.books import (
     KIND_EXPENSE,
     KIND_REFUNDS_PENDING,
     TXN_PAYMENT_FEE,
+    TXN_REFUND_SETTLEMENT,
     TXN_SESSION_REFUND,
 )
 from chargeshed.payments.fees import cny_equivalent
@@ -234,7 +237,7 @@ def payment_fees(period: Period) -> tuple[int, int]:
         .join(LedgerEntry, LedgerEntry.txn_id == LedgerTxn.id)
         .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
         .where(
-            LedgerTxn.kind == TXN_PAYMENT_FEE,
+            LedgerTxn.kind.in_((TXN_PAYMENT_FEE, TXN_REFUND_SETTLEMENT)),
             LedgerAccount.kind == KIND_EXPENSE,
             LedgerAccount.currency == DEFAULT_CURRENCY,
             LedgerTxn.booked_at >= start,
@@ -243,7 +246,7 @@ def payment_fees(period: Period) -> tuple[int, int]:
     ).one()
     converted = fee_conversions(period)
     return (
-        int(total) + sum(c["cny_fen"] for c in converted.values()),
+        int(total) + sum(c["cny_fen"] + c.get("refunds", {}).get("cny_fen", 0) for c in converted.values()),
         int(count) + sum(c["transactions"] for c in converted.values()),
     )
 
@@ -251,33 +254,54 @@ def payment_fees(period: Period) -> tuple[int, int]:
 def fee_conversions(period: Period) -> dict[str, dict]:
     """Fees taken in a settlement currency other than CNY, per currency: the fees and settled amounts
     in that currency's minor units, the CNY paid, and the CNY equivalent of the fees (each fee at its
-    own payment's rate: fee x CNY amount / settled amount, half up)."""
+    own payment's rate: fee x CNY amount / settled amount, half up).
+
+    Refunds settled in that currency are under "refunds": what they took from the balance there
+    (`settled_minor`), the CNY returned (`refunded_fen`), their fees and the fees' CNY equivalent at
+    each refund's own rate (`fee_minor`, `cny_fen`; payment_fees counts them). A refund that failed
+    afterwards counts negatively.
+    """
     start, end = period.utc_bounds()
     rows = db.session.execute(
-        select(LedgerTxn.id, LedgerAccount.kind, LedgerAccount.currency, LedgerEntry.amount_fen)
+        select(LedgerTxn.id, LedgerTxn.kind, LedgerAccount.kind, LedgerAccount.currency, LedgerEntry.amount_fen)
         .join(LedgerEntry, LedgerEntry.txn_id == LedgerTxn.id)
         .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
         .where(
-            LedgerTxn.kind == TXN_PAYMENT_FEE,
+            LedgerTxn.kind.in_((TXN_PAYMENT_FEE, TXN_REFUND_SETTLEMENT)),
             LedgerAccount.kind.in_((KIND_EXPENSE, KIND_EXCHANGE)),
             LedgerTxn.booked_at >= start,
             LedgerTxn.booked_at < end,
         )
     ).all()
     per_txn: dict[int, dict] = defaultdict(dict)
-    for txn_id, kind, currency, amount in rows:
+    txn_kind: dict[int, str] = {}
+    for txn_id, kind_of_txn, kind, currency, amount in rows:
         per_txn[txn_id][(kind, currency)] = int(amount)
+        txn_kind[txn_id] = kind_of_txn
     out: dict[str, dict] = {}
-    for legs in per_txn.values():
-        foreign = [c for (k, c) in legs if k == KIND_EXPENSE and c != DEFAULT_CURRENCY]
+    for txn_id, legs in per_txn.items():
+        foreign = [c for (k, c) in legs if c != DEFAULT_CURRENCY]
         if not foreign:
             continue
         currency = foreign[0]
-        fee, gross = -legs[(KIND_EXPENSE, currency)], legs.get((KIND_EXCHANGE, currency), 0)
+        fee, gross = -legs.get((KIND_EXPENSE, currency), 0), legs.get((KIND_EXCHANGE, currency), 0)
         paid = -legs.get((KIND_EXCHANGE, DEFAULT_CURRENCY), 0)
         item = out.setdefault(
             currency, {"fee_minor": 0, "gross_minor": 0, "paid_fen": 0, "cny_fen": 0, "transactions": 0}
         )
+        if txn_kind[txn_id] == TXN_REFUND_SETTLEMENT:
+            refunds = item.setdefault(
+                "refunds", {"settled_minor": 0, "refunded_fen": 0, "fee_minor": 0, "cny_fen": 0, "transactions": 0}
+            )
+            cny = cny_equivalent(fee, abs(paid), abs(gross))
+            refunds["settled_minor"] -= gross
+            refunds["refunded_fen"] -= paid
+            refunds["fee_minor"] += fee
+            refunds["cny_fen"] += cny
+            refunds["transactions"] += 1
+            continue
+        if not fee and (KIND_EXPENSE, currency) not in legs:
+            continue
         item["fee_minor"] += fee
         item["gross_minor"] += gross
         item["paid_fen"] += paid

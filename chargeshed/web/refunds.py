@@ -29,6 +29,7 @@ OUTSIDE_STATES = {
     "shortfall": _l("Shortfall: the wallet did not have it all"),
     "before_credit": _l("Refunded before it was credited: credited less"),
     "unmatched": _l("Matches no top-up: check in Stripe"),
+    "failed": _l("Failed at Stripe afterwards: booked back"),
 }
 
 

@@ -22,7 +22,13 @@ Behaviour of the real API that the fake keeps:
 - an account settles in its own currency (``settlement_currency``/``exchange_rates``): the
   balance transaction then has ``amount``, ``fee``, ``net`` in that currency and ``exchange_rate``;
 - refunds are listed by ``payment_intent``/``charge``/``created`` only: the API has no refund
-  search and no metadata filter.
+  search and no metadata filter;
+- every movement of the account's balance is a balance transaction (a charge's, a refund's, a
+  refund failure's, a payout's, a payout failure's, an adjustment's) in the settlement currency at
+  the rate of its own moment; ``/v1/balance`` is their sum (available and pending);
+- payouts (``payout``) take money from the balance to the bank at once and end ``paid``
+  (``pay_payout``) or ``failed`` (``fail_payout``: the money comes back); a refund can fail later
+  (``fail_refund``: the money comes back to the balance).
 """
 
 from __future__ import annotations
@@ -184,6 +190,10 @@ class FakeStripe:
             Rule("/v1/refunds", methods=["POST"], endpoint="create_refund"),
             Rule("/v1/refunds", methods=["GET"], endpoint="list_refunds"),
             Rule("/v1/refunds/<id>", methods=["GET"], endpoint="retrieve", defaults={"kind": "refund"}),
+            Rule("/v1/balance", methods=["GET"], endpoint="balance"),
+            Rule("/v1/balance_transactions", methods=["GET"], endpoint="list_balance_transactions"),
+            Rule("/v1/payouts", methods=["GET"], endpoint="list_payouts"),
+            Rule("/v1/payouts/<id>", methods=["GET"], endpoint="retrieve", defaults={"kind": "payout"}),
             Rule("/v1/events", methods=["GET"], endpoint="list_events"),
             Rule("/v1/events/<id>", methods=["GET"], endpoint="retrieve", defaults={"kind": "event"}),
         ]
@@ -372,6 +382,113 @@ class FakeStripe:
                 },
             )
             return self._event("charge.dispute.funds_withdrawn", dispute)
+
+    def fail_refund(self, refund_id: str, reason: str = "expired_or_canceled_card") -> dict:
+        """A refund (e.g. one made in the dashboard) fails after it was made: the money comes back to
+        the balance through a ``refund_failure`` balance transaction (at the rate of the moment).
+        Events ``refund.failed``, ``refund.updated`` and ``charge.refund.updated``. Returns the refund."""
+        with self.lock:
+            refund = self._get(refund_id, "refund")
+            if refund["status"] not in ("pending", "succeeded"):
+                raise ValueError(f"{refund_id} is {refund['status']}")
+            previous = refund["status"]
+            ch = self._objects[refund["charge"]]
+            ftxn = self._balance_txn(refund["amount"], ch["currency"], "refund_failure", refund["id"])
+            refund.update(status="failed", failure_reason=reason, failure_balance_transaction=ftxn["id"])
+            ch["amount_refunded"] -= refund["amount"]
+            ch["refunded"] = False
+            self._event("refund.failed", refund)
+            self._event("refund.updated", refund, previous={"status": previous})
+            self._event("charge.refund.updated", refund, previous={"status": previous})
+            return copy.deepcopy(refund)
+
+    def payout(self, amount: int | None = None, currency: str | None = None) -> dict:
+        """Stripe pays money out to the bank (all of the balance by default): a ``payout`` balance
+        transaction takes it off the balance at once; the payout is ``pending`` until ``pay_payout`` or
+        ``fail_payout``. Returns the ``payout.created`` event."""
+        with self.lock:
+            currency = currency or self.settlement_currency or "cny"
+            amount = self._balance_of(currency) if amount is None else amount
+            if amount <= 0:
+                raise ValueError("nothing to pay out")
+            payout = self._store(
+                "po",
+                {
+                    "object": "payout",
+                    "amount": amount,
+                    "currency": currency,
+                    "arrival_date": self.clock() + 86400,
+                    "automatic": True,
+                    "balance_transaction": None,
+                    "failure_balance_transaction": None,
+                    "failure_code": None,
+                    "method": "standard",
+                    "status": "pending",
+                    "type": "bank_account",
+                },
+            )
+            txn = self._balance_txn(-amount, currency, "payout", payout["id"], convert=False)
+            payout["balance_transaction"] = txn["id"]
+            return self._event("payout.created", payout)
+
+    def pay_payout(self, payout_id: str) -> dict:
+        """The bank received the payout; returns ``payout.paid``."""
+        with self.lock:
+            payout = self._get(payout_id, "payout")
+            payout["status"] = "paid"
+            return self._event("payout.paid", payout)
+
+    def fail_payout(self, payout_id: str, code: str = "account_closed") -> dict:
+        """The bank refused the payout: the money comes back to the balance (``payout_failure``).
+        Returns ``payout.failed``."""
+        with self.lock:
+            payout = self._get(payout_id, "payout")
+            txn = self._balance_txn(payout["amount"], payout["currency"], "payout_failure", payout_id, convert=False)
+            payout.update(status="failed", failure_code=code, failure_balance_transaction=txn["id"])
+            return self._event("payout.failed", payout)
+
+    def adjustment(self, amount: int, currency: str | None = None) -> dict:
+        """Stripe adjusts the balance by itself (e.g. a correction): a balance transaction no
+        payment, refund or payout explains. Returns it."""
+        with self.lock:
+            currency = currency or self.settlement_currency or "cny"
+            return copy.deepcopy(self._balance_txn(amount, currency, "adjustment", None, convert=False))
+
+    def balance(self, currency: str) -> int:
+        """The account's balance in ``currency`` (available and pending): the sum of its balance
+        transactions' net amounts."""
+        with self.lock:
+            return self._balance_of(currency)
+
+    def _balance_of(self, currency: str) -> int:
+        return sum(
+            o["net"]
+            for o in self._objects.values()
+            if o["object"] == "balance_transaction" and o["currency"] == currency
+        )
+
+    def _balance_txn(self, amount: int, currency: str, type: str, source: str | None, *, convert: bool = True) -> dict:
+        """A fee-less balance transaction for ``amount`` (signed) in ``currency``, settled in the
+        account's currency at the rate of the moment when ``convert``."""
+        settled, settle_cur, rate = self._settled(abs(amount), currency) if convert else (abs(amount), currency, None)
+        settled = settled if amount >= 0 else -settled
+        txn = self._store(
+            "txn",
+            {
+                "object": "balance_transaction",
+                "amount": settled,
+                "exchange_rate": rate,
+                "fee": 0,
+                "net": settled,
+                "currency": settle_cur,
+                "type": type,
+                "status": "pending",
+                "fee_details": [],
+                "source": source,
+            },
+        )
+        txn["available_on"] = txn["created"]
+        return txn
 
     def _settled(self, amount: int, currency: str) -> tuple[int, str, float | None]:
         """An amount in the account's settlement currency: (amount, currency, exchange rate)."""
@@ -646,6 +763,36 @@ class FakeStripe:
         eq = lambda field: lambda o, v: o[field] == v  # noqa: E731
         return self._list(p, "refund", "/v1/refunds", {"charge": eq("charge"), "payment_intent": eq("payment_intent")})
 
+    def _ep_list_balance_transactions(self, p: dict) -> dict:
+        eq = lambda field: lambda o, v: o[field] == v  # noqa: E731
+        return self._list(
+            p,
+            "balance_transaction",
+            "/v1/balance_transactions",
+            {"type": eq("type"), "source": eq("source"), "currency": eq("currency")},
+        )
+
+    def _ep_list_payouts(self, p: dict) -> dict:
+        eq = lambda field: lambda o, v: o[field] == v  # noqa: E731
+        return self._list(p, "payout", "/v1/payouts", {"status": eq("status")})
+
+    def _ep_balance(self, p: dict) -> dict:
+        _check_keys(p, set())
+        now = self.clock()
+        sums: dict[str, dict[str, int]] = {"available": {}, "pending": {}}
+        for o in self._objects.values():
+            if o["object"] == "balance_transaction":
+                part = sums["available" if o["available_on"] <= now else "pending"]
+                part[o["currency"]] = part.get(o["currency"], 0) + o["net"]
+        return {
+            "object": "balance",
+            "livemode": False,
+            **{
+                k: [{"amount": a, "currency": c, "source_types": {"card": a}} for c, a in v.items()]
+                for k, v in sums.items()
+            },
+        }
+
     def _ep_list_events(self, p: dict) -> dict:
         def types(o, v):
             return any(fnmatch.fnmatchcase(o["type"], t) for t in (v if isinstance(v, list) else [v]))
@@ -686,21 +833,7 @@ class FakeStripe:
                 param="amount",
             )
         cur = ch["currency"]
-        settled, settle_cur, rate = self._settled(amount, cur)
-        txn = self._store(
-            "txn",
-            {
-                "object": "balance_transaction",
-                "amount": -settled,
-                "exchange_rate": rate,
-                "fee": 0,
-                "net": -settled,
-                "currency": settle_cur,
-                "type": "refund",
-                "status": "pending",
-                "fee_details": [],
-            },
-        )
+        txn = self._balance_txn(-amount, cur, "refund", None)
         failing, self._fail_next_refund = self._fail_next_refund, False
         refund = self._store(
             "re",
@@ -717,7 +850,7 @@ class FakeStripe:
                 "failure_reason": None,
             },
         )
-        txn.update(source=refund["id"], available_on=txn["created"])
+        txn["source"] = refund["id"]
         ch["amount_refunded"] += amount
         ch["refunded"] = ch["amount_refunded"] == ch["amount"]
         self._event("refund.created", refund)
@@ -725,21 +858,7 @@ class FakeStripe:
             self._event("charge.refunded", ch)
             return refund
         response = copy.deepcopy(refund)
-        ftxn = self._store(
-            "txn",
-            {
-                "object": "balance_transaction",
-                "amount": settled,
-                "exchange_rate": rate,
-                "fee": 0,
-                "net": settled,
-                "currency": settle_cur,
-                "type": "refund_failure",
-                "status": "pending",
-                "fee_details": [],
-                "source": refund["id"],
-            },
-        )
+        ftxn = self._balance_txn(amount, cur, "refund_failure", refund["id"])
         refund.update(
             status="failed", failure_reason="expired_or_canceled_card", failure_balance_transaction=ftxn["id"]
         )
@@ -747,6 +866,7 @@ class FakeStripe:
         ch["refunded"] = False
         self._event("refund.failed", refund)
         self._event("refund.updated", refund, previous={"status": "pending"})
+        self._event("charge.refund.updated", refund, previous={"status": "pending"})
         return response
 
     # --------------------------------------------------------------------- HTTP

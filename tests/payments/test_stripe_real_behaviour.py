@@ -366,6 +366,186 @@ def test_statements_show_an_hkd_fee_as_its_cny_equivalent(hkd_stripe, make_resid
     }
 
 
+def legs_of(ref: str) -> set[tuple[str, str, int]]:
+    return {(e.account.code, e.account.currency, e.amount_fen) for e in find_txn(ref).entries}
+
+
+def stripe_holds_what_the_books_say(fake, currency: str = "hkd") -> bool:
+    return fake.balance(currency) == -balance_of(f"external:stripe:{currency}")
+
+
+def test_a_cash_out_refund_is_booked_in_hkd_at_the_refunds_own_rate(
+    hkd_stripe, make_resident, stripe_topup, stripe_provider, deliver, writes_during_calls
+):
+    user = make_resident()
+    topup = stripe_topup(user, 2000)
+    hkd_stripe.exchange_rates["cny"] = 1.09  # the rate moved since the payment
+    refunds.request_cashout(user.id, 700, stripe_provider)
+    for event in hkd_stripe.events("refund.*") + hkd_stripe.events("charge.refunded"):
+        assert deliver(event).status_code == 200
+    (refund,) = refunds_at_stripe(hkd_stripe, topup.payment_ref)
+    assert legs_of(f"balance:{refund['balance_transaction']}") == {
+        ("external:stripe", "cny", -700),
+        ("exchange:stripe:cny", "cny", 700),
+        ("exchange:stripe:hkd", "hkd", -763),
+        ("external:stripe:hkd", "hkd", 763),
+    }
+    assert balance_of("external:stripe") == 0 and balance_of("refunds:pending") == 0
+    assert stripe_holds_what_the_books_say(hkd_stripe)
+    assert wallet_balance(user.id) == 1300 and check_ledger() == []
+
+
+def test_a_dashboard_refund_is_booked_in_hkd_too(hkd_stripe, funded, deliver, writes_during_calls):
+    user, topup = funded
+    refund = hkd_stripe.dashboard_refund(topup.payment_ref, 500)
+    assert deliver(hkd_stripe.events("refund.created")[0]).json["outcome"] == "outside_taken"
+    assert legs_of(f"balance:{refund['balance_transaction']}") == {
+        ("external:stripe", "cny", -500),
+        ("exchange:stripe:cny", "cny", 500),
+        ("exchange:stripe:hkd", "hkd", -544),
+        ("external:stripe:hkd", "hkd", 544),
+    }
+    assert deliver(hkd_stripe.events("charge.refunded")[0]).status_code == 200  # booked once
+    assert balance_of("external:stripe") == 0 and stripe_holds_what_the_books_say(hkd_stripe)
+    assert wallet_balance(user.id) == 1500 and check_ledger() == []
+
+
+def test_a_payout_moves_the_hkd_balance_to_the_bank_and_a_failed_one_brings_it_back(
+    hkd_stripe, funded, deliver, writes_during_calls
+):
+    created = hkd_stripe.payout()
+    payout = created["data"]["object"]
+    assert deliver(created).json["outcome"] == "payout_recorded"
+    assert deliver(hkd_stripe.pay_payout(payout["id"])).json["outcome"] == "payout_already_recorded"
+    assert legs_of(f"balance:{payout['balance_transaction']}") == {
+        ("external:stripe:hkd", "hkd", payout["amount"]),
+        ("payouts:stripe:hkd", "hkd", -payout["amount"]),
+    }
+    assert balance_of("external:stripe:hkd") == 0 and hkd_stripe.balance("hkd") == 0
+    assert balance_of("payouts:stripe:hkd") == -payout["amount"]
+
+    again = hkd_stripe.payout(1000)["data"]["object"]
+    hkd_stripe.fail_payout(again["id"])  # only the failure's webhook arrives
+    assert deliver(hkd_stripe.events("payout.failed")[0]).json["outcome"] == "payout_recorded"
+    assert balance_of("payouts:stripe:hkd") == -payout["amount"]
+    assert stripe_holds_what_the_books_say(hkd_stripe) and check_ledger() == []
+
+
+@pytest.fixture
+def healthy_hkd_account(hkd_stripe, make_resident, stripe_topup, stripe_provider, deliver):
+    """Two residents' top-ups, a cash-out, a refund made in the dashboard and a payout, every webhook
+    delivered but the payout's (it is listed by reconcile)."""
+    first, second = make_resident(), make_resident(phone="13800000077")
+    stripe_topup(first, 2000)
+    other = stripe_topup(second, 5000)
+    hkd_stripe.exchange_rates["cny"] = 1.0912
+    refunds.request_cashout(first.id, 700, stripe_provider)
+    hkd_stripe.dashboard_refund(db.session.get(TopUp, other.id).payment_ref, 1200)
+    for event in hkd_stripe.events("refund.*") + hkd_stripe.events("charge.refund*"):
+        assert deliver(event).status_code == 200
+    hkd_stripe.pay_payout(hkd_stripe.payout(2000)["data"]["object"]["id"])
+    return first, second
+
+
+def test_reconcile_exits_0_on_a_healthy_account_settled_in_hkd(
+    healthy_hkd_account, hkd_stripe, runner, writes_during_calls
+):
+    first, second = healthy_hkd_account
+    for _ in range(2):
+        result = runner.invoke(args=["reconcile"])
+        assert result.exit_code == 0, result.output
+        assert "MISMATCH" not in result.output
+        assert f"Stripe balance {hkd_stripe.balance('hkd') / 100:.2f} HKD: the books agree" in result.output
+    assert "refund and payout balance transactions booked: 0" in result.output  # the first run booked it
+    assert balance_of("payouts:stripe:hkd") == -2000 and balance_of("external:stripe") == 0
+    assert (wallet_balance(first.id), wallet_balance(second.id)) == (1300, 3800)
+    assert stripe_holds_what_the_books_say(hkd_stripe) and check_ledger() == []
+
+
+def test_reconcile_reports_an_hkd_movement_it_cannot_explain(healthy_hkd_account, hkd_stripe, runner):
+    txn = hkd_stripe.adjustment(-150)
+    result = runner.invoke(args=["reconcile"])
+    assert result.exit_code == 1
+    assert f"balance transaction {txn['id']} (adjustment of -1.50 HKD from Stripe) is not on the books" in result.output
+    assert "difference -1.50 HKD" in result.output
+    assert check_ledger() == []
+
+
+@pytest.mark.parametrize("spent", [False, True], ids=["in_the_wallet", "spent_meanwhile"])
+def test_a_dashboard_refund_that_fails_later_is_booked_back(
+    spent, hkd_stripe, make_site, funded, deliver, ended_session, runner, writes_during_calls
+):
+    make_site()
+    user, topup = funded
+    if spent:
+        ended_session(user)  # ¥1.00 spent: the wallet has ¥19.00 when all ¥20 are refunded
+    refund = hkd_stripe.dashboard_refund(topup.payment_ref, 2000 if spent else 800)
+    deliver(hkd_stripe.events("refund.created")[0])
+    assert wallet_balance(user.id) == (0 if spent else 1200)
+    assert balance_of("losses:stripe") == (-100 if spent else 0)
+    hkd_stripe.fail_refund(refund["id"])
+    outcomes = [deliver(e).json["outcome"] for e in hkd_stripe.events("refund.updated")]
+    outcomes += [deliver(e).json["outcome"] for e in hkd_stripe.events("charge.refund.updated")]
+    assert outcomes == ["outside_reversed", "already_booked"]
+    assert wallet_balance(user.id) == (1900 if spent else 2000) and balance_of("losses:stripe") == 0
+    assert db.session.execute(select(ExternalRefund.status)).scalar_one() == "failed"
+    assert balance_of("external:stripe") == 0 and stripe_holds_what_the_books_say(hkd_stripe)
+    assert runner.invoke(args=["reconcile"]).exit_code == 0
+    assert check_ledger() == []
+
+
+def test_reconcile_books_back_a_dashboard_refund_that_failed_without_a_webhook(
+    hkd_stripe, funded, deliver, runner, writes_during_calls
+):
+    user, topup = funded
+    refund = hkd_stripe.dashboard_refund(topup.payment_ref, 800)
+    deliver(hkd_stripe.events("refund.created")[0])
+    hkd_stripe.fail_refund(refund["id"])
+    first = runner.invoke(args=["reconcile"])
+    assert first.exit_code == 1 and f"refund {refund['id']} made outside ChargeShed failed" in first.output
+    assert wallet_balance(user.id) == 2000
+    assert runner.invoke(args=["reconcile"]).exit_code == 0
+    assert stripe_holds_what_the_books_say(hkd_stripe) and check_ledger() == []
+
+
+def test_statements_show_an_hkd_refund_with_its_cny_equivalent(
+    hkd_stripe, make_site, make_resident, stripe_topup, stripe_provider, deliver, clock
+):
+    from flask_babel import force_locale
+
+    from chargeshed.settlement import document
+    from chargeshed.settlement.figures import compute_figures, fee_conversions, payment_fees
+    from chargeshed.settlement.periods import parse_period
+    from chargeshed.sites.models import Port
+    from chargeshed.timeutil import to_local
+
+    site = make_site()
+    user = make_resident()
+    stripe_topup(user, 2000)
+    hkd_stripe.exchange_rates["cny"] = 1.09
+    refunds.request_cashout(user.id, 700, stripe_provider)
+    assert deliver(hkd_stripe.events("refund.created")[0]).status_code == 200
+    period = parse_period(to_local(clock.now).strftime("%Y-%m"))
+    converted = fee_conversions(period)["hkd"]
+    assert converted["refunds"] == {
+        "settled_minor": 763,
+        "refunded_fen": 700,
+        "fee_minor": 0,
+        "cny_fen": 0,
+        "transactions": 1,
+    }
+    assert (converted["gross_minor"], converted["paid_fen"], converted["transactions"]) == (2174, 2000, 1)
+    assert payment_fees(period) == (converted["cny_fen"], 1)  # a refund's fee-less settlement adds none
+    operator_id = db.session.execute(select(Port)).scalars().first().shed.operator_id
+    figures = compute_figures(operator_id, site.id, period, now=clock.now)
+    with force_locale("en"):
+        (fees,) = [t for t in document.build(figures, "draft", None).tables if t.key == "fees"]
+    text = " | ".join(str(cell) for row in fees.rows for cell in row)
+    assert "Refunds settled in HKD: HKD 7.63 for ¥7.00 returned to payers, fees HKD 0.00" in text
+    assert "Stripe's rate on that refund" in text
+    assert check_ledger() == []
+
+
 # ------------------------------------------------------------------ 9. states that resolve
 
 
