@@ -360,3 +360,94 @@ def test_every_back_office_post_needs_a_csrf_token(app, world):
     for rule in posts:
         for url in urls(rule, own, unknown):
             assert request(client, "POST", url).status_code == 400, url
+
+
+# --- The residents' own pages -------------------------------------------------------------------------
+
+# Pages outside the back office that anyone may open with any id (public by design).
+PUBLIC_ID_PAGES = {
+    "resident.site_ports",  # a compound's free ports
+    "passes.plans_public",  # a compound's pass plans
+    "resident.watch_shed",  # "tell me when a port here is free": any shed a resident can charge at
+    "report.new",  # the hazard report form of a compound or building
+    "report.similar",  # its duplicate hint (tests/safety/test_report_scope.py)
+    "report.track_photo",  # behind an unguessable tracking token (tests/safety/test_access.py)
+}
+
+
+def _resident_objects(tenant: Tenant, session_id: int) -> dict[str, int]:
+    """The ids a resident's pages take, all of the resident who charged in `session_id`: the charge,
+    a bike, a top-up, a cash-out, a monthly pass and its plan."""
+    from chargeshed.accounts.services import add_bike
+    from chargeshed.charging.models import ChargeSession
+    from chargeshed.passes import service as passes
+    from chargeshed.passes.models import PassPlan
+    from chargeshed.payments.models import CashOut, TopUp
+
+    user_id = db.session.get(ChargeSession, session_id).user_id
+    owner = db.session.get(ChargeSession, session_id).user
+    bike = add_bike(owner, f"P{tenant.site.id}RES01")
+    plan = PassPlan(
+        site_id=tenant.site.id,
+        name=f"plan {tenant.site.id}",
+        price_fen=300,
+        days=30,
+        charges_per_day=2,
+        hours_per_charge=8,
+        max_watts=400,
+    )
+    db.session.add(plan)
+    db.session.flush()
+    monthly = passes.buy(user_id, plan, START)
+    cashout = CashOut(user_id=user_id, amount_fen=100, provider="demo", created_at=START)
+    db.session.add(cashout)
+    db.session.commit()
+    topup = db.session.execute(select(TopUp.id).where(TopUp.user_id == user_id).limit(1)).scalar_one()
+    return {
+        "session_id": session_id,
+        "bike_id": bike.id,
+        "topup_id": topup,
+        "cashout_id": cashout.id,
+        "pass_id": monthly.id,
+        "plan_id": plan.id,
+    }
+
+
+def test_tenant_a_people_get_nothing_of_tenant_b_residents(app, world):
+    """Every page that takes the id of a resident's charge, bike, top-up, cash-out or pass answers
+    403/404 to tenant A's staff of every role, to A's residents and to the platform admin, and
+    changes nothing."""
+    from chargeshed.accounts.models import Bike
+    from chargeshed.charging.models import ChargeSession
+    from chargeshed.passes.models import MonthlyPass
+
+    a, b, admin, resident, own, other = world
+    theirs = _resident_objects(b, other["session_id"])
+    rules = [
+        r
+        for r in app.url_map.iter_rules()
+        if not r.rule.startswith(PREFIXES)
+        and r.endpoint not in PUBLIC_ID_PAGES
+        and any(isinstance(c, IntegerConverter) for c in r._converters.values())
+    ]
+    assert {"resident.session_page", "resident.cashout_detail", "passes.refund", "resident.delete_bike"} <= {
+        r.endpoint for r in rules
+    }
+    unknown: set[str] = set()
+    state_before = db.session.get(ChargeSession, theirs["session_id"]).state
+    people = [("resident", resident), ("admin", admin)] + [(role, user) for role, user in a.users.items()]
+    checked = 0
+    for who, user in people:
+        client = client_for(app, user)
+        for rule in rules:
+            for method in methods(rule):
+                for url in urls(rule, theirs, unknown):
+                    response = request(client, method, url)
+                    assert response.status_code in (403, 404), f"{who} {method} {url}: {response.status_code}"
+                    checked += 1
+    assert unknown == set(), "resident pages with an id this test cannot fill: " + ", ".join(sorted(unknown))
+    assert checked > 50
+    db.session.expire_all()
+    assert db.session.get(Bike, theirs["bike_id"]) is not None
+    assert db.session.get(MonthlyPass, theirs["pass_id"]).status != "refunded"
+    assert db.session.get(ChargeSession, theirs["session_id"]).state == state_before
