@@ -19,7 +19,8 @@ from chargeshed.charging.port_state import display_state
 from chargeshed.charging.sessions import OFFLINE_AFTER_SECONDS, port_offline
 from chargeshed.extensions import db
 from chargeshed.ports.driver import OFFLINE_STATE
-from chargeshed.ports.models import Alert
+from chargeshed.ports.models import Alert, PortTelemetry
+from chargeshed.ports.targets import SIM
 from chargeshed.sites.models import PORT_MAINTENANCE, PORT_RETIRED, OccupancyVersion, Port, Shed, Site
 
 OUT_OF_SERVICE = ("fault", "offline", "maintenance")
@@ -38,6 +39,10 @@ class PortCell:
     fault: str | None
     session_state: str | None
     since: datetime | None  # charging since (session start), or last heard from (offline)
+    # A hardware-bound port whose device link is down (before the offline debounce shows it), and
+    # when the device was last heard.
+    link_down: bool = False
+    heard_at: datetime | None = None
 
 
 @dataclass
@@ -81,8 +86,11 @@ def occupancy(shed_ids: Select | list[int], now: datetime) -> list[ShedBlock]:
             ChargeSession.state.label("session_state"),
             ChargeSession.confirmed_at,
             ChargeSession.created_at,
+            _link_down().label("link_down"),
+            PortTelemetry.heard_at,
         )
         .outerjoin(ChargeSession, and_(ChargeSession.port_id == Port.id, ChargeSession.state.in_(LIVE_STATES)))
+        .outerjoin(PortTelemetry, PortTelemetry.port_id == Port.id)
         .where(Port.shed_id.in_(shed_ids), Port.status != PORT_RETIRED)
         .order_by(Port.shed_id, Port.number)
     ).all()
@@ -106,9 +114,16 @@ def occupancy(shed_ids: Select | list[int], now: datetime) -> list[ShedBlock]:
                 fault=row.fault,
                 session_state=row.session_state,
                 since=since,
+                link_down=bool(row.link_down) and state != "offline",
+                heard_at=row.heard_at,
             )
         )
     return list(blocks.values())
+
+
+def _link_down():
+    """SQL: the port is bound to real hardware (not the simulator) whose device link is down."""
+    return and_(PortTelemetry.scheme != SIM, PortTelemetry.link_online.is_(False))
 
 
 def totals(blocks: list[ShedBlock]) -> dict[str, int]:
@@ -168,8 +183,10 @@ def _site_figures(now: datetime) -> tuple[Select, int]:
             _ids_where(Port.status == PORT_RETIRED, Port.id).label("retired"),
             _ids_where(or_(Port.ocpp_state == OFFLINE_STATE, Port.last_seen_at <= stale), Port.id).label("offline"),
             func.min(case((still_heard, Port.last_seen_at))).label("oldest_heard"),
+            _ids_where(_link_down(), Port.id).label("links_down"),
         )
         .join(Shed, Shed.id == Port.shed_id)
+        .outerjoin(PortTelemetry, PortTelemetry.port_id == Port.id)
         .group_by(Shed.site_id)
         .subquery()
     )
@@ -212,6 +229,7 @@ def _site_figures(now: datetime) -> tuple[Select, int]:
         ports.c.maintenance,
         ports.c.retired,
         ports.c.offline,
+        ports.c.links_down,
         sessions.c.live,
         sessions.c.live_ids,
         sessions.c.charging_ids,
@@ -244,6 +262,7 @@ def refresh_versions(now: datetime) -> int:
 
     One aggregate statement over all sites, then writes only the rows that changed. The version
     changes when a port's reading, service status or fault changes, when a port is seen offline,
+    when a hardware port's device link goes down or comes back,
     when a charge starts or ends, when a shed is renamed or changes operator, and when an alert is
     raised or acknowledged. Commits, like the tick's other steps. Returns the number of rows written.
     """

@@ -155,3 +155,43 @@ def test_operator_staff_sees_only_their_operators_sheds_at_a_site(client, make_s
     html = client.get(f"/manage/sites/{site.id}").get_data(as_text=True)
     assert sheds[0].name in html and sheds[1].name not in html
     assert client.get(f"/manage/ports/{sheds[1].ports[0].id}").status_code == 404
+
+
+def test_a_hardware_port_whose_link_drops_is_marked_at_once_and_the_poll_sees_it(
+    client, make_site, make_staff, login, clock, tick
+):
+    from chargeshed.ports import telemetry
+    from chargeshed.ports.telemetry import Reading
+
+    site = make_site(sheds=(3,))
+    ports = {p.number: p for p in db.session.execute(select(Port).order_by(Port.number)).scalars()}
+    telemetry.bind(ports[1], "shelly:shellypro4pm-a1/0")
+    telemetry.bind(ports[2], "shelly:shellypro4pm-a1/1")
+    telemetry.record_link("shelly:shellypro4pm-a1", True, clock.now)
+    for number in (1, 2):
+        telemetry.record_reading(ports[number].id, Reading(at=clock.now, state="Available", watts=0, relay_on=False))
+    db.session.commit()
+    tick()
+    login(make_staff(ROLE_SITE_MANAGER, site=site))
+    url = f"/manage/sites/{site.id}/grid"
+    first = client.get(url, headers=HX)
+    assert 'data-link="down"' not in first.get_data(as_text=True)
+
+    clock.advance(minutes=1)
+    telemetry.record_link("shelly:shellypro4pm-a1", False, clock.now)  # the relay box's last will
+    db.session.commit()
+    tick()
+    dropped = client.get(url, headers={**HX, "If-None-Match": first.headers["ETag"]})
+    assert dropped.status_code == 200  # the site's version changed with the link
+    grid = cells(dropped.get_data(as_text=True))
+    # Still "free" (the offline debounce has not passed) but marked, with the time last heard.
+    assert grid[ports[1].id] == ("free", "1 ✓ Free ⌁ No link 18:00")
+    assert grid[ports[2].id][1].endswith("No link 18:00")
+    assert "No link" not in grid[ports[3].id][1]  # a simulator port has no link to lose
+
+    clock.advance(minutes=1)
+    telemetry.record_link("shelly:shellypro4pm-a1", True, clock.now)
+    db.session.commit()
+    tick()
+    back = client.get(url, headers={**HX, "If-None-Match": dropped.headers["ETag"]})
+    assert back.status_code == 200 and 'data-link="down"' not in back.get_data(as_text=True)
