@@ -31,10 +31,14 @@ from ocpp.exceptions import FormationViolationError, OCPPError, PropertyConstrai
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as _ChargePoint
 from ocpp.v16 import call, call_result
+from ocpp.v16.datatypes import ChargingProfile, ChargingSchedule, ChargingSchedulePeriod
 from ocpp.v16.enums import (
     Action,
     AuthorizationStatus,
     AvailabilityType,
+    ChargingProfileKindType,
+    ChargingProfilePurposeType,
+    ChargingRateUnitType,
     MessageTrigger,
     RegistrationStatus,
 )
@@ -58,6 +62,10 @@ CALL_TIMEOUT_SECONDS = 8
 # A reply that took this long is logged (with the action) as well as counted.
 SLOW_REPLY_SECONDS = 0.5
 
+# The device-side cap a RemoteStartTransaction carries (see cap_profile): up to the cap, a limit
+# above any outlet's own (no limit in practice); from the cap on, 0 A until the transaction ends.
+UNLIMITED_AMPS = 32.0
+
 ENERGY = "Energy.Active.Import.Register"
 POWER = "Power.Active.Import"
 
@@ -77,6 +85,31 @@ STOP_REASONS = {
     "SoftReset": "power_loss",
     "Other": "other",
 }
+
+
+def cap_profile(cap_seconds: int, id_tag: str = "") -> ChargingProfile:
+    """The TxProfile that ends a charge on the station after `cap_seconds`, even without us.
+
+    Relative to the transaction's start: no limit in practice until the cap (UNLIMITED_AMPS), 0 A
+    from the cap on. The schedule has no `duration` on purpose: OCPP 1.6 lets a station fall back to
+    its default limits once a schedule's duration is over, while without one "the last period will
+    continue until the end of the transaction" (ChargingSchedule, §7.13), so the zero period holds.
+    Its id is the session's number; the station drops a TxProfile when its transaction ends.
+    """
+    digits = "".join(ch for ch in id_tag if ch.isdigit())
+    return ChargingProfile(
+        charging_profile_id=int(digits[-9:]) if digits else 1,
+        stack_level=0,
+        charging_profile_purpose=ChargingProfilePurposeType.tx_profile,
+        charging_profile_kind=ChargingProfileKindType.relative,
+        charging_schedule=ChargingSchedule(
+            charging_rate_unit=ChargingRateUnitType.amps,
+            charging_schedule_period=[
+                ChargingSchedulePeriod(start_period=0, limit=UNLIMITED_AMPS),
+                ChargingSchedulePeriod(start_period=int(cap_seconds), limit=0.0),
+            ],
+        ),
+    )
 
 
 def stop_reason(ocpp_reason: str | None) -> str:
@@ -653,10 +686,14 @@ class CentralSystem:
         if getattr(result, "status", None) != "Accepted":
             raise CommandRefused(f"{what}: {getattr(result, 'status', result)}")
 
-    async def remote_start(self, cp_id: str, connector: int, id_tag: str) -> None:
-        """RemoteStartTransaction; raises CommandRefused unless Accepted."""
+    async def remote_start(self, cp_id: str, connector: int, id_tag: str, cap_seconds: int | None = None) -> None:
+        """RemoteStartTransaction, with the device-side cap as its TxProfile when `cap_seconds` is
+        given (see cap_profile); raises CommandRefused unless Accepted."""
+        profile = cap_profile(cap_seconds, id_tag) if cap_seconds else None
         self._accepted(
-            await self._call(cp_id, call.RemoteStartTransaction(id_tag=id_tag, connector_id=connector)),
+            await self._call(
+                cp_id, call.RemoteStartTransaction(id_tag=id_tag, connector_id=connector, charging_profile=profile)
+            ),
             "RemoteStartTransaction",
         )
 

@@ -91,7 +91,8 @@ class OcppAdapter(Adapter):
             await self.system.close()
 
     async def send(self, command: Command) -> None:
-        """RemoteStartTransaction (idTag = the session reference), RemoteStopTransaction of the session's
+        """RemoteStartTransaction (idTag = the session reference; the device-side cap as its TxProfile),
+        RemoteStopTransaction of the session's
         transaction, or ChangeAvailability."""
         cp_id, connector = command.target.device_id, command.target.channel
         try:
@@ -100,7 +101,7 @@ class OcppAdapter(Adapter):
                     ocpp_store.session_started, cp_id, connector, command.session_ref
                 ):
                     return  # sent before (the answer or its record was lost): the station runs it already
-                await self.system.remote_start(cp_id, connector, command.session_ref)
+                await self.system.remote_start(cp_id, connector, command.session_ref, command.cap_seconds)
             elif command.kind == CMD_STOP:
                 transaction = await self.reporter.run_db(
                     ocpp_store.open_transaction, cp_id, connector, command.session_ref

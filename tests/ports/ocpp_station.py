@@ -30,6 +30,7 @@ class Station(ChargePoint):
         self.answer = "Accepted"
         self.silent = False
         self.configuration: dict[str, str] = {}
+        self.profiles: list[dict | None] = []  # the chargingProfile of each RemoteStartTransaction
         self.clock = None  # a callable giving the station's time (naive UTC); real time when None
 
     async def _asked(self, action: str, **payload):
@@ -38,7 +39,8 @@ class Station(ChargePoint):
             await asyncio.sleep(3600)
 
     @on(Action.remote_start_transaction)
-    async def on_remote_start(self, id_tag, connector_id=None, **_):
+    async def on_remote_start(self, id_tag, connector_id=None, charging_profile=None, **_):
+        self.profiles.append(charging_profile)  # as received, checked by the library against the schema
         await self._asked("RemoteStartTransaction", id_tag=id_tag, connector_id=connector_id)
         return call_result.RemoteStartTransaction(status=self.answer)
 

@@ -146,6 +146,37 @@ def test_scan_remote_start_meter_values_auto_stop_full_billed_from_the_station_m
     assert (stored.meter_start_wh, stored.meter_stop_wh, stored.stop_reason) == (METER_START, energy(minute), "remote")
 
 
+def test_remote_start_carries_the_device_side_cap_as_a_tx_profile(app, client, clock, shed):
+    with RunningGateway(app, clock) as gateway:
+
+        async def scenario():
+            async with station_connected(gateway.port, "CP-1", shed["key"]) as station:
+                station.clock = clock
+                await booted(station, 1)
+                session_id = await start_from_the_page(app, client, shed["code"])
+                await station.next_asked("RemoteStartTransaction")
+                return session_id, station.profiles
+
+        session_id, profiles = run(scenario())
+    # The station stops delivering energy by itself at the tariff's longest charge (12 h), even if
+    # it never hears from us again: 0 A from then until its transaction ends (no duration to run out).
+    assert profiles == [
+        {
+            "charging_profile_id": session_id,
+            "stack_level": 0,
+            "charging_profile_purpose": "TxProfile",
+            "charging_profile_kind": "Relative",
+            "charging_schedule": {
+                "charging_rate_unit": "A",
+                "charging_schedule_period": [
+                    {"start_period": 0, "limit": 32.0},
+                    {"start_period": 12 * 3600, "limit": 0.0},
+                ],
+            },
+        }
+    ]
+
+
 def test_the_resident_stops_and_the_station_gets_remote_stop_for_its_transaction(app, client, clock, shed):
     with RunningGateway(app, clock) as gateway:
 
