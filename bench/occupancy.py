@@ -184,8 +184,13 @@ def main() -> None:
         grid = f"/manage/sites/{site_id}/grid"
         hx = {"HX-Request": "true"}
 
-        versions_first_ms, _ = timed(lambda: occupancy.refresh_versions(utcnow()), 1)  # first: inserts the row
-        versions_again_ms, _ = timed(lambda: occupancy.refresh_versions(utcnow()), 5)
+        def refresh_versions():
+            """One refresh as the tick does it: written and committed."""
+            occupancy.refresh_versions(utcnow())
+            db.session.commit()
+
+        versions_first_ms, _ = timed(refresh_versions, 1)  # first: inserts the row
+        versions_again_ms, _ = timed(refresh_versions, 5)
         health_ms, _ = timed(lambda: client.get("/healthz"), 20)
         full_ms, response = timed(lambda: client.get(grid, headers=hx), 5)
         assert response.status_code == 200, response.status_code

@@ -264,7 +264,8 @@ def refresh_versions(now: datetime) -> int:
     changes when a port's reading, service status or fault changes, when a port is seen offline,
     when a hardware port's device link goes down or comes back,
     when a charge starts or ends, when a shed is renamed or changes operator, and when an alert is
-    raised or acknowledged. Commits, like the tick's other steps. Returns the number of rows written.
+    raised or acknowledged. Inside the caller's transaction (the tick commits). Returns the number of
+    rows written.
     """
     statement, width = _site_figures(now)
     inserts, updates = [], []
@@ -282,7 +283,7 @@ def refresh_versions(now: datetime) -> int:
         db.session.execute(insert(OccupancyVersion), inserts)
     if updates:
         db.session.execute(update(OccupancyVersion), updates)
-    db.session.commit()
+    db.session.flush()
     return len(inserts) + len(updates)
 
 

@@ -246,6 +246,7 @@ def tick(now: datetime, *, start_timeout: int = START_TIMEOUT_SECONDS) -> TickRe
     changed = alerts.refresh(now)
     report.alerts = changed["raised"] + changed["cleared"]
     occupancy.refresh_versions(now)  # the grid's unchanged poll reads one row per site
+    db.session.commit()
     return report
 
 

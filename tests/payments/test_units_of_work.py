@@ -112,3 +112,14 @@ def test_port_administration_leaves_the_callers_transaction_to_the_caller(app, m
     db.session.rollback()
     assert port().label != "新标签"
     assert {port(code).status for code in ("T11002", "T11003")} == {PORT_ACTIVE}
+
+
+def test_the_occupancy_refresh_is_committed_by_the_tick_not_by_itself(app, make_site, clock):
+    from chargeshed.charging import occupancy
+    from chargeshed.sites.models import OccupancyVersion
+
+    make_site()
+    db.session.commit()
+    assert occupancy.refresh_versions(clock.now) == 1
+    db.session.rollback()
+    assert db.session.execute(select(OccupancyVersion)).first() is None
