@@ -262,29 +262,47 @@ class Gateway:
                 db.session.remove()
 
     def _write_batch(self, items: list) -> None:
-        """Store a batch of reports in one transaction; a report that fails alone is logged and skipped."""
+        """Store a batch of reports in one transaction; a report that fails alone is logged and skipped.
+
+        Consecutive readings are stored together (telemetry.record_readings: one locking read, one
+        flush); other reports one by one, in the order they came. A group that fails is stored again
+        report by report, so one bad report never loses the others.
+        """
         from chargeshed.extensions import db
 
         with self.app.app_context():
             try:
-                for fn, args, kwargs in items:
-                    try:
-                        with db.session.begin_nested():
-                            fn(*args, **kwargs)
-                    except Exception as exc:
-                        if _is_connection_error(exc):
-                            raise
-                        log.exception(
-                            "telemetry write %s failed; skipped",
-                            getattr(fn, "__name__", fn),
-                            extra={"event": "gateway.write_error"},
-                        )
+                for group in _reading_runs(items):
+                    if len(group) > 1 and self._store(_readings_call(group)):
+                        continue
+                    for item in group:
+                        self._store(item)
                 db.session.commit()
             except BaseException:
                 db.session.rollback()
                 raise
             finally:
                 db.session.remove()
+
+    @staticmethod
+    def _store(item) -> bool:
+        """One report (or one group of readings) in its own savepoint; False when it failed."""
+        from chargeshed.extensions import db
+
+        fn, args, kwargs = item
+        try:
+            with db.session.begin_nested():
+                fn(*args, **kwargs)
+            return True
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise
+            log.exception(
+                "telemetry write %s failed; skipped",
+                getattr(fn, "__name__", fn),
+                extra={"event": "gateway.write_error"},
+            )
+            return False
 
     async def _writer(self) -> None:
         loop = asyncio.get_running_loop()
@@ -509,6 +527,26 @@ class Gateway:
             await self.serve()
 
         asyncio.run(main())
+
+
+def _reading_runs(items: list) -> list[list]:
+    """The reports in order, consecutive `record_reading`s grouped (other reports alone)."""
+    runs: list[list] = []
+    for item in items:
+        if item[0] is telemetry.record_reading and runs and runs[-1][0][0] is telemetry.record_reading:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
+
+
+def _readings_call(group: list) -> tuple:
+    """One `record_readings` call for a run of `record_reading(key, reading, heard_at)` reports."""
+    return (
+        telemetry.record_readings,
+        ([(args[0], args[1], args[2] if len(args) > 2 else None) for _fn, args, _kw in group],),
+        {},
+    )
 
 
 def _is_connection_error(exc: BaseException) -> bool:

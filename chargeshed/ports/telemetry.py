@@ -153,20 +153,23 @@ def _rows(keys: Iterable[PortKey]) -> dict[PortKey, PortTelemetry]:
     return {key: rows[port_id] for key, port_id in port_of.items() if port_id in rows}
 
 
-def record_readings(items: Iterable[tuple[PortKey, Reading]], heard_at: datetime | None = None) -> int:
+def record_readings(items: Iterable[tuple], heard_at: datetime | None = None) -> int:
     """Store a batch of readings (in order); returns how many were newer than what was stored.
 
+    Items are (key, reading) or (key, reading, heard_at) (when each was heard; else `heard_at`, else
+    the reading's own time). The rows are read (and locked, in port order) in one query and written
+    in one flush: the changed rows go out as one executemany UPDATE, the meter samples as one INSERT.
     Unknown ports or targets are logged and skipped. Caller commits.
     """
-    items = list(items)
-    rows = _rows(key for key, _reading in items)
+    items = [item if len(item) == 3 else (item[0], item[1], None) for item in items]
+    rows = _rows(key for key, _reading, _heard in items)
     accepted = 0
-    for key, reading in items:
+    for key, reading, heard in items:
         row = rows.get(key)
         if row is None:
             log.warning("reading for an unknown port or target %s", key, extra={"event": "telemetry.unknown"})
             continue
-        accepted += _apply(row, reading, heard_at or reading.at)
+        accepted += _apply(row, reading, heard or heard_at or reading.at)
     db.session.flush()
     return accepted
 
