@@ -156,6 +156,24 @@ def test_another_operators_staff_can_neither_see_nor_refund_the_charge(setting, 
     _nothing_booked(session)
 
 
+def test_staff_of_another_operator_in_the_same_compound_cannot_refund(setting, client, login):
+    """A compound may have sheds of two operators: each spends only its own sheds' revenue."""
+    from chargeshed.sites.models import Operator
+
+    session, staff = setting
+    shed = db.session.get(Shed, session.shed_id)
+    neighbour = Operator(name="another operator")
+    db.session.add(neighbour)
+    db.session.flush()
+    db.session.add(Shed(site_id=shed.site_id, operator_id=neighbour.id, tariff_id=shed.tariff_id, name="shed 9"))
+    db.session.commit()
+    login(create_user("op9", "secret-pass", "operator_staff", operator_id=neighbour.id))
+    url = f"/operator/refunds/session/{session.id}"
+    assert client.get(url).status_code == 404
+    assert client.post(url, data={"amount": "0.50", "reason": "their shed"}).status_code == 404
+    _nothing_booked(session)
+
+
 def test_other_tenants_get_404_and_other_roles_403(setting, client, login, make_resident):
     session, staff = setting
     url = f"/operator/refunds/session/{session.id}"
