@@ -133,8 +133,9 @@ def new(site_id: int | None = None, building_id: int | None = None):
 @bp.errorhandler(RequestEntityTooLarge)
 def _too_large(error):
     """An upload over the request limit: say so on the form (the photos must be chosen again)."""
-    site = _report_site(request.view_args.get("site_id"), request.view_args.get("building_id"))
-    if request.endpoint == "report.new" and site is not None:
+    args = request.view_args or {}
+    site = _report_site(args.get("site_id"), args.get("building_id")) if request.endpoint == "report.new" else None
+    if site is not None:
         form = report_form(None, {site.id}, blank=True)
         form.photos.errors = [_("The photos are too large together. Choose fewer or smaller photos.")]
         return _form_page(form, site, [], 413)

@@ -4,6 +4,7 @@ only for the compound's own buildings."""
 
 from __future__ import annotations
 
+import io
 import re
 
 from sqlalchemy import func, select
@@ -114,3 +115,14 @@ def test_pages_of_a_compound_link_to_its_own_report_form(app, two_compounds):
     link = f'href="/report/s/{b.site.id}" data-testid="report-link"'
     for url in (f"/p/{b.ports[0].code}", f"/site/{b.site.id}", f"/report/t/{b.case.tracking_token}"):
         assert link in client.get(url).get_data(as_text=True), url
+
+
+def test_a_request_too_large_gets_its_compounds_form_back(app, two_compounds):
+    a, b, _admin = two_compounds
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    data = {"hazard_type": "flying_wire", "building": str(a.building.id), "floor": "2"}
+    data["photos"] = [(io.BytesIO(b"\xff" * (2 * 1024 * 1024)), "big.jpg")]
+    response = _client(app).post(f"/report/b/{a.building.id}", data=data, content_type="multipart/form-data")
+    text = response.get_data(as_text=True)
+    assert response.status_code == 413 and "too large together" in text
+    assert _building_options(text) == _buildings(a.site) and b.site.name not in text
