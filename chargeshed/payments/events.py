@@ -60,7 +60,10 @@ def handle_event(event, provider, *, start_ttl_seconds: int = 900) -> str:
             record_balance_txns(refund.balance_refs, provider)
         return ",".join(sorted(set(outcomes))) or "no_refunds"
     if event.type in DISPUTE_EVENTS:
-        return apply_refund(refund_from_dispute(obj), provider)
+        dispute = refund_from_dispute(obj)
+        outcome = apply_refund(dispute, provider)
+        record_balance_txns(dispute.balance_refs, provider)
+        return outcome
     if event.type in PAYOUT_EVENTS:
         refs = [object_id(field(obj, "balance_transaction")), object_id(field(obj, "failure_balance_transaction"))]
         outcomes = record_balance_txns([ref for ref in refs if ref], provider)

@@ -20,7 +20,8 @@ settlement currency at the rate Stripe used for it (not the payment's):
     refund (a cash-out's or one made outside ChargeShed; amount and net negative):
     CNY: external:stripe -refunded         exchange:stripe     +refunded
     HKD: exchange:stripe:hkd +amount       external:stripe:hkd -net          fees:stripe:hkd -fee
-    refund_failure: the same with the signs of the money coming back.
+    refund_failure: the same with the signs of the money coming back. A lost dispute's withdrawal
+    (an adjustment whose source is the dispute, its fee the dispute fee) is booked like a refund.
 
     payout (Stripe pays the balance out to the bank; amount and net negative):
     HKD: external:stripe:hkd -net          payouts:stripe:hkd +amount        fees:stripe:hkd -fee
@@ -178,13 +179,15 @@ def book_balance_txn(provider: str, settled: Settled) -> str:
         return "fee_source"
     if ledger.find_txn(ref) is not None:
         return "already_recorded"
-    if txn.type in REFUND_TYPES:
+    dispute = txn.type == "adjustment" and settled.source_object == "dispute"
+    if txn.type in REFUND_TYPES or dispute:
         if settled.source_amount is None or not settled.source_currency:
             return "fee_source"
         problem = settlement_problem(settled.source_amount, settled.source_currency, txn)
         if problem:
             return problem
-        money = REFUND_TYPES[txn.type] * settled.source_amount
+        sign = (1 if _gross(txn) > 0 else -1) if dispute else REFUND_TYPES[txn.type]
+        money = sign * settled.source_amount
         if txn.currency == settled.source_currency:
             legs = [
                 ledger.Leg(ledger.external_account(provider, txn.currency), txn.fee),

@@ -66,6 +66,7 @@ class Settled:
     txn: Fee
     source_amount: int | None = None
     source_currency: str | None = None
+    source_object: str | None = None  # "refund", "dispute", "payout", "charge" ...
 
 
 @dataclass(frozen=True)
@@ -405,6 +406,7 @@ def settled_from_stripe(txn) -> Settled:
         fee_from_balance_transaction(txn),
         source_amount=_int_or_none(field(source, "amount")) if expanded else None,
         source_currency=str(field(source, "currency")).lower() if expanded and field(source, "currency") else None,
+        source_object=str(field(source, "object")) if expanded and field(source, "object") else None,
     )
 
 
@@ -438,6 +440,7 @@ def refund_from_dispute(dispute) -> ProviderRefund:
         amount_fen=int(dispute["amount"]),
         payment_ref=object_id(field(dispute, "payment_intent")),
         kind="dispute",
+        balance_refs=tuple(ref for ref in (object_id(t) for t in field(dispute, "balance_transactions", [])) if ref),
     )
 
 

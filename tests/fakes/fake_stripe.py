@@ -361,9 +361,10 @@ class FakeStripe:
                 params["amount"] = str(amount)
             return copy.deepcopy(self._ep_create_refund(params))
 
-    def lose_dispute(self, payment_intent: str, amount: int | None = None) -> dict:
-        """The payer disputes the payment and wins: Stripe withdraws the money
-        (``charge.dispute.funds_withdrawn``). Returns that event."""
+    def lose_dispute(self, payment_intent: str, amount: int | None = None, fee: int = 1500) -> dict:
+        """The payer disputes the payment and wins: Stripe withdraws the money and its dispute ``fee``
+        (an ``adjustment`` balance transaction in the settlement currency, listed on the dispute;
+        event ``charge.dispute.funds_withdrawn``). Returns that event."""
         with self.lock:
             pi = self._get(payment_intent, "payment_intent")
             ch = self._objects[pi["latest_charge"]]
@@ -381,6 +382,13 @@ class FakeStripe:
                     "balance_transactions": [],
                 },
             )
+            txn = self._balance_txn(-amount, ch["currency"], "adjustment", dispute["id"])
+            txn.update(
+                fee=fee,
+                net=txn["amount"] - fee,
+                fee_details=[{"amount": fee, "currency": txn["currency"], "type": "stripe_fee"}],
+            )
+            dispute["balance_transactions"] = [copy.deepcopy(txn)]
             return self._event("charge.dispute.funds_withdrawn", dispute)
 
     def fail_refund(self, refund_id: str, reason: str = "expired_or_canceled_card") -> dict:

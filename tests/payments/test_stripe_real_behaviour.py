@@ -431,6 +431,24 @@ def test_a_payout_moves_the_hkd_balance_to_the_bank_and_a_failed_one_brings_it_b
     assert stripe_holds_what_the_books_say(hkd_stripe) and check_ledger() == []
 
 
+def test_a_lost_dispute_in_hkd_is_booked_with_its_fee(hkd_stripe, funded, deliver, runner, writes_during_calls):
+    user, topup = funded
+    event = hkd_stripe.lose_dispute(topup.payment_ref, fee=1500)
+    assert deliver(event).json["outcome"] == "outside_taken"
+    (withdrawal,) = event["data"]["object"]["balance_transactions"]
+    assert legs_of(f"balance:{withdrawal['id']}") == {
+        ("external:stripe", "cny", -2000),
+        ("exchange:stripe:cny", "cny", 2000),
+        ("exchange:stripe:hkd", "hkd", -2174),
+        ("external:stripe:hkd", "hkd", 2174 + 1500),
+        ("fees:stripe:hkd", "hkd", -1500),
+    }
+    assert wallet_balance(user.id) == 0 and balance_of("external:stripe") == 0
+    result = runner.invoke(args=["reconcile"])
+    assert result.exit_code == 0, result.output
+    assert stripe_holds_what_the_books_say(hkd_stripe) and check_ledger() == []
+
+
 @pytest.fixture
 def healthy_hkd_account(hkd_stripe, make_resident, stripe_topup, stripe_provider, deliver):
     """Two residents' top-ups, a cash-out, a refund made in the dashboard and a payout, every webhook
