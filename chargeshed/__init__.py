@@ -44,11 +44,15 @@ def _init_extensions(app: Flask) -> None:
     from flask_babel import lazy_gettext as _l
 
     from chargeshed import assets, i18n, models  # noqa: F401  (models: register every table)
-    from chargeshed.extensions import babel, csrf, db, htmx, limiter, login_manager, migrate
+    from chargeshed.extensions import babel, csrf, db, htmx, limiter, login_manager, migrate, nest_sqlite_savepoints
     from chargeshed.ports.runtime import init_ports
     from chargeshed.web import hardening, jinja
 
     db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            if engine.dialect.name == "sqlite":
+                nest_sqlite_savepoints(engine)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"))
     csrf.init_app(app)
     babel.init_app(app, locale_selector=i18n.select_locale, default_translation_directories="translations")

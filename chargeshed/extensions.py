@@ -10,7 +10,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from htmx_flask import Htmx
-from sqlalchemy import MetaData
+from sqlalchemy import Engine, MetaData, event
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -35,3 +35,18 @@ csrf = CSRFProtect()
 babel = Babel()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 htmx = Htmx()
+
+
+def nest_sqlite_savepoints(engine: Engine) -> None:
+    """Make a savepoint on SQLite sit inside the caller's transaction, as it does on PostgreSQL.
+
+    Python's sqlite3 driver opens a transaction only before a data-changing statement, so a
+    SAVEPOINT issued first starts a transaction of its own and its RELEASE commits: work that
+    the caller later rolled back stayed stored. A transaction is opened before such a savepoint.
+    """
+
+    @event.listens_for(engine, "savepoint")
+    def _begin_before_savepoint(connection, _name) -> None:
+        raw = connection.connection.dbapi_connection
+        if not raw.in_transaction:
+            raw.execute("BEGIN IMMEDIATE")

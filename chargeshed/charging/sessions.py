@@ -253,6 +253,7 @@ def _claim_end(session: ChargeSession, state: str, reason: str, now: datetime) -
         update(ChargeSession)
         .where(ChargeSession.id == session.id, ChargeSession.state.in_(LIVE_STATES))
         .values(state=state, end_reason=reason, ended_at=now)
+        .execution_options(synchronize_session=False)  # refreshed below; no scan of the identity map
     ).rowcount
     if not claimed:  # nothing was written: the caller's transaction is left as it is
         return False
