@@ -160,3 +160,22 @@ def test_any_sequence_of_postings_keeps_the_books_consistent(app, make_site, mov
             db.session.rollback()
         assert ledger.check_ledger() == []
     assert ledger.holds_account().balance_fen - holds_before == sum(amount for _, amount in held)
+
+
+def test_a_posting_inside_a_transaction_the_caller_rolls_back_is_not_kept(app, make_site, make_resident):
+    # A service books inside its caller's transaction (in a savepoint); when the caller then gives
+    # up, the booking must go with it, on SQLite as on PostgreSQL.
+    make_site()
+    user = make_resident(balance_fen=1000)
+    db.session.commit()
+    before = _txn_count()
+    db.session.execute(select(func.count(User.id)))  # the caller has only read so far
+    ledger.post(
+        "gift:rolled-back",
+        "adjust",
+        [ledger.Leg(ledger.external_account("demo"), -250), ledger.Leg(ledger.wallet_account(user.id), 250)],
+    )
+    db.session.rollback()
+    assert _txn_count() == before
+    assert ledger.find_txn("gift:rolled-back") is None
+    assert ledger.wallet_balance(user.id) == 1000
