@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from chargeshed.accounts.access import MONEY_ROLES, get_shed_or_404, may_refund, shed_scope
-from chargeshed.accounts.models import ROLE_ADMIN, ROLE_OPERATOR_STAFF
+from chargeshed.accounts.models import ROLE_ADMIN
 from chargeshed.charging.models import ChargeSession
 from chargeshed.extensions import db
 from chargeshed.money.format import format_fen
@@ -70,7 +70,8 @@ def index():
         .all()
     )
     outside = []
-    if current_user.role in (ROLE_ADMIN, ROLE_OPERATOR_STAFF):  # the people who answer for the money
+    # Wallet top-ups belong to no shed or operator: refunds made at Stripe are the platform's to answer for.
+    if current_user.role == ROLE_ADMIN:
         outside = (
             db.session.execute(select(ExternalRefund).order_by(ExternalRefund.id.desc()).limit(LIST_LIMIT))
             .scalars()

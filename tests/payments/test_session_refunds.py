@@ -12,7 +12,7 @@ from chargeshed.accounts.services import create_user
 from chargeshed.extensions import db
 from chargeshed.money.ledger import check_ledger, find_txn, wallet_balance
 from chargeshed.money.models import LedgerAccount
-from chargeshed.payments.models import SessionRefund
+from chargeshed.payments.models import ExternalRefund, SessionRefund
 from chargeshed.payments.refunds import SessionRefundRefused, refund_session
 from chargeshed.sites.models import Shed
 
@@ -206,3 +206,20 @@ def test_a_charge_still_running_cannot_be_refunded(setting, make_resident):
     with pytest.raises(SessionRefundRefused) as refused:
         refund_session(staff["operator"].id, live, 10, "early")
     assert refused.value.code == "nothing_to_refund"
+
+
+def test_refunds_made_outside_chargeshed_are_listed_to_the_platform_admin_only(setting, client, login):
+    # A wallet top-up belongs to no operator: its Stripe reference and amount are no operator's business.
+    session, staff = setting
+    db.session.add(
+        ExternalRefund(
+            provider="stripe", provider_ref="re_dashboard_1", amount_fen=500, shortfall_fen=200, status="shortfall"
+        )
+    )
+    db.session.commit()
+    for role in ("operator", "other_operator", "manager"):
+        login(staff[role])
+        assert "re_dashboard_1" not in client.get("/operator/refunds/").get_data(as_text=True), role
+    login(staff["admin"])
+    page = client.get("/operator/refunds/").get_data(as_text=True)
+    assert "re_dashboard_1" in page and "¥2.00" in page
