@@ -115,6 +115,7 @@ def seed(url: str, instance: str, stations: int, connectors: int, starts: int) -
             topup.checkout_ref = f"demo_{topup.id}"
             db.session.commit()
             fulfilment.fulfil(topup.id, Payment(topup.checkout_ref, None, 1000, "cny"))
+            db.session.commit()  # fulfil works inside the caller's transaction
             users.append(user.id)
     return keys, port_ids, users
 
@@ -331,6 +332,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--logs", default="", help="a folder to keep the gateway's log in")
     args = parser.parse_args()
+    os.environ.setdefault("CHARGESHED_ENV", "test")  # this process seeds and starts charges (memory:// limits)
     print(
         f"OCPP gateway: {args.stations} stations × {args.connectors} connectors, MeterValues every "
         f"{args.meter_seconds:.0f} s, {args.starts} starts, {args.runs} runs — {_common.machine()}",

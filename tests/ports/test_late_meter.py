@@ -67,7 +67,7 @@ def _offline_for(clock, device, port_id: int, session_id: int, minutes: int) -> 
 
 
 def test_a_shelly_back_from_offline_bills_what_it_metered_while_away_once(
-    app, make_site, make_resident, clock, mqtt_gateway, devices
+    app, client, login, make_site, make_resident, clock, mqtt_gateway, devices
 ):
     device = ShellyEmulator(unique("shellypro4pm")).connect()
     devices.append(device)
@@ -105,6 +105,10 @@ def test_a_shelly_back_from_offline_bills_what_it_metered_while_away_once(
     assert wallet_balance(resident.id) == 950
     assert _late_txns(session_id) == 1
     assert _events(session_id) == ["+183 Wh metered offline, +25 fen"]
+    login(resident)
+    statement = client.get("/wallet/statement").get_data(as_text=True)
+    line = statement.split('data-kind="late_meter"', 1)[1].split("</tr>", 1)[0]
+    assert "充电补扣：端口离线期间计量的电量" in line and "−¥0.25" in line and f"/s/{session_id}" in line
 
     device.report()  # the device says it all again: nothing more is billed
     clock.advance(minutes=1)
