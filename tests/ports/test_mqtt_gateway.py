@@ -204,6 +204,8 @@ def test_a_relay_back_within_the_debounce_bills_what_it_metered_while_away(
     clock.advance(minutes=1)
     device.advance(60)
     wait_for(lambda: _stored(port.id).link_online, what="back online")
+    # The status it announced on coming back and its next report race through the broker: wait for the latter.
+    wait_for(lambda: _stored(port.id).meter_wh == 110, what="the report after coming back stored")
     gateway.flush()
     tick(clock.now)
     assert _session(session_id).energy_wh == 110  # 30 min before, 3 min while away and since
