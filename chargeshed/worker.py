@@ -234,6 +234,7 @@ class Worker:
                             "failed": report.failed,
                             "commands": report.commands,
                             "alerts": report.alerts,
+                            "late_settled": report.late_settled,
                             "ports": report.ports_read,
                             "ms": round((time.perf_counter() - started) * 1000, 1),
                         },
