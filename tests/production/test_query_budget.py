@@ -77,5 +77,6 @@ def test_a_supervisor_tick_issues_the_same_statements_for_4_or_40_ports(app, mak
     db.session.commit()
     many = _steady_tick_statements(make_site, make_resident, driver, clock, 40)
     # Refused starts, (advisory lock), ports with telemetry, live sessions, open commands, two batched
-    # writes, the alert refresh's two reads: a constant, whatever the number of ports.
-    assert few == many <= 11
+    # writes, the alert refresh's two reads, sessions ended offline awaiting their device's meter:
+    # a constant, whatever the number of ports.
+    assert few == many <= 12
