@@ -169,7 +169,8 @@ def chargers_add_command(charge_point_id: str, connectors: int, operator_id: int
 @click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="text", show_default=True)
 @with_appcontext
 def chargers_list_command(fmt: str = "text") -> None:
-    """Every charge point with its link state and when it was last heard."""
+    """Every charge point with its link state, when it was last heard, and whether its charges run
+    without a device-side cap (a station that refuses charging profiles)."""
     from chargeshed.ports.registry import charger_rows
 
     rows = [
@@ -180,6 +181,7 @@ def chargers_list_command(fmt: str = "text") -> None:
             "last_heard": link.heard_at.isoformat(timespec="seconds") if link and link.heard_at else None,
             "gateway": link.gateway_id if link else None,
             "state": link.state if link else None,
+            "device_cap": c.device_cap,
         }
         for c, link in charger_rows()
     ]
@@ -190,6 +192,7 @@ def chargers_list_command(fmt: str = "text") -> None:
         click.echo(
             f"{row['charge_point_id']:<24} {row['connectors']:>2}  {'online ' if row['online'] else 'offline'}"
             f"  last heard {row['last_heard'] or 'never'}  {row['state'] or ''}"
+            + ("" if row["device_cap"] else "  no device-side cap")
         )
 
 

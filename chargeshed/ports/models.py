@@ -123,6 +123,14 @@ class Charger(db.Model):
     key_hash: Mapped[str] = mapped_column(String(255))
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("operator.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=clock_now)
+    # When the station first refused a RemoteStartTransaction carrying a chargingProfile (and took it
+    # without): it is started without a device-side cap since. None: it takes them, or never asked.
+    profiles_refused_at: Mapped[datetime | None]
+
+    @property
+    def device_cap(self) -> bool:
+        """False when the station's charges run without a device-side cap (it refuses profiles)."""
+        return self.profiles_refused_at is None
 
     @property
     def device(self) -> str:

@@ -66,6 +66,10 @@ SLOW_REPLY_SECONDS = 0.5
 # above any outlet's own (no limit in practice); from the cap on, 0 A until the transaction ends.
 UNLIMITED_AMPS = 32.0
 
+# CallError codes some stations answer a RemoteStartTransaction carrying a chargingProfile with when
+# they do not do charging profiles (others answer status Rejected).
+PROFILE_REFUSALS = ("NotSupported", "NotImplemented")
+
 ENERGY = "Energy.Active.Import.Register"
 POWER = "Power.Active.Import"
 
@@ -134,7 +138,12 @@ class StationNotConnected(Exception):
 
 
 class CommandRefused(Exception):
-    """The station answered a command with Rejected / NotSupported or a CallError."""
+    """The station answered a command with Rejected / NotSupported or a CallError (`code`: the
+    CallError's code, or "" for a status answer)."""
+
+    def __init__(self, message: str, code: str = ""):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -192,6 +201,9 @@ class OcppBackend(Protocol):
         samples: list[MeterSample],
     ) -> bool:
         """Record a stopped transaction; False when the id was never issued (logged, nothing moves)."""
+
+    async def profiles_refused(self, charge_point_id: str, at: datetime) -> None:
+        """The station refused a chargingProfile on RemoteStartTransaction and took the start without."""
 
 
 def parse_time(value: Any, default: datetime | None = None) -> datetime:
@@ -550,6 +562,9 @@ class CentralSystem:
         # Hooks for the gateway: called (on the loop) when a station connects or its connection ends.
         self.on_connect: Callable[[str], None] | None = None
         self.on_disconnect: Callable[[str], None] | None = None
+        # Stations known to refuse a RemoteStartTransaction that carries a chargingProfile: they are
+        # started without one (no device-side cap). Filled by remote_start and by the gateway.
+        self.without_profiles: set[str] = set()
 
     def spawn(self, coro, name: str = "") -> asyncio.Task:
         """Run a coroutine beside the message loop (never call a station from inside its handler)."""
@@ -677,7 +692,7 @@ class CentralSystem:
         try:
             return await station.call(payload, suppress=False)
         except OCPPError as error:
-            raise CommandRefused(f"{error.code}: {error.description}") from None
+            raise CommandRefused(f"{error.code}: {error.description}", error.code) from None
         except ConnectionClosed:
             raise StationNotConnected(cp_id) from None
 
@@ -686,16 +701,46 @@ class CentralSystem:
         if getattr(result, "status", None) != "Accepted":
             raise CommandRefused(f"{what}: {getattr(result, 'status', result)}")
 
-    async def remote_start(self, cp_id: str, connector: int, id_tag: str, cap_seconds: int | None = None) -> None:
+    async def remote_start(self, cp_id: str, connector: int, id_tag: str, cap_seconds: int | None = None) -> bool:
         """RemoteStartTransaction, with the device-side cap as its TxProfile when `cap_seconds` is
-        given (see cap_profile); raises CommandRefused unless Accepted."""
-        profile = cap_profile(cap_seconds, id_tag) if cap_seconds else None
-        self._accepted(
-            await self._call(
-                cp_id, call.RemoteStartTransaction(id_tag=id_tag, connector_id=connector, charging_profile=profile)
-            ),
-            "RemoteStartTransaction",
+        given (see cap_profile); raises CommandRefused unless Accepted. Returns whether the cap went.
+
+        A station that does not do charging profiles answers a start carrying one with Rejected (or
+        a CallError NotSupported / NotImplemented): the start is sent once more without it, and when
+        that is accepted the station is remembered (`without_profiles`, and the backend's
+        `profiles_refused`) so its later starts go without a profile at once.
+        """
+        plain = call.RemoteStartTransaction(id_tag=id_tag, connector_id=connector)
+        if not cap_seconds or cp_id in self.without_profiles:
+            self._accepted(await self._call(cp_id, plain), "RemoteStartTransaction")
+            return False
+        capped = call.RemoteStartTransaction(
+            id_tag=id_tag, connector_id=connector, charging_profile=cap_profile(cap_seconds, id_tag)
         )
+        try:
+            result = await self._call(cp_id, capped)
+        except CommandRefused as refused:
+            if refused.code not in PROFILE_REFUSALS:
+                raise
+            answer = refused.code
+        else:
+            if getattr(result, "status", None) == "Accepted":
+                return True
+            answer = str(getattr(result, "status", result))
+        self._accepted(await self._call(cp_id, plain), "RemoteStartTransaction")
+        self.without_profiles.add(cp_id)
+        log.warning(
+            "station %s answered a RemoteStartTransaction with a chargingProfile %s and accepted it without: "
+            "started without a device-side cap, and so from now on",
+            cp_id,
+            answer,
+            extra={"event": "ocpp.no_profiles", "charge_point": cp_id, "answer": answer},
+        )
+        try:
+            await self.backend.profiles_refused(cp_id, _utcnow())
+        except Exception:  # the start went out: a failed record must not make it fail (or resend it)
+            log.exception("station %s: could not record that it refuses charging profiles", cp_id)
+        return False
 
     async def remote_stop(self, cp_id: str, transaction_id: int) -> None:
         """RemoteStopTransaction; raises CommandRefused unless Accepted."""

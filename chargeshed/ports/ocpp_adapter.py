@@ -125,12 +125,21 @@ class OcppAdapter(Adapter):
             raise BadFrame(f"unknown connector {connector} (station {cp_id} has {count})")
 
     async def check_key(self, charge_point_id: str, key: str) -> bool:
-        """Registered and the right key; remembers how many connectors the station has."""
-        connectors = await self.reporter.run_db(ocpp_store.check_key, charge_point_id, key)
-        if connectors is None:
+        """Registered and the right key; remembers how many connectors the station has and whether
+        it takes charging profiles (another gateway may have found out that it does not)."""
+        registered = await self.reporter.run_db(ocpp_store.check_key, charge_point_id, key)
+        if registered is None:
             return False
-        self._connectors[charge_point_id] = connectors
+        self._connectors[charge_point_id] = registered.connectors
+        if registered.takes_profiles:
+            self.system.without_profiles.discard(charge_point_id)
+        else:
+            self.system.without_profiles.add(charge_point_id)
         return True
+
+    async def profiles_refused(self, charge_point_id: str, at: datetime) -> None:
+        """Stored on the station's registry row (pages and `chargers list` say "no device-side cap")."""
+        await self.reporter.run_db(ocpp_store.profiles_refused, charge_point_id, at)
 
     async def link(self, charge_point_id: str, online: bool, at: datetime) -> None:
         """Online (connected, booted, heartbeat) or offline."""

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from chargeshed.extensions import db
@@ -40,11 +40,33 @@ def device_for(charge_point_id: str) -> str:
     return f"{targets.OCPP}:{charge_point_id}"
 
 
-def check_key(charge_point_id: str, key: str) -> int | None:
-    """The station's number of connectors when `key` is its AuthorizationKey, else None."""
+@dataclass(frozen=True)
+class Registered:
+    """What the gateway keeps about a station that passed the handshake."""
+
+    connectors: int
+    takes_profiles: bool  # False: it refused a chargingProfile on RemoteStartTransaction before
+
+
+def check_key(charge_point_id: str, key: str) -> Registered | None:
+    """The station's connectors and whether it takes charging profiles when `key` is its
+    AuthorizationKey, else None."""
     if not registry.check_key(charge_point_id, key):
         return None
-    return db.session.execute(select(Charger.connectors).where(Charger.charge_point_id == charge_point_id)).scalar_one()
+    connectors, refused_at = db.session.execute(
+        select(Charger.connectors, Charger.profiles_refused_at).where(Charger.charge_point_id == charge_point_id)
+    ).one()
+    return Registered(connectors, refused_at is None)
+
+
+def profiles_refused(charge_point_id: str, at: datetime) -> None:
+    """Remember that the station refuses charging profiles (its starts go without a device-side cap)."""
+    db.session.execute(
+        update(Charger)
+        .where(Charger.charge_point_id == charge_point_id, Charger.profiles_refused_at.is_(None))
+        .values(profiles_refused_at=at)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def wanted(charge_point_id: str, connector: int | None, id_tag: str) -> bool:

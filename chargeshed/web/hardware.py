@@ -15,8 +15,8 @@ from chargeshed.accounts import audit
 from chargeshed.accounts.access import SHED_ADMIN_ROLES, get_port_or_404, visible_port_ids
 from chargeshed.accounts.models import ROLE_ADMIN, ROLE_OPERATOR_STAFF, ROLE_SITE_MANAGER
 from chargeshed.extensions import db
-from chargeshed.ports import registry, telemetry
-from chargeshed.ports.models import DeviceLink, PortTelemetry
+from chargeshed.ports import registry, targets, telemetry
+from chargeshed.ports.models import Charger, DeviceLink, PortTelemetry
 from chargeshed.ports.targets import TargetError
 from chargeshed.sites.models import Port
 from chargeshed.web.access import staff_required
@@ -50,10 +50,18 @@ def port_hardware(port: Port) -> dict:
     """What the port page shows about the device: target, link, station state, last reading."""
     row = db.session.get(PortTelemetry, port.id)
     link = db.session.get(DeviceLink, row.device) if row is not None else None
+    charger = (
+        db.session.execute(
+            select(Charger).where(Charger.charge_point_id == row.device.partition(":")[2])
+        ).scalar_one_or_none()
+        if row is not None and row.scheme == targets.OCPP
+        else None
+    )
     return {
         "target": port.hardware_target,
         "telemetry": row,
         "link": link,
+        "charger": charger,
         "online": bool(row and row.link_online),
         "form": TargetForm(target=port.hardware_target),
         "may_bind": current_user.role in SHED_ADMIN_ROLES,

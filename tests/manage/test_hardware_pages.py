@@ -84,3 +84,23 @@ def test_stations_page_registers_a_station_and_shows_its_key_once(app, client, t
     page = _get(manager, "/manage/chargers").get_data(as_text=True)
     assert "CP-0042" in page and a.ports[1].code in page and 'data-online="yes"' in page
     assert _post(manager, "/manage/chargers", {"charge_point_id": "CP-9", "connectors": "1"}).status_code == 403
+
+
+def test_a_station_that_refuses_charging_profiles_says_no_device_side_cap(app, client, tenants):
+    from chargeshed.ports import ocpp_store, registry
+
+    a, _b, _admin, _resident = tenants
+    added = registry.add_charger("CP-7", 2, operator_id=a.operator_id)
+    telemetry.bind(db.session.get(Port, a.ports[0].id), "ocpp:CP-7/1")
+    telemetry.record_link("ocpp:CP-7", True, START, state="Available")
+    db.session.commit()
+    _login(client, a.users["site_manager"])
+    assert 'data-testid="no-device-cap"' not in _get(client, "/manage/chargers").get_data(as_text=True)
+    assert 'data-testid="no-device-cap"' not in _get(client, f"/manage/ports/{a.ports[0].id}").get_data(as_text=True)
+    ocpp_store.profiles_refused("CP-7", START)
+    db.session.commit()
+    assert added.charger.device_cap is False
+    stations = _get(client, "/manage/chargers").get_data(as_text=True)
+    assert 'data-testid="no-device-cap"' in stations and "no device-side cap" in stations
+    port_page = _get(client, f"/manage/ports/{a.ports[0].id}").get_data(as_text=True)
+    assert 'data-testid="no-device-cap">no device-side cap<' in port_page

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime
 
+from ocpp import exceptions as ocpp_errors
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
@@ -150,6 +151,26 @@ class Station(ChargePoint):
             suppress=False,
             skip_schema_validation=True,
         )
+
+
+class NoProfileStation(Station):
+    """A station without charging profiles: it refuses a RemoteStartTransaction that carries one,
+    with status Rejected or, when `refusal` names a CallError code, with that CallError; it accepts
+    the same start without a profile."""
+
+    refusal = "Rejected"
+
+    @on(Action.remote_start_transaction)
+    async def on_remote_start(self, id_tag, connector_id=None, charging_profile=None, **_):
+        self.profiles.append(charging_profile)
+        await self._asked("RemoteStartTransaction", id_tag=id_tag, connector_id=connector_id)
+        if charging_profile is None:
+            return call_result.RemoteStartTransaction(status=self.answer)
+        if self.refusal == "NotSupported":
+            raise ocpp_errors.NotSupportedError(description="chargingProfile is not supported")
+        if self.refusal == "NotImplemented":
+            raise ocpp_errors.NotImplementedError(description="SmartCharging is not implemented")
+        return call_result.RemoteStartTransaction(status=self.refusal)
 
 
 def url(port: int, cp_id: str, key: str | None, host: str = "127.0.0.1") -> str:

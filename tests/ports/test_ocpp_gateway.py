@@ -5,6 +5,7 @@ resident uses the web pages; the supervisor ticks on the fake clock. Money is ch
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from ocpp.exceptions import PropertyConstraintViolationError
@@ -19,7 +20,7 @@ from chargeshed.ports.models import PortCommand
 from chargeshed.ports.ocpp_models import OcppTransaction
 from chargeshed.sites.models import Port
 from tests.ports.ocpp_gateway import RunningGateway
-from tests.ports.ocpp_station import station_connected
+from tests.ports.ocpp_station import NoProfileStation, station_connected
 
 METER_START = 10_000
 
@@ -175,6 +176,48 @@ def test_remote_start_carries_the_device_side_cap_as_a_tx_profile(app, client, c
             },
         }
     ]
+
+
+def test_a_station_without_charging_profiles_starts_without_the_cap_and_is_remembered(
+    app, client, runner, clock, shed, caplog
+):
+    with RunningGateway(app, clock) as gateway:
+
+        async def scenario():
+            async with station_connected(gateway.port, "CP-1", shed["key"], station_cls=NoProfileStation) as station:
+                station.clock = clock
+                await booted(station, 1)
+                first = await start_from_the_page(app, client, shed["code"])
+                # Rejected with the TxProfile, sent again at once without it, accepted: the charge starts.
+                await station.next_asked("RemoteStartTransaction")
+                await station.next_asked("RemoteStartTransaction")
+                started = await station.start_transaction(1, f"S{first}", METER_START)
+                assert started.id_tag_info["status"] == "Accepted"
+                await gateway.flush()
+                await in_thread(app, _tick, clock.now)
+                assert session_row(first).state == "charging"
+                clock.advance(minutes=10)
+                assert (await asyncio.to_thread(client.post, f"/s/{first}/stop")).status_code in (200, 302)
+                await station.next_asked("RemoteStopTransaction")
+                await station.stop_transaction(started.transaction_id, METER_START + 30, "Remote")
+                await gateway.flush()
+                await in_thread(app, _tick, clock.now)
+                assert session_row(first).state == "ended"
+                # The next start goes without a profile on the first try.
+                second = await start_from_the_page(app, client, shed["code"])
+                assert await station.next_asked("RemoteStartTransaction") == {"id_tag": f"S{second}", "connector_id": 1}
+                await station.start_transaction(1, f"S{second}", METER_START + 30)
+                await gateway.flush()
+                await in_thread(app, _tick, clock.now)
+                assert session_row(second).state == "charging"
+                return station.profiles
+
+        profiles = run(scenario())
+    assert [profile is not None for profile in profiles] == [True, False, False]
+    assert "CP-1 answered a RemoteStartTransaction with a chargingProfile Rejected" in caplog.text
+    listed = json.loads(runner.invoke(args=["chargers", "list", "--format", "json"]).output)
+    assert [(c["charge_point_id"], c["device_cap"]) for c in listed] == [("CP-1", False)]
+    assert "no device-side cap" in runner.invoke(args=["chargers", "list"]).output
 
 
 def test_the_resident_stops_and_the_station_gets_remote_stop_for_its_transaction(app, client, clock, shed):

@@ -27,7 +27,7 @@ from chargeshed.ports.ocpp import (
     stop_reason,
     tls_context,
 )
-from tests.ports.ocpp_station import stamp, station_connected, url
+from tests.ports.ocpp_station import NoProfileStation, stamp, station_connected, url
 
 KEY = "0123456789abcdef0123"
 
@@ -44,6 +44,7 @@ class MemoryBackend:
         self.stops: list[tuple] = []
         self.issued_tags = {"S1"}
         self.transactions: dict[tuple, int] = {}
+        self.refused_profiles: list[str] = []
 
     async def check_key(self, cp_id, key):
         return self.keys.get(cp_id) == key
@@ -77,6 +78,9 @@ class MemoryBackend:
             return False
         self.stops.append((cp_id, transaction_id, meter_stop_wh, at, reason, samples))
         return True
+
+    async def profiles_refused(self, cp_id, at):
+        self.refused_profiles.append(cp_id)
 
 
 def run(scenario, backend=None, **options):
@@ -258,6 +262,45 @@ def test_commands_are_sent_and_refusals_and_silence_are_reported():
                 await system.remote_start("CP1", 1, "S1")
 
     run(scenario, call_timeout=0.5)
+
+
+@pytest.mark.parametrize("refusal", ["Rejected", "NotSupported", "NotImplemented"])
+def test_a_station_refusing_charging_profiles_is_started_without_one_from_then_on(refusal, caplog):
+    backend = MemoryBackend()
+
+    async def scenario(system, port):
+        async with station_connected(port, "CP1", KEY, station_cls=NoProfileStation) as station:
+            station.refusal = refusal
+            first = await system.remote_start("CP1", 1, "S1", cap_seconds=3600)
+            second = await system.remote_start("CP1", 2, "S2", cap_seconds=3600)
+            return first, second, station.profiles
+
+    with caplog.at_level(logging.WARNING, logger="chargeshed.ports.ocpp"):
+        first, second, profiles = run(scenario, backend)
+    # Refused with the cap, accepted once more without; the next start goes without it at once.
+    assert (first, second) == (False, False)
+    assert profiles[0]["charging_profile_purpose"] == "TxProfile"
+    assert profiles[1:] == [None, None]
+    assert backend.refused_profiles == ["CP1"]
+    assert [r.answer for r in caplog.records if getattr(r, "event", "") == "ocpp.no_profiles"] == [refusal]
+
+
+def test_a_start_refused_with_and_without_a_profile_fails_and_profiles_stay_on():
+    backend = MemoryBackend()
+
+    async def scenario(system, port):
+        async with station_connected(port, "CP1", KEY) as station:
+            station.answer = "Rejected"
+            with pytest.raises(CommandRefused):
+                await system.remote_start("CP1", 1, "S1", cap_seconds=3600)
+            station.answer = "Accepted"
+            assert await system.remote_start("CP1", 1, "S1", cap_seconds=3600) is True
+            return station.profiles
+
+    profiles = run(scenario, backend)
+    # A station that is busy (not one without profiles) refuses both; its next start still carries the cap.
+    assert [p is not None for p in profiles] == [True, False, True]
+    assert backend.refused_profiles == []
 
 
 def test_meter_values_are_read_tolerantly():

@@ -88,5 +88,6 @@ def test_chargers_add_prints_the_key_once_and_stores_only_its_hash(app, runner):
             "last_heard": None,
             "gateway": None,
             "state": None,
+            "device_cap": True,
         }
     ]
