@@ -19,11 +19,16 @@ from chargeshed.charging.port_state import display_state
 from chargeshed.charging.sessions import OFFLINE_AFTER_SECONDS, port_offline
 from chargeshed.extensions import db
 from chargeshed.ports.driver import OFFLINE_STATE
-from chargeshed.ports.models import Alert, PortTelemetry
-from chargeshed.ports.targets import SIM
+from chargeshed.ports.models import Alert, DeviceLink, PortTelemetry
+from chargeshed.ports.targets import OCPP, SIM
 from chargeshed.sites.models import PORT_MAINTENANCE, PORT_RETIRED, OccupancyVersion, Port, Shed, Site
 
 OUT_OF_SERVICE = ("fault", "offline", "maintenance")
+# The station-wide states (OCPP StatusNotification on connector 0) the grid marks on its ports' cells;
+# Available is the normal one. A station whose link is down carries the link marker instead.
+STATION_FAULTED = "Faulted"
+STATION_UNAVAILABLE = "Unavailable"
+STATION_MARKED = (STATION_FAULTED, STATION_UNAVAILABLE)
 COUNTED = ("free", "charging", "occupied", "out_of_service")
 
 
@@ -43,6 +48,8 @@ class PortCell:
     # when the device was last heard.
     link_down: bool = False
     heard_at: datetime | None = None
+    # The OCPP station the port belongs to is Faulted or Unavailable (its link being up).
+    station_state: str | None = None
 
 
 @dataclass
@@ -88,9 +95,11 @@ def occupancy(shed_ids: Select | list[int], now: datetime) -> list[ShedBlock]:
             ChargeSession.created_at,
             _link_down().label("link_down"),
             PortTelemetry.heard_at,
+            case((_station_marked(), DeviceLink.state)).label("station_state"),
         )
         .outerjoin(ChargeSession, and_(ChargeSession.port_id == Port.id, ChargeSession.state.in_(LIVE_STATES)))
         .outerjoin(PortTelemetry, PortTelemetry.port_id == Port.id)
+        .outerjoin(DeviceLink, _station_link())
         .where(Port.shed_id.in_(shed_ids), Port.status != PORT_RETIRED)
         .order_by(Port.shed_id, Port.number)
     ).all()
@@ -116,6 +125,7 @@ def occupancy(shed_ids: Select | list[int], now: datetime) -> list[ShedBlock]:
                 since=since,
                 link_down=bool(row.link_down) and state != "offline",
                 heard_at=row.heard_at,
+                station_state=row.station_state,
             )
         )
     return list(blocks.values())
@@ -124,6 +134,17 @@ def occupancy(shed_ids: Select | list[int], now: datetime) -> list[ShedBlock]:
 def _link_down():
     """SQL: the port is bound to real hardware (not the simulator) whose device link is down."""
     return and_(PortTelemetry.scheme != SIM, PortTelemetry.link_online.is_(False))
+
+
+def _station_link():
+    """SQL join condition: the link row of the OCPP station a port is bound to."""
+    return and_(PortTelemetry.scheme == OCPP, DeviceLink.device == PortTelemetry.device)
+
+
+def _station_marked(state: str | None = None):
+    """SQL: the port's OCPP station, its link up, reports a marked station-wide state (or `state`)."""
+    states = STATION_MARKED if state is None else (state,)
+    return and_(PortTelemetry.link_online.is_(True), DeviceLink.state.in_(states))
 
 
 def totals(blocks: list[ShedBlock]) -> dict[str, int]:
@@ -184,9 +205,12 @@ def _site_figures(now: datetime) -> tuple[Select, int]:
             _ids_where(or_(Port.ocpp_state == OFFLINE_STATE, Port.last_seen_at <= stale), Port.id).label("offline"),
             func.min(case((still_heard, Port.last_seen_at))).label("oldest_heard"),
             _ids_where(_link_down(), Port.id).label("links_down"),
+            _ids_where(_station_marked(STATION_FAULTED), Port.id).label("stations_faulted"),
+            _ids_where(_station_marked(STATION_UNAVAILABLE), Port.id).label("stations_unavailable"),
         )
         .join(Shed, Shed.id == Port.shed_id)
         .outerjoin(PortTelemetry, PortTelemetry.port_id == Port.id)
+        .outerjoin(DeviceLink, _station_link())
         .group_by(Shed.site_id)
         .subquery()
     )
@@ -230,6 +254,8 @@ def _site_figures(now: datetime) -> tuple[Select, int]:
         ports.c.retired,
         ports.c.offline,
         ports.c.links_down,
+        ports.c.stations_faulted,
+        ports.c.stations_unavailable,
         sessions.c.live,
         sessions.c.live_ids,
         sessions.c.charging_ids,
@@ -262,7 +288,8 @@ def refresh_versions(now: datetime) -> int:
 
     One aggregate statement over all sites, then writes only the rows that changed. The version
     changes when a port's reading, service status or fault changes, when a port is seen offline,
-    when a hardware port's device link goes down or comes back,
+    when a hardware port's device link goes down or comes back, when an OCPP station turns Faulted or
+    Unavailable or back,
     when a charge starts or ends, when a shed is renamed or changes operator, and when an alert is
     raised or acknowledged. Inside the caller's transaction (the tick commits). Returns the number of
     rows written.

@@ -195,3 +195,58 @@ def test_a_hardware_port_whose_link_drops_is_marked_at_once_and_the_poll_sees_it
     tick()
     back = client.get(url, headers={**HX, "If-None-Match": dropped.headers["ETag"]})
     assert back.status_code == 200 and 'data-link="down"' not in back.get_data(as_text=True)
+
+
+def test_ports_of_an_ocpp_station_that_is_faulted_or_disabled_are_marked_and_the_poll_sees_it(
+    client, make_site, make_staff, login, clock, tick
+):
+    from chargeshed.ports import registry, telemetry
+    from chargeshed.ports.telemetry import Reading
+
+    site = make_site(sheds=(3,))
+    ports = {p.number: p for p in db.session.execute(select(Port).order_by(Port.number)).scalars()}
+    registry.add_charger("CP-5", 2)
+    telemetry.bind(ports[1], "ocpp:CP-5/1")
+    telemetry.bind(ports[2], "ocpp:CP-5/2")
+    telemetry.record_link("ocpp:CP-5", True, clock.now, state="Available")
+    for number in (1, 2):
+        telemetry.record_reading(ports[number].id, Reading(at=clock.now, state="Available", watts=0, relay_on=False))
+    db.session.commit()
+    tick()
+    login(make_staff(ROLE_SITE_MANAGER, site=site))
+    url = f"/manage/sites/{site.id}/grid"
+    first = client.get(url, headers=HX)
+    assert "data-station" not in first.get_data(as_text=True)
+    assert client.get(url, headers={**HX, "If-None-Match": first.headers["ETag"]}).status_code == 304
+
+    etag = first.headers["ETag"]
+    for state, words in (("Faulted", "Station fault"), ("Unavailable", "Station disabled")):
+        clock.advance(minutes=1)
+        telemetry.record_link("ocpp:CP-5", True, clock.now, state=state)  # StatusNotification, connector 0
+        db.session.commit()
+        tick()
+        changed = client.get(url, headers={**HX, "If-None-Match": etag})
+        assert changed.status_code == 200  # the site's version changed with the station's state
+        etag = changed.headers["ETag"]
+        html = changed.get_data(as_text=True)
+        grid = cells(html)
+        assert grid[ports[1].id] == ("free", f"1 ✓ Free {words}")
+        assert grid[ports[2].id][1].endswith(words)
+        assert "Station" not in grid[ports[3].id][1]  # a simulator port belongs to no station
+        assert html.count(f'data-station="{state}"') == 2
+
+    # Offline, the link marker speaks for the station; back and Available, no marker.
+    clock.advance(minutes=1)
+    telemetry.record_link("ocpp:CP-5", False, clock.now)
+    db.session.commit()
+    tick()
+    offline = client.get(url, headers={**HX, "If-None-Match": etag})
+    assert offline.status_code == 200
+    assert "data-station" not in offline.get_data(as_text=True) and 'data-link="down"' in offline.get_data(as_text=True)
+    clock.advance(minutes=1)
+    telemetry.record_link("ocpp:CP-5", True, clock.now, state="Available")
+    db.session.commit()
+    tick()
+    back = client.get(url, headers={**HX, "If-None-Match": offline.headers["ETag"]})
+    assert back.status_code == 200 and "data-station" not in back.get_data(as_text=True)
+    assert 'data-link="down"' not in back.get_data(as_text=True)
