@@ -40,6 +40,21 @@ def fault_words(fault: str | None) -> str:
     return ", ".join(str(FAULT_WORDS.get(code, code.replace("_", " "))) for code in fault.split(",") if code)
 
 
+# A whole OCPP station's own state (StatusNotification on connector 0), in words.
+STATION_STATES = {
+    "Available": _l("Station working"),
+    "Faulted": _l("Station fault"),
+    "Unavailable": _l("Station disabled"),
+}
+
+
+def station_words(state: str | None) -> str:
+    """A station's reported state in words; an unknown word is shown as the station sent it."""
+    if not state:
+        return "–"
+    return str(STATION_STATES.get(state, state))
+
+
 SESSION_STATES = {
     "pending": _l("Starting…"),
     "charging": _l("Charging"),
@@ -90,6 +105,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["duration"] = duration
     app.jinja_env.filters["duration_words"] = duration_words
     app.jinja_env.filters["fault_words"] = fault_words
+    app.jinja_env.filters["station_words"] = station_words
     app.jinja_env.globals.update(
         get_locale=get_locale, END_REASONS=END_REASONS, SESSION_STATES=SESSION_STATES, PORT_STATES=PORT_STATES
     )

@@ -104,3 +104,20 @@ def test_a_station_that_refuses_charging_profiles_says_no_device_side_cap(app, c
     assert 'data-testid="no-device-cap"' in stations and "no device-side cap" in stations
     port_page = _get(client, f"/manage/ports/{a.ports[0].id}").get_data(as_text=True)
     assert 'data-testid="no-device-cap">no device-side cap<' in port_page
+
+
+def test_a_stations_own_state_reads_in_words_on_the_stations_and_port_pages(app, client, tenants):
+    from chargeshed.ports import registry
+
+    a, _b, _admin, _resident = tenants
+    registry.add_charger("CP-8", 2, operator_id=a.operator_id)
+    telemetry.bind(db.session.get(Port, a.ports[0].id), "ocpp:CP-8/1")
+    telemetry.record_link("ocpp:CP-8", True, START, state="Faulted")
+    db.session.commit()
+    _login(client, a.users["site_manager"])
+    for url in ("/manage/chargers", f"/manage/ports/{a.ports[0].id}"):
+        page = _get(client, url).get_data(as_text=True)
+        assert "Station fault" in page and ">Faulted<" not in page, url
+    telemetry.record_link("ocpp:CP-8", True, START, state="Available")
+    db.session.commit()
+    assert "Station working" in _get(client, "/manage/chargers").get_data(as_text=True)
