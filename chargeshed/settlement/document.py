@@ -215,6 +215,36 @@ def rules() -> list[str]:
     ]
 
 
+def _revenue_table(key: str, title: str, first_heading: str, rows: list[tuple[object, dict]]) -> Table:
+    """Sessions, energy and revenue per shed or per day: the same columns after the first."""
+    return Table(
+        key,
+        title,
+        [
+            first_heading,
+            _("Sessions"),
+            _("Energy (kWh)"),
+            _("Gross revenue"),
+            _("Monthly pass revenue"),
+            _("Refunds and corrections"),
+            _("Net revenue"),
+        ],
+        total=True,
+        rows=[
+            [
+                label,
+                r["sessions"],
+                Wh(r["energy_wh"]),
+                Fen(r["gross_fen"]),
+                Fen(r.get("pass_fen", 0)),
+                Fen(r["adjustments_fen"]),
+                Fen(r["net_fen"]),
+            ]
+            for label, r in rows
+        ],
+    )
+
+
 def build(figures: dict, status: str, number: str | None, issued_at: datetime | None = None) -> Document:
     """Lay out the figures of a statement (issued, reviewed or draft)."""
     totals = figures["totals"]
@@ -293,58 +323,8 @@ def build(figures: dict, status: str, number: str | None, issued_at: datetime | 
             )
         )
     tables += [
-        Table(
-            "by_shed",
-            _("By shed"),
-            [
-                _("Shed"),
-                _("Sessions"),
-                _("Energy (kWh)"),
-                _("Gross revenue"),
-                _("Monthly pass revenue"),
-                _("Refunds and corrections"),
-                _("Net revenue"),
-            ],
-            total=True,
-            rows=[
-                [
-                    s["name"],
-                    s["sessions"],
-                    Wh(s["energy_wh"]),
-                    Fen(s["gross_fen"]),
-                    Fen(s.get("pass_fen", 0)),
-                    Fen(s["adjustments_fen"]),
-                    Fen(s["net_fen"]),
-                ]
-                for s in figures["sheds"]
-            ],
-        ),
-        Table(
-            "by_day",
-            _("By day"),
-            [
-                _("Day"),
-                _("Sessions"),
-                _("Energy (kWh)"),
-                _("Gross revenue"),
-                _("Monthly pass revenue"),
-                _("Refunds and corrections"),
-                _("Net revenue"),
-            ],
-            total=True,
-            rows=[
-                [
-                    d["date"],
-                    d["sessions"],
-                    Wh(d["energy_wh"]),
-                    Fen(d["gross_fen"]),
-                    Fen(d.get("pass_fen", 0)),
-                    Fen(d["adjustments_fen"]),
-                    Fen(d["net_fen"]),
-                ]
-                for d in figures["days"]
-            ],
-        ),
+        _revenue_table("by_shed", _("By shed"), _("Shed"), [(s["name"], s) for s in figures["sheds"]]),
+        _revenue_table("by_day", _("By day"), _("Day"), [(d["date"], d) for d in figures["days"]]),
         Table(
             "adjustments",
             _("Refunds and corrections"),

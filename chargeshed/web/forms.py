@@ -42,6 +42,18 @@ def normalise_phone(value: str | None) -> str:
     return digits[2:] if digits.startswith("86") and len(digits) == 13 else digits
 
 
+def phone_field() -> StringField:
+    """A resident's mainland mobile number, normalised (no +86, no spaces) and checked."""
+    return StringField(
+        _l("Phone number"),
+        filters=[normalise_phone],
+        validators=[
+            DataRequired(_l("Enter your phone number.")),
+            Regexp(PHONE_RE, message=_l("Enter an 11-digit mainland mobile number.")),
+        ],
+    )
+
+
 def typed_port(typed: str | None):
     """The port a code typed from a sticker names: (normalised code, Port or None, message or None).
 
@@ -89,14 +101,7 @@ class LoginForm(FlaskForm):
 class RegisterForm(FlaskForm):
     """A new resident account."""
 
-    phone = StringField(
-        _l("Phone number"),
-        filters=[normalise_phone],
-        validators=[
-            DataRequired(_l("Enter your phone number.")),
-            Regexp(PHONE_RE, message=_l("Enter an 11-digit mainland mobile number.")),
-        ],
-    )
+    phone = phone_field()
     password = PasswordField(
         _l("Password"),
         validators=[

@@ -7,34 +7,20 @@ from flask_wtf import FlaskForm
 from wtforms import IntegerField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, NumberRange, Regexp
 
-from chargeshed.web.forms import PHONE_RE, normalise_phone
+from chargeshed.web.forms import phone_field
 from chargeshed.web.payment_forms import YuanField
 
 
 class ForgotForm(FlaskForm):
     """Ask for a reset code by SMS."""
 
-    phone = StringField(
-        _l("Phone number"),
-        filters=[normalise_phone],
-        validators=[
-            DataRequired(_l("Enter your phone number.")),
-            Regexp(PHONE_RE, message=_l("Enter an 11-digit mainland mobile number.")),
-        ],
-    )
+    phone = phone_field()
 
 
 class ResetForm(FlaskForm):
     """Set a new password with the code from the SMS."""
 
-    phone = StringField(
-        _l("Phone number"),
-        filters=[normalise_phone],
-        validators=[
-            DataRequired(_l("Enter your phone number.")),
-            Regexp(PHONE_RE, message=_l("Enter an 11-digit mainland mobile number.")),
-        ],
-    )
+    phone = phone_field()
     code = StringField(
         _l("Code from the SMS"),
         filters=[lambda v: (v or "").replace(" ", "")],
