@@ -1,21 +1,29 @@
 """OCPP gateway under load: 2,000 stations × 5 connectors connected at once to `flask gateway`.
 
 The production shape on a scratch PostgreSQL database: the gateway process (`flask --app chargeshed
-gateway`, OCPP adapter) and, in a second process, the simulated stations (bench/ocpp_stations.py:
-websockets with hand-built OCPP-J frames; they connect 25 a second, retrying with backoff as real
-stations do; each boots, reports its connectors, sends MeterValues for every connector every 60 s,
-staggered, and a Heartbeat at the interval it is given). This process
-plays the web: once all stations are up and warmed, it starts charges through the session service
-(hold reserved, start command queued, NOTIFY on commit) and notes when each RemoteStartTransaction
-reached its station.
+gateway`, OCPP adapter) and the simulated stations (bench/ocpp_stations.py: websockets with
+hand-built OCPP-J frames), shared out over several processes (`--generators`, default one per 500
+stations) so that no generator's own event loop is the bottleneck. Stations connect 25 a second in
+all, retrying with backoff as real stations do; each boots, reports its connectors, sends
+MeterValues for every connector every 60 s, staggered, and a Heartbeat at the interval it is given.
+This process plays the web: once all stations are up and warmed, it starts charges through the
+session service (hold reserved, start command queued, NOTIFY on commit) and notes when each
+RemoteStartTransaction reached its station.
 
-Measured over the steady window (after connecting and one warm-up minute):
+Measured over the steady window (after connecting and one warm-up minute), with the machine's load
+average at its start and end (other work on the machine distorts every figure):
 - the gateway's CPU (user + system, % of one core) and memory (RSS, and its peak);
-- frame received → reply sent inside the gateway (the gateway logs p50/p99/max per window);
-- the stations' own round trip (call sent → reply received);
-- start queued (committed) → RemoteStartTransaction received by the station.
+- frame received → reply sent inside the gateway (the gateway logs p50/p99/max per window), and how
+  late its event loop wakes (loop lag: time a frame waits before its handler starts);
+- the stations' own round trip (call sent → reply received) and each generator's loop lag;
+- start queued (committed) → RemoteStartTransaction received by the station, split by the gateway's
+  log line of each command into: queued → NOTIFY heard, the claim transaction, queued → handed to the
+  OCPP adapter (the gateway's part), and handed → read by the station (frame, socket, generator).
+  All times are epoch seconds (time.time()) on the one machine.
 
     .venv/bin/python bench/gateway.py [--stations 2000] [--connectors 5] [--runs 3] [--measure 180]
+    .venv/bin/python bench/gateway.py --stations 500 --warmup 20 --measure 60 --starts 50 --runs 1  # ~2 min
+    .venv/bin/python bench/gateway.py --asyncio-debug ...   # also counts callbacks that hold the loop ≥ 100 ms
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import _common
 TARGET_FRAME_P99_MS = 50.0
 TARGET_COMMAND_P99_MS = 100.0
 STATS_SECONDS = 30
+RAMP_PER_SECOND = 25  # stations connecting per second, across all generator processes
 
 
 def seed(url: str, instance: str, stations: int, connectors: int, starts: int) -> tuple[dict, list[int], list[int]]:
@@ -206,6 +215,8 @@ def one_run(args, number: int) -> dict:
         with open(keys_file, "w") as handle:
             json.dump(keys, handle)
         env = _common.env_for(url, instance, LOG_LEVEL="INFO", LOG_FORMAT="json")
+        if args.asyncio_debug:  # asyncio logs every callback that holds the loop ≥ 100 ms (and runs slower)
+            env["PYTHONASYNCIODEBUG"] = "1"
         gateway = subprocess.Popen(
             _common.FLASK + ["gateway"],
             env=env,
@@ -217,38 +228,58 @@ def one_run(args, number: int) -> dict:
         copy = os.path.join(args.logs, f"gateway-run{number}.log") if args.logs else None
         gateway_lines = Lines(gateway.stderr, copy)
         gateway_lines.start()
-        stations = None
+        generators: list[subprocess.Popen] = []
+        station_lines: list[Lines] = []
         try:
             wait_listening(ocpp_port, gateway)
-            stations = subprocess.Popen(
-                [
-                    sys.executable,
-                    os.path.join(_common.ROOT, "bench", "ocpp_stations.py"),
-                    "--port",
-                    str(ocpp_port),
-                    "--stations",
-                    str(args.stations),
-                    "--connectors",
-                    str(args.connectors),
-                    "--meter-seconds",
-                    str(args.meter_seconds),
-                    "--keys",
-                    keys_file,
-                    "--stats",
-                    str(STATS_SECONDS),
-                ],
-                cwd=_common.ROOT,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                text=True,
-            )
-            station_lines = Lines(stations.stdout)
-            station_lines.start()
-            connected = station_lines.wait_for("connected", 900)
+            # The stations are shared out over several processes, so that no single generator's event
+            # loop is saturated (its lag would be counted as the gateway's). Times are epoch seconds
+            # (time.time()) on the one machine, comparable across processes.
+            shares = [len(range(n, args.stations, args.generators)) for n in range(args.generators)]
+            first = 1
+            for share in shares:
+                process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        os.path.join(_common.ROOT, "bench", "ocpp_stations.py"),
+                        "--port",
+                        str(ocpp_port),
+                        "--first",
+                        str(first),
+                        "--stations",
+                        str(share),
+                        "--connectors",
+                        str(args.connectors),
+                        "--meter-seconds",
+                        str(args.meter_seconds),
+                        "--ramp",
+                        str(max(1, round(RAMP_PER_SECOND / args.generators))),
+                        "--keys",
+                        keys_file,
+                        "--stats",
+                        str(STATS_SECONDS),
+                    ],
+                    cwd=_common.ROOT,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                )
+                first += share
+                generators.append(process)
+                station_lines.append(Lines(process.stdout))
+                station_lines[-1].start()
+            connected_lines = [lines.wait_for("connected", 900) for lines in station_lines]
+            connected = {
+                "connected": sum(line["connected"] for line in connected_lines),
+                "seconds": max(line["seconds"] for line in connected_lines),
+                "retries": sum(line.get("retries", 0) for line in connected_lines),
+            }
             time.sleep(args.warmup)
             gateway_lines.drain()
-            station_lines.drain()
+            for lines in station_lines:
+                lines.drain()
 
+            load_before = os.getloadavg()[0]
             window_start = time.monotonic()
             cpu_before = cpu_seconds(gateway.pid)
             app = create_app({"DATABASE_URL": url, "SECRET_KEY": "bench", "PAYMENTS": "demo", "LOG_LEVEL": "WARNING"})
@@ -266,12 +297,15 @@ def one_run(args, number: int) -> dict:
             wall = time.monotonic() - window_start
             cpu = (cpu_seconds(gateway.pid) - cpu_before) / wall * 100
             rss, peak = memory_mb(gateway.pid)
-            station_out = station_lines.drain()
+            load_after = os.getloadavg()[0]
+            time.sleep(1)  # the last starts' log lines
+            station_out = [line for lines in station_lines for line in lines.drain()]
             gateway_out = gateway_lines.drain()
         finally:
-            if stations is not None:
-                stations.terminate()
-                stations.wait(timeout=30)
+            for process in generators:
+                process.terminate()
+            for process in generators:
+                process.wait(timeout=30)
             gateway.terminate()
             try:
                 gateway.wait(timeout=60)
@@ -282,7 +316,30 @@ def one_run(args, number: int) -> dict:
     command_ms = [(arrived[ref] - at) * 1000 for ref, at in queued.items() if ref in arrived]
     windows = [line for line in gateway_out if line.get("event") == "ocpp.frames" and line.get("frames")]
     rtts = [line["stats"] for line in station_out if "stats" in line]
+    # The gateway's own part of each start (its gateway.command line) and the rest (wire + generator).
+    sent = {
+        line["session_ref"]: line
+        for line in gateway_out
+        if line.get("event") == "gateway.command" and line.get("kind") == "start" and line.get("sending_at")
+    }
+    gateway_ms = [(sent[ref]["sending_at"] - at) * 1000 for ref, at in queued.items() if ref in sent]
+    notify_ms = [
+        (sent[ref]["notified_at"] - at) * 1000 for ref, at in queued.items() if sent.get(ref, {}).get("notified_at")
+    ]
+    claim_ms = [(line["claimed_at"] - line["claim_at"]) * 1000 for line in sent.values()]
+    wire_ms = [(arrived[ref] - line["sending_at"]) * 1000 for ref, line in sent.items() if ref in arrived]
+    slow = [line for line in gateway_out if line.get("logger") == "asyncio" and "took" in line.get("msg", "")]
+
+    def pct(values: list[float], p: float) -> float:
+        return _common.percentile(values, p) if values else float("nan")
+
+    def worst(lines: list[dict], key: str) -> float:
+        values = [line[key] for line in lines if line.get(key) is not None]
+        return max(values) if values else float("nan")
+
     return {
+        "load_before": load_before,
+        "load_after": load_after,
         "connected": connected["connected"],
         "connect_s": connected["seconds"],
         "connect_retries": connected.get("retries", 0),
@@ -291,18 +348,29 @@ def one_run(args, number: int) -> dict:
         "peak_mb": peak,
         "frames_per_s": sum(w["frames"] for w in windows) / max(1, len(windows) * STATS_SECONDS),
         "frame_p50_ms": statistics.median(w["p50_ms"] for w in windows) if windows else float("nan"),
-        "frame_p99_ms": max(w["p99_ms"] for w in windows) if windows else float("nan"),
-        "frame_max_ms": max(w["max_ms"] for w in windows) if windows else float("nan"),
-        "rtt_p99_ms": max(r["p99_ms"] for r in rtts) if rtts else float("nan"),
+        "frame_p99_ms": worst(windows, "p99_ms"),
+        "frame_max_ms": worst(windows, "max_ms"),
+        "gateway_lag_p99_ms": worst(windows, "loop_lag_p99_ms"),
+        "gateway_lag_max_ms": worst(windows, "loop_lag_max_ms"),
+        "rtt_p99_ms": worst(rtts, "p99_ms"),
+        "generator_lag_p99_ms": worst(rtts, "lag_p99_ms"),
         "station_errors": sum(r["errors"] for r in rtts),
         "starts": len(queued),
         "starts_arrived": len(command_ms),
-        "command_p50_ms": _common.percentile(command_ms, 50) if command_ms else float("nan"),
-        "command_p99_ms": _common.percentile(command_ms, 99) if command_ms else float("nan"),
+        "command_p50_ms": pct(command_ms, 50),
+        "command_p99_ms": pct(command_ms, 99),
+        "notify_p99_ms": pct(notify_ms, 99),
+        "claim_p99_ms": pct(claim_ms, 99),
+        "gateway_p50_ms": pct(gateway_ms, 50),
+        "gateway_p99_ms": pct(gateway_ms, 99),
+        "wire_p99_ms": pct(wire_ms, 99),
+        "slow_callbacks": len(slow) if args.asyncio_debug else float("nan"),
     }
 
 
 ROWS = [
+    ("load_before", "machine load average (1 min) as the window began", "{:.1f}"),
+    ("load_after", "machine load average (1 min) as it ended", "{:.1f}"),
     ("connected", "stations connected and booted", "{:.0f}"),
     ("connect_s", "time to connect and boot them (s)", "{:.0f}"),
     ("connect_retries", "connection attempts retried by stations", "{:.0f}"),
@@ -313,11 +381,20 @@ ROWS = [
     ("frame_p50_ms", "frame received → reply sent, p50 (ms)", "{:.1f}"),
     ("frame_p99_ms", "frame received → reply sent, p99, worst window (ms)", "{:.1f}"),
     ("frame_max_ms", "frame received → reply sent, max (ms)", "{:.0f}"),
-    ("rtt_p99_ms", "station round trip p99, worst window (ms)", "{:.1f}"),
+    ("gateway_lag_p99_ms", "gateway event-loop lag, p99, worst window (ms)", "{:.1f}"),
+    ("gateway_lag_max_ms", "gateway event-loop lag, max (ms)", "{:.0f}"),
+    ("rtt_p99_ms", "station round trip p99, worst window and generator (ms)", "{:.1f}"),
+    ("generator_lag_p99_ms", "generator event-loop lag, p99, worst window and generator (ms)", "{:.1f}"),
     ("station_errors", "CallErrors received by stations", "{:.0f}"),
     ("starts_arrived", "RemoteStarts arrived (of starts queued)", "{:.0f}"),
     ("command_p50_ms", "start queued → RemoteStart at the station, p50 (ms)", "{:.1f}"),
     ("command_p99_ms", "start queued → RemoteStart at the station, p99 (ms)", "{:.1f}"),
+    ("notify_p99_ms", "  of which queued → NOTIFY heard by the gateway, p99 (ms)", "{:.1f}"),
+    ("claim_p99_ms", "  the claim transaction, p99 (ms)", "{:.1f}"),
+    ("gateway_p50_ms", "  queued → handed to the OCPP adapter (gateway side), p50 (ms)", "{:.1f}"),
+    ("gateway_p99_ms", "  queued → handed to the OCPP adapter (gateway side), p99 (ms)", "{:.1f}"),
+    ("wire_p99_ms", "  handed to the adapter → read by the station (frame, socket, generator), p99 (ms)", "{:.1f}"),
+    ("slow_callbacks", "callbacks holding the gateway's loop ≥ 100 ms (--asyncio-debug only)", "{:.0f}"),
 ]
 
 
@@ -330,12 +407,16 @@ def main() -> None:
     parser.add_argument("--measure", type=float, default=180, help="seconds in the measured window")
     parser.add_argument("--starts", type=int, default=100, help="charges started in the window")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--generators", type=int, default=0, help="station processes (default: one per 500)")
+    parser.add_argument("--asyncio-debug", action="store_true", help="log callbacks blocking the gateway's loop")
     parser.add_argument("--logs", default="", help="a folder to keep the gateway's log in")
     args = parser.parse_args()
+    args.generators = args.generators or max(1, -(-args.stations // 500))
     os.environ.setdefault("CHARGESHED_ENV", "test")  # this process seeds and starts charges (memory:// limits)
     print(
         f"OCPP gateway: {args.stations} stations × {args.connectors} connectors, MeterValues every "
-        f"{args.meter_seconds:.0f} s, {args.starts} starts, {args.runs} runs — {_common.machine()}",
+        f"{args.meter_seconds:.0f} s, {args.starts} starts, {args.runs} runs, {args.generators} generator "
+        f"processes — {_common.machine()}, load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     results = []
@@ -360,6 +441,14 @@ def main() -> None:
     print(
         f"start queued → RemoteStart p99 (median of runs) {command:.1f} ms: "
         f"{_common.verdict(command <= TARGET_COMMAND_P99_MS)} (≤ {TARGET_COMMAND_P99_MS:.0f} ms)"
+    )
+    inside = statistics.median(r["gateway_p99_ms"] for r in results)
+    lag = statistics.median(r["generator_lag_p99_ms"] for r in results)
+    print(
+        f"  of which the gateway's part (queued → handed to the adapter) p99 {inside:.1f} ms; "
+        f"generators' own loop lag p99 {lag:.1f} ms (a large one means the generators, not the gateway, "
+        f"were short of CPU); load average {min(r['load_before'] for r in results):.1f}–"
+        f"{max(r['load_after'] for r in results):.1f} on {os.cpu_count()} cores"
     )
 
 

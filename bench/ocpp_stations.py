@@ -1,10 +1,12 @@
-"""Simulated OCPP 1.6J charging stations for bench/gateway.py: many stations in one asyncio process.
+"""Simulated OCPP 1.6J charging stations for bench/gateway.py: many stations in one asyncio process
+(bench/gateway.py runs several of these, each with its share: `--first`, `--stations`).
 
 Each station connects with basic auth, boots, answers ChangeConfiguration, reports the status of
 every connector, then sends MeterValues for each connector every `--meter-seconds` (staggered) and
 a Heartbeat at the interval the central system gave it. A RemoteStartTransaction is accepted and
 followed by StatusNotification Charging and StartTransaction, as a real station does; its arrival
-time is printed as a JSON line (`{"remote_start": idTag, "at": epoch seconds}`) for the benchmark.
+time is printed as a JSON line (`{"remote_start": idTag, "at": epoch seconds}`) for the benchmark;
+with `--stats N`, the round trips and this process's own event-loop lag every N seconds.
 Frames are built by hand (no schema validation) to keep the load generator light.
 
     python bench/ocpp_stations.py --port 9000 --stations 2000 --connectors 5 --keys keys.json
@@ -177,12 +179,26 @@ class SimStation:
             task.cancel()
 
 
+LAGS: list[float] = []
+
+
+async def probe_lag() -> None:
+    """How late this process's event loop wakes a sleeper (a saturated generator delays what it reads)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + 0.05
+        await asyncio.sleep(0.05)
+        LAGS.append(loop.time() - due)
+
+
 async def report(every: float) -> None:
-    """Print the round trips and CallErrors of each window."""
+    """Print the round trips, CallErrors and this process's loop lag of each window."""
+    global LAGS
     while True:
         await asyncio.sleep(every)
         rtts, SimStation.rtts = sorted(SimStation.rtts), []
         errors, SimStation.errors = SimStation.errors, 0
+        lags, LAGS = sorted(LAGS), []
         if rtts:
             emit(
                 stats={
@@ -190,6 +206,7 @@ async def report(every: float) -> None:
                     "errors": errors,
                     "p50_ms": round(rtts[len(rtts) // 2] * 1000, 2),
                     "p99_ms": round(rtts[int(len(rtts) * 0.99)] * 1000, 2),
+                    "lag_p99_ms": round(lags[int(len(lags) * 0.99)] * 1000, 2) if lags else None,
                 }
             )
 
@@ -200,7 +217,8 @@ async def main(args) -> None:
         with open(args.keys) as handle:
             keys = json.load(handle)
     stations = [
-        SimStation(f"{args.prefix}{n:05d}", args.connectors, args.meter_seconds) for n in range(1, args.stations + 1)
+        SimStation(f"{args.prefix}{n:05d}", args.connectors, args.meter_seconds)
+        for n in range(args.first, args.first + args.stations)
     ]
     events = [asyncio.Event() for _ in stations]
     tasks = []
@@ -226,6 +244,7 @@ async def main(args) -> None:
         first_failure=repr(failed[0]) if failed else None,
     )
     if args.stats:
+        asyncio.get_running_loop().create_task(probe_lag())
         asyncio.get_running_loop().create_task(report(args.stats))
     await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -235,6 +254,7 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--stations", type=int, default=2000)
+    parser.add_argument("--first", type=int, default=1, help="number of the first station (for several processes)")
     parser.add_argument("--connectors", type=int, default=5)
     parser.add_argument("--meter-seconds", type=float, default=60)
     parser.add_argument("--ramp", type=int, default=25, help="connections opened per second")

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, bindparam, cast, or_, select, text, update
+from sqlalchemy import String, bindparam, case, cast, or_, select, text, update
 
 from chargeshed.charging import late_meter, occupancy
 from chargeshed.charging import sessions as svc
@@ -27,7 +27,7 @@ from chargeshed.config import START_TIMEOUT_SECONDS
 from chargeshed.extensions import db
 from chargeshed.ports import alerts, outbox
 from chargeshed.ports.driver import AVAILABLE, FAULT_OVERHEAT, FAULT_OVERLOAD, FAULTED, OFFLINE_STATE
-from chargeshed.ports.models import CMD_START, FAILED, REJECTED, PortCommand, PortEvent, PortTelemetry
+from chargeshed.ports.models import CMD_START, FAILED, REJECTED, DeviceLink, PortCommand, PortEvent, PortTelemetry
 from chargeshed.ports.telemetry import OFFLINE_AFTER_SECONDS
 from chargeshed.sites.models import PORT_RETIRED, Port
 
@@ -192,24 +192,30 @@ def tick(now: datetime, *, start_timeout: int = START_TIMEOUT_SECONDS) -> TickRe
         select(
             *(getattr(Port, name) for name in _PORT_COLUMNS),
             *(getattr(PortTelemetry, name) for name in _TELEMETRY_COLUMNS),
+            # The OCPP station's own state (connector 0) when it is Faulted or Unavailable, link up.
+            case((occupancy._station_marked(), DeviceLink.state)).label("station_state"),
         )
         .outerjoin(PortTelemetry, PortTelemetry.port_id == Port.id)
+        .outerjoin(DeviceLink, occupancy._station_link())
         .where(Port.status != PORT_RETIRED)
         .order_by(Port.id)
     ).all()
     split = len(_PORT_COLUMNS)
+    station_at = split + len(_TELEMETRY_COLUMNS)
     live = _live_sessions()
     busy_ports = outbox.open_command_ports()
 
     ports: list[_PortRow] = []
     endings: list[tuple[int, str, datetime]] = []
     for row in rows:
-        port, stored = _PortRow(row[:split]), _Telemetry(row[split:])
+        port, stored = _PortRow(row[:split]), _Telemetry(row[split:station_at])
         ports.append(port)
         report.ports_read += 1
         session = live.get(port.id)
         reading = stored if stored.fresh(now) else None
-        _record_reading(port, reading, stored, session, now, command_queued=port.id in busy_ports)
+        _record_reading(
+            port, reading, stored, session, now, command_queued=port.id in busy_ports, station_state=row[station_at]
+        )
         if session is None:
             continue
         if stored.session_ref == session.ref and stored.session_stopped_at is not None:
@@ -311,12 +317,15 @@ def _record_reading(
     now: datetime,
     *,
     command_queued: bool = False,
+    station_state: str | None = None,
 ) -> None:
     """Mirror the stored reading on the port; log offline periods, faults and stuck relays.
 
     The port's last_seen_at is when its device was last heard. A relay that is on with no live
     session is a stuck relay, unless a command for the port is still open (a session stopped a
-    moment ago whose stop has not been acknowledged yet).
+    moment ago whose stop has not been acknowledged yet). The state of an OCPP station that reports
+    itself Faulted or Unavailable (`station_state`, connector 0) is its ports' state, whatever each
+    connector says: such a port is not free, and a start on it is refused with the station's reason.
     """
     if stored.heard_at is not None and (port.last_seen_at is None or stored.heard_at > port.last_seen_at):
         port.last_seen_at = stored.heard_at
@@ -337,7 +346,7 @@ def _record_reading(
             )
         )
         port.fault = fault
-    _set_state(port, reading.state, now)
+    _set_state(port, station_state or reading.state, now)
     port.watts = reading.watts
 
 

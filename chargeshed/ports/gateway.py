@@ -62,6 +62,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -226,6 +227,7 @@ class Gateway:
         self._in_flight: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._notified_at: float | None = None  # first NOTIFY since the last claim (epoch seconds)
         self.ready = threading.Event()  # set once every adapter has started (tests wait on it)
 
     # --- reporting ---------------------------------------------------------------------------
@@ -362,10 +364,11 @@ class Gateway:
             finally:
                 db.session.remove()
 
-    async def _deliver(self, command: Command) -> None:
+    async def _deliver(self, command: Command, times: dict[str, float | None]) -> None:
         adapter = self.adapters[command.target.scheme]
         lock = self._device_locks.setdefault(command.target.device, asyncio.Lock())
         async with self._in_flight, lock:
+            times["sending_at"] = time.time()
             try:
                 await asyncio.wait_for(adapter.send(command), self.send_timeout)
                 outcome, reason = "done", ""
@@ -376,6 +379,7 @@ class Gateway:
             except Exception as exc:  # an adapter bug must not lose the command
                 log.exception("adapter %s failed sending command %s", adapter.scheme, command.id)
                 outcome, reason = "unanswered", f"{type(exc).__name__}: {exc}"
+            times["answered_at"] = time.time()
         log.info(
             "command %s",
             outcome,
@@ -384,8 +388,12 @@ class Gateway:
                 "command_id": command.id,
                 "kind": command.kind,
                 "target": command.target.text,
+                "session_ref": command.session_ref,
                 "outcome": outcome,
                 "reason": reason,
+                # Epoch seconds: NOTIFY heard (None: found by polling), claim began and ended,
+                # handed to the adapter (after the device's earlier commands), device answered.
+                **{key: None if value is None else round(value, 6) for key, value in times.items()},
             },
         )
         delay = 0.5
@@ -404,6 +412,8 @@ class Gateway:
         delay = 0.5
         while not self._stopping.is_set():
             self._wake.clear()
+            notified_at, self._notified_at = self._notified_at, None
+            claim_at = time.time()
             try:
                 commands = await loop.run_in_executor(self._executor, self._claim)
                 delay = 0.5
@@ -417,8 +427,9 @@ class Gateway:
                 commands = []
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
+            times = {"notified_at": notified_at, "claim_at": claim_at, "claimed_at": time.time()}
             for command in commands:
-                self._spawn(self._deliver(command))
+                self._spawn(self._deliver(command, dict(times)))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
@@ -441,6 +452,8 @@ class Gateway:
                     delay = 0.5
                     self._wake.set()  # anything queued while we were not listening
                     async for _notice in conn.notifies():
+                        if self._notified_at is None:
+                            self._notified_at = time.time()
                         self._wake.set()
             except asyncio.CancelledError:
                 raise

@@ -61,6 +61,9 @@ CALL_TIMEOUT_SECONDS = 8
 
 # A reply that took this long is logged (with the action) as well as counted.
 SLOW_REPLY_SECONDS = 0.5
+# How often the event loop's lag is probed for the stats line (a sleeper woken late: every frame
+# waiting in the loop's queue waits that long before its handler starts).
+LAG_PROBE_SECONDS = 0.05
 
 # The device-side cap a RemoteStartTransaction carries (see cap_profile): up to the cap, a limit
 # above any outlet's own (no limit in practice); from the cap on, 0 A until the transaction ends.
@@ -556,6 +559,7 @@ class CentralSystem:
         self.call_timeout = call_timeout
         self.stations: dict[str, Station] = {}
         self.frame_times = FrameTimes()
+        self.loop_lag = FrameTimes()
         self.stats_seconds = stats_seconds
         self.server: Server | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -588,6 +592,7 @@ class CentralSystem:
         )
         if self.stats_seconds:
             self.spawn(self._report_loop(), "ocpp-stats")
+            self.spawn(self._lag_loop(), "ocpp-loop-lag")
         return self.server
 
     async def _report_loop(self) -> None:
@@ -595,12 +600,22 @@ class CentralSystem:
         while True:
             await asyncio.sleep(self.stats_seconds)
             figures = self.frame_times.take()
+            lag = self.loop_lag.take()
+            figures.update(loop_lag_p99_ms=lag.get("p99_ms"), loop_lag_max_ms=lag.get("max_ms"))
             log.info(
                 "ocpp: %d stations, %s",
                 len(self.stations),
                 figures,
                 extra={"event": "ocpp.frames", "stations": len(self.stations), **figures},
             )
+
+    async def _lag_loop(self) -> None:
+        """Probe how late the event loop wakes a sleeper (reported with the frame times)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + LAG_PROBE_SECONDS
+            await asyncio.sleep(LAG_PROBE_SECONDS)
+            self.loop_lag.add(loop.time() - due)
 
     @property
     def port(self) -> int:

@@ -220,6 +220,49 @@ def test_a_station_without_charging_profiles_starts_without_the_cap_and_is_remem
     assert "no device-side cap" in runner.invoke(args=["chargers", "list"]).output
 
 
+def test_ports_of_a_station_that_reports_itself_faulted_or_unavailable_are_not_offered(app, client, clock, shed):
+    """Connector 0 Faulted or Unavailable while each connector still says Available: the site page
+    does not count its ports free, the port page offers no start and a start is refused with the
+    reason (no hold, no RemoteStart). Back Available, the ports are free and start again."""
+    code, site_url = shed["code"], f"/site/{shed['site'].id}"
+
+    async def page(url: str) -> str:
+        return (await asyncio.to_thread(client.get, url)).get_data(as_text=True)
+
+    with RunningGateway(app, clock) as gateway:
+
+        async def scenario():
+            async with station_connected(gateway.port, "CP-1", shed["key"]) as station:
+                station.clock = clock
+                await booted(station, 1, 2)
+                for state, shown in (("Faulted", "fault"), ("Unavailable", "maintenance")):
+                    clock.advance(minutes=1)
+                    await station.status(0, state)
+                    await gateway.flush()
+                    await in_thread(app, _tick, clock.now)
+                    assert f'data-state="{shown}"' in await page(f"/p/{code}")
+                    assert 'data-testid="start"' not in await page(f"/p/{code}")
+                    site = await page(site_url)
+                    assert 'data-testid="free-count">2<' in site and 'data-testid="out-count">2<' in site
+                    refused = await asyncio.to_thread(client.post, f"/p/{code}/start")
+                    assert refused.status_code == 302 and refused.headers["Location"].endswith(f"/p/{code}")
+
+                clock.advance(minutes=1)
+                await station.status(0, "Available")
+                await gateway.flush()
+                await in_thread(app, _tick, clock.now)
+                assert 'data-state="free"' in await page(f"/p/{code}")
+                assert 'data-testid="free-count">4<' in await page(site_url)
+                session_id = await start_from_the_page(app, client, code)
+                assert (await station.next_asked("RemoteStartTransaction"))["id_tag"] == f"S{session_id}"
+
+        run(scenario())
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(ChargeSession)) == 1
+    assert db.session.scalar(select(func.count()).select_from(PortCommand)) == 1
+    assert wallet(shed["user_id"]) == 1000 - session_row(1).hold_fen
+
+
 def test_the_resident_stops_and_the_station_gets_remote_stop_for_its_transaction(app, client, clock, shed):
     with RunningGateway(app, clock) as gateway:
 
