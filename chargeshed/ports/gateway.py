@@ -228,6 +228,7 @@ class Gateway:
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._notified_at: float | None = None  # first NOTIFY since the last claim (epoch seconds)
+        self._claim_running_at: float | None = None
         self.ready = threading.Event()  # set once every adapter has started (tests wait on it)
 
     # --- reporting ---------------------------------------------------------------------------
@@ -340,6 +341,7 @@ class Gateway:
     def _claim(self) -> list[Command]:
         from chargeshed.extensions import db
 
+        self._claim_running_at = time.time()
         with self.app.app_context():
             try:
                 routed = tuple(scheme for scheme, adapter in self.adapters.items() if adapter.routed)
@@ -391,8 +393,9 @@ class Gateway:
                 "session_ref": command.session_ref,
                 "outcome": outcome,
                 "reason": reason,
-                # Epoch seconds: NOTIFY heard (None: found by polling), claim began and ended,
-                # handed to the adapter (after the device's earlier commands), device answered.
+                # Epoch seconds: NOTIFY heard (None: found by polling), claim asked for, run in a
+                # database thread, done; handed to the adapter (after the device's earlier
+                # commands); device answered.
                 **{key: None if value is None else round(value, 6) for key, value in times.items()},
             },
         )
@@ -427,7 +430,12 @@ class Gateway:
                 commands = []
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
-            times = {"notified_at": notified_at, "claim_at": claim_at, "claimed_at": time.time()}
+            times = {
+                "notified_at": notified_at,
+                "claim_at": claim_at,
+                "claim_running_at": self._claim_running_at,  # a database thread took it up
+                "claimed_at": time.time(),
+            }
             for command in commands:
                 self._spawn(self._deliver(command, dict(times)))
             with contextlib.suppress(TimeoutError):
