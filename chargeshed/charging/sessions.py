@@ -8,9 +8,10 @@ or raises; it never commits or rolls back.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -247,41 +248,128 @@ def cost_now(session: ChargeSession, now: datetime) -> int:
     return compute_cost(session, now)
 
 
-def _claim_end(session: ChargeSession, state: str, reason: str, now: datetime) -> bool:
-    """Move a live session to its final state; False if someone else ended it first."""
-    claimed = db.session.execute(
-        update(ChargeSession)
-        .where(ChargeSession.id == session.id, ChargeSession.state.in_(LIVE_STATES))
-        .values(state=state, end_reason=reason, ended_at=now)
-        .execution_options(synchronize_session=False)  # refreshed below; no scan of the identity map
-    ).rowcount
-    if not claimed:  # nothing was written: the caller's transaction is left as it is
-        return False
-    db.session.refresh(session)
-    return True
+@dataclass(frozen=True)
+class Ending:
+    """A live session to end: ENDED (billed) or FAILED (the whole hold back), for `reason` at `at`."""
+
+    session: ChargeSession
+    state: str
+    reason: str
+    at: datetime
+    detail: str = ""
+    stop_port: bool = True
+    session_id: int = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "session_id", self.session.id)
 
 
-def _settle(session: ChargeSession, cost_fen: int) -> None:
-    """Book the end of the hold: cost to the shed's revenue, the rest back to the wallet.
+def settle(endings: list[Ending]) -> list[ChargeSession]:
+    """End and settle sessions together, inside the caller's transaction (the caller commits).
 
-    Booked at the session's end instant (`ended_at`), the same instant that dates its energy and
-    count, so a session never falls into two statements.
+    Each session still live moves to its final state, books its hold in one balanced transaction
+    (cost to the shed's revenue, the rest back to the wallet; dated by its end instant, the one that
+    dates its energy and count, so a session never falls into two statements), queues its port's
+    stop, writes its event and tells its resident. A fixed number of statements whatever the
+    number of sessions. Returns the sessions ended here; one already ended is left as it is.
+    Raises if any of them cannot be settled, and then the caller must undo all of them (roll back,
+    or a savepoint around the call): the supervisor then settles each again alone.
     """
-    if not 0 <= cost_fen <= session.hold_fen:
-        raise ledger.LedgerError(f"cost {cost_fen} outside hold {session.hold_fen}")
-    session.cost_fen = cost_fen
-    if not session.hold_fen:  # a monthly-pass charge: nothing was reserved, nothing to book
-        return
-    ledger.post(
-        f"settle:{session.id}",
-        "settle",
+    by_id = {ending.session_id: ending for ending in endings}
+    ended = sorted(_claim(by_id), key=lambda session: session.id)
+    if not ended:
+        return []
+    costs = {}
+    for session in ended:
+        cost = compute_cost(session, session.ended_at) if session.state == ENDED else 0
+        if not 0 <= cost <= session.hold_fen:
+            raise ledger.LedgerError(f"cost {cost} outside hold {session.hold_fen} of session {session.id}")
+        costs[session.id] = cost
+    billed = {session_id: cost for session_id, cost in costs.items() if cost}
+    if billed:
+        db.session.execute(
+            update(ChargeSession)
+            .where(ChargeSession.id.in_(billed))
+            .values(cost_fen=_per_row(billed))
+            .execution_options(synchronize_session=False)
+        )
+    for session in ended:
+        set_committed_value(session, "cost_fen", costs[session.id])
+    held = [session for session in ended if session.hold_fen]  # a monthly-pass charge reserved nothing
+    if held:
+        ledger.preload_accounts(
+            [ledger.HOLDS_CODE]
+            + [ledger.wallet_code(session.user_id) for session in held]
+            + [ledger.revenue_code(session.shed_id) for session in held]
+        )
+    ledger.post_many(
         [
-            ledger.Leg(ledger.holds_account(), -session.hold_fen),
-            ledger.Leg(ledger.revenue_account(session.shed_id), cost_fen),
-            ledger.Leg(ledger.wallet_account(session.user_id), session.hold_fen - cost_fen),
+            ledger.Posting(
+                f"settle:{session.id}",
+                "settle",
+                [
+                    ledger.Leg(ledger.holds_account(), -session.hold_fen),
+                    ledger.Leg(ledger.revenue_account(session.shed_id), session.cost_fen),
+                    ledger.Leg(ledger.wallet_account(session.user_id), session.hold_fen - session.cost_fen),
+                ],
+                memo=f"session {session.id}",
+                at=session.ended_at,
+            )
+            for session in held
+        ]
+    )
+    outbox.enqueue_many(
+        [
+            outbox.Queued(session.port_id, CMD_STOP, session_id=session.id, argument=session.end_reason)
+            for session in ended
+            if by_id[session.id].stop_port
+        ]
+    )
+    db.session.execute(
+        insert(SessionEvent),
+        [
+            {
+                "session_id": session.id,
+                "kind": session.state,
+                "at": session.ended_at,
+                "detail": (by_id[session.id].detail or session.end_reason)[:255],
+            }
+            for session in ended
         ],
-        memo=f"session {session.id}",
-        at=session.ended_at,
+    )
+    # Outbox rows, sent by the worker after this commits.
+    notify_events.charges_finished([(session, session.ended_at) for session in ended if session.state == ENDED])
+    for session in ended:
+        kind = "session.end" if session.state == ENDED else "session.fail"
+        log.info("session settled", extra={"event": kind, **_settled_fields(session)})
+    return ended
+
+
+def _per_row(values: dict):
+    """One value for every row, or a CASE on the row's id when they differ."""
+    distinct = set(values.values())
+    return distinct.pop() if len(distinct) == 1 else case(values, value=ChargeSession.id)
+
+
+def _claim(by_id: dict[int, Ending]) -> list[ChargeSession]:
+    """Move the sessions still live to their final state (one conditional UPDATE); those sessions,
+    refreshed from what the UPDATE returned. A session ended by someone else first is not touched."""
+    if not by_id:
+        return []
+    return list(
+        db.session.execute(
+            update(ChargeSession)
+            .where(ChargeSession.id.in_(by_id), ChargeSession.state.in_(LIVE_STATES))
+            .values(
+                state=_per_row({i: e.state for i, e in by_id.items()}),
+                end_reason=_per_row({i: e.reason for i, e in by_id.items()}),
+                ended_at=_per_row({i: e.at for i, e in by_id.items()}),
+            )
+            .returning(ChargeSession)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        .scalars()
+        .all()
     )
 
 
@@ -296,20 +384,10 @@ def end_session(
     """End a charging (or pending) session for `reason` and settle it, inside the caller's transaction.
 
     Returns False when the session had already ended (nothing changes). The caller commits (the
-    supervisor settles a batch, each in a savepoint of its own, and commits them together).
+    supervisor settles a batch together, see settle).
     """
-    now = now or clock_now()
-    if not _claim_end(session, ENDED, reason, now):
-        return False
-    _settle(session, compute_cost(session, now))
-    if stop_port:
-        outbox.enqueue(session.port_id, CMD_STOP, session_id=session.id, argument=reason)
-    _event(session, "ended", now, detail or reason)
-    notify_events.charge_finished(session, now)  # an outbox row, sent by the worker after this commits
-    settled = _settled_fields(session)
-    db.session.flush()
-    log.info("session settled", extra={"event": "session.end", **settled})
-    return True
+    ending = Ending(session, ENDED, reason, now or clock_now(), detail, stop_port)
+    return bool(settle([ending]))
 
 
 def fail_session(
@@ -321,16 +399,7 @@ def fail_session(
     """A start that never became a charge: release the whole hold, open the relay to be safe.
 
     Inside the caller's transaction (the caller commits); False when it had ended already."""
-    now = now or clock_now()
-    if not _claim_end(session, FAILED, reason, now):
-        return False
-    _settle(session, 0)
-    outbox.enqueue(session.port_id, CMD_STOP, session_id=session.id, argument=reason)
-    _event(session, "failed", now, detail or reason)
-    settled = _settled_fields(session)
-    db.session.flush()
-    log.info("session settled", extra={"event": "session.fail", **settled})
-    return True
+    return bool(settle([Ending(session, FAILED, reason, now or clock_now(), detail)]))
 
 
 def _settled_fields(session: ChargeSession) -> dict:

@@ -266,20 +266,13 @@ def _fail_refused_starts(now: datetime, report: TickReport) -> None:
         )
         .order_by(ChargeSession.id)
     ).all()
-    for session, error in refused:
-        try:
-            with db.session.begin_nested():  # one failing settlement never takes the others with it
-                done = svc.fail_session(session, svc.START_FAILED, now, detail=f"port rejected: {error}")
-        except Exception:
-            log.exception(
-                "failing refused start %s failed; retried next tick",
-                session.id,
-                extra={"event": "supervisor.settle_error", "session_id": session.id},
-            )
-            report.settle_errors += 1
-            continue
-        if done:
-            report.failed += 1
+    _settle_batch(
+        [
+            svc.Ending(session, svc.FAILED, svc.START_FAILED, now, f"port rejected: {error}")
+            for session, error in refused
+        ],
+        report,
+    )
     db.session.commit()
 
 
@@ -485,11 +478,7 @@ def _write_measurements(sessions) -> None:
 
 
 def _settle_endings(endings: list[tuple[int, str, datetime]], report: TickReport) -> None:
-    """End or fail each session through the session services, one savepoint each, in one transaction.
-
-    A settlement that raises is rolled back alone (its savepoint) and logged; the others commit
-    together, and the failed one is tried again by the next tick (its session is still live).
-    """
+    """End or fail the sessions through the session services, together, and commit (see _settle_batch)."""
     if not endings:
         return
     reasons = {session_id: (reason, at) for session_id, reason, at in endings}
@@ -498,26 +487,51 @@ def _settle_endings(endings: list[tuple[int, str, datetime]], report: TickReport
         .scalars()
         .all()
     )
+    batch = []
     for session in sessions:
         reason, at = reasons[session.id]
-        try:
-            with db.session.begin_nested():
-                if reason == svc.START_FAILED:
-                    done = svc.fail_session(session, reason, at, detail="start not confirmed in time")
-                else:
-                    done = svc.end_session(session, reason, at)
-        except Exception:
-            log.exception(
-                "settling session %s failed; retried next tick",
-                session.id,
-                extra={"event": "supervisor.settle_error", "session_id": session.id},
-            )
-            report.settle_errors += 1
-            continue
-        if not done:
-            continue
         if reason == svc.START_FAILED:
+            batch.append(svc.Ending(session, svc.FAILED, reason, at, "start not confirmed in time"))
+        else:
+            batch.append(svc.Ending(session, svc.ENDED, reason, at))
+    _settle_batch(batch, report)
+    db.session.commit()
+
+
+def _settle_batch(endings: list[svc.Ending], report: TickReport) -> None:
+    """Settle the endings together in one savepoint; if that fails, each again alone in a savepoint of its own.
+
+    One failing settlement never takes the others with it: it is rolled back alone and logged, the
+    others are kept, and the next tick tries it again (its session is still live). The caller commits.
+    """
+    if not endings:
+        return
+    try:
+        with db.session.begin_nested():
+            settled = svc.settle(endings)
+    except Exception:
+        log.warning(
+            "settling %d sessions together failed; settling each alone",
+            len(endings),
+            exc_info=True,
+            extra={"event": "supervisor.settle_batch_error"},
+        )
+        db.session.expire_all()  # what the undone savepoint left in memory (balances, states)
+        settled = []
+        for ending in endings:
+            try:
+                with db.session.begin_nested():
+                    settled += svc.settle([ending])
+            except Exception:
+                db.session.expire_all()
+                log.exception(
+                    "settling session %s failed; retried next tick",
+                    ending.session_id,
+                    extra={"event": "supervisor.settle_error", "session_id": ending.session_id},
+                )
+                report.settle_errors += 1
+    for session in settled:
+        if session.state == svc.FAILED:
             report.failed += 1
         else:
-            report.ended[reason] = report.ended.get(reason, 0) + 1
-    db.session.commit()
+            report.ended[session.end_reason] = report.ended.get(session.end_reason, 0) + 1

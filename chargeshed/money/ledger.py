@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -26,6 +26,8 @@ from chargeshed.timeutil import now as clock_now
 
 HOLDS_CODE = "holds"
 DEFAULT_CURRENCY = "cny"
+# db.session.info key: accounts looked up in the open transaction, by code (see get_account).
+_ACCOUNTS = "ledger_accounts"
 
 # The constraints whose violation post() turns into a LedgerError (names per the naming convention).
 NOT_NEGATIVE = "ck_ledger_account_not_negative"
@@ -54,29 +56,67 @@ class Leg:
     amount_fen: int
 
 
+@dataclass(frozen=True)
+class Posting:
+    """One balanced transaction to book (see post)."""
+
+    ref: str
+    kind: str
+    legs: Sequence[Leg]
+    memo: str = ""
+    at: datetime | None = None
+
+
+def _remember(account: LedgerAccount) -> LedgerAccount:
+    """Keep the account for later lookups while the innermost open transaction (or savepoint) lasts:
+    one that is rolled back (or released) forgets it, so an account created inside a savepoint that
+    was undone is never handed out."""
+    session = db.session()
+    scope = session.get_nested_transaction() or session.get_transaction()
+    session.info.setdefault(_ACCOUNTS, {})[account.code] = (scope, account)
+    return account
+
+
+def _remembered(code: str) -> LedgerAccount | None:
+    scope, account = db.session.info.get(_ACCOUNTS, {}).get(code, (None, None))
+    return account if scope is not None and scope.is_active else None
+
+
+def preload_accounts(codes) -> None:
+    """Look the existing accounts among `codes` up in one query, for the get_account calls that follow."""
+    missing = sorted({code for code in codes if _remembered(code) is None})
+    if missing:
+        for account in db.session.execute(select(LedgerAccount).where(LedgerAccount.code.in_(missing))).scalars():
+            _remember(account)
+
+
 def get_account(
     code: str, kind: str, *, owner_id: int | None = None, shed_id: int | None = None, currency: str = DEFAULT_CURRENCY
 ):
     """The account with this code, created on first use (race-safe via the unique code).
 
     An account holds one currency; its amounts are in that currency's minor units (fen for CNY).
+    Looked up once per transaction (preload_accounts looks up many in one query).
     """
-    found = db.session.execute(select(LedgerAccount).where(LedgerAccount.code == code)).scalar_one_or_none()
+    found = _remembered(code)
     if found is not None:
         return found
+    found = db.session.execute(select(LedgerAccount).where(LedgerAccount.code == code)).scalar_one_or_none()
+    if found is not None:
+        return _remember(found)
     try:
         with db.session.begin_nested():
             account = LedgerAccount(
                 code=code, kind=kind, owner_id=owner_id, shed_id=shed_id, balance_fen=0, currency=currency.lower()
             )
             db.session.add(account)
-        return account
+        return _remember(account)
     except IntegrityError:  # created meanwhile by a concurrent transaction (or a broken reference)
         found = db.session.execute(select(LedgerAccount).where(LedgerAccount.code == code))
         found = found.scalar_one_or_none()
         if found is None:
             raise
-        return found
+        return _remember(found)
 
 
 def wallet_account(user_id: int) -> LedgerAccount:
@@ -91,7 +131,12 @@ def holds_account() -> LedgerAccount:
 
 def revenue_account(shed_id: int) -> LedgerAccount:
     """A shed's earned charging revenue."""
-    return get_account(f"revenue:shed:{shed_id}", KIND_REVENUE, shed_id=shed_id)
+    return get_account(revenue_code(shed_id), KIND_REVENUE, shed_id=shed_id)
+
+
+def revenue_code(shed_id: int) -> str:
+    """The ledger account code of a shed's revenue."""
+    return f"revenue:shed:{shed_id}"
 
 
 def external_account(name: str, currency: str = DEFAULT_CURRENCY) -> LedgerAccount:
@@ -124,8 +169,8 @@ def find_txn(ref: str) -> LedgerTxn | None:
     return db.session.execute(select(LedgerTxn).where(LedgerTxn.ref == ref)).scalar_one_or_none()
 
 
-def post(ref: str, kind: str, legs: Sequence[Leg], memo: str = "", *, at: datetime | None = None) -> LedgerTxn:
-    """Book a balanced transaction inside the caller's DB transaction (the caller commits).
+def post(ref: str, kind: str, legs: Sequence[Leg], memo: str = "", *, at: datetime | None = None) -> int:
+    """Book a balanced transaction inside the caller's DB transaction (the caller commits); its id.
 
     `at` is the business time the money moved (e.g. the instant a charge session ended);
     statements date the transaction by it. It defaults to the app clock's now.
@@ -141,56 +186,113 @@ def post(ref: str, kind: str, legs: Sequence[Leg], memo: str = "", *, at: dateti
     update nor overdraw a wallet. Accounts are locked in id order, so two postings
     touching the same accounts never deadlock.
     """
-    legs = [leg for leg in legs if leg.amount_fen != 0]
+    return post_many([Posting(ref, kind, legs, memo, at)])[0]
+
+
+def post_many(postings: Sequence[Posting]) -> list[int]:
+    """Book several balanced transactions at once, all or none (see post); their ids, in order.
+
+    A fixed number of statements whatever their number: the transactions, one locked update of
+    every account's balance by the sum of its legs, the entries. Raises as post does (the refs of
+    all postings in the error) and then keeps nothing of any of them.
+    """
+    checked = [(posting, _checked(posting)) for posting in postings]
+    if not checked:
+        return []
+    refs = ",".join(posting.ref for posting, _legs in checked)
+    moves: dict[int, int] = defaultdict(int)
+    accounts = {}
+    for _posting, legs in checked:
+        for leg in legs:
+            moves[leg.account.id] += leg.amount_fen
+            accounts[leg.account.id] = leg.account
+    now = clock_now()
+    try:
+        with db.session.begin_nested():
+            booked = dict(
+                db.session.execute(
+                    insert(LedgerTxn).returning(LedgerTxn.ref, LedgerTxn.id),
+                    [
+                        {
+                            "ref": p.ref,
+                            "kind": p.kind,
+                            "memo": p.memo[:255],
+                            "booked_at": p.at or now,
+                            "created_at": now,
+                        }
+                        for p, _legs in checked
+                    ],
+                ).all()
+            )
+            ids = [booked[posting.ref] for posting, _legs in checked]
+            balances = _move_balances(moves)
+            db.session.execute(
+                insert(LedgerEntry),
+                [
+                    {"txn_id": txn_id, "account_id": leg.account.id, "amount_fen": leg.amount_fen}
+                    for txn_id, (_posting, legs) in zip(ids, checked, strict=True)
+                    for leg in legs
+                ],
+            )
+    except IntegrityError as exc:
+        violated = violated_constraint(exc)
+        if violated == NOT_NEGATIVE:
+            raise InsufficientFunds(refs) from exc
+        if violated == UNIQUE_REF:
+            raise AlreadyBooked(refs) from exc
+        raise
+    for account_id, balance in balances.items():
+        set_committed_value(accounts[account_id], "balance_fen", balance)
+    if log.isEnabledFor(logging.DEBUG):
+        for txn_id, (posting, legs) in zip(ids, checked, strict=True):
+            log.debug(
+                "ledger post",
+                extra={
+                    "event": "ledger.post",
+                    "txn_id": txn_id,
+                    "ref": posting.ref,
+                    "kind": posting.kind,
+                    "legs": {leg.account.code: leg.amount_fen for leg in legs},
+                },
+            )
+    return ids
+
+
+def _checked(posting: Posting) -> list[Leg]:
+    """The posting's non-zero legs; LedgerError unless they are integer fen balancing per currency."""
+    legs = [leg for leg in posting.legs if leg.amount_fen != 0]
     if any(not isinstance(leg.amount_fen, int) or isinstance(leg.amount_fen, bool) for leg in legs):
         raise LedgerError("amounts must be integer fen")
     per_currency: dict[str, int] = defaultdict(int)
     for leg in legs:
         per_currency[leg.account.currency or DEFAULT_CURRENCY] += leg.amount_fen
     if any(per_currency.values()):
-        raise LedgerError(f"unbalanced transaction {ref}")
+        raise LedgerError(f"unbalanced transaction {posting.ref}")
     if not legs:
-        raise LedgerError(f"empty transaction {ref}")
-    if find_txn(ref) is not None:
-        raise AlreadyBooked(ref)
-    balances: dict[int, int] = {}
-    try:
-        with db.session.begin_nested():
-            txn = LedgerTxn(ref=ref, kind=kind, memo=memo[:255], booked_at=at or clock_now())
-            db.session.add(txn)
-            db.session.flush()
-            for leg in sorted(legs, key=lambda leg: leg.account.id):
-                balances[leg.account.id] = db.session.execute(
-                    update(LedgerAccount)
-                    .where(LedgerAccount.id == leg.account.id)
-                    .values(balance_fen=LedgerAccount.balance_fen + leg.amount_fen)
-                    .returning(LedgerAccount.balance_fen)
-                    .execution_options(synchronize_session=False)
-                ).scalar_one()
-            db.session.add_all(
-                LedgerEntry(txn_id=txn.id, account_id=leg.account.id, amount_fen=leg.amount_fen) for leg in legs
-            )
-            db.session.flush()
-    except IntegrityError as exc:
-        violated = violated_constraint(exc)
-        if violated == NOT_NEGATIVE:
-            raise InsufficientFunds(ref) from exc
-        if violated == UNIQUE_REF:
-            raise AlreadyBooked(ref) from exc
-        raise
-    for leg in legs:
-        set_committed_value(leg.account, "balance_fen", balances[leg.account.id])
-    log.debug(
-        "ledger post",
-        extra={
-            "event": "ledger.post",
-            "txn_id": txn.id,
-            "ref": ref,
-            "kind": kind,
-            "legs": {leg.account.code: leg.amount_fen for leg in legs},
-        },
-    )
-    return txn
+        raise LedgerError(f"empty transaction {posting.ref}")
+    return legs
+
+
+def _move_balances(moves: dict[int, int]) -> dict[int, int]:
+    """Add each amount to its account's balance; the new balances by account id.
+
+    On PostgreSQL the rows are locked first, in id order (one statement), so postings touching the
+    same accounts never deadlock; the database's CHECK refuses a wallet or holds going below zero.
+    """
+    ids = sorted(moves)
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(
+            select(LedgerAccount.id).where(LedgerAccount.id.in_(ids)).order_by(LedgerAccount.id).with_for_update()
+        ).all()
+    amount = moves[ids[0]] if len(ids) == 1 else case(moves, value=LedgerAccount.id)
+    rows = db.session.execute(
+        update(LedgerAccount)
+        .where(LedgerAccount.id.in_(ids))
+        .values(balance_fen=LedgerAccount.balance_fen + amount)
+        .returning(LedgerAccount.id, LedgerAccount.balance_fen)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return dict(rows)
 
 
 def violated_constraint(exc: IntegrityError) -> str | None:

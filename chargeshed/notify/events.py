@@ -10,7 +10,7 @@ from chargeshed.extensions import db
 from chargeshed.money.format import format_fen
 from chargeshed.notify.base import CHARGE_FINISHED, PORT_FREE
 from chargeshed.notify.models import PortFreeWatch
-from chargeshed.notify.outbox import queue_for_user
+from chargeshed.notify.outbox import Message, queue_for_user, queue_for_users
 
 # The end reason as a WeChat "phrase" (at most 5 characters) and in SMS text.
 REASON_WORDS = {
@@ -30,17 +30,38 @@ WATCH_HOURS = 2
 
 def charge_finished(session, now: datetime) -> int:
     """Queue "your charge finished" (where, why, cost) on the resident's channels; caller commits."""
-    port = session.port
-    return queue_for_user(
-        session.user_id,
-        CHARGE_FINISHED,
-        {
-            "place": f"{port.shed.name}{port.number}号插座",
-            "reason": REASON_WORDS.get(session.end_reason, session.end_reason or ""),
-            "cost": format_fen(session.cost_fen, symbol="") + "元",
-        },
-        f"charge_finished:{session.id}",
-        now,
+    return charges_finished([(session, now)])
+
+
+def charges_finished(finished) -> int:
+    """charge_finished for many (session, ended at) pairs, in a fixed number of statements."""
+    from chargeshed.sites.models import Port, Shed
+
+    if not finished:
+        return 0
+    places = {
+        port_id: f"{shed}{number}号插座"
+        for port_id, shed, number in db.session.execute(
+            select(Port.id, Shed.name, Port.number)
+            .join(Shed, Shed.id == Port.shed_id)
+            .where(Port.id.in_({session.port_id for session, _at in finished}))
+        )
+    }
+    return queue_for_users(
+        [
+            Message(
+                session.user_id,
+                CHARGE_FINISHED,
+                {
+                    "place": places[session.port_id],
+                    "reason": REASON_WORDS.get(session.end_reason, session.end_reason or ""),
+                    "cost": format_fen(session.cost_fen, symbol="") + "元",
+                },
+                f"charge_finished:{session.id}",
+                at,
+            )
+            for session, at in finished
+        ]
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from chargeshed.extensions import db
@@ -27,32 +28,54 @@ LEASE_SECONDS = 60  # a claimed row is invisible to other senders this long (a c
 BATCH = 50
 
 
+@dataclass(frozen=True)
+class Message:
+    """A message for a resident, to queue on their channels (see queue_for_users)."""
+
+    user_id: int
+    template: str
+    data: dict
+    key: str
+    now: datetime
+
+
 def consents(user_id: int) -> list[NotifyConsent]:
     """The channels a resident said yes to (not revoked)."""
-    return list(
-        db.session.execute(
-            select(NotifyConsent)
-            .where(NotifyConsent.user_id == user_id, NotifyConsent.revoked_at.is_(None))
-            .order_by(NotifyConsent.channel)
-        ).scalars()
-    )
+    return consents_of([user_id]).get(user_id, [])
+
+
+def consents_of(user_ids) -> dict[int, list[NotifyConsent]]:
+    """The channels each of these residents said yes to (not revoked), in one query."""
+    found: dict[int, list[NotifyConsent]] = {}
+    rows = db.session.execute(
+        select(NotifyConsent)
+        .where(NotifyConsent.user_id.in_(sorted(set(user_ids))), NotifyConsent.revoked_at.is_(None))
+        .order_by(NotifyConsent.user_id, NotifyConsent.channel)
+    ).scalars()
+    for consent in rows:
+        found.setdefault(consent.user_id, []).append(consent)
+    return found
+
+
+def _row(channel: str, address: str, template: str, data: dict, key: str, now: datetime, user_id: int | None) -> dict:
+    return {
+        "user_id": user_id,
+        "channel": channel,
+        "address": address,
+        "template": template,
+        "data": {k: str(v) for k, v in data.items()},
+        "dedupe_key": f"{key}:{channel}"[:120],
+        "status": QUEUED,
+        "next_at": now,
+        "created_at": now,
+    }
 
 
 def queue(
     channel: str, address: str, template: str, data: dict, key: str, now: datetime, user_id: int | None = None
 ) -> Notification | None:
     """Add one message to the caller's transaction; None when `key` was queued before (nothing added)."""
-    row = Notification(
-        user_id=user_id,
-        channel=channel,
-        address=address,
-        template=template,
-        data={k: str(v) for k, v in data.items()},
-        dedupe_key=f"{key}:{channel}"[:120],
-        status=QUEUED,
-        next_at=now,
-        created_at=now,
-    )
+    row = Notification(**_row(channel, address, template, data, key, now, user_id))
     try:
         with db.session.begin_nested():
             db.session.add(row)
@@ -65,11 +88,29 @@ def queue_for_user(
     user_id: int, template: str, data: dict, key: str, now: datetime, channels: tuple[str, ...] | None = None
 ) -> int:
     """Queue a message on every channel the resident consented to (optionally only `channels`)."""
-    count = 0
-    for consent in consents(user_id):
-        if channels is None or consent.channel in channels:
-            count += queue(consent.channel, consent.address, template, data, key, now, user_id=user_id) is not None
-    return count
+    return queue_for_users([Message(user_id, template, data, key, now)], channels)
+
+
+def queue_for_users(messages: list[Message], channels: tuple[str, ...] | None = None) -> int:
+    """Queue each message on the channels its resident consented to (optionally only `channels`), in
+    two statements whatever their number; a key queued before adds nothing. Returns the rows added."""
+    if not messages:
+        return 0
+    chosen = consents_of(message.user_id for message in messages)
+    rows = [
+        _row(consent.channel, consent.address, m.template, m.data, m.key, m.now, m.user_id)
+        for m in messages
+        for consent in chosen.get(m.user_id, ())
+        if channels is None or consent.channel in channels
+    ]
+    if not rows:
+        return 0
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    added = db.session.execute(
+        dialect.insert(Notification).on_conflict_do_nothing().returning(Notification.id),
+        rows,
+    )
+    return len(added.all())
 
 
 @dataclass

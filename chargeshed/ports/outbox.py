@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, or_, select, text, update
+from sqlalchemy import and_, exists, insert, or_, select, text, update
 from sqlalchemy.orm import aliased
 
 from chargeshed.extensions import db
@@ -86,34 +86,59 @@ class Delivered:
     unanswered: int = 0
 
 
+@dataclass(frozen=True)
+class Queued:
+    """A command to queue (see enqueue)."""
+
+    port_id: int
+    kind: str
+    session_id: int | None = None
+    argument: str = ""
+    cap_seconds: int | None = None
+
+
 def enqueue(
     port_id: int, kind: str, *, session_id: int | None = None, argument: str = "", cap_seconds: int | None = None
-) -> PortCommand:
+) -> None:
     """Queue a command in the caller's transaction (on PostgreSQL, gateways are woken on commit).
 
     A stop for a session supersedes that session's start if it has not gone out yet.
     """
-    if kind == CMD_STOP and session_id is not None:
+    enqueue_many([Queued(port_id, kind, session_id, argument, cap_seconds)])
+
+
+def enqueue_many(commands: list[Queued]) -> None:
+    """Queue commands in the caller's transaction, in a fixed number of statements (see enqueue)."""
+    if not commands:
+        return
+    now = clock_now()
+    stopped = [c.session_id for c in commands if c.kind == CMD_STOP and c.session_id is not None]
+    if stopped:
         db.session.execute(
             update(PortCommand)
-            .where(PortCommand.session_id == session_id, PortCommand.kind == CMD_START, PortCommand.status == QUEUED)
-            .values(status=DONE, error=SUPERSEDED, done_at=clock_now())
+            .where(PortCommand.session_id.in_(stopped), PortCommand.kind == CMD_START, PortCommand.status == QUEUED)
+            .values(status=DONE, error=SUPERSEDED, done_at=now)
             .execution_options(synchronize_session=False)
         )
-    command = PortCommand(
-        port_id=port_id,
-        kind=kind,
-        session_id=session_id,
-        argument=argument,
-        cap_seconds=cap_seconds,
-        status=QUEUED,
-        attempts=0,
-        error="",
+    db.session.execute(
+        insert(PortCommand),
+        [
+            {
+                "port_id": c.port_id,
+                "kind": c.kind,
+                "session_id": c.session_id,
+                "argument": c.argument,
+                "cap_seconds": c.cap_seconds,
+                "status": QUEUED,
+                "attempts": 0,
+                "error": "",
+                "created_at": now,
+            }
+            for c in commands
+        ],
     )
-    db.session.add(command)
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
-    return command
 
 
 def _scheme_filter(schemes: tuple[str, ...]):

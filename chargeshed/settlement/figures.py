@@ -59,7 +59,7 @@ from chargeshed.timeutil import now as clock_now
 from chargeshed.timeutil import to_local
 
 FIGURES_VERSION = 2  # 2: pass revenue (pass_fen) in every cell, part of net revenue
-SETTLE = "settle"  # charging.sessions._settle: settle:<session id>
+SETTLE = "settle"  # charging.sessions.settle: settle:<session id>
 TOPUP = "topup"  # payments.fulfilment: topup:<top-up id>
 
 

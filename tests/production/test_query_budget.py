@@ -80,3 +80,50 @@ def test_a_supervisor_tick_issues_the_same_statements_for_4_or_40_ports(app, mak
     # writes, the alert refresh's two reads, sessions ended offline awaiting their device's meter:
     # a constant, whatever the number of ports.
     assert few == many <= 12
+
+
+def _burst_statements(make_site, make_resident, driver, clock, endings: int) -> list[str]:
+    """Statements of a tick in which `endings` sessions end together (bikes unplugged), across two
+    sheds and three residents, one of whom is told by SMS."""
+    from chargeshed.notify.consent import set_consent
+
+    make_site(sheds=(endings // 2, endings - endings // 2))
+    codes = [code for (code,) in db.session.execute(db.select(Port.code).order_by(Port.id))]
+    users = [make_resident(balance_fen=endings * 300) for _ in range(3)]
+    set_consent(users[0].id, "sms", "13900000001", clock.now)
+    for i, code in enumerate(codes):
+        driver.plug(code, LITHIUM)
+        port = db.session.execute(db.select(Port).where(Port.code == code)).scalar_one()
+        svc.start_session(users[i % len(users)].id, port)
+    db.session.commit()
+    sim_round(driver, clock.now)  # starts go out, sessions confirmed
+    clock.advance(minutes=1)
+    sim_round(driver, clock.now)
+    clock.advance(minutes=1)
+    for code in codes:
+        driver.unplug(code)
+    SimAdapter(driver).publish()
+    with counted() as statements:
+        report = tick(clock.now)
+    assert report.ended == {svc.UNPLUGGED: endings} and not report.settle_errors
+    return statements
+
+
+# A burst settles together: the steady tick's statements, then the endings' sessions read, one
+# savepoint, the claim (returning the sessions), their costs, the ledger (accounts read, first use
+# creating the two sheds' revenue accounts; the transactions, a locked balance update, the entries),
+# the stop commands (superseding starts, inserting, one NOTIFY), the events, the notifications
+# (places, consents, rows). The number of endings adds nothing.
+BURST_TICK = 40
+
+
+def test_a_burst_of_endings_settles_in_the_same_statements_for_4_or_20_sessions(
+    app, make_site, make_resident, driver, clock
+):
+    few = _burst_statements(make_site, make_resident, driver, clock, 4)
+    db.session.remove()
+    for table in reversed(db.metadata.sorted_tables):
+        db.session.execute(table.delete())
+    db.session.commit()
+    many = _burst_statements(make_site, make_resident, driver, clock, 20)
+    assert len(few) == len(many) <= BURST_TICK, many

@@ -253,3 +253,50 @@ def test_tick_is_idempotent_at_the_same_now(app, make_site, make_resident, drive
         "ended",
     ]
     assert ledger.check_ledger() == [] and svc.holds_problems() == []
+
+
+def test_a_failing_settlement_in_a_batched_tick_never_takes_the_others_with_it(
+    app, make_site, make_resident, driver, clock, monkeypatch
+):
+    """The endings of a tick settle together; when one cannot be booked, the others' postings and
+    stop commands are kept, and the failing one is left live for the next tick."""
+    from chargeshed.charging import supervisor
+    from chargeshed.ports.sim import SimAdapter
+
+    make_site(sheds=(5,))
+    codes = [f"T11{n:03d}" for n in range(1, 6)]
+    users = [make_resident(balance_fen=1000) for _ in codes]
+    for user, code in zip(users, codes, strict=True):
+        driver.plug(code, LITHIUM)
+        _start(user, code)
+    db.session.commit()
+    run_tick(driver, clock.now)  # starts go out, sessions confirmed
+    clock.advance(minutes=30)
+    run_tick(driver, clock.now)
+    # The third session's books are broken: its hold is more than the holds account has.
+    victim = _port(codes[2]).id
+    victim = db.session.execute(select(ChargeSession.id).where(ChargeSession.port_id == victim)).scalar_one()
+    db.session.execute(db.update(ChargeSession).where(ChargeSession.id == victim).values(hold_fen=10**9))
+    db.session.commit()
+    batches = []
+    settle = svc.settle
+    monkeypatch.setattr(svc, "settle", lambda endings: batches.append(len(endings)) or settle(endings))
+    for code in codes:
+        driver.unplug(code)
+    clock.advance(minutes=1)
+    SimAdapter(driver).publish()
+
+    report = supervisor.tick(clock.now)
+
+    assert batches == [5, 1, 1, 1, 1, 1]  # all together first, then each alone
+    assert report.ended == {svc.UNPLUGGED: 4} and report.settle_errors == 1
+    db.session.expire_all()
+    sessions = db.session.execute(select(ChargeSession).order_by(ChargeSession.id)).scalars().all()
+    assert [s.state for s in sessions] == ["ended", "ended", "charging", "ended", "ended"]
+    others = [s.id for s in sessions if s.id != victim]
+    refs = set(db.session.execute(select(ledger.LedgerTxn.ref)).scalars())
+    assert {f"settle:{i}" for i in others} <= refs and f"settle:{victim}" not in refs
+    stops = db.session.execute(select(PortCommand.session_id).where(PortCommand.kind == "stop")).scalars().all()
+    assert sorted(stops) == others
+    assert all(ledger.wallet_balance(s.user_id) == 1000 - s.cost_fen > 0 for s in sessions if s.id != victim)
+    assert ledger.check_ledger() == []
