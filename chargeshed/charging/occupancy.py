@@ -317,19 +317,24 @@ def refresh_versions(now: datetime) -> int:
 def grid_version(site_id: int, now: datetime, *extra: object) -> str | None:
     """The grid's ETag from the site's version row: one primary-key read, no aggregate.
 
-    Besides the stored fingerprint it changes once a port the tick last saw alive has been silent
-    for the offline debounce, and each minute while something charges (the grid shows charging
-    time). `extra` adds the caller's own inputs (locale, user, page). None until a tick has
-    recorded the site: then the grid is simply rendered.
+    None until a tick has recorded the site: then the grid is simply rendered. See version_of.
     """
     row = db.session.execute(
         select(OccupancyVersion.fingerprint, OccupancyVersion.offline_at, OccupancyVersion.charging).where(
             OccupancyVersion.site_id == site_id
         )
     ).first()
-    if row is None:
-        return None
-    went_offline = row.offline_at is not None and now >= row.offline_at
-    minute = now.strftime("%Y%m%d%H%M") if row.charging else ""
-    material = repr((row.fingerprint, went_offline, minute, extra))
+    return None if row is None else version_of(row.fingerprint, row.offline_at, row.charging, now, *extra)
+
+
+def version_of(fingerprint: str, offline_at: datetime | None, charging: bool, now: datetime, *extra: object) -> str:
+    """What a site shows now, from its stored version row (fingerprint, offline_at, charging).
+
+    Besides the stored fingerprint it changes once a port the tick last saw alive has been silent
+    for the offline debounce, and each minute while something charges (the grid shows charging
+    time). `extra` adds the caller's own inputs (locale, user, page).
+    """
+    went_offline = offline_at is not None and now >= offline_at
+    minute = now.strftime("%Y%m%d%H%M") if charging else ""
+    material = repr((fingerprint, went_offline, minute, extra))
     return hashlib.sha1(material.encode()).hexdigest()[:24]

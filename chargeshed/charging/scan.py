@@ -2,7 +2,8 @@
 
 The QR pay page is opened by every scan, often on a weak mobile link: it reads the port, its shed,
 site and tariff, the port's live session and (signed in) the scanner's wallet balance in a single
-statement, without building ORM objects.
+statement, without building ORM objects. The same row carries the site's occupancy version (kept by
+the supervisor tick), so the page can tell whether its list of free ports nearby is still current.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import Select, and_, bindparam, select
+from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.orm import aliased
 
 from chargeshed.charging.models import LIVE_STATES, ChargeSession, Tariff
@@ -20,7 +21,7 @@ from chargeshed.extensions import db
 from chargeshed.money.ledger import wallet_code
 from chargeshed.money.models import LedgerAccount
 from chargeshed.sites.codes import normalise_code
-from chargeshed.sites.models import Port, Shed, Site
+from chargeshed.sites.models import OccupancyVersion, Port, Shed, Site
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,15 @@ class LiveRef:
 
 
 @dataclass(frozen=True, slots=True)
+class SiteVersion:
+    """The site's stored occupancy version row (charging.occupancy.version_of reads it)."""
+
+    fingerprint: str
+    offline_at: datetime | None
+    charging: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Scan:
     """Everything the pay page reads from the database."""
 
@@ -71,6 +81,7 @@ class Scan:
     terms: TariffRules
     live: LiveRef | None
     balance_fen: int | None  # None when nobody is signed in
+    site_version: SiteVersion | None  # None until a supervisor tick has recorded the site
 
 
 @cache
@@ -93,6 +104,9 @@ def _statement(with_wallet: bool) -> Select:
         Tariff.rules,
         live.id.label("live_id"),
         live.user_id.label("live_user_id"),
+        OccupancyVersion.fingerprint.label("site_fingerprint"),
+        OccupancyVersion.offline_at.label("site_offline_at"),
+        OccupancyVersion.charging.label("site_charging"),
     ]
     if with_wallet:
         columns.append(
@@ -106,7 +120,9 @@ def _statement(with_wallet: bool) -> Select:
         .join(Shed, Shed.id == Port.shed_id)
         .join(Site, Site.id == Shed.site_id)
         .join(Tariff, Tariff.id == Shed.tariff_id)
-        .outerjoin(live, and_(live.port_id == Port.id, live.state.in_(LIVE_STATES)))
+        # The live states spelled out (no expanding IN): the statement then needs no compiling per run.
+        .outerjoin(live, and_(live.port_id == Port.id, or_(*(live.state == state for state in LIVE_STATES))))
+        .outerjoin(OccupancyVersion, OccupancyVersion.site_id == Site.id)
         .where(Port.code == bindparam("code"))
     )
 
@@ -131,4 +147,7 @@ def load_scan(code: str, user_id: int | None = None) -> Scan | None:
         terms=TariffRules.from_dict(row.rules),
         live=LiveRef(row.live_id, row.live_user_id) if row.live_id is not None else None,
         balance_fen=(row.balance_fen or 0) if user_id is not None else None,
+        site_version=SiteVersion(row.site_fingerprint, row.site_offline_at, bool(row.site_charging))
+        if row.site_fingerprint is not None
+        else None,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
@@ -16,6 +17,7 @@ from chargeshed.charging import sessions as charging
 from chargeshed.charging.access import get_own_session_or_404
 from chargeshed.charging.finder import free_ports_near, site_sheds
 from chargeshed.charging.models import LIVE_STATES, PENDING, ChargeSession
+from chargeshed.charging.occupancy import version_of
 from chargeshed.charging.port_state import port_state_now
 from chargeshed.charging.scan import load_scan
 from chargeshed.extensions import db, limiter
@@ -52,6 +54,7 @@ from chargeshed.timeutil import now as clock_now
 from chargeshed.web.forms import ActionForm, BikeForm, TopUpForm, typed_port
 from chargeshed.web.passes import refusal_message as pass_refusal
 from chargeshed.web.payment_forms import CashOutForm
+from chargeshed.web.render_cache import cached_render, render_cache
 from chargeshed.web.resident_forms import ForgotForm, ResetForm
 
 bp = Blueprint("resident", __name__)
@@ -85,17 +88,21 @@ def _topup_amounts() -> list[int]:
     return list(current_app.config["TOPUP_AMOUNTS_FEN"])
 
 
+REFUSAL_MESSAGES = {
+    "port_busy": _l("This port is in use. Please choose another free port."),
+    "port_maintenance": _l("This port is under maintenance. Please use another port."),
+    "port_retired": _l("This port is no longer in service."),
+    "port_fault": _l("This port has a fault and cannot charge now. Please use another port."),
+    "port_offline": _l("This port is not responding. Please use another port."),
+    "insufficient_funds": _l("Your wallet does not cover the prepaid amount. Please top up."),
+    "expired": _l("The payment took too long, so the charge was not started. Scan the port again."),
+    "amount": _l("Choose one of the offered amounts."),
+}
+
+
 def _refusal_message(code: str) -> str:
-    return {
-        "port_busy": _("This port is in use. Please choose another free port."),
-        "port_maintenance": _("This port is under maintenance. Please use another port."),
-        "port_retired": _("This port is no longer in service."),
-        "port_fault": _("This port has a fault and cannot charge now. Please use another port."),
-        "port_offline": _("This port is not responding. Please use another port."),
-        "insufficient_funds": _("Your wallet does not cover the prepaid amount. Please top up."),
-        "expired": _("The payment took too long, so the charge was not started. Scan the port again."),
-        "amount": _("Choose one of the offered amounts."),
-    }.get(code, _("The charge could not be started."))
+    message = REFUSAL_MESSAGES.get(code)
+    return str(message) if message is not None else _("The charge could not be started.")
 
 
 @bp.get("/")
@@ -158,7 +165,12 @@ def site_ports(site_id: int):
 
 @bp.get("/p/<code>")
 def port_page(code: str):
-    """The scan target: which port this is, its state, the price, and Start or Top up and start."""
+    """The scan target: which port this is, its state, the price, and Start or Top up and start.
+
+    The parts everyone sees (the port card, why it cannot start and the free ports nearby, the
+    price) are rendered once per locale and state (web/render_cache.py); an anonymous scan's whole
+    page too, as it holds nothing personal.
+    """
     signed_in = current_user.is_authenticated
     found = load_scan(code, current_user.id if signed_in else None)  # one statement: see charging/scan.py
     if found is None:
@@ -167,29 +179,39 @@ def port_page(code: str):
     now = clock_now()
     state = port_state_now(port, live, now)
     refusal = charging.refusal_for_port(port, now, live)
-    mine = live if live is not None and signed_in and live.user_id == current_user.id else None
-    amounts = _topup_amounts()
-    shortfall = max(0, terms.hold_fen - (balance or 0))
-    suggested = next((a for a in amounts if a >= shortfall), amounts[-1])
-    return render_template(
-        "resident/port.html",
+    page = dict(
         port=port,
         shed=found.shed,
         state=state,
         refusal=refusal,
         terms=terms,
-        balance=balance,
-        mine=mine,
-        amounts=amounts,
-        suggested=suggested,
-        # Only signed-in residents get forms: an anonymous scan sets no session cookie.
-        form=ActionForm() if signed_in else None,
         refusal_message=_refusal_message(refusal) if refusal else None,
-        provider=_provider(),
-        free_ports=free_ports_near(found.shed.site.id, found.shed.id, port.id, now)
-        if refusal and refusal != "port_retired"
-        else None,
+        free_ports=_free_ports_near(found, now) if refusal and refusal != "port_retired" else None,
     )
+    if not signed_in and not session.get("_flashes"):
+        # Only signed-in residents get forms: an anonymous scan sets no session cookie.
+        return cached_render("resident/port.html", (str(get_locale()), request.full_path), **page)
+    amounts = _topup_amounts()
+    shortfall = max(0, terms.hold_fen - (balance or 0))
+    return render_template(
+        "resident/port.html",
+        **page,
+        balance=balance,
+        mine=live if live is not None and signed_in and live.user_id == current_user.id else None,
+        amounts=amounts,
+        suggested=next((a for a in amounts if a >= shortfall), amounts[-1]),
+        provider=_provider(),
+    )
+
+
+def _free_ports_near(found, now) -> tuple | None:
+    """The free ports nearby, reused while the site's occupancy version (kept by the tick) is the same."""
+    args = (found.shed.site.id, found.shed.id, found.port.id)
+    if found.site_version is None:
+        return tuple(free_ports_near(*args, now))
+    stored = found.site_version
+    version = version_of(stored.fingerprint, stored.offline_at, stored.charging, now)
+    return render_cache().get_or_make(("free_ports", *args, version), lambda: tuple(free_ports_near(*args, now)))
 
 
 @bp.post("/p/<code>/start")
