@@ -5,7 +5,8 @@
 The app is built as gunicorn builds it (not TESTING: logging, static files and CSRF as in production,
 log lines written to /dev/null) on the demo compound, in SQLite in a temporary folder unless
 --database-url names a PostgreSQL database (its tables are dropped and created again). One of its
-ports is made busy (a live charge), so the page lists the nearest free ports. Each case calls the
+ports is made busy (a live charge), so the page lists the nearest free ports, and the site's
+occupancy version is recorded (as the worker's supervisor tick does). Each case calls the
 WSGI app directly with a prepared environ (no HTTP, no test client), first timed (process CPU per
 request, median of 5 batches), then under cProfile. Cases: anonymous on a free port, anonymous on
 the busy port, signed in on a free port (the wallet is shown), signed in on the busy port.
@@ -37,9 +38,11 @@ def build_app(database_url: str, instance: str):
 
     from chargeshed import create_app
     from chargeshed.charging.models import CHARGING, ChargeSession
+    from chargeshed.charging.occupancy import refresh_versions
     from chargeshed.demo import load_demo
     from chargeshed.extensions import db
     from chargeshed.sites.models import Port
+    from chargeshed.timeutil import utcnow
 
     app = create_app(
         {
@@ -59,6 +62,7 @@ def build_app(database_url: str, instance: str):
         db.session.add(
             ChargeSession(user_id=2, port_id=busy.id, shed_id=busy.shed_id, rules={}, state=CHARGING, hold_fen=500)
         )
+        refresh_versions(utcnow())  # as the worker's supervisor tick does every few seconds
         db.session.commit()
         return app, {"free": free.code, "busy": busy.code}
 
@@ -101,16 +105,17 @@ def caller(app, path: str, headers: dict[str, str]):
     return call
 
 
-def cpu_us(call, requests: int) -> float:
-    """Median process CPU µs per request over 5 batches."""
-    batch = max(1, requests // 5)
-    times = []
-    for _ in range(5):
-        started = time.process_time()
-        for _ in range(batch):
-            call()
-        times.append((time.process_time() - started) / batch * 1e6)
-    return statistics.median(times)
+def cpu_us(calls: dict, requests: int, rounds: int = 5) -> dict[str, list[float]]:
+    """Process CPU µs per request of each case, per round; the cases take turns within a round."""
+    batch = max(1, requests // rounds)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            started = time.process_time()
+            for _ in range(batch):
+                call()
+            times[name].append((time.process_time() - started) / batch * 1e6)
+    return times
 
 
 def profile(call, requests: int, top: int) -> str:
@@ -122,6 +127,7 @@ def profile(call, requests: int, top: int) -> str:
     profiler.disable()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
+    out.write(f"{stats.total_calls / requests:.0f} function calls per request\n")
     stats.sort_stats("cumulative").print_stats(top)
     stats.sort_stats("tottime").print_stats(top)
     return out.getvalue()
@@ -159,11 +165,14 @@ def main() -> None:
     if args.case:
         cases = {name: call for name, call in cases.items() if any(c in name for c in args.case)}
     engine = url.split(":", 1)[0]
-    print(f"Pay page, in process, {engine}, {args.requests} requests per case, CPU µs per request (median of 5)")
-    results = {}
+    print(
+        f"Pay page, in process, {engine}, {args.requests} requests per case, process CPU µs per request "
+        "(median of 5 rounds, cases in turn; ratio: the reference's µs / the case's, median and spread)"
+    )
     with open(os.devnull, "w") as devnull:
         sys.stderr = devnull
         try:
+            sizes = {}
             for name, call in cases.items():
                 status, body = call()
                 assert status.startswith("200"), (name, status)
@@ -171,16 +180,20 @@ def main() -> None:
                     assert b'href="/wallet"' in body, "not signed in"
                 for _ in range(50):
                     call()
-                results[name] = (cpu_us(call, args.requests), len(body))
+                sizes[name] = len(body)
+            times = cpu_us(cases, args.requests)
             profiles = {
                 name: profile(call, args.requests, args.top) for name, call in cases.items() if not args.no_profile
             }
         finally:
             sys.stderr = real_stderr
-    reference_us = results.get("reference (1 query)", (None,))[0]
-    for name, (us, size) in results.items():
-        ratio = f"  {reference_us / us:.2f} × reference" if reference_us else ""
-        print(f"  {name:<24} {us:>7.0f} µs  {size:>6} B{ratio}")
+    reference_us = times.get("reference (1 query)")
+    for name, each in times.items():
+        ratio = ""
+        if reference_us:
+            ratios = [r / us for r, us in zip(reference_us, each, strict=True)]
+            ratio = f"  {statistics.median(ratios):.2f} × reference ({min(ratios):.2f}–{max(ratios):.2f})"
+        print(f"  {name:<24} {statistics.median(each):>7.0f} µs  {sizes[name]:>6} B{ratio}")
     for name, text in profiles.items():
         print(f"\n===== {name} =====\n{text}")
 

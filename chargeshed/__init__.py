@@ -46,7 +46,7 @@ def _init_extensions(app: Flask) -> None:
     from chargeshed import assets, i18n, models  # noqa: F401  (models: register every table)
     from chargeshed.extensions import babel, csrf, db, htmx, limiter, login_manager, migrate, nest_sqlite_savepoints
     from chargeshed.ports.runtime import init_ports
-    from chargeshed.web import hardening, jinja, render_cache
+    from chargeshed.web import hardening, jinja, render_cache, sessions
 
     db.init_app(app)
     with app.app_context():
@@ -81,6 +81,7 @@ def _init_extensions(app: Flask) -> None:
     init_ports(app)
     jinja.init_app(app)
     render_cache.init_app(app)
+    sessions.init_app(app)
     hardening.init_app(app)
     assets.init_app(app)
 

@@ -9,6 +9,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
+from flask_wtf.csrf import generate_csrf
 from sqlalchemy import func, select
 
 from chargeshed.accounts import reset as password_reset
@@ -167,9 +168,10 @@ def site_ports(site_id: int):
 def port_page(code: str):
     """The scan target: which port this is, its state, the price, and Start or Top up and start.
 
-    The parts everyone sees (the port card, why it cannot start and the free ports nearby, the
-    price) are rendered once per locale and state (web/render_cache.py); an anonymous scan's whole
-    page too, as it holds nothing personal.
+    Rendered once per state (web/render_cache.py): the page's key is everything it shows (the port
+    and its state, the price, the free ports nearby, the locale and path, and for a signed-in resident
+    the balance and their own charge). Only the CSRF token of a signed-in page is per request: it is
+    put in afterwards. A page with a message to show once is rendered for its request alone.
     """
     signed_in = current_user.is_authenticated
     found = load_scan(code, current_user.id if signed_in else None)  # one statement: see charging/scan.py
@@ -188,20 +190,30 @@ def port_page(code: str):
         refusal_message=_refusal_message(refusal) if refusal else None,
         free_ports=_free_ports_near(found, now) if refusal and refusal != "port_retired" else None,
     )
-    if not signed_in and not session.get("_flashes"):
-        # Only signed-in residents get forms: an anonymous scan sets no session cookie.
-        return cached_render("resident/port.html", (str(get_locale()), request.full_path), **page)
-    amounts = _topup_amounts()
-    shortfall = max(0, terms.hold_fen - (balance or 0))
-    return render_template(
-        "resident/port.html",
-        **page,
-        balance=balance,
-        mine=live if live is not None and signed_in and live.user_id == current_user.id else None,
-        amounts=amounts,
-        suggested=next((a for a in amounts if a >= shortfall), amounts[-1]),
-        provider=_provider(),
-    )
+    if signed_in:
+        amounts = tuple(_topup_amounts())
+        shortfall = max(0, terms.hold_fen - balance)
+        page.update(
+            balance=balance,
+            mine=live if live is not None and live.user_id == current_user.id else None,
+            amounts=amounts,
+            suggested=next((a for a in amounts if a >= shortfall), amounts[-1]),
+            demo_payments=_provider().is_demo,
+        )
+    if session.get("_flashes"):
+        return render_template("resident/port.html", **page)
+    # Only signed-in residents get forms: an anonymous scan sets no session cookie.
+    vary = (str(get_locale()), request.full_path, signed_in, signed_in and current_user.is_staff)
+    body = cached_render("resident/port.html", vary, csrf_token=_csrf_placeholder, **page)
+    return body.replace(CSRF_PLACEHOLDER, generate_csrf()) if CSRF_PLACEHOLDER in body else body
+
+
+# Stands for the CSRF token in a cached page (a NUL never comes from the database or a request).
+CSRF_PLACEHOLDER = "\x00csrf\x00"
+
+
+def _csrf_placeholder() -> str:
+    return CSRF_PLACEHOLDER
 
 
 def _free_ports_near(found, now) -> tuple | None:
