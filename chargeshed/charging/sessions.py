@@ -8,7 +8,7 @@ or raises; it never commits or rolls back.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import case, func, insert, select, update
@@ -252,16 +252,12 @@ def cost_now(session: ChargeSession, now: datetime) -> int:
 class Ending:
     """A live session to end: ENDED (billed) or FAILED (the whole hold back), for `reason` at `at`."""
 
-    session: ChargeSession
+    session_id: int
     state: str
     reason: str
     at: datetime
     detail: str = ""
     stop_port: bool = True
-    session_id: int = field(init=False)
-
-    def __post_init__(self):
-        object.__setattr__(self, "session_id", self.session.id)
 
 
 def settle(endings: list[Ending]) -> list[ChargeSession]:
@@ -271,7 +267,8 @@ def settle(endings: list[Ending]) -> list[ChargeSession]:
     (cost to the shed's revenue, the rest back to the wallet; dated by its end instant, the one that
     dates its energy and count, so a session never falls into two statements), queues its port's
     stop, writes its event and tells its resident. A fixed number of statements whatever the
-    number of sessions. Returns the sessions ended here; one already ended is left as it is.
+    number of sessions. Returns the sessions ended here (loaded ones refreshed in place); one
+    already ended is left as it is.
     Raises if any of them cannot be settled, and then the caller must undo all of them (roll back,
     or a savepoint around the call): the supervisor then settles each again alone.
     """
@@ -386,7 +383,7 @@ def end_session(
     Returns False when the session had already ended (nothing changes). The caller commits (the
     supervisor settles a batch together, see settle).
     """
-    ending = Ending(session, ENDED, reason, now or clock_now(), detail, stop_port)
+    ending = Ending(session.id, ENDED, reason, now or clock_now(), detail, stop_port)
     return bool(settle([ending]))
 
 
@@ -399,7 +396,7 @@ def fail_session(
     """A start that never became a charge: release the whole hold, open the relay to be safe.
 
     Inside the caller's transaction (the caller commits); False when it had ended already."""
-    return bool(settle([Ending(session, FAILED, reason, now or clock_now(), detail)]))
+    return bool(settle([Ending(session.id, FAILED, reason, now or clock_now(), detail)]))
 
 
 def _settled_fields(session: ChargeSession) -> dict:

@@ -259,7 +259,7 @@ def tick(now: datetime, *, start_timeout: int = START_TIMEOUT_SECONDS) -> TickRe
 def _fail_refused_starts(now: datetime, report: TickReport) -> None:
     """A start the device rejected (or the outbox gave up on) fails its pending session at once."""
     refused = db.session.execute(
-        select(ChargeSession, PortCommand.error)
+        select(ChargeSession.id, PortCommand.error)
         .join(PortCommand, PortCommand.session_id == ChargeSession.id)
         .where(
             ChargeSession.state == PENDING, PortCommand.kind == CMD_START, PortCommand.status.in_((REJECTED, FAILED))
@@ -481,19 +481,12 @@ def _settle_endings(endings: list[tuple[int, str, datetime]], report: TickReport
     """End or fail the sessions through the session services, together, and commit (see _settle_batch)."""
     if not endings:
         return
-    reasons = {session_id: (reason, at) for session_id, reason, at in endings}
-    sessions = (
-        db.session.execute(select(ChargeSession).where(ChargeSession.id.in_(reasons)).order_by(ChargeSession.id))
-        .scalars()
-        .all()
-    )
-    batch = []
-    for session in sessions:
-        reason, at = reasons[session.id]
-        if reason == svc.START_FAILED:
-            batch.append(svc.Ending(session, svc.FAILED, reason, at, "start not confirmed in time"))
-        else:
-            batch.append(svc.Ending(session, svc.ENDED, reason, at))
+    batch = [
+        svc.Ending(session_id, svc.FAILED, reason, at, "start not confirmed in time")
+        if reason == svc.START_FAILED
+        else svc.Ending(session_id, svc.ENDED, reason, at)
+        for session_id, reason, at in sorted(endings)
+    ]
     _settle_batch(batch, report)
     db.session.commit()
 
