@@ -87,6 +87,9 @@ HEARTBEAT_SECONDS = 10.0
 MAX_IN_FLIGHT = 500  # commands being sent at once, across devices
 WRITE_BATCH = 500
 RETRY_MAX_SECONDS = 30.0
+# How often the claim also takes back the commands of gateways that died mid-send (those wait
+# outbox.CLAIM_EXPIRES_SECONDS anyway).
+REQUEUE_SECONDS = 10.0
 _CLOSE = object()  # the writer's last item
 
 # What an adapter raises (the same exceptions the simulator raises).
@@ -220,6 +223,11 @@ class Gateway:
         with app.app_context():
             sqlite = db.engine.url.get_backend_name() == "sqlite"
         self._executor = ThreadPoolExecutor(max_workers=1 if sqlite else 3, thread_name_prefix="gateway-db")
+        # Claims get a thread of their own, so a command never waits behind telemetry batches.
+        self._claimer = (
+            self._executor if sqlite else ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-claim")
+        )
+        self._requeued_at: datetime | None = None
         self._queue: asyncio.Queue | None = None
         self._wake: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
@@ -345,9 +353,15 @@ class Gateway:
         with self.app.app_context():
             try:
                 routed = tuple(scheme for scheme, adapter in self.adapters.items() if adapter.routed)
-                return outbox.claim(
-                    self.clock(), gateway_id=self.gateway_id, schemes=tuple(self.adapters), routed=routed
+                now = self.clock()
+                since = None if self._requeued_at is None else (now - self._requeued_at).total_seconds()
+                requeue = since is None or not 0 <= since < REQUEUE_SECONDS
+                commands = outbox.claim(
+                    now, gateway_id=self.gateway_id, schemes=tuple(self.adapters), routed=routed, requeue=requeue
                 )
+                if requeue:
+                    self._requeued_at = now
+                return commands
             finally:
                 db.session.remove()
 
@@ -418,7 +432,7 @@ class Gateway:
             notified_at, self._notified_at = self._notified_at, None
             claim_at = time.time()
             try:
-                commands = await loop.run_in_executor(self._executor, self._claim)
+                commands = await loop.run_in_executor(self._claimer, self._claim)
                 delay = 0.5
             except Exception:
                 log.warning(
@@ -536,6 +550,7 @@ class Gateway:
             except (TimeoutError, Exception):
                 writer.cancel()
             self._executor.shutdown(wait=True)
+            self._claimer.shutdown(wait=True)
             log.info("gateway stopped", extra={"event": "gateway.stop", "gateway_id": self.gateway_id})
 
     def run(self) -> None:

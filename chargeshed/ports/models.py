@@ -124,7 +124,8 @@ class Charger(db.Model):
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("operator.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=clock_now)
     # When the station first refused a RemoteStartTransaction carrying a chargingProfile (and took it
-    # without): it is started without a device-side cap since. None: it takes them, or never asked.
+    # without): it is started without a device-side cap since, until it boots again or takes one
+    # when asked again a day later. None: it takes them, or was not asked since it booted.
     profiles_refused_at: Mapped[datetime | None]
 
     @property

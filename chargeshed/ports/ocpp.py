@@ -15,6 +15,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import gc
 import http
 import json
 import logging
@@ -72,6 +73,9 @@ UNLIMITED_AMPS = 32.0
 # CallError codes some stations answer a RemoteStartTransaction carrying a chargingProfile with when
 # they do not do charging profiles (others answer status Rejected).
 PROFILE_REFUSALS = ("NotSupported", "NotImplemented")
+# A station that refused a chargingProfile is asked again with one after this long (a refusal may
+# have been passing: its profile slots full, a setting since changed), and at its next boot.
+PROFILE_RETRY_SECONDS = 24 * 3600
 
 ENERGY = "Energy.Active.Import.Register"
 POWER = "Power.Active.Import"
@@ -207,6 +211,10 @@ class OcppBackend(Protocol):
 
     async def profiles_refused(self, charge_point_id: str, at: datetime) -> None:
         """The station refused a chargingProfile on RemoteStartTransaction and took the start without."""
+
+    async def profiles_taken(self, charge_point_id: str) -> None:
+        """A station that had refused charging profiles booted (its firmware may have changed) or
+        accepted one again: forget the refusal."""
 
 
 def parse_time(value: Any, default: datetime | None = None) -> datetime:
@@ -394,6 +402,7 @@ class Station(_ChargePoint):
     async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str, **_):
         """Accept, then (after the reply) set the meter sample interval and the measurands we bill from."""
         await self.backend.link(self.id, True, _utcnow())
+        await self.system.booted(self.id)
         log.info(
             "station %s booted (%s %s)",
             self.id,
@@ -560,15 +569,19 @@ class CentralSystem:
         self.stations: dict[str, Station] = {}
         self.frame_times = FrameTimes()
         self.loop_lag = FrameTimes()
+        self.gc_pauses = FrameTimes()  # the interpreter's collections of its oldest generation
+        self._gc_started = 0.0
         self.stats_seconds = stats_seconds
         self.server: Server | None = None
         self._tasks: set[asyncio.Task] = set()
         # Hooks for the gateway: called (on the loop) when a station connects or its connection ends.
         self.on_connect: Callable[[str], None] | None = None
         self.on_disconnect: Callable[[str], None] | None = None
-        # Stations known to refuse a RemoteStartTransaction that carries a chargingProfile: they are
-        # started without one (no device-side cap). Filled by remote_start and by the gateway.
-        self.without_profiles: set[str] = set()
+        # Stations known to refuse a RemoteStartTransaction that carries a chargingProfile, with the
+        # loop time they were found to (or connected so known): they are started without one (no
+        # device-side cap) until PROFILE_RETRY_SECONDS later or their next boot. Filled by
+        # remote_start and by the gateway (`refuses_profiles`).
+        self.without_profiles: dict[str, float] = {}
 
     def spawn(self, coro, name: str = "") -> asyncio.Task:
         """Run a coroutine beside the message loop (never call a station from inside its handler)."""
@@ -593,6 +606,7 @@ class CentralSystem:
         if self.stats_seconds:
             self.spawn(self._report_loop(), "ocpp-stats")
             self.spawn(self._lag_loop(), "ocpp-loop-lag")
+            gc.callbacks.append(self._gc_timer)
         return self.server
 
     async def _report_loop(self) -> None:
@@ -600,14 +614,28 @@ class CentralSystem:
         while True:
             await asyncio.sleep(self.stats_seconds)
             figures = self.frame_times.take()
-            lag = self.loop_lag.take()
-            figures.update(loop_lag_p99_ms=lag.get("p99_ms"), loop_lag_max_ms=lag.get("max_ms"))
+            lag, collections = self.loop_lag.take(), self.gc_pauses.take()
+            figures.update(
+                loop_lag_p99_ms=lag.get("p99_ms"),
+                loop_lag_max_ms=lag.get("max_ms"),
+                gc_full=collections["frames"],
+                gc_max_ms=collections.get("max_ms"),
+            )
             log.info(
                 "ocpp: %d stations, %s",
                 len(self.stations),
                 figures,
                 extra={"event": "ocpp.frames", "stations": len(self.stations), **figures},
             )
+
+    def _gc_timer(self, phase: str, info: dict) -> None:
+        """gc callback: how long each collection of the oldest generation held the interpreter."""
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_pauses.add(time.perf_counter() - self._gc_started)
 
     async def _lag_loop(self) -> None:
         """Probe how late the event loop wakes a sleeper (reported with the frame times)."""
@@ -624,6 +652,8 @@ class CentralSystem:
 
     async def close(self) -> None:
         """Stop listening and close every station connection."""
+        if self._gc_timer in gc.callbacks:
+            gc.callbacks.remove(self._gc_timer)
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
@@ -695,6 +725,23 @@ class CentralSystem:
                 if self.on_disconnect:
                     self.on_disconnect(cp_id)
 
+    def refuses_profiles(self, cp_id: str, refuses: bool) -> None:
+        """Known from before (the registry): the station refuses charging profiles, or not."""
+        if refuses:
+            self.without_profiles.setdefault(cp_id, asyncio.get_running_loop().time())
+        else:
+            self.without_profiles.pop(cp_id, None)
+
+    async def booted(self, cp_id: str) -> None:
+        """A boot may bring new firmware: a station that refused charging profiles is asked with one
+        again at its next start (and the registry forgets the refusal)."""
+        if self.without_profiles.pop(cp_id, None) is None:
+            return
+        try:
+            await self.backend.profiles_taken(cp_id)
+        except Exception:
+            log.exception("station %s: could not record that it may take charging profiles again", cp_id)
+
     def _station(self, cp_id: str) -> Station:
         station = self.stations.get(cp_id)
         if station is None:
@@ -723,10 +770,14 @@ class CentralSystem:
         A station that does not do charging profiles answers a start carrying one with Rejected (or
         a CallError NotSupported / NotImplemented): the start is sent once more without it, and when
         that is accepted the station is remembered (`without_profiles`, and the backend's
-        `profiles_refused`) so its later starts go without a profile at once.
+        `profiles_refused`) so its later starts go without a profile at once — until its next boot
+        or PROFILE_RETRY_SECONDS later, when a start carries the profile again; accepted, the
+        refusal is forgotten (the backend's `profiles_taken`).
         """
         plain = call.RemoteStartTransaction(id_tag=id_tag, connector_id=connector)
-        if not cap_seconds or cp_id in self.without_profiles:
+        now = asyncio.get_running_loop().time()
+        refused_at = self.without_profiles.get(cp_id)
+        if not cap_seconds or (refused_at is not None and now - refused_at < PROFILE_RETRY_SECONDS):
             self._accepted(await self._call(cp_id, plain), "RemoteStartTransaction")
             return False
         capped = call.RemoteStartTransaction(
@@ -740,10 +791,20 @@ class CentralSystem:
             answer = refused.code
         else:
             if getattr(result, "status", None) == "Accepted":
+                if self.without_profiles.pop(cp_id, None) is not None:
+                    log.info(
+                        "station %s took a chargingProfile again: started with the device-side cap",
+                        cp_id,
+                        extra={"event": "ocpp.profiles_again", "charge_point": cp_id},
+                    )
+                    try:
+                        await self.backend.profiles_taken(cp_id)
+                    except Exception:  # the start went out: a failed record must not make it fail
+                        log.exception("station %s: could not record that it takes charging profiles", cp_id)
                 return True
             answer = str(getattr(result, "status", result))
         self._accepted(await self._call(cp_id, plain), "RemoteStartTransaction")
-        self.without_profiles.add(cp_id)
+        self.without_profiles[cp_id] = now
         log.warning(
             "station %s answered a RemoteStartTransaction with a chargingProfile %s and accepted it without: "
             "started without a device-side cap, and so from now on",

@@ -131,15 +131,16 @@ class OcppAdapter(Adapter):
         if registered is None:
             return False
         self._connectors[charge_point_id] = registered.connectors
-        if registered.takes_profiles:
-            self.system.without_profiles.discard(charge_point_id)
-        else:
-            self.system.without_profiles.add(charge_point_id)
+        self.system.refuses_profiles(charge_point_id, not registered.takes_profiles)
         return True
 
     async def profiles_refused(self, charge_point_id: str, at: datetime) -> None:
         """Stored on the station's registry row (pages and `chargers list` say "no device-side cap")."""
         await self.reporter.run_db(ocpp_store.profiles_refused, charge_point_id, at)
+
+    async def profiles_taken(self, charge_point_id: str) -> None:
+        """The refusal is cleared from the registry row (a boot, or a profile accepted again)."""
+        await self.reporter.run_db(ocpp_store.profiles_taken, charge_point_id)
 
     async def link(self, charge_point_id: str, online: bool, at: datetime) -> None:
         """Online (connected, booted, heartbeat) or offline."""

@@ -69,6 +69,17 @@ def profiles_refused(charge_point_id: str, at: datetime) -> None:
     )
 
 
+def profiles_taken(charge_point_id: str) -> None:
+    """Forget that the station refused charging profiles (it booted, perhaps on new firmware, or
+    accepted one again): its starts carry the device-side cap."""
+    db.session.execute(
+        update(Charger)
+        .where(Charger.charge_point_id == charge_point_id, Charger.profiles_refused_at.is_not(None))
+        .values(profiles_refused_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def wanted(charge_point_id: str, connector: int | None, id_tag: str) -> bool:
     """The idTag is the reference of a start queued for this station (connector) and not stopped since."""
     match = _SESSION_REF.match(id_tag or "")

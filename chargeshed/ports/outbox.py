@@ -155,16 +155,25 @@ def claim(
     routed: tuple[str, ...] = (),
     limit: int = 200,
     own_claims_expire: float | None = None,
+    requeue: bool = True,
 ) -> list[Command]:
     """Take due commands for ports on `schemes` (QUEUED → SENDING) and commit; the caller sends them.
 
     Schemes in `routed` (e.g. OCPP, where only the process holding the station's websocket can reach
     it) are claimed only for devices this gateway holds (DeviceLink.gateway_id). At most one open
-    command per port: later ones wait for the earlier to be answered. Also requeues commands of
-    gateways that died mid-send (after CLAIM_EXPIRES_SECONDS; this gateway's own earlier claims after
-    `own_claims_expire` seconds: a restarted in-process simulator takes its commands back at once).
+    command per port: later ones wait for the earlier to be answered. With `requeue`, first queues
+    again the commands of gateways that died mid-send (after CLAIM_EXPIRES_SECONDS; this gateway's
+    own earlier claims after `own_claims_expire` seconds: a restarted in-process simulator takes its
+    commands back at once); a gateway claiming many times a second does that now and then only.
+
+    One UPDATE … RETURNING (PostgreSQL: `FOR UPDATE SKIP LOCKED` in its subquery, so two gateways
+    never take one command). On PostgreSQL the claim's commit does not wait for the disk
+    (synchronous_commit off for this transaction): a claim is a lease, and one lost in a database
+    crash leaves its command queued, to be sent again, as when a gateway dies mid-send; a device's
+    acknowledgement (`mark_done`) is committed durably.
     """
-    _requeue_expired(now, gateway_id, own_claims_expire)
+    if requeue:
+        _requeue_expired(now, gateway_id, own_claims_expire)
     earlier = aliased(PortCommand)
     blocked = exists().where(
         earlier.port_id == PortCommand.port_id, earlier.id < PortCommand.id, earlier.status.in_(OPEN_STATES)
@@ -176,75 +185,60 @@ def claim(
             DeviceLink.device == PortTelemetry.device, DeviceLink.gateway_id == gateway_id, DeviceLink.online.is_(True)
         )
         reach.append(and_(_scheme_filter(routed), PortTelemetry.target == Port.hardware_target, held))
-    ids = list(
-        db.session.execute(
-            select(PortCommand.id)
-            .join(Port, Port.id == PortCommand.port_id)
-            .outerjoin(PortTelemetry, PortTelemetry.port_id == PortCommand.port_id)
-            .where(
-                PortCommand.status == QUEUED,
-                or_(PortCommand.next_attempt_at.is_(None), PortCommand.next_attempt_at <= now),
-                ~blocked,
-                or_(*reach),
-            )
-            .order_by(PortCommand.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=PortCommand)
-        ).scalars()
+    due = (
+        select(PortCommand.id)
+        .join(Port, Port.id == PortCommand.port_id)
+        .outerjoin(PortTelemetry, PortTelemetry.port_id == PortCommand.port_id)
+        .where(
+            PortCommand.status == QUEUED,
+            or_(PortCommand.next_attempt_at.is_(None), PortCommand.next_attempt_at <= now),
+            ~blocked,
+            or_(*reach),
+        )
+        .order_by(PortCommand.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=PortCommand)
     )
-    if not ids:
-        db.session.commit()
-        return []
-    db.session.execute(
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SET LOCAL synchronous_commit = off"))
+    rows = db.session.execute(
         update(PortCommand)
-        .where(PortCommand.id.in_(ids), PortCommand.status == QUEUED)
+        .where(PortCommand.id.in_(due.scalar_subquery()), PortCommand.status == QUEUED)
         .values(
             status=SENDING,
             claimed_by=gateway_id,
             claimed_at=now,
             target=select(Port.hardware_target).where(Port.id == PortCommand.port_id).scalar_subquery(),
         )
-        .execution_options(synchronize_session=False)
-    )
-    rows = db.session.execute(
-        select(
+        .returning(
             PortCommand.id,
             PortCommand.port_id,
-            Port.code,
+            select(Port.code).where(Port.id == PortCommand.port_id).scalar_subquery(),
             PortCommand.kind,
-            Port.hardware_target,
+            PortCommand.target,
             PortCommand.session_id,
             PortCommand.cap_seconds,
             PortCommand.argument,
             PortCommand.attempts,
         )
-        .join(Port, Port.id == PortCommand.port_id)
-        .where(
-            PortCommand.id.in_(ids),
-            PortCommand.status == SENDING,
-            PortCommand.claimed_by == gateway_id,
-            PortCommand.claimed_at == now,
-        )
-        .order_by(PortCommand.id)
+        .execution_options(synchronize_session=False)
     ).all()
-    commands = []
-    for command_id, port_id, code, kind, target, session_id, cap, argument, attempts in rows:
-        commands.append(
-            Command(
-                id=command_id,
-                port_id=port_id,
-                port_code=code,
-                kind=kind,
-                target=targets.parse(target or targets.SIM),
-                session_ref=f"S{session_id}" if session_id else "",
-                cap_seconds=cap,
-                reason=argument if kind == CMD_STOP else "",
-                available=argument != "off",
-                attempts=attempts,
-            )
-        )
     db.session.commit()
-    return commands
+    return [
+        Command(
+            id=command_id,
+            port_id=port_id,
+            port_code=code,
+            kind=kind,
+            target=targets.parse(target or targets.SIM),
+            session_ref=f"S{session_id}" if session_id else "",
+            cap_seconds=cap,
+            reason=argument if kind == CMD_STOP else "",
+            available=argument != "off",
+            attempts=attempts,
+        )
+        for command_id, port_id, code, kind, target, session_id, cap, argument, attempts in sorted(rows)
+    ]
 
 
 def _requeue_expired(now: datetime, gateway_id: str, own_expire: float | None) -> None:

@@ -220,6 +220,67 @@ def test_a_station_without_charging_profiles_starts_without_the_cap_and_is_remem
     assert "no device-side cap" in runner.invoke(args=["chargers", "list"]).output
 
 
+def test_a_station_that_refused_profiles_gets_the_cap_again_after_a_boot_or_when_it_takes_one(
+    app, client, runner, clock, shed, monkeypatch
+):
+    """The refusal is a finding about the station's firmware: a BootNotification (new firmware takes
+    effect at a boot) forgets it; so does a profile taken when asked again after a while."""
+    from chargeshed.ports import ocpp, ocpp_store
+
+    def device_cap() -> bool:
+        (listed,) = json.loads(runner.invoke(args=["chargers", "list", "--format", "json"]).output)
+        return listed["device_cap"]
+
+    async def charge(station) -> None:
+        session_id = await start_from_the_page(app, client, shed["code"])
+        await station.next_asked("RemoteStartTransaction")
+        started = await station.start_transaction(1, f"S{session_id}", METER_START)
+        await gateway.flush()
+        assert (await asyncio.to_thread(client.post, f"/s/{session_id}/stop")).status_code in (200, 302)
+        await station.next_asked("RemoteStopTransaction")
+        await station.stop_transaction(started.transaction_id, METER_START, "Remote")
+        await gateway.flush()
+        await in_thread(app, _tick, clock.now)
+
+    def refused_again() -> None:
+        ocpp_store.profiles_refused("CP-1", clock.now)
+        db.session.commit()
+
+    refused_again()  # found on the old firmware
+    assert device_cap() is False
+    with RunningGateway(app, clock) as gateway:
+
+        async def scenario():
+            # Updated firmware: the station boots, and its next start carries the TxProfile again.
+            async with station_connected(gateway.port, "CP-1", shed["key"]) as station:
+                station.clock = clock
+                await booted(station, 1)
+                await gateway.flush()
+                assert await in_thread(app, device_cap) is True
+                await in_thread(app, _tick, clock.now)
+                await charge(station)
+                rebooted = station.profiles
+
+            # Refused again later; reconnected without a boot, it is started without a profile…
+            await in_thread(app, refused_again)
+            async with station_connected(gateway.port, "CP-1", shed["key"]) as station:
+                station.clock = clock
+                await station.status(1, "Available")
+                await gateway.flush()
+                await in_thread(app, _tick, clock.now)
+                await charge(station)
+                # …until it is asked again (a day later), takes the profile and the refusal is forgotten.
+                monkeypatch.setattr(ocpp, "PROFILE_RETRY_SECONDS", 0)
+                await charge(station)
+                await gateway.flush()
+                return rebooted, station.profiles
+
+        rebooted, reconnected = run(scenario())
+    assert [profile is not None for profile in rebooted] == [True]
+    assert [profile is not None for profile in reconnected] == [False, True]
+    assert device_cap() is True
+
+
 def test_ports_of_a_station_that_reports_itself_faulted_or_unavailable_are_not_offered(app, client, clock, shed):
     """Connector 0 Faulted or Unavailable while each connector still says Available: the site page
     does not count its ports free, the port page offers no start and a start is refused with the

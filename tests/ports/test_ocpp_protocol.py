@@ -82,6 +82,9 @@ class MemoryBackend:
     async def profiles_refused(self, cp_id, at):
         self.refused_profiles.append(cp_id)
 
+    async def profiles_taken(self, cp_id):
+        self.refused_profiles.remove(cp_id)
+
 
 def run(scenario, backend=None, **options):
     """Run `scenario(system, port)` against a central system listening on an ephemeral port."""
