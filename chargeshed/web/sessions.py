@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import copy
+import time
+from functools import lru_cache
+
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import BadSignature
+
+# Distinct cookie values whose checked contents each process keeps (a signed-in phone sends the same
+# cookie on every request until the session changes).
+VERIFIED_COOKIES = 1024
 
 
 class CookieSessionInterface(SecureCookieSessionInterface):
     """The same cookies as Flask's, signed the same way.
 
-    Two differences, both only in cost: the signing serializer is built once per secret key (Flask
-    builds it on every request), and a request that carries no session cookie gets an empty session
-    without reading any key. An empty, unchanged session is left alone on the way out (Flask reads
-    every cookie setting first).
+    The differences are only in cost: the signing serializer is built once per secret key (Flask
+    builds it on every request); a request that carries no session cookie gets an empty session
+    without reading any key; a cookie value already checked is not checked again (its contents and
+    signing time are kept, its age is still checked on every request); an empty, unchanged session is left
+    alone on the way out (Flask reads every cookie setting first).
     """
 
     def __init__(self):
@@ -26,9 +36,21 @@ class CookieSessionInterface(SecureCookieSessionInterface):
         return made[1]
 
     def open_session(self, app: Flask, request):
-        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+        serializer = self.get_signing_serializer(app)
+        if serializer is None:
+            return None
+        value = request.cookies.get(self.get_cookie_name(app))
+        if not value:
             return self.session_class()
-        return super().open_session(app, request)
+        checked = _checked(serializer, value)
+        max_age = app.permanent_session_lifetime.total_seconds()
+        if checked is None or time.time() - checked[1] > max_age:
+            return self.session_class()
+        data = checked[0]
+        # Each request gets its own copy: a list in it (flashed messages) may be appended to.
+        return self.session_class(
+            copy.deepcopy(data) if any(isinstance(v, list | dict) for v in data.values()) else data
+        )
 
     def save_session(self, app: Flask, session, response) -> None:
         if not session and not session.modified:
@@ -36,6 +58,16 @@ class CookieSessionInterface(SecureCookieSessionInterface):
                 response.vary.add("Cookie")
             return
         super().save_session(app, session, response)
+
+
+@lru_cache(maxsize=VERIFIED_COOKIES)
+def _checked(serializer, value: str) -> tuple[dict, float] | None:
+    """A cookie's contents and signing time if its signature is good, else None; kept per process."""
+    try:
+        data, signed_at = serializer.loads(value, return_timestamp=True)
+    except BadSignature:
+        return None
+    return data, signed_at.timestamp()
 
 
 def init_app(app: Flask) -> None:
