@@ -127,10 +127,10 @@ def configure_logging(app: Flask) -> None:
     root = logging.getLogger()
     if app.testing or any(getattr(handler, "chargeshed", False) for handler in root.handlers):
         return
-    # Neither format prints the caller's file and line, thread or process name: skip collecting them
-    # for every record (the stack walk alone costs about as much as writing the line).
+    # No format of ours (nor gunicorn's) prints the caller's file and line: skip the stack walk that
+    # finds them for every record (the logging module's documented switch; it costs about as much
+    # as writing the line).
     logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = _StderrHandler()
     handler.chargeshed = True
     if app.config.get("LOG_FORMAT", "json") == "json":
