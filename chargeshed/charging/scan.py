@@ -16,6 +16,9 @@ from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.orm import aliased
 
 from chargeshed.charging.models import LIVE_STATES, ChargeSession, Tariff
+from chargeshed.charging.occupancy import version_of
+from chargeshed.charging.port_state import port_state_now
+from chargeshed.charging.sessions import refusal_for_port
 from chargeshed.charging.tariff import Tariff as TariffRules
 from chargeshed.extensions import db
 from chargeshed.money.ledger import wallet_code
@@ -151,3 +154,27 @@ def load_scan(code: str, user_id: int | None = None) -> Scan | None:
         if row.site_fingerprint is not None
         else None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PageInputs:
+    """What the pay page shows that depends on the time as well as on the scanned row.
+
+    `free_ports_version` names the site's occupancy (kept by the tick) that the list of free ports
+    nearby is drawn from; None when the page lists none, or when no tick has recorded the site yet.
+    """
+
+    state: str
+    refusal: str | None
+    free_ports_version: str | None
+
+
+def page_inputs(found: Scan, now: datetime) -> PageInputs:
+    """The port's state now, why it cannot start (if so) and which occupancy its free ports come from."""
+    state = port_state_now(found.port, found.live, now)
+    refusal = refusal_for_port(found.port, now, found.live)
+    version = None
+    if refusal and refusal != "port_retired" and found.site_version is not None:
+        stored = found.site_version
+        version = version_of(stored.fingerprint, stored.offline_at, stored.charging, now)
+    return PageInputs(state, refusal, version)

@@ -148,11 +148,12 @@ def init_app(app: Flask) -> None:
 
     Runs before the blueprints are registered, so their <int:...> routes get the bounded converter.
     """
-    from chargeshed.web import bounds
+    from chargeshed.web import bounds, scan_front
 
     configure_logging(app)
     bounds.init_app(app)
     app.url_map.converters["int"] = BoundedIntConverter
+    scan_front.init_app(app)
     proxies = int(app.config.get("PROXY_FIX") or 0)
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies)
@@ -162,8 +163,7 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def start_request():
-        offered = request.headers.get("X-Request-Id", "")
-        g.request_id = offered if REQUEST_ID_RE.match(offered) else secrets.token_hex(8)
+        g.request_id = request_id_for(request.headers.get("X-Request-Id", ""))
         g.request_started = time.perf_counter()
         reject_malformed_input()
 
@@ -194,19 +194,47 @@ def init_app(app: Flask) -> None:
             headers.setdefault("Strict-Transport-Security", f"max-age={hsts_seconds}; includeSubDomains")
         headers["X-Request-Id"] = g.get("request_id", "")
         if "request_started" in g:
-            log.info(
-                "request",
-                extra={
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "remote": request.remote_addr,
-                    "user_id": _user_id(),
-                    "bytes": response.calculate_content_length(),
-                    "ms": round((time.perf_counter() - g.request_started) * 1000, 1),
-                },
+            log_request(
+                request.method,
+                request.path,
+                response.status_code,
+                request.remote_addr,
+                _user_id(),
+                response.calculate_content_length(),
+                g.request_started,
             )
         return response
+
+
+def request_id_for(offered: str) -> str:
+    """The id a request is logged under: the caller's X-Request-Id if well formed, else a new one."""
+    return offered if REQUEST_ID_RE.match(offered) else secrets.token_hex(8)
+
+
+def log_request(
+    method: str,
+    path: str,
+    status: int,
+    remote: str | None,
+    user_id: int | None,
+    size: int | None,
+    started: float,
+    **extra,
+) -> None:
+    """The one log line of a served request (`started`: its time.perf_counter() on arrival)."""
+    log.info(
+        "request",
+        extra={
+            "method": method,
+            "path": path,
+            "status": status,
+            "remote": remote,
+            "user_id": user_id,
+            "bytes": size,
+            "ms": round((time.perf_counter() - started) * 1000, 1),
+            **extra,
+        },
+    )
 
 
 def _signed_in() -> bool:

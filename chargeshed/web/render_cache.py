@@ -31,17 +31,26 @@ class RenderCache:
 
     def get_or_make(self, key: Hashable, make: Callable[[], T]) -> T:
         """The entry for `key`, made (outside the lock) and kept when absent (a None is made each time)."""
+        value = self.get(key)
+        if value is None:
+            value = make()
+            self.put(key, value)
+        return value
+
+    def get(self, key: Hashable):
+        """The entry for `key`, or None."""
         with self._lock:
             value = self._items.get(key)
             if value is not None:
                 self._items.move_to_end(key)
-                return value
-        value = make()
+            return value
+
+    def put(self, key: Hashable, value: object) -> None:
+        """Keep `value` under `key`, dropping the least recently used entry when full."""
         with self._lock:
             self._items[key] = value
             if len(self._items) > self.size:
                 self._items.popitem(last=False)
-        return value
 
     def __len__(self) -> int:
         return len(self._items)

@@ -18,9 +18,8 @@ from chargeshed.charging import sessions as charging
 from chargeshed.charging.access import get_own_session_or_404
 from chargeshed.charging.finder import free_ports_near, site_sheds
 from chargeshed.charging.models import LIVE_STATES, PENDING, ChargeSession
-from chargeshed.charging.occupancy import version_of
 from chargeshed.charging.port_state import port_state_now
-from chargeshed.charging.scan import load_scan
+from chargeshed.charging.scan import load_scan, page_inputs
 from chargeshed.extensions import db, limiter
 from chargeshed.htmx import make_response, render_page_or_partial
 from chargeshed.money import ledger
@@ -52,6 +51,7 @@ from chargeshed.sites import qr
 from chargeshed.sites.models import Shed, Site
 from chargeshed.sites.services import get_port_by_code_or_404
 from chargeshed.timeutil import now as clock_now
+from chargeshed.web import scan_front
 from chargeshed.web.forms import ActionForm, BikeForm, TopUpForm, typed_port
 from chargeshed.web.passes import refusal_message as pass_refusal
 from chargeshed.web.payment_forms import CashOutForm
@@ -179,16 +179,18 @@ def port_page(code: str):
         abort(404)
     port, live, terms, balance = found.port, found.live, found.terms, found.balance_fen
     now = clock_now()
-    state = port_state_now(port, live, now)
-    refusal = charging.refusal_for_port(port, now, live)
+    inputs = page_inputs(found, now)
+    refusal = inputs.refusal
     page = dict(
         port=port,
         shed=found.shed,
-        state=state,
+        state=inputs.state,
         refusal=refusal,
         terms=terms,
         refusal_message=_refusal_message(refusal) if refusal else None,
-        free_ports=_free_ports_near(found, now) if refusal and refusal != "port_retired" else None,
+        free_ports=_free_ports_near(found, now, inputs.free_ports_version)
+        if refusal and refusal != "port_retired"
+        else None,
     )
     if signed_in:
         amounts = tuple(_topup_amounts())
@@ -202,6 +204,8 @@ def port_page(code: str):
         )
     if session.get("_flashes"):
         return render_template("resident/port.html", **page)
+    if not signed_in:
+        scan_front.offer(found, inputs)
     # Only signed-in residents get forms: an anonymous scan sets no session cookie.
     vary = (str(get_locale()), request.full_path, signed_in, signed_in and current_user.is_staff)
     body = cached_render("resident/port.html", vary, csrf_token=_csrf_placeholder, **page)
@@ -216,13 +220,11 @@ def _csrf_placeholder() -> str:
     return CSRF_PLACEHOLDER
 
 
-def _free_ports_near(found, now) -> tuple | None:
+def _free_ports_near(found, now, version: str | None) -> tuple:
     """The free ports nearby, reused while the site's occupancy version (kept by the tick) is the same."""
     args = (found.shed.site.id, found.shed.id, found.port.id)
-    if found.site_version is None:
+    if version is None:
         return tuple(free_ports_near(*args, now))
-    stored = found.site_version
-    version = version_of(stored.fingerprint, stored.offline_at, stored.charging, now)
     return render_cache().get_or_make(("free_ports", *args, version), lambda: tuple(free_ports_near(*args, now)))
 
 
