@@ -12,6 +12,7 @@ On SIGTERM gunicorn stops accepting, lets requests in flight
 finish (up to graceful_timeout) and exits 0.
 """
 
+import gc
 import os
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
@@ -28,9 +29,12 @@ errorlog = "-"
 # through a proxy on loopback must not make a request "https" by sending X-Forwarded-Proto itself.
 forwarded_allow_ips = ""
 secure_scheme_headers: dict[str, str] = {}
-# Recycle workers now and then so a slow leak can never grow without bound.
-max_requests = 5000
-max_requests_jitter = 500
+# Recycle workers now and then so a slow leak can never grow without bound: by count of requests,
+# so a busy worker (hundreds of scans a second) is recycled every few minutes, not every few seconds
+# (each recycle drops its keep-alive connections and starts with cold caches), and the workers'
+# jitter keeps them from recycling together.
+max_requests = 100_000
+max_requests_jitter = 20_000
 # The app is built once, in the master, and each worker is forked from it: a recycled worker serves
 # within milliseconds instead of after a second of imports and set-up (while the others carry its
 # share). New code is deployed by restarting gunicorn: a HUP re-reads these settings, not the code.
@@ -39,6 +43,22 @@ preload_app = True
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # No shared control socket in the home directory: several instances may run on one host.
 control_socket_disable = True
+
+
+def when_ready(server) -> None:
+    """In the master, before the first fork: templates compiled and catalogues loaded once, for all
+    workers. A worker recycled after max_requests then answers at once, without a slow first page
+    while its share of the connections waits."""
+    from chargeshed.web.jinja import warm_up
+
+    warm_up(server.app.wsgi())
+
+
+def pre_fork(server, worker) -> None:
+    """Before each fork, move what the master built (the app, its templates and libraries) out of the
+    garbage collector's sight: a worker's full collections then walk only what it made itself, and
+    never write to the pages it shares with the master."""
+    gc.freeze()
 
 
 def post_fork(server, worker) -> None:
