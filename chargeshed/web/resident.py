@@ -204,7 +204,9 @@ def port_page(code: str):
         )
     if session.get("_flashes"):
         return render_template("resident/port.html", **page)
-    if not signed_in:
+    if not signed_in and (page["free_ports"] is None or inputs.free_ports_version is not None):
+        # Kept for the next anonymous scan only when all it shows is named by its key: free ports
+        # listed before the tick has recorded the site have no version to tell when they change.
         scan_front.offer(found, inputs)
     # Only signed-in residents get forms: an anonymous scan sets no session cookie.
     vary = (str(get_locale()), request.full_path, signed_in, signed_in and current_user.is_staff)

@@ -118,3 +118,15 @@ def test_the_front_gives_way_when_the_database_cannot_answer(app, client, make_s
     monkeypatch.setattr("chargeshed.web.scan_front.load_scan", broken)
     assert client.get("/p/T11001").status_code == 200  # Flask's own statement still answers
     assert through_flask == ["/p/T11001", "/p/T11001"]
+
+
+def test_free_ports_listed_before_the_site_has_a_version_are_never_answered_stale(app, client, make_site):
+    make_site()  # no tick has recorded the site yet: its free ports carry no version
+    _port("T11001").status = PORT_MAINTENANCE
+    db.session.commit()
+    assert "/p/T11002" in client.get("/p/T11001").get_data(as_text=True)
+
+    _port("T11002").status = PORT_MAINTENANCE  # the scanned port's own row does not change
+    db.session.commit()
+    page = client.get("/p/T11001").get_data(as_text=True)
+    assert "/p/T11002" not in page and "/p/T11003" in page
