@@ -69,12 +69,17 @@ def _steady_tick_statements(make_site, make_resident, driver, clock, ports: int)
     return len(statements)
 
 
-def test_a_supervisor_tick_issues_the_same_statements_for_4_or_40_ports(app, make_site, make_resident, driver, clock):
-    few = _steady_tick_statements(make_site, make_resident, driver, clock, 4)
+def _empty_database() -> None:
+    """Every row gone, so a second measurement starts as the first did."""
     db.session.remove()
     for table in reversed(db.metadata.sorted_tables):
         db.session.execute(table.delete())
     db.session.commit()
+
+
+def test_a_supervisor_tick_issues_the_same_statements_for_4_or_40_ports(app, make_site, make_resident, driver, clock):
+    few = _steady_tick_statements(make_site, make_resident, driver, clock, 4)
+    _empty_database()
     many = _steady_tick_statements(make_site, make_resident, driver, clock, 40)
     # Refused starts, (advisory lock), ports with telemetry, live sessions, open commands, two batched
     # writes, the alert refresh's two reads, sessions ended offline awaiting their device's meter:
@@ -121,9 +126,6 @@ def test_a_burst_of_endings_settles_in_the_same_statements_for_4_or_20_sessions(
     app, make_site, make_resident, driver, clock
 ):
     few = _burst_statements(make_site, make_resident, driver, clock, 4)
-    db.session.remove()
-    for table in reversed(db.metadata.sorted_tables):
-        db.session.execute(table.delete())
-    db.session.commit()
+    _empty_database()
     many = _burst_statements(make_site, make_resident, driver, clock, 20)
     assert len(few) == len(many) <= BURST_TICK, many
