@@ -194,7 +194,9 @@ def post_many(postings: Sequence[Posting]) -> list[int]:
 
     A fixed number of statements whatever their number: the transactions, one locked update of
     every account's balance by the sum of its legs, the entries. Raises as post does (the refs of
-    all postings in the error) and then keeps nothing of any of them.
+    all postings in the error) and then keeps nothing of any of them. The not-negative rule is
+    checked on each account's balance after all of them: a batch whose postings must each be
+    covered on their own (a debit that a later credit in the batch would cover) is booked by post.
     """
     checked = [(posting, _checked(posting)) for posting in postings]
     if not checked:
