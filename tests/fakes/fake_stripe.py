@@ -325,18 +325,19 @@ class FakeStripe:
         with self.lock:
             self._offset += int(seconds)
 
-    def lose_responses(self, path: str, count: int = 1) -> None:
-        """The next ``count`` requests to ``path`` (a prefix) are carried out, but their responses
-        never arrive: the client waits until its read timeout."""
+    def lose_responses(self, path: str, count: int = 1, method: str | None = None) -> None:
+        """The next ``count`` requests to ``path`` (a prefix; only ``method`` when given) are carried
+        out, but their responses never arrive: the client waits until its read timeout."""
         with self.lock:
             self._released.clear()
-            self._lose.append([path, count])
+            self._lose.append([path, count, method])
 
-    def hang(self, path: str = "/v1/", count: int = 1_000_000) -> None:
-        """The next ``count`` requests to ``path`` hang before doing anything (until ``release``)."""
+    def hang(self, path: str = "/v1/", count: int = 1_000_000, method: str | None = None) -> None:
+        """The next ``count`` requests to ``path`` (a prefix; only ``method`` when given) hang before
+        doing anything (until ``release``)."""
         with self.lock:
             self._released.clear()
-            self._hang.append([path, count])
+            self._hang.append([path, count, method])
 
     def release(self) -> None:
         """Stop hanging and let held requests go (they then answer normally)."""
@@ -345,9 +346,9 @@ class FakeStripe:
             self._lose.clear()
         self._released.set()
 
-    def _take(self, rules: list[list], path: str) -> bool:
+    def _take(self, rules: list[list], method: str, path: str) -> bool:
         for rule in rules:
-            if path.startswith(rule[0]) and rule[1] > 0:
+            if path.startswith(rule[0]) and rule[1] > 0 and rule[2] in (None, method):
                 rule[1] -= 1
                 return True
         return False
@@ -888,13 +889,13 @@ class FakeStripe:
         for hook in list(self.request_hooks):
             hook(request.method, request.path)
         with self.lock:
-            hanging = self._take(self._hang, request.path)
+            hanging = self._take(self._hang, request.method, request.path)
         if hanging:  # nothing is done; the client gives up long before
             self._released.wait(60)
             return self._json(503, {"error": {"type": "api_error", "message": "timed out"}}, {})
         response = self._answer(request)
         with self.lock:
-            losing = self._take(self._lose, request.path)
+            losing = self._take(self._lose, request.method, request.path)
         if losing:  # the work is done, the answer never reaches the client in time
             self._released.wait(60)
         return response

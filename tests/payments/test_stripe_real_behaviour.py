@@ -113,7 +113,7 @@ def test_a_refund_webhook_before_the_answer_links_and_settles_our_refund(
     funded, stripe_provider, fake_stripe, deliver, writes_during_calls
 ):
     user, topup = funded
-    fake_stripe.lose_responses("/v1/refunds", count=2)  # the first try and the SDK's retry
+    fake_stripe.lose_responses("/v1/refunds", count=2, method="POST")  # the first try and the SDK's retry
     cashout = refunds.request_cashout(user.id, 700, stripe_provider)
     (part,) = cashout.parts
     assert part.provider_ref is None and part.status == "pending"
@@ -130,7 +130,7 @@ def test_a_lost_refund_answer_is_never_paid_twice_even_after_stripe_forgot_the_k
     funded, stripe_provider, fake_stripe, runner, clock, writes_during_calls
 ):
     user, topup = funded
-    fake_stripe.lose_responses("/v1/refunds", count=2)
+    fake_stripe.lose_responses("/v1/refunds", count=2, method="POST")
     refunds.request_cashout(user.id, 700, stripe_provider)
     fake_stripe.release()
     # Two days later: Stripe has forgotten the idempotency key; no webhook ever arrived.
@@ -150,7 +150,7 @@ def test_a_refund_that_never_reached_stripe_is_sent_again_with_a_fresh_key(
     funded, stripe_provider, fake_stripe, runner, clock, writes_during_calls
 ):
     user, topup = funded
-    fake_stripe.hang("/v1/refunds", count=2)  # Stripe never did it
+    fake_stripe.hang("/v1/refunds", count=2, method="POST")  # Stripe never did it
     cashout = refunds.request_cashout(user.id, 500, stripe_provider)
     fake_stripe.release()
     (part,) = cashout.parts
@@ -173,7 +173,8 @@ def test_a_hanging_stripe_gives_the_resident_a_message_and_blocks_nobody(
     other = make_resident()
     paid = stripe_topup(other, 1000, webhook=False)
     login(make_resident())
-    fake_stripe.hang("/v1/checkout/sessions", count=2)
+    # Every attempt to create the checkout hangs; the webhook's own reads of sessions do not.
+    fake_stripe.hang("/v1/checkout/sessions", method="POST")
     delivered = []
 
     def webhook_meanwhile(method: str, path: str) -> None:
