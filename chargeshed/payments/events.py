@@ -31,6 +31,7 @@ PAID_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_suc
 UNPAID_EVENTS = {"checkout.session.expired": EXPIRED, "checkout.session.async_payment_failed": FAILED}
 REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
 DISPUTE_EVENTS = ("charge.dispute.funds_withdrawn",)
+DISPUTE_WON = "charge.dispute.funds_reinstated"
 PAYOUT_EVENTS = ("payout.created", "payout.updated", "payout.paid", "payout.failed", "payout.canceled")
 
 
@@ -63,6 +64,14 @@ def handle_event(event, provider, *, start_ttl_seconds: int = 900) -> str:
         dispute = refund_from_dispute(obj)
         outcome = apply_refund(dispute, provider)
         record_balance_txns(dispute.balance_refs, provider)
+        return outcome
+    if event.type == DISPUTE_WON:
+        # Events come in any order: the withdrawal is booked first unless its own event did it, so
+        # that a late withdrawal event finds it booked (and reversed) rather than taking the money again.
+        apply_refund(refund_from_dispute(obj), provider)
+        won = refund_from_dispute(obj, reinstated=True)
+        outcome = apply_refund(won, provider)
+        record_balance_txns(won.balance_refs, provider)
         return outcome
     if event.type in PAYOUT_EVENTS:
         refs = [object_id(field(obj, "balance_transaction")), object_id(field(obj, "failure_balance_transaction"))]

@@ -20,8 +20,9 @@ settlement currency at the rate Stripe used for it (not the payment's):
     refund (a cash-out's or one made outside ChargeShed; amount and net negative):
     CNY: external:stripe -refunded         exchange:stripe     +refunded
     HKD: exchange:stripe:hkd +amount       external:stripe:hkd -net          fees:stripe:hkd -fee
-    refund_failure: the same with the signs of the money coming back. A lost dispute's withdrawal
-    (an adjustment whose source is the dispute, its fee the dispute fee) is booked like a refund.
+    refund_failure: the same with the signs of the money coming back. A dispute's withdrawal
+    (an adjustment whose source is the dispute, its fee the dispute fee) is booked like a refund;
+    a won dispute's reinstatement like a refund failure, its fee negative when the fee comes back.
 
     payout (Stripe pays the balance out to the bank; amount and net negative):
     HKD: external:stripe:hkd -net          payouts:stripe:hkd +amount        fees:stripe:hkd -fee
@@ -62,11 +63,12 @@ def fee_problem(topup: TopUp, fee: Fee) -> str | None:
     return settlement_problem(topup.amount_fen, topup.currency, fee)
 
 
-def settlement_problem(amount: int, currency: str, txn: Fee) -> str | None:
+def settlement_problem(amount: int, currency: str, txn: Fee, *, fee_may_come_back: bool = False) -> str | None:
     """Why `txn` cannot be booked as settling `amount` (minor units, unsigned) of `currency`, or None:
-    "fee_amount" when its figures do not add up, "fee_currency" when it was converted without a rate."""
+    "fee_amount" when its figures do not add up, "fee_currency" when it was converted without a rate.
+    A negative fee (a fee given back, as a won dispute's may be) only when `fee_may_come_back`."""
     gross = _gross(txn)
-    if txn.fee < 0 or txn.fee + txn.net != gross:
+    if (txn.fee < 0 and not fee_may_come_back) or txn.fee + txn.net != gross:
         return "fee_amount"
     if txn.currency == currency.lower():
         return None if abs(gross) == amount else "fee_amount"
@@ -183,10 +185,11 @@ def book_balance_txn(provider: str, settled: Settled) -> str:
     if txn.type in REFUND_TYPES or dispute:
         if settled.source_amount is None or not settled.source_currency:
             return "fee_source"
-        problem = settlement_problem(settled.source_amount, settled.source_currency, txn)
+        reinstated = dispute and _gross(txn) > 0  # a won dispute: the money (and maybe its fee) put back
+        problem = settlement_problem(settled.source_amount, settled.source_currency, txn, fee_may_come_back=reinstated)
         if problem:
             return problem
-        sign = (1 if _gross(txn) > 0 else -1) if dispute else REFUND_TYPES[txn.type]
+        sign = (1 if reinstated else -1) if dispute else REFUND_TYPES[txn.type]
         money = sign * settled.source_amount
         if txn.currency == settled.source_currency:
             legs = [

@@ -432,11 +432,12 @@ def refund_from_stripe(refund) -> ProviderRefund:
     )
 
 
-def refund_from_dispute(dispute) -> ProviderRefund:
-    """A dispute whose funds were withdrawn, seen as money returned to the payer."""
+def refund_from_dispute(dispute, *, reinstated: bool = False) -> ProviderRefund:
+    """A dispute whose funds were withdrawn, seen as money returned to the payer; `reinstated` when
+    the dispute was won and Stripe put the money back (then it is a refund that failed after all)."""
     return ProviderRefund(
         ref=dispute["id"],
-        status="succeeded",
+        status="reinstated" if reinstated else "succeeded",
         amount_fen=int(dispute["amount"]),
         payment_ref=object_id(field(dispute, "payment_intent")),
         kind="dispute",

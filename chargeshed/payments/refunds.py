@@ -62,7 +62,8 @@ from chargeshed.timeutil import now as clock_now
 
 log = logging.getLogger(__name__)
 
-FAILED_STATES = ("failed", "canceled")
+# A refund that returned nothing after all (a dispute "reinstated": won, the money put back).
+FAILED_STATES = ("failed", "canceled", "reinstated")
 # Stripe keeps idempotency keys for about 24 h: never rely on one older than this.
 KEY_MAX_AGE = timedelta(hours=4)
 
@@ -597,7 +598,8 @@ def reverse_external_refund(ref: str, *, now: datetime | None = None) -> str:
                 f"external_refund_failed:{row.provider_ref}"[:80],
                 books.TXN_EXTERNAL_REFUND_FAILED,
                 legs,
-                memo=f"{row.kind} {row.provider_ref} made outside ChargeShed failed: booked back",
+                memo=f"{row.kind} {row.provider_ref} made outside ChargeShed "
+                + ("won: the money is back" if row.kind == "dispute" else "failed: booked back"),
                 at=now,
             )
     log.warning("%s %s made outside ChargeShed failed: its booking is reversed", row.kind, row.provider_ref)

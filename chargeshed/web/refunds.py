@@ -30,6 +30,7 @@ OUTSIDE_STATES = {
     "before_credit": _l("Refunded before it was credited: credited less"),
     "unmatched": _l("Matches no top-up: check in Stripe"),
     "failed": _l("Failed at Stripe afterwards: booked back"),
+    ("dispute", "failed"): _l("Dispute won: Stripe put the money back, booked back"),
 }
 
 

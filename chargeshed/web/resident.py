@@ -632,6 +632,8 @@ STATEMENT_LABELS = {
     "refund_failed": _l("Withdrawal failed: money back"),
     "pass_sale": _l("Monthly pass bought"),
     "pass_refund": _l("Monthly pass: unused days refunded"),
+    "external_refund": _l("Payment refunded to you by Stripe or disputed at your bank: taken back"),
+    "external_refund_failed": _l("That refund or dispute was reversed: money back"),
 }
 SESSION_KINDS = ("hold", "settle", "session_refund", "late_meter")
 

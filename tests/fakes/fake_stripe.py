@@ -17,8 +17,9 @@ Behaviour of the real API that the fake keeps:
 - idempotency keys are remembered for 24 h only (``advance`` moves the fake's clock);
 - a response can be lost after the work is done (``lose_responses``) and the API can hang
   (``hang``): the client sees a read timeout;
-- refunds made in the dashboard (``dashboard_refund``) carry no metadata; lost disputes
-  (``lose_dispute``) take money back with ``charge.dispute.funds_withdrawn``;
+- refunds made in the dashboard (``dashboard_refund``) carry no metadata; disputes
+  (``lose_dispute``) take money back with ``charge.dispute.funds_withdrawn``, and one won later
+  (``win_dispute``) puts it back with ``charge.dispute.funds_reinstated``;
 - an account settles in its own currency (``settlement_currency``/``exchange_rates``): the
   balance transaction then has ``amount``, ``fee``, ``net`` in that currency and ``exchange_rate``;
 - refunds are listed by ``payment_intent``/``charge``/``created`` only: the API has no refund
@@ -363,9 +364,9 @@ class FakeStripe:
             return copy.deepcopy(self._ep_create_refund(params))
 
     def lose_dispute(self, payment_intent: str, amount: int | None = None, fee: int = 1500) -> dict:
-        """The payer disputes the payment and wins: Stripe withdraws the money and its dispute ``fee``
+        """The payer disputes the payment: Stripe withdraws the money and its dispute ``fee`` at once
         (an ``adjustment`` balance transaction in the settlement currency, listed on the dispute;
-        event ``charge.dispute.funds_withdrawn``). Returns that event."""
+        event ``charge.dispute.funds_withdrawn``), before anyone answers it. Returns that event."""
         with self.lock:
             pi = self._get(payment_intent, "payment_intent")
             ch = self._objects[pi["latest_charge"]]
@@ -379,7 +380,7 @@ class FakeStripe:
                     "currency": ch["currency"],
                     "payment_intent": pi["id"],
                     "reason": "fraudulent",
-                    "status": "lost",
+                    "status": "needs_response",
                     "balance_transactions": [],
                 },
             )
@@ -391,6 +392,25 @@ class FakeStripe:
             )
             dispute["balance_transactions"] = [copy.deepcopy(txn)]
             return self._event("charge.dispute.funds_withdrawn", dispute)
+
+    def win_dispute(self, dispute_id: str, fee_returned: int = 0) -> dict:
+        """The operator wins a dispute after all: Stripe puts the withdrawn money back at the rate of the
+        moment, and ``fee_returned`` of the dispute fee (a negative fee on the reinstating ``adjustment``;
+        whether the fee comes back depends on the account's country). The dispute lists both balance
+        transactions; event ``charge.dispute.funds_reinstated``. Returns that event."""
+        with self.lock:
+            dispute = self._get(dispute_id, "dispute")
+            txn = self._balance_txn(dispute["amount"], dispute["currency"], "adjustment", dispute["id"])
+            txn.update(
+                fee=-fee_returned,
+                net=txn["amount"] + fee_returned,
+                fee_details=[{"amount": -fee_returned, "currency": txn["currency"], "type": "stripe_fee"}]
+                if fee_returned
+                else [],
+            )
+            dispute["status"] = "won"
+            dispute["balance_transactions"].append(copy.deepcopy(txn))
+            return self._event("charge.dispute.funds_reinstated", dispute)
 
     def fail_refund(self, refund_id: str, reason: str = "expired_or_canceled_card") -> dict:
         """A refund (e.g. one made in the dashboard) fails after it was made: the money comes back to

@@ -310,6 +310,50 @@ def test_a_lost_dispute_takes_the_money_back(funded, fake_stripe, deliver, write
     assert wallet_balance(user.id) == 0 and check_ledger() == []
 
 
+def test_a_dispute_won_later_puts_the_money_back_in_the_wallet_once(
+    funded, fake_stripe, deliver, client, login, writes_during_calls
+):
+    user, topup = funded
+    withdrawn = fake_stripe.lose_dispute(topup.payment_ref)
+    assert deliver(withdrawn).json["outcome"] == "outside_taken"
+    assert wallet_balance(user.id) == 0
+    won = fake_stripe.win_dispute(withdrawn["data"]["object"]["id"])
+    assert deliver(won).json["outcome"] == "outside_reversed"
+    for event in (won, withdrawn):  # delivered again, in any order: nothing moves twice
+        assert deliver(event).status_code == 200
+    assert wallet_balance(user.id) == 2000 and fake_stripe.balance("cny") == -balance_of("external:stripe")
+    assert check_ledger() == []
+    login(user)
+    statement = client.get("/wallet/statement").get_data(as_text=True)
+    assert "已由 Stripe 退款或被您向银行拒付：已扣回" in statement and "该退款或拒付已撤销：款项已退回" in statement
+    assert "external_refund" not in statement.replace('data-kind="external_refund', "")
+
+
+def test_a_won_dispute_whose_withdrawal_event_comes_last_takes_nothing(
+    funded, fake_stripe, deliver, writes_during_calls
+):
+    user, topup = funded
+    withdrawn = fake_stripe.lose_dispute(topup.payment_ref)
+    won = fake_stripe.win_dispute(withdrawn["data"]["object"]["id"])
+    assert deliver(won).json["outcome"] == "outside_reversed"
+    assert deliver(withdrawn).json["outcome"] == "already_booked"
+    assert wallet_balance(user.id) == 2000 and fake_stripe.balance("cny") == -balance_of("external:stripe")
+    assert check_ledger() == []
+
+
+def test_the_refunds_page_says_a_dispute_was_won(funded, fake_stripe, deliver, client, login):
+    from chargeshed.accounts.models import ROLE_ADMIN
+    from chargeshed.accounts.services import create_user
+
+    _, topup = funded
+    withdrawn = fake_stripe.lose_dispute(topup.payment_ref)
+    deliver(withdrawn)
+    deliver(fake_stripe.win_dispute(withdrawn["data"]["object"]["id"]))
+    login(create_user("refunds-admin", "secret-pass", ROLE_ADMIN))
+    page = client.get("/operator/refunds/").get_data(as_text=True)
+    assert withdrawn["data"]["object"]["id"] in page and "争议胜诉：Stripe 已退回款项，已冲回" in page
+
+
 # ------------------------------------------------------------------ 5. an account settled in HKD
 
 
@@ -445,6 +489,30 @@ def test_a_lost_dispute_in_hkd_is_booked_with_its_fee(hkd_stripe, funded, delive
         ("fees:stripe:hkd", "hkd", -1500),
     }
     assert wallet_balance(user.id) == 0 and balance_of("external:stripe") == 0
+    result = runner.invoke(args=["reconcile"])
+    assert result.exit_code == 0, result.output
+    assert stripe_holds_what_the_books_say(hkd_stripe) and check_ledger() == []
+
+
+def test_a_won_dispute_in_hkd_books_the_money_and_the_returned_fee_at_the_rate_of_the_day(
+    hkd_stripe, funded, deliver, runner, writes_during_calls
+):
+    user, topup = funded
+    withdrawn = hkd_stripe.lose_dispute(topup.payment_ref, fee=1500)
+    deliver(withdrawn)
+    hkd_stripe.exchange_rates["cny"] = 1.09  # the rate moved while the dispute was open
+    won = hkd_stripe.win_dispute(withdrawn["data"]["object"]["id"], fee_returned=1500)
+    assert deliver(won).json["outcome"] == "outside_reversed"
+    reinstated = won["data"]["object"]["balance_transactions"][-1]
+    assert legs_of(f"balance:{reinstated['id']}") == {
+        ("external:stripe", "cny", 2000),
+        ("exchange:stripe:cny", "cny", -2000),
+        ("exchange:stripe:hkd", "hkd", 2180),
+        ("external:stripe:hkd", "hkd", -(2180 + 1500)),
+        ("fees:stripe:hkd", "hkd", 1500),
+    }
+    assert wallet_balance(user.id) == 2000 and balance_of("external:stripe") == 0
+    assert balance_of("fees:stripe:hkd") == -default_fee(2174)  # the dispute fee came back: only the payment's
     result = runner.invoke(args=["reconcile"])
     assert result.exit_code == 0, result.output
     assert stripe_holds_what_the_books_say(hkd_stripe) and check_ledger() == []
