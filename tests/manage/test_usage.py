@@ -123,6 +123,10 @@ def test_usage_page_draws_svg_charts_for_a_range(client, make_site, make_residen
     assert "The end date is before the start date." in backwards.get_data(as_text=True)
     too_long = client.get("/manage/usage?date_from=2024-01-01&date_to=2026-11-16")
     assert too_long.status_code == 400 and "at most 366 days" in too_long.get_data(as_text=True)
+    client.set_cookie("lang", "zh_CN")
+    chinese = client.get("/manage/usage?date_from=2026-11-16&date_to=2026-11-22").get_data(as_text=True)
+    # The revenue is what charges paid: monthly passes are sold, not charged per session, and say so.
+    assert "充电收入 ¥7.00" in chinese and "每日充电收入" in chinese and "月卡收入见" in chinese
 
 
 @pytest.fixture
