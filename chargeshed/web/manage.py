@@ -606,7 +606,9 @@ def usage_page():
             [(lb, d.energy_wh / 1000) for lb, d in zip(labels, days, strict=True)], _("Energy per day (kWh)"), _kwh
         ),
         revenue=charts.bar_chart(
-            [(lb, d.revenue_fen) for lb, d in zip(labels, days, strict=True)], _("Charging revenue per day (¥)"), _yuan_axis
+            [(lb, d.revenue_fen) for lb, d in zip(labels, days, strict=True)],
+            _("Charging revenue per day (¥)"),
+            _yuan_axis,
         ),
         reasons=charts.share_bars(
             [(str(STAFF_END_REASONS.get(r, r)), c, p) for r, c, p in shares], _("Share of end reasons")
