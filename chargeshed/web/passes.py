@@ -159,20 +159,25 @@ def refund(pass_id: int):
 @bp.route("/operator/passes/<int:site_id>", methods=["GET", "POST"])
 @staff_required(*PLAN_ROLES)
 def plans(site_id: int):
-    """The operator's plans for a site: add one, stop selling one; pass revenue recognised per day."""
+    """The operator's plans for a site: add one, stop selling one (asked once more first); pass
+    revenue recognised per day."""
     site = get_site_or_404(current_user, site_id)
     form = PassPlanForm()
+    stopping = None  # the plan whose stop is being confirmed
     if request.method == "POST" and request.form.get("stop_plan"):
         if not ActionForm().validate_on_submit():
             abort(400)
         plan = db.session.get(PassPlan, request.form.get("stop_plan", type=int) or 0)
         if plan is None or plan.site_id != site.id:
             abort(404)
-        plan.active = False
-        db.session.commit()
-        flash(_("The plan is no longer sold. Passes already bought stay valid."), "ok")
-        return redirect(url_for(".plans", site_id=site.id))
-    if form.validate_on_submit():
+        if request.form.get("confirmed") != "yes":
+            stopping = plan
+        else:
+            plan.active = False
+            db.session.commit()
+            flash(_("The plan is no longer sold. Passes already bought stay valid."), "ok")
+            return redirect(url_for(".plans", site_id=site.id))
+    elif form.validate_on_submit():
         db.session.add(
             PassPlan(
                 site_id=site.id,
@@ -204,4 +209,5 @@ def plans(site_id: int):
         pairs=[pair for pair in operator_sites(current_user) if pair.site.id == site.id],
         month_start=month_start,
         last_month=last_month,
-    ), 200 if request.method == "GET" else 400
+        stopping=stopping,
+    ), 200 if request.method == "GET" or stopping is not None else 400

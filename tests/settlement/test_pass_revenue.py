@@ -211,11 +211,31 @@ def test_the_operator_menu_links_the_pass_plans_of_each_site_it_serves(pass_site
     assert plans_url not in client.get("/operator/").get_data(as_text=True)
     assert client.get(plans_url).status_code == 404
     assert client.post(plans_url, data={"stop_plan": "1"}).status_code == 404
+    assert client.post(plans_url, data={"stop_plan": "1", "confirmed": "yes"}).status_code == 404
     client.post("/logout")
 
     login(make_staff("site_manager", site_id=site.id))  # sees the money, does not set plans
     assert "passes-link" not in client.get("/operator/").get_data(as_text=True)
     assert client.get(plans_url).status_code == 403
+
+
+def test_stopping_a_plan_asks_once_more_and_keeps_passes_already_bought(pass_site, client, login, make_staff):
+    site, _user, bought = pass_site
+    plan = db.session.get(PassPlan, bought.plan_id)
+    plans_url = f"/operator/passes/{site.id}"
+    login(make_staff("operator_staff", operator_id=site.sheds[0].operator_id))
+    asked = client.post(plans_url, data={"stop_plan": str(plan.id)})
+    page = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and 'data-testid="stop-plan-confirm"' in page
+    assert "确定停售这个套餐吗？" in page and "已购买的月卡在到期前仍然有效" in page
+    db.session.refresh(plan)
+    assert plan.active  # one tap on 停售 changes nothing
+    done = client.post(plans_url, data={"stop_plan": str(plan.id), "confirmed": "yes"})
+    assert done.status_code == 302
+    db.session.refresh(plan)
+    db.session.refresh(bought)
+    assert not plan.active and bought.plan_id == plan.id
+    assert "已停售" in client.get(plans_url).get_data(as_text=True)
 
 
 def test_the_statement_command_writes_the_pass_line(pass_site, at, runner, tmp_path):
