@@ -8,6 +8,7 @@ shared with the success redirect and reconcile).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from sqlalchemy import select
 
@@ -60,18 +61,10 @@ def handle_event(event, provider, *, start_ttl_seconds: int = 900) -> str:
             outcomes.append(apply_refund(refund, provider))
             record_balance_txns(refund.balance_refs, provider)
         return ",".join(sorted(set(outcomes))) or "no_refunds"
-    if event.type in DISPUTE_EVENTS:
+    if event.type in DISPUTE_EVENTS or event.type == DISPUTE_WON:
         dispute = refund_from_dispute(obj)
-        outcome = apply_refund(dispute, provider)
+        outcome = apply_dispute(dispute, provider, won=event.type == DISPUTE_WON)
         record_balance_txns(dispute.balance_refs, provider)
-        return outcome
-    if event.type == DISPUTE_WON:
-        # Events come in any order: the withdrawal is booked first unless its own event did it, so
-        # that a late withdrawal event finds it booked (and reversed) rather than taking the money again.
-        apply_refund(refund_from_dispute(obj), provider)
-        won = refund_from_dispute(obj, reinstated=True)
-        outcome = apply_refund(won, provider)
-        record_balance_txns(won.balance_refs, provider)
         return outcome
     if event.type in PAYOUT_EVENTS:
         refs = [object_id(field(obj, "balance_transaction")), object_id(field(obj, "failure_balance_transaction"))]
@@ -133,6 +126,17 @@ def apply_refund(refund: ProviderRefund, provider) -> str:
     row = refunds.book_external_refund(refund, topup_id, provider.name)
     db.session.commit()
     return f"outside_{row.status}" if row is not None else "outside_nothing_returned"
+
+
+def apply_dispute(dispute: ProviderRefund, provider, *, won: bool) -> str:
+    """A dispute's money: withdrawn from us (booked as money returned outside ChargeShed), or, when
+    `won`, put back by Stripe (the withdrawal's booking is reversed). Events come in any order: a won
+    dispute's withdrawal is booked first unless it is booked already, so that a late withdrawal event
+    finds it booked and reversed instead of taking the money again. Commits, as apply_refund."""
+    outcome = apply_refund(dispute, provider)
+    if won:
+        outcome = apply_refund(replace(dispute, status=refunds.DISPUTE_REINSTATED), provider)
+    return outcome
 
 
 def topup_for_payment(payment_ref: str | None, provider) -> int | None:

@@ -67,6 +67,7 @@ class Settled:
     source_amount: int | None = None
     source_currency: str | None = None
     source_object: str | None = None  # "refund", "dispute", "payout", "charge" ...
+    dispute: ProviderRefund | None = None  # the dispute it withdraws or reinstates money for
 
 
 @dataclass(frozen=True)
@@ -402,11 +403,13 @@ def settled_from_stripe(txn) -> Settled:
     """A balance transaction whose `source` may be expanded (then its amount and currency are read)."""
     source = field(txn, "source")
     expanded = source is not None and not isinstance(source, str)
+    source_object = str(field(source, "object")) if expanded and field(source, "object") else None
     return Settled(
         fee_from_balance_transaction(txn),
         source_amount=_int_or_none(field(source, "amount")) if expanded else None,
         source_currency=str(field(source, "currency")).lower() if expanded and field(source, "currency") else None,
-        source_object=str(field(source, "object")) if expanded and field(source, "object") else None,
+        source_object=source_object,
+        dispute=refund_from_dispute(source) if source_object == "dispute" else None,
     )
 
 
@@ -432,12 +435,11 @@ def refund_from_stripe(refund) -> ProviderRefund:
     )
 
 
-def refund_from_dispute(dispute, *, reinstated: bool = False) -> ProviderRefund:
-    """A dispute whose funds were withdrawn, seen as money returned to the payer; `reinstated` when
-    the dispute was won and Stripe put the money back (then it is a refund that failed after all)."""
+def refund_from_dispute(dispute) -> ProviderRefund:
+    """A dispute whose funds were withdrawn, seen as money returned to the payer."""
     return ProviderRefund(
         ref=dispute["id"],
-        status="reinstated" if reinstated else "succeeded",
+        status="succeeded",
         amount_fen=int(dispute["amount"]),
         payment_ref=object_id(field(dispute, "payment_intent")),
         kind="dispute",

@@ -133,6 +133,8 @@ def _book_balance_txns(provider, since: int, report: Report) -> None:
         txn = settled.txn
         if txn.type in fees.PAYMENT_TYPES:  # booked with its top-up (fee:topup:<id>), checked above
             continue
+        if settled.dispute is not None:
+            _apply_dispute(settled, provider, report)
         outcome = fees.book_balance_txn(provider.name, settled)
         db.session.commit()
         if outcome == "recorded":
@@ -142,6 +144,20 @@ def _book_balance_txns(provider, since: int, report: Report) -> None:
                 f"balance transaction {txn.ref} ({txn.type} of {_minor(txn.amount, txn.currency)} "
                 f"from {txn.source or 'Stripe'}) is not on the books: {outcome}"
             )
+
+
+def _apply_dispute(settled, provider, report: Report) -> None:
+    """A dispute's withdrawal or reinstatement, booked here when its webhook never came."""
+    won = settled.txn.fee + settled.txn.net > 0  # money coming back: a reinstatement
+    outcome = events.apply_dispute(settled.dispute, provider, won=won)
+    if outcome == "already_booked":
+        return
+    report.outside_refunds.append(settled.dispute.ref)
+    report.mismatches.append(
+        f"dispute {settled.dispute.ref} {'won: money put back' if won else 'withdrew money'} "
+        f"({format_fen(settled.dispute.amount_fen)} on {settled.dispute.payment_ref}), its webhook never arrived; "
+        f"booked now: {outcome}"
+    )
 
 
 def _compare_balances(provider, report: Report) -> None:

@@ -62,8 +62,10 @@ from chargeshed.timeutil import now as clock_now
 
 log = logging.getLogger(__name__)
 
-# A refund that returned nothing after all (a dispute "reinstated": won, the money put back).
-FAILED_STATES = ("failed", "canceled", "reinstated")
+# A dispute won after its money was withdrawn: Stripe put the money back.
+DISPUTE_REINSTATED = "reinstated"
+# A refund that returned nothing after all.
+FAILED_STATES = ("failed", "canceled", DISPUTE_REINSTATED)
 # Stripe keeps idempotency keys for about 24 h: never rely on one older than this.
 KEY_MAX_AGE = timedelta(hours=4)
 

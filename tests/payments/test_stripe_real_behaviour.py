@@ -341,6 +341,22 @@ def test_a_won_dispute_whose_withdrawal_event_comes_last_takes_nothing(
     assert check_ledger() == []
 
 
+def test_reconcile_books_a_dispute_whose_webhooks_never_came(hkd_stripe, funded, runner, writes_during_calls):
+    user, topup = funded
+    withdrawn = hkd_stripe.lose_dispute(topup.payment_ref, fee=1500)
+    dispute_id = withdrawn["data"]["object"]["id"]
+    first = runner.invoke(args=["reconcile"])  # a missed webhook is reported (exit 1) once, and booked
+    assert first.exit_code == 1 and f"dispute {dispute_id} withdrew money" in first.output, first.output
+    assert wallet_balance(user.id) == 0 and stripe_holds_what_the_books_say(hkd_stripe)
+    hkd_stripe.win_dispute(dispute_id, fee_returned=1500)
+    second = runner.invoke(args=["reconcile"])
+    assert second.exit_code == 1 and f"dispute {dispute_id} won: money put back" in second.output, second.output
+    assert wallet_balance(user.id) == 2000 and stripe_holds_what_the_books_say(hkd_stripe)
+    again = runner.invoke(args=["reconcile"])
+    assert again.exit_code == 0 and dispute_id not in again.output and "MISMATCH" not in again.output
+    assert check_ledger() == []
+
+
 def test_the_refunds_page_says_a_dispute_was_won(funded, fake_stripe, deliver, client, login):
     from chargeshed.accounts.models import ROLE_ADMIN
     from chargeshed.accounts.services import create_user
