@@ -4,9 +4,12 @@ Targets: ≥ 0.8 × the reference's requests per second, p99 ≤ 50 ms, at 16 co
 Both apps run with the same gunicorn settings (chargeshed/gunicorn_conf.py: gthread, 4 threads
 per worker) on the same migrated PostgreSQL database holding the demo compound. ChargeShed is
 measured as a first-time scanner (anonymous) and as a signed-in resident (the usual case: the
-wallet is shown). The three configurations run in rounds, interleaved; each round's ratio is taken
-against the reference of the same round, and the median and the spread (lowest–highest) over the
-rounds are shown. Also printed: the page's bytes all in, as a phone receives them (the HTML and
+wallet is shown). The reference also serves a signed-in variant (`/signed/p/<code>`: the bare
+stack's session, Flask-Login user load, balance and CSRF token), to tell what signing in costs any
+Flask page from what ChargeShed adds. The configurations run in rounds, interleaved; each round's
+ratio is taken against the reference of the same round, and the median and the spread
+(lowest–highest) over the rounds are shown; the signed-in page is also compared with the
+signed-in reference. Also printed: the page's bytes all in, as a phone receives them (the HTML and
 every stylesheet and script it links, with Accept-Encoding: br, gzip, headers included).
 
     .venv/bin/python bench/pay_page.py [--seconds 15] [--connections 16] [--rounds 3]
@@ -56,6 +59,17 @@ def sign_in(base: str, login: str, password: str) -> str:
     )
     assert status == 302, status
     return "; ".join(f"{k}={v}" for k, v in cookies.items())
+
+
+def reference_cookie(base: str, user_id: int) -> str:
+    """Sign in to the reference app's signed-in variant; the Cookie header it set."""
+    connection = http.client.HTTPConnection(*base.removeprefix("http://").split(":"))
+    connection.request("GET", f"/signed/login/{user_id}")
+    response = connection.getresponse()
+    response.read()
+    header = response.getheader("Set-Cookie") or ""
+    connection.close()
+    return header.split(";", 1)[0]
 
 
 def bytes_all_in(base: str, path: str, headers: dict) -> tuple[int, list[str]]:
@@ -116,6 +130,7 @@ def main() -> None:
         runs: dict[str, list[dict]] = {
             "reference (1 query)": [],
             "ChargeShed, anonymous": [],
+            "reference, signed in": [],
             "ChargeShed, signed in": [],
         }
         with (
@@ -123,24 +138,30 @@ def main() -> None:
             _common.gunicorn("reference_app:create_app()", ref_env) as ref,
         ):
             cookie = sign_in(ours.base, "13800000001", "demo1234")
+            resident_id = user_id_of(url, "13800000001")
             targets = {
                 "reference (1 query)": (ref.base, {}),
                 "ChargeShed, anonymous": (ours.base, {}),
+                "reference, signed in": (ref.base, {"Cookie": reference_cookie(ref.base, resident_id)}),
                 "ChargeShed, signed in": (ours.base, {"Cookie": cookie}),
             }
             page = http.client.HTTPConnection(*ours.base.removeprefix("http://").split(":"))
             page.request("GET", f"/p/{code}", headers={"Cookie": cookie})
             assert 'data-testid="start"' in page.getresponse().read().decode(), "not signed in"
-            for base, headers in targets.values():  # warm up both apps
-                _common.wrk(f"{base}/p/{code}", args.connections, 3, headers=headers)
+            for name, (base, headers) in targets.items():  # warm up both apps
+                path = f"/signed/p/{code}" if name == "reference, signed in" else f"/p/{code}"
+                _common.wrk(f"{base}{path}", args.connections, 3, headers=headers)
             weights = {
                 name: bytes_all_in(base, f"/p/{code}", headers)
                 for name, (base, headers) in targets.items()
                 if not name.startswith("reference")
             }
+            paths = {name: f"/signed/p/{code}" if name == "reference, signed in" else f"/p/{code}" for name in targets}
             for _round in range(args.rounds):
                 for name, (base, headers) in targets.items():
-                    runs[name].append(_common.wrk(f"{base}/p/{code}", args.connections, args.seconds, headers=headers))
+                    runs[name].append(
+                        _common.wrk(f"{base}{paths[name]}", args.connections, args.seconds, headers=headers)
+                    )
                     time.sleep(1)
     print(f"{'':<24} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7}  {'ratio spread':>12}   runs (req/s)")
     reference_runs = runs["reference (1 query)"]
@@ -161,6 +182,14 @@ def main() -> None:
             f"{name:<24} {rps:>8.0f} {p50:>8.1f} {p99:>8.1f} {ratio:>7.2f}  "
             f"{min(ratios):>5.2f}–{max(ratios):<6.2f}   {each}{note}" + (f"  ({errors} non-2xx)" if errors else "")
         )
+    like_for_like = [
+        ours["rps"] / ref["rps"]
+        for ours, ref in zip(runs["ChargeShed, signed in"], runs["reference, signed in"], strict=True)
+    ]
+    print(
+        f"ChargeShed signed in against the signed-in reference: {statistics.median(like_for_like):.2f} × "
+        f"({min(like_for_like):.2f}–{max(like_for_like):.2f})"
+    )
     print(
         "median over the rounds; p99 per round: "
         + "; ".join(
@@ -170,6 +199,17 @@ def main() -> None:
     )
     for name, (total, parts) in weights.items():
         print(f"bytes all in, {name}: {total / 1024:.1f} KiB ({total} B, target 25 KB) = " + " + ".join(parts))
+
+
+def user_id_of(database_url: str, login: str) -> int:
+    """The id of the user with this login."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as connection:
+        found = connection.execute(text('SELECT id FROM "user" WHERE login = :login'), {"login": login}).scalar_one()
+    engine.dispose()
+    return found
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ occupancy version is recorded (as the worker's supervisor tick does). Each case 
 WSGI app directly with a prepared environ (no HTTP, no test client), first timed (process CPU per
 request, median of 5 batches), then under cProfile. Cases: anonymous on a free port, anonymous on
 the busy port, signed in on a free port (the wallet is shown), signed in on the busy port.
-The reference (bench/reference_app.py: one query, one small template) is timed the same way.
+The reference (bench/reference_app.py: one query, one small template) is timed the same way, and
+so is its signed-in variant (the bare stack's session, Flask-Login user load, balance, CSRF token).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def build_app(database_url: str, instance: str):
     from sqlalchemy import select
 
     from chargeshed import create_app
+    from chargeshed.accounts.models import User
     from chargeshed.charging.models import CHARGING, ChargeSession
     from chargeshed.charging.occupancy import refresh_versions
     from chargeshed.demo import load_demo
@@ -64,7 +66,8 @@ def build_app(database_url: str, instance: str):
         )
         refresh_versions(utcnow())  # as the worker's supervisor tick does every few seconds
         db.session.commit()
-        return app, {"free": free.code, "busy": busy.code}
+        resident = db.session.execute(select(User.id).where(User.login == "13800000001")).scalar_one()
+        return app, {"free": free.code, "busy": busy.code, "resident": resident}
 
 
 def sign_in(app) -> str:
@@ -77,6 +80,13 @@ def sign_in(app) -> str:
         "/login", data={"csrf_token": token, "login": "13800000001", "password": "demo1234", "remember": "y"}
     )
     assert response.status_code == 302, response.status_code
+    return "; ".join(f"{c.key}={c.value}" for c in client._cookies.values())
+
+
+def reference_sign_in(reference, user_id: int) -> str:
+    """Sign in to the reference app's signed-in variant; the Cookie header it set."""
+    client = reference.test_client()
+    assert client.get(f"/signed/login/{user_id}").status_code == 200
     return "; ".join(f"{c.key}={c.value}" for c in client._cookies.values())
 
 
@@ -157,6 +167,9 @@ def main() -> None:
     reference = reference_app.create_app()
     cases = {
         "reference (1 query)": caller(reference, f"/p/{codes['free']}", {}),
+        "reference, signed in": caller(
+            reference, f"/signed/p/{codes['free']}", {"Cookie": reference_sign_in(reference, codes["resident"])}
+        ),
         "anonymous, free port": caller(app, f"/p/{codes['free']}", {}),
         "anonymous, busy port": caller(app, f"/p/{codes['busy']}", {}),
         "signed in, free port": caller(app, f"/p/{codes['free']}", {"Cookie": cookie}),
@@ -178,6 +191,8 @@ def main() -> None:
                 assert status.startswith("200"), (name, status)
                 if name.startswith("signed in"):
                     assert b'href="/wallet"' in body, "not signed in"
+                if name == "reference, signed in":
+                    assert b"csrf_token" in body, "reference not signed in"
                 for _ in range(50):
                     call()
                 sizes[name] = len(body)
@@ -194,6 +209,13 @@ def main() -> None:
             ratios = [r / us for r, us in zip(reference_us, each, strict=True)]
             ratio = f"  {statistics.median(ratios):.2f} × reference ({min(ratios):.2f}–{max(ratios):.2f})"
         print(f"  {name:<24} {statistics.median(each):>7.0f} µs  {sizes[name]:>6} B{ratio}")
+    signed_reference = times.get("reference, signed in")
+    for name in (n for n in times if n.startswith("signed in") and signed_reference):
+        ratios = [r / us for r, us in zip(signed_reference, times[name], strict=True)]
+        print(
+            f"  {name} against the signed-in reference: {statistics.median(ratios):.2f} × "
+            f"({min(ratios):.2f}–{max(ratios):.2f})"
+        )
     for name, text in profiles.items():
         print(f"\n===== {name} =====\n{text}")
 
