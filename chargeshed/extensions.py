@@ -50,3 +50,21 @@ def nest_sqlite_savepoints(engine: Engine) -> None:
         raw = connection.connection.dbapi_connection
         if not raw.in_transaction:
             raw.execute("BEGIN IMMEDIATE")
+
+
+def autocommit_engine() -> Engine:
+    """The app's engine in autocommit, sharing its connection pool (call inside an app context).
+
+    For reads of single statements that need no transaction around them (a statement is consistent
+    on its own): no BEGIN and ROLLBACK round trips. Pass it as the bind of a session read
+    (`bind_arguments={"bind": autocommit_engine()}`) or connect from it; never write through it.
+    """
+    from flask import current_app
+
+    made = current_app.extensions.get("autocommit_engine")
+    if made is None or made[0] is not db.engine:
+        made = current_app.extensions["autocommit_engine"] = (
+            db.engine,
+            db.engine.execution_options(isolation_level="AUTOCOMMIT"),
+        )
+    return made[1]

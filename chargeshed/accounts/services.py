@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from chargeshed.accounts.models import ROLE_RESIDENT, Bike, User, new_session_token
-from chargeshed.extensions import db
+from chargeshed.extensions import autocommit_engine, db
 from chargeshed.sites.models import Site
 
 # A real hash to compare against when the login is unknown, so timing does not reveal accounts.
@@ -41,7 +41,10 @@ def user_for_cookie(cookie_id: str) -> User | None:
     user_id, _, token = (cookie_id or "").partition(".")
     if not user_id.isdigit() or len(user_id) > 10 or not token:
         return None
-    user = db.session.execute(_USER_BY_ID, {"id": int(user_id)}).scalar_one_or_none()
+    # Read outside the request's transaction: a request that only reads then never opens one.
+    user = db.session.execute(
+        _USER_BY_ID, {"id": int(user_id)}, bind_arguments={"bind": autocommit_engine()}
+    ).scalar_one_or_none()
     if user is None or not user.is_active or not user.matches_session(token):
         return None
     return user

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import Select, and_, bindparam, or_, select
+from sqlalchemy import Connection, Select, and_, bindparam, or_, select
 from sqlalchemy.orm import aliased
 
 from chargeshed.charging.models import LIVE_STATES, ChargeSession, Tariff
@@ -130,16 +130,19 @@ def _statement(with_wallet: bool) -> Select:
     )
 
 
-def load_scan(code: str, user_id: int | None = None) -> Scan | None:
+def load_scan(code: str, user_id: int | None = None, *, connection: Connection | None = None) -> Scan | None:
     """The port with this code and what the pay page shows about it, in one statement; None if unknown.
 
-    With `user_id`, the resident's wallet balance comes in the same row (0 when never used).
+    With `user_id`, the resident's wallet balance comes in the same row (0 when never used). Runs on
+    `connection` when given (e.g. an autocommit one: one statement needs no transaction around it),
+    else on the session's.
     """
     parameters = {"code": normalise_code(code)}
     if user_id is not None:
         parameters["wallet"] = wallet_code(user_id)
-    # Plain columns, no entities: run on the session's connection, skipping the ORM's result machinery.
-    row = db.session.connection().execute(_statement(user_id is not None), parameters).first()
+    # Plain columns, no entities: skips the ORM's result machinery.
+    connection = connection if connection is not None else db.session.connection()
+    row = connection.execute(_statement(user_id is not None), parameters).first()
     if row is None:
         return None
     return Scan(

@@ -20,7 +20,7 @@ from chargeshed.charging.finder import free_ports_near, site_sheds
 from chargeshed.charging.models import LIVE_STATES, PENDING, ChargeSession
 from chargeshed.charging.port_state import port_state_now
 from chargeshed.charging.scan import load_scan, page_inputs
-from chargeshed.extensions import db, limiter
+from chargeshed.extensions import autocommit_engine, db, limiter
 from chargeshed.htmx import make_response, render_page_or_partial
 from chargeshed.money import ledger
 from chargeshed.money.format import format_fen
@@ -174,7 +174,9 @@ def port_page(code: str):
     put in afterwards. A page with a message to show once is rendered for its request alone.
     """
     signed_in = current_user.is_authenticated
-    found = load_scan(code, current_user.id if signed_in else None)  # one statement: see charging/scan.py
+    # One statement (see charging/scan.py), in autocommit like the user's own load: no transaction.
+    reads = db.session.connection(bind_arguments={"bind": autocommit_engine()})
+    found = load_scan(code, current_user.id if signed_in else None, connection=reads)
     if found is None:
         abort(404)
     port, live, terms, balance = found.port, found.live, found.terms, found.balance_fen

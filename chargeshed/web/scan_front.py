@@ -19,6 +19,7 @@ import time
 from flask import Flask, request
 
 from chargeshed.charging.scan import Scan, load_scan, page_inputs
+from chargeshed.extensions import autocommit_engine
 from chargeshed.timeutil import now as clock_now
 from chargeshed.web.hardening import log_request, request_id_for
 from chargeshed.web.render_cache import render_cache
@@ -68,8 +69,9 @@ class ScanFront:
     def _kept(self, place: tuple, code: str):
         """The kept response for this port as it is now, or None."""
         try:
-            with self.app.app_context():
-                found = load_scan(code)
+            # The one statement in autocommit: no BEGIN and ROLLBACK round trips around it.
+            with self.app.app_context(), autocommit_engine().connect() as connection:
+                found = load_scan(code, connection=connection)
                 if found is None:
                     return None
                 return render_cache().get((*place, found, page_inputs(found, clock_now())))

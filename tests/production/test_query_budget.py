@@ -21,12 +21,15 @@ PAY_PAGE_SIGNED_IN = 2
 
 
 @contextlib.contextmanager
-def counted():
-    """Collect the SQL statements run inside the block."""
+def counted(autocommit: list[bool] | None = None):
+    """Collect the SQL statements run inside the block (and in `autocommit`, whether each ran outside
+    any transaction, as a one-statement read may: no BEGIN and ROLLBACK round trips)."""
     statements: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
         statements.append(statement)
+        if autocommit is not None:
+            autocommit.append(conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT")
 
     engine = db.engine
     event.listen(engine, "before_cursor_execute", record)
@@ -39,16 +42,19 @@ def counted():
 def test_the_pay_page_runs_a_handful_of_queries(app, client, make_site, make_resident, login):
     make_site()
     client.get("/p/T11001")  # warm-up: first-use lookups (ledger accounts and the like) are not the budget
-    with counted() as anonymous:
+    outside_transactions: list[bool] = []
+    with counted(outside_transactions) as anonymous:
         assert client.get("/p/T11001").status_code == 200
     assert len(anonymous) <= PAY_PAGE_ANONYMOUS, anonymous
 
     login(make_resident(balance_fen=1000))
     g.pop("_login_user", None)
-    with counted() as signed_in:
+    with counted(outside_transactions) as signed_in:
         page = client.get("/p/T11001")
     assert page.status_code == 200 and 'data-testid="start"' in page.get_data(as_text=True)
     assert len(signed_in) <= PAY_PAGE_SIGNED_IN, signed_in
+    # Each statement is one round trip: neither page opens a transaction around its reads.
+    assert outside_transactions and all(outside_transactions), outside_transactions
 
 
 def _steady_tick_statements(make_site, make_resident, driver, clock, ports: int) -> int:
