@@ -604,7 +604,8 @@ def reverse_external_refund(ref: str, *, now: datetime | None = None) -> str:
                 + ("won: the money is back" if row.kind == "dispute" else "failed: booked back"),
                 at=now,
             )
-    log.warning("%s %s made outside ChargeShed failed: its booking is reversed", row.kind, row.provider_ref)
+    outcome = "was won: the money is back" if row.kind == "dispute" else "failed"
+    log.warning("%s %s made outside ChargeShed %s: its booking is reversed", row.kind, row.provider_ref, outcome)
     return "reversed"
 
 
