@@ -145,18 +145,22 @@ def main() -> None:
                 "reference, signed in": (ref.base, {"Cookie": reference_cookie(ref.base, resident_id)}),
                 "ChargeShed, signed in": (ours.base, {"Cookie": cookie}),
             }
-            page = http.client.HTTPConnection(*ours.base.removeprefix("http://").split(":"))
-            page.request("GET", f"/p/{code}", headers={"Cookie": cookie})
-            assert 'data-testid="start"' in page.getresponse().read().decode(), "not signed in"
+            paths = {name: f"/signed/p/{code}" if name == "reference, signed in" else f"/p/{code}" for name in targets}
+            for name, marker in (
+                ("ChargeShed, signed in", 'data-testid="start"'),
+                ("reference, signed in", "csrf_token"),
+            ):
+                base, headers = targets[name]
+                page = http.client.HTTPConnection(*base.removeprefix("http://").split(":"))
+                page.request("GET", paths[name], headers=headers)
+                assert marker in page.getresponse().read().decode(), f"{name}: not signed in"
             for name, (base, headers) in targets.items():  # warm up both apps
-                path = f"/signed/p/{code}" if name == "reference, signed in" else f"/p/{code}"
-                _common.wrk(f"{base}{path}", args.connections, 3, headers=headers)
+                _common.wrk(f"{base}{paths[name]}", args.connections, 3, headers=headers)
             weights = {
                 name: bytes_all_in(base, f"/p/{code}", headers)
                 for name, (base, headers) in targets.items()
                 if not name.startswith("reference")
             }
-            paths = {name: f"/signed/p/{code}" if name == "reference, signed in" else f"/p/{code}" for name in targets}
             for _round in range(args.rounds):
                 for name, (base, headers) in targets.items():
                     runs[name].append(
