@@ -320,7 +320,8 @@ def settle(endings: list[Ending]) -> list[ChargeSession]:
             outbox.Queued(session.port_id, CMD_STOP, session_id=session.id, argument=session.end_reason)
             for session in ended
             if by_id[session.id].stop_port
-        ]
+        ],
+        ended_sessions=[session.id for session in ended],  # a start not sent yet never is
     )
     db.session.execute(
         insert(SessionEvent),

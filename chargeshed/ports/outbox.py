@@ -7,13 +7,13 @@ committed on its own. Commands for one port go out in order (a later one waits w
 one is open); a silent device only delays its own commands: an unanswered command goes back to the
 queue with a growing delay, and is failed with a reason when it is too old to matter. An
 acknowledged command is never sent again. A start whose session ended before it went out is
-superseded by that session's stop and never sent.
+superseded when the session ends (by its stop, or by the ending itself) and never sent.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -107,19 +107,28 @@ def enqueue(
     enqueue_many([Queued(port_id, kind, session_id, argument, cap_seconds)])
 
 
-def enqueue_many(commands: list[Queued]) -> None:
-    """Queue commands in the caller's transaction, in a fixed number of statements (see enqueue)."""
-    if not commands:
-        return
+def enqueue_many(commands: list[Queued], *, ended_sessions: Iterable[int] = ()) -> None:
+    """Queue commands in the caller's transaction, in a fixed number of statements (see enqueue).
+
+    `ended_sessions`: sessions that ended, with or without a stop queued here (a port that reported
+    the end itself needs none); a start of theirs not sent yet is superseded and never sent.
+    """
     now = clock_now()
-    stopped = [c.session_id for c in commands if c.kind == CMD_STOP and c.session_id is not None]
-    if stopped:
+    finished = {c.session_id for c in commands if c.kind == CMD_STOP and c.session_id is not None}
+    finished.update(ended_sessions)
+    if finished:
         db.session.execute(
             update(PortCommand)
-            .where(PortCommand.session_id.in_(stopped), PortCommand.kind == CMD_START, PortCommand.status == QUEUED)
+            .where(
+                PortCommand.session_id.in_(sorted(finished)),
+                PortCommand.kind == CMD_START,
+                PortCommand.status == QUEUED,
+            )
             .values(status=DONE, error=SUPERSEDED, done_at=now)
             .execution_options(synchronize_session=False)
         )
+    if not commands:
+        return
     db.session.execute(
         insert(PortCommand),
         [

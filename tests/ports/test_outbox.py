@@ -133,3 +133,20 @@ def test_a_stop_supersedes_its_sessions_start_that_never_went_out(app, make_site
     assert [c.kind for c in sent] == ["stop"]
     start = db.session.get(PortCommand, 1)
     assert (start.kind, start.status, start.error) == ("start", "done", outbox.SUPERSEDED)
+
+
+def test_a_session_ended_without_a_stop_never_has_its_unsent_start_sent(app, make_site, make_resident):
+    """A session can end without a stop for its port (the port reported the end itself, or charges
+    booked in bulk, as the demo does): a start of it still queued would switch the port on for nobody."""
+    from chargeshed.charging import sessions as svc
+
+    (port,) = _ports(make_site, "sim")
+    session = svc.start_session(make_resident(balance_fen=1000).id, port)
+    svc.mark_charging(session, START)
+    svc.end_session(session, svc.FULL, START + timedelta(hours=2), stop_port=False)
+    db.session.commit()
+    sent = []
+    outbox.deliver(sent.append, START + timedelta(hours=2), gateway_id="a", schemes=("sim",))
+    assert sent == []
+    start = db.session.get(PortCommand, 1)
+    assert (start.kind, start.status, start.error) == ("start", "done", outbox.SUPERSEDED)
