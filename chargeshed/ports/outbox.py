@@ -51,7 +51,7 @@ BACKOFF_SECONDS = (2, 5, 15, 30, 60)
 GIVE_UP_SECONDS = {CMD_START: 10 * 60, CMD_STOP: 24 * 3600, CMD_SET_AVAILABLE: 24 * 3600}
 # A command claimed this long ago and still SENDING belonged to a gateway that died: queue it again.
 CLAIM_EXPIRES_SECONDS = 120
-SUPERSEDED = "superseded by the session's stop before it was sent"
+SUPERSEDED = "not sent: its session ended first"
 
 
 @dataclass(frozen=True)
