@@ -593,6 +593,9 @@ def reverse_external_refund(ref: str, *, now: datetime | None = None) -> str:
         if topup.status == REFUNDED:
             topup.status, topup.credited_at = CREDITED, now
     row.status = EXTERNAL_FAILED
+    what = f"{row.kind} {row.provider_ref} made outside ChargeShed " + (
+        "was won, the money is back" if row.kind == "dispute" else "failed"
+    )
     with db.session.begin_nested():
         db.session.flush()
         if legs:
@@ -600,12 +603,10 @@ def reverse_external_refund(ref: str, *, now: datetime | None = None) -> str:
                 f"external_refund_failed:{row.provider_ref}"[:80],
                 books.TXN_EXTERNAL_REFUND_FAILED,
                 legs,
-                memo=f"{row.kind} {row.provider_ref} made outside ChargeShed "
-                + ("won: the money is back" if row.kind == "dispute" else "failed: booked back"),
+                memo=f"{what}: booked back",
                 at=now,
             )
-    outcome = "was won: the money is back" if row.kind == "dispute" else "failed"
-    log.warning("%s %s made outside ChargeShed %s: its booking is reversed", row.kind, row.provider_ref, outcome)
+    log.warning("%s: its booking is reversed", what)
     return "reversed"
 
 
