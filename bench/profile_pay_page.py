@@ -9,7 +9,9 @@ ports is made busy (a live charge), so the page lists the nearest free ports, an
 occupancy version is recorded (as the worker's supervisor tick does). Each case calls the
 WSGI app directly with a prepared environ (no HTTP, no test client), first timed (process CPU per
 request, median of 5 batches), then under cProfile. Cases: anonymous on a free port, anonymous on
-the busy port, signed in on a free port (the wallet is shown), signed in on the busy port.
+the busy port, anonymous with a cookie that signs nobody in (served by Flask itself, not by the
+kept copy in front of it: Flask's own floor for any page), signed in on a free port (the wallet is
+shown), signed in on the busy port.
 The reference (bench/reference_app.py: one query, one small template) is timed the same way, and
 so is its signed-in variant (the bare stack's session, Flask-Login user load, balance, CSRF token).
 """
@@ -172,6 +174,8 @@ def main() -> None:
         ),
         "anonymous, free port": caller(app, f"/p/{codes['free']}", {}),
         "anonymous, busy port": caller(app, f"/p/{codes['busy']}", {}),
+        # A cookie that signs nobody in (say, an analytics one) sends the page through Flask itself.
+        "anonymous, through Flask": caller(app, f"/p/{codes['free']}", {"Cookie": "seen=1"}),
         "signed in, free port": caller(app, f"/p/{codes['free']}", {"Cookie": cookie}),
         "signed in, busy port": caller(app, f"/p/{codes['busy']}", {"Cookie": cookie}),
     }

@@ -72,10 +72,13 @@ def _init_extensions(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(cookie_id: str):
-        from chargeshed.accounts.services import user_for_cookie
+        from flask import g
 
-        # A revoked cookie, or a deactivated account, is signed out on its very next request.
-        return user_for_cookie(cookie_id)
+        from chargeshed.accounts.services import user_by_id, user_for_cookie
+
+        # A revoked cookie, or a deactivated account, is signed out on its very next request. A page
+        # that reads its own row along with the user says how in g.read_user (see web/resident.py).
+        return user_for_cookie(cookie_id, g.get("read_user", user_by_id))
 
     _install_clock(app)
     init_ports(app)

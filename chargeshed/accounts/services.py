@@ -36,15 +36,23 @@ def authenticate(login: str, password: str, normalise: Callable[[str], str]) -> 
 _USER_BY_ID = select(User).where(User.id == bindparam("id"))
 
 
-def user_for_cookie(cookie_id: str) -> User | None:
-    """The active user a session or remember-me cookie names ("<id>.<token>"), if its token is current."""
+def user_by_id(user_id: int) -> User | None:
+    """The user with this id, read outside the request's transaction (a request that only reads then
+    never opens one)."""
+    return db.session.execute(
+        _USER_BY_ID, {"id": user_id}, bind_arguments={"bind": autocommit_engine()}
+    ).scalar_one_or_none()
+
+
+def user_for_cookie(cookie_id: str, read: Callable[[int], User | None] = user_by_id) -> User | None:
+    """The active user a session or remember-me cookie names ("<id>.<token>"), if its token is current.
+
+    `read` loads the user by id: a page may pass one that reads its own row in the same statement.
+    """
     user_id, _, token = (cookie_id or "").partition(".")
     if not user_id.isdigit() or len(user_id) > 10 or not token:
         return None
-    # Read outside the request's transaction: a request that only reads then never opens one.
-    user = db.session.execute(
-        _USER_BY_ID, {"id": int(user_id)}, bind_arguments={"bind": autocommit_engine()}
-    ).scalar_one_or_none()
+    user = read(int(user_id))
     if user is None or not user.is_active or not user.matches_session(token):
         return None
     return user

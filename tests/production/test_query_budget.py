@@ -15,9 +15,9 @@ from chargeshed.sites.models import Port
 from chargeshed.worker import sim_round
 
 # The pay page: one plain row (port, shed, site, tariff, the port's live session and, signed in, the
-# wallet balance: chargeshed/charging/scan.py); signed in also the user (Flask-Login).
+# wallet balance: chargeshed/charging/scan.py); signed in, the user (Flask-Login's) comes in that row.
 PAY_PAGE_ANONYMOUS = 1
-PAY_PAGE_SIGNED_IN = 2
+PAY_PAGE_SIGNED_IN = 1
 
 
 @contextlib.contextmanager

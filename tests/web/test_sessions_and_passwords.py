@@ -186,3 +186,45 @@ def test_registration_stops_telling_whether_a_number_is_registered_after_its_dai
         assert User.query.filter_by(login="13922223333").first() is None  # and no account was made
     clock.now += 24 * 3600 + 1  # the next day the number is told again
     assert "already has an account" in register(taken[11]).get_data(as_text=True)
+
+
+def test_the_pay_page_reading_its_user_in_its_own_row_refuses_ended_sessions_too(
+    app, client, make_site, make_resident, login
+):
+    """The scan page loads the signed-in user in the same statement as the port: a revoked cookie or
+    a deactivated account still sees the anonymous page, with no wallet and no start button."""
+    from chargeshed.accounts.models import User
+
+    make_site()
+    user = login(make_resident(balance_fen=1234))
+    page = client.get("/p/T11001").get_data(as_text=True)
+    assert "12.34" in page and 'data-testid="start"' in page and 'href="/wallet"' in page
+
+    revoke_sessions(db.session.get(User, user.id))
+    db.session.commit()
+    page = client.get("/p/T11001").get_data(as_text=True)
+    assert "12.34" not in page and 'data-testid="start"' not in page and 'href="/wallet"' not in page
+
+    login(user)
+    db.session.get(User, user.id).is_active_account = False
+    db.session.commit()
+    page = client.get("/p/T11001").get_data(as_text=True)
+    assert "12.34" not in page and 'data-testid="start"' not in page and 'href="/wallet"' not in page
+
+
+def test_a_signed_in_scan_of_an_unknown_code_still_shows_who_is_signed_in(client, make_site, make_resident, login):
+    make_site()
+    login(make_resident())
+    missing = client.get("/p/NOSUCH1")
+    assert missing.status_code == 404
+    assert 'href="/wallet"' in missing.get_data(as_text=True)
+
+
+def test_a_remember_me_cookie_alone_opens_the_signed_in_pay_page(app, client, make_site, make_resident):
+    make_site()
+    user = make_resident(balance_fen=1234)
+    client.post("/login", data={"login": user.login, "password": PASSWORD, "remember": "y"})
+    phone = app.test_client()
+    _copy_cookies(client, phone, names=("remember_token",))
+    page = phone.get("/p/T11001").get_data(as_text=True)
+    assert "12.34" in page and 'data-testid="start"' in page
