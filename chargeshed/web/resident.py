@@ -165,15 +165,19 @@ def site_ports(site_id: int):
     return response
 
 
-@bp.url_value_preprocessor
+@bp.app_url_value_preprocessor
 def _pay_page_reads_its_user_along(endpoint: str | None, values: dict | None) -> None:
     """A signed-in scan reads its user in the pay page's own statement: one round trip, not two.
 
     Runs before any hook asks Flask-Login for the user; the user loader then reads through
-    `_user_and_scan`, which keeps the page's row for the view.
+    `_user_and_scan`, which keeps the page's row for the view. Any other request reads its user
+    plainly, even where one app context serves several requests.
     """
+    g.pop("scan_read_along", None)
     if endpoint == "resident.port_page" and values:
         g.read_user = partial(_user_and_scan, values.get("code", ""))
+    else:
+        g.pop("read_user", None)
 
 
 def _user_and_scan(code: str, user_id: int):

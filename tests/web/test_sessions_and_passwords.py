@@ -215,9 +215,13 @@ def test_the_pay_page_reading_its_user_in_its_own_row_refuses_ended_sessions_too
 def test_a_signed_in_scan_of_an_unknown_code_still_shows_who_is_signed_in(client, make_site, make_resident, login):
     make_site()
     login(make_resident())
-    missing = client.get("/p/NOSUCH1")
-    assert missing.status_code == 404
-    assert 'href="/wallet"' in missing.get_data(as_text=True)
+    assert client.get("/p/%00x").status_code == 400  # a NUL is refused before any lookup
+    for code in ("NOSUCH1", "A" * 400, "中"):
+        missing = client.get(f"/p/{code}")
+        assert missing.status_code == 404, code
+        assert 'href="/wallet"' in missing.get_data(as_text=True)
+    # The next page reads its user plainly: nothing of the scan is left over.
+    assert client.get("/wallet").status_code == 200
 
 
 def test_a_remember_me_cookie_alone_opens_the_signed_in_pay_page(app, client, make_site, make_resident):
