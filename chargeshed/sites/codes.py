@@ -8,6 +8,8 @@ import secrets
 # No 0/O, 1/I/L: easy to read aloud and type.
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 6
+# What a code can look like in a link (any case, dashes between groups); anything else names no port.
+CODE_IN_LINK = re.compile(r"[A-Za-z0-9-]{1,32}")
 
 
 def new_port_code() -> str:

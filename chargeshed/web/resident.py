@@ -49,6 +49,7 @@ from chargeshed.payments.models import (
 from chargeshed.payments.providers import CheckoutUrls, provider_from_config
 from chargeshed.ports.models import PortEvent
 from chargeshed.sites import qr
+from chargeshed.sites.codes import CODE_IN_LINK
 from chargeshed.sites.models import Shed, Site
 from chargeshed.sites.services import get_port_by_code_or_404
 from chargeshed.timeutil import now as clock_now
@@ -174,8 +175,8 @@ def _pay_page_reads_its_user_along(endpoint: str | None, values: dict | None) ->
     plainly, even where one app context serves several requests.
     """
     g.pop("scan_read_along", None)
-    if endpoint == "resident.port_page" and values:
-        g.read_user = partial(_user_and_scan, values.get("code", ""))
+    if endpoint == "resident.port_page" and values and CODE_IN_LINK.fullmatch(values.get("code", "")):
+        g.read_user = partial(_user_and_scan, values["code"])
     else:
         g.pop("read_user", None)
 

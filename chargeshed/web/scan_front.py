@@ -20,13 +20,14 @@ from flask import Flask, request
 
 from chargeshed.charging.scan import Scan, load_scan, page_inputs
 from chargeshed.extensions import autocommit_engine
+from chargeshed.sites.codes import CODE_IN_LINK
 from chargeshed.timeutil import now as clock_now
 from chargeshed.web.hardening import log_request, request_id_for
 from chargeshed.web.render_cache import render_cache
 
 log = logging.getLogger(__name__)
 
-PAY_PAGE_PATH = re.compile(r"/p/([A-Za-z0-9-]{1,32})")
+PAY_PAGE_PATH = re.compile(rf"/p/({CODE_IN_LINK.pattern})")
 # Where the view leaves the key of a page it rendered for such a request.
 ENVIRON_KEY = "chargeshed.scan_front"
 # Vary values of a keepable response: the requests answered here carry neither header.
