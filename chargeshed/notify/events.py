@@ -84,7 +84,8 @@ def watch_shed(user_id: int, shed_id: int, now: datetime, hours: int = WATCH_HOU
 
 
 def fire_port_free_watches(now: datetime) -> int:
-    """Send one message per live watch whose shed has a free port; a fired or expired watch sends nothing."""
+    """Queue one message per live watch whose shed has a free port; a fired or expired watch sends
+    nothing. Flushes; the caller commits."""
     from chargeshed.charging.occupancy import occupancy
     from chargeshed.sites.models import Shed
 
@@ -114,5 +115,5 @@ def fire_port_free_watches(now: datetime) -> int:
         )
         watch.fired_at = now
         fired += 1
-    db.session.commit()
+    db.session.flush()
     return fired

@@ -171,7 +171,8 @@ class IncidentError(Exception):
 
 
 def close_incident(incident: Incident, actor_id: int, resolution: str, now: datetime | None = None) -> None:
-    """Close an incident with what was checked or repaired; a later event opens a new one."""
+    """Close an incident with what was checked or repaired; a later event opens a new one.
+    Flushes; the caller commits."""
     resolution = (resolution or "").strip()
     if incident.state != INCIDENT_OPEN:
         raise IncidentError(_("This incident is closed already."))
@@ -181,4 +182,4 @@ def close_incident(incident: Incident, actor_id: int, resolution: str, now: date
     incident.closed_at = now or clock_now()
     incident.closed_by_id = actor_id
     incident.resolution = resolution
-    db.session.commit()
+    db.session.flush()

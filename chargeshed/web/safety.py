@@ -283,6 +283,7 @@ def close_incident(incident_id: int):
         except incidents.IncidentError as refused:
             form.resolution.errors = [refused.message]
         else:
+            db.session.commit()
             flash(_("Incident closed."), "ok")
             return redirect(url_for(".incident_list"), code=303)
     return _incident_page({incident.id: form}, 409 if incident.state != INCIDENT_OPEN else 400)

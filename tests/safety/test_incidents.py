@@ -167,5 +167,6 @@ def test_incidents_page_lists_and_closes_for_the_site_only(
     assert _incidents()[0].state == "open"
     done = client.post(f"/safety/incidents/{incident.id}/close", data={f"i{incident.id}-resolution": "Socket replaced"})
     assert done.status_code == 303
+    db.session.rollback()  # what the page stored was committed, not merely flushed
     db.session.refresh(incident)
     assert (incident.state, incident.resolution) == ("closed", "Socket replaced")
