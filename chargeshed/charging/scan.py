@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import Connection, Engine, Select, and_, bindparam, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import Connection, Select, and_, bindparam, inspect, or_, select
+from sqlalchemy.orm import aliased, make_transient_to_detached
 
 from chargeshed.accounts.models import User
 from chargeshed.charging.models import LIVE_STATES, ChargeSession, Tariff
@@ -148,23 +148,44 @@ def load_scan(code: str, user_id: int | None = None, *, connection: Connection |
 
 
 @cache
+def _user_columns() -> tuple[tuple[str, str], ...]:
+    """Each mapped column of the user as (attribute, label): labelled apart from the page's own."""
+    return tuple((attribute.key, f"user__{attribute.key}") for attribute in inspect(User).column_attrs)
+
+
+@cache
 def _statement_with_user() -> Select:
-    """The pay page's statement with the wallet, and the user row itself (an ORM entity) beside it."""
-    return _statement(True).add_columns(User).outerjoin(User, User.id == bindparam("user_id"))
+    """The pay page's statement with the wallet, and the user's columns beside it."""
+    columns = {attribute.key: attribute.expression for attribute in inspect(User).column_attrs}
+    return (
+        _statement(True)
+        .add_columns(*(columns[key].label(label) for key, label in _user_columns()))
+        .outerjoin(User, User.id == bindparam("user_id"))
+    )
 
 
-def load_scan_with_user(code: str, user_id: int, bind: Engine) -> tuple[Scan | None, User | None]:
-    """The page's row for the port with this code and the user with this id, in one statement on `bind`.
+def load_scan_with_user(code: str, user_id: int, connection: Connection) -> tuple[Scan | None, User | None]:
+    """The page's row for the port with this code and the user with this id, in one statement on `connection`.
 
-    A signed-in scan thus costs one round trip, as an anonymous one does: the user comes as an entity
-    of the request's session (the one Flask-Login keeps), the rest as load_scan's Scan with the wallet.
+    A signed-in scan thus costs one round trip, as an anonymous one does, and no ORM session: the
+    user is built from all its columns in the row, detached, as if a session had loaded it and
+    closed. The page only reads it; a session it is added to later takes it as stored and unchanged.
     (None, None) when the port is unknown; the user is None when there is no user with this id.
     """
     parameters = {"code": normalise_code(code), "wallet": wallet_code(user_id), "user_id": user_id}
-    row = db.session.execute(_statement_with_user(), parameters, bind_arguments={"bind": bind}).first()
+    row = connection.execute(_statement_with_user(), parameters).first()
     if row is None:
         return None, None
-    return _scan_of(row, with_wallet=True), row.User
+    return _scan_of(row, with_wallet=True), _user_of(row._mapping)
+
+
+def _user_of(row) -> User | None:
+    """The user whose columns the row holds, detached, as if its session had loaded and closed."""
+    if row["user__id"] is None:
+        return None
+    user = User(**{key: row[label] for key, label in _user_columns()})
+    make_transient_to_detached(user)  # loaded and unchanged: a session it joins never writes it
+    return user
 
 
 def _scan_of(row, with_wallet: bool) -> Scan:

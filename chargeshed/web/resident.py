@@ -183,7 +183,8 @@ def _pay_page_reads_its_user_along(endpoint: str | None, values: dict | None) ->
 
 def _user_and_scan(code: str, user_id: int):
     """The user with this id, its pay page row for `code` kept in g for the view."""
-    found, user = load_scan_with_user(code, user_id, autocommit_engine())
+    with autocommit_engine().connect() as reads:
+        found, user = load_scan_with_user(code, user_id, reads)
     if found is None:  # an unknown port: the 404 page still shows who is signed in
         return accounts.user_by_id(user_id)
     g.scan_read_along = (user_id, found)
@@ -204,9 +205,9 @@ def port_page(code: str):
     if signed_in and read_along is not None and read_along[0] == current_user.id:
         found = read_along[1]  # read with the user, in one statement
     else:
-        # One statement (see charging/scan.py), in autocommit like the user's own load: no transaction.
-        reads = db.session.connection(bind_arguments={"bind": autocommit_engine()})
-        found = load_scan(code, current_user.id if signed_in else None, connection=reads)
+        # One statement (see charging/scan.py) in autocommit, outside the ORM session: no transaction.
+        with autocommit_engine().connect() as reads:
+            found = load_scan(code, current_user.id if signed_in else None, connection=reads)
     if found is None:
         abort(404)
     port, live, terms, balance = found.port, found.live, found.terms, found.balance_fen
