@@ -145,16 +145,8 @@ def profile(call, requests: int, top: int) -> str:
     return out.getvalue()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--database-url", help="a PostgreSQL database to use (its tables are recreated)")
-    parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--case", action="append", help="only these cases (repeatable)")
-    parser.add_argument("--no-profile", action="store_true", help="timings only")
-    args = parser.parse_args()
-    instance = tempfile.mkdtemp(prefix="chargeshed-profile-")
-    url = args.database_url or f"sqlite:///{instance}/pay.sqlite3"
+def build_cases(url: str, instance: str) -> dict:
+    """Each case's name and a function making its request: ChargeShed's cases and the reference's."""
     real_stderr = sys.stderr
     with open(os.devnull, "w") as devnull:
         sys.stderr = devnull  # log lines (the demo's, then each request's) go nowhere, as to an unread pipe
@@ -167,7 +159,7 @@ def main() -> None:
     import reference_app
 
     reference = reference_app.create_app()
-    cases = {
+    return {
         "reference (1 query)": caller(reference, f"/p/{codes['free']}", {}),
         "reference, signed in": caller(
             reference, f"/signed/p/{codes['free']}", {"Cookie": reference_sign_in(reference, codes["resident"])}
@@ -179,6 +171,20 @@ def main() -> None:
         "signed in, free port": caller(app, f"/p/{codes['free']}", {"Cookie": cookie}),
         "signed in, busy port": caller(app, f"/p/{codes['busy']}", {"Cookie": cookie}),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--database-url", help="a PostgreSQL database to use (its tables are recreated)")
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--case", action="append", help="only these cases (repeatable)")
+    parser.add_argument("--no-profile", action="store_true", help="timings only")
+    args = parser.parse_args()
+    instance = tempfile.mkdtemp(prefix="chargeshed-profile-")
+    url = args.database_url or f"sqlite:///{instance}/pay.sqlite3"
+    real_stderr = sys.stderr
+    cases = build_cases(url, instance)
     if args.case:
         cases = {name: call for name, call in cases.items() if any(c in name for c in args.case)}
     engine = url.split(":", 1)[0]
