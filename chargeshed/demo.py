@@ -129,6 +129,7 @@ def load_demo(history_days: int = 30, sessions_per_day: int = 40, seed: int = 20
     db.session.commit()
     first_day = (clock_now() - timedelta(days=history_days + 1)).date().replace(day=1)
     _agreement(site, operator, first_day)
+    db.session.commit()
     sessions = _history(residents, ports, history_days, sessions_per_day, random.Random(seed))
     return {"created": True, "ports": len(ports), "residents": len(residents), "sessions": sessions}
 

@@ -170,7 +170,10 @@ def create_agreement(
     note: str = "",
     created_by_id: int | None = None,
 ) -> Agreement:
-    """Store a new agreement, or raise SettlementRefused saying why not (nothing is stored then)."""
+    """Add a new agreement to the session, or raise SettlementRefused saying why not (nothing is added then).
+
+    Flushes (the agreement gets its id); the caller commits.
+    """
     if any(not FIRST_YEAR <= day.year <= LAST_YEAR for day in (valid_from, valid_to) if day is not None):
         raise SettlementRefused(
             _l("Choose days between the years %(first)d and %(last)d.", first=FIRST_YEAR, last=LAST_YEAR)
@@ -228,17 +231,17 @@ def create_agreement(
         ],
     )
     db.session.add(agreement)
-    db.session.commit()
+    db.session.flush()
     return agreement
 
 
 def delete_agreement(agreement: Agreement) -> None:
-    """Delete an agreement whose terms no issued statement used; refuse otherwise."""
+    """Delete an agreement whose terms no issued statement used; refuse otherwise. Flushes; the caller commits."""
     issued_until = last_issued_end(agreement.operator_id, agreement.site_id)
     if issued_until is not None and agreement.valid_from <= issued_until:
         raise SettlementRefused(_l("This agreement governs periods that are already issued; it is kept."))
     db.session.delete(agreement)
-    db.session.commit()
+    db.session.flush()
 
 
 def describe_terms(agreement: Agreement) -> dict:

@@ -10,6 +10,7 @@ from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from chargeshed.accounts.access import MONEY_ROLES, require_role
+from chargeshed.extensions import db
 from chargeshed.htmx import is_partial, make_response
 from chargeshed.settlement import agreements as agreement_services
 from chargeshed.settlement import statements as statement_services
@@ -151,6 +152,7 @@ def new_agreement(operator_id: int, site_id: int):
         except SettlementRefused as refused:
             problem = refused.message
         else:
+            db.session.commit()
             flash(_("Agreement #%(id)s saved.", id=agreement.id), "ok")
             return redirect(url_for(".agreements", operator_id=operator_id, site_id=site_id))
     status = 422 if request.method == "POST" else 200
@@ -170,6 +172,7 @@ def delete_agreement(agreement_id: int):
     except SettlementRefused as refused:
         flash(str(refused.message), "error")
     else:
+        db.session.commit()
         flash(_("Agreement deleted."), "ok")
     return redirect(back)
 

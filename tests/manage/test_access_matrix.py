@@ -122,7 +122,7 @@ def _session(tenant: Tenant) -> int:
 def _agreement(tenant: Tenant) -> int:
     from chargeshed.settlement.agreements import PartyInput, create_agreement
 
-    return create_agreement(
+    agreement = create_agreement(
         operator_id=tenant.operator_id,
         site_id=tenant.site.id,
         shed_id=None,
@@ -131,7 +131,9 @@ def _agreement(tenant: Tenant) -> int:
         electricity_fen_per_kwh=0,
         fee_mode="shared",
         parties=[PartyInput(f"运营{tenant.site.id}", "operator", 10000, pays_electricity=True)],
-    ).id
+    )
+    db.session.commit()
+    return agreement.id
 
 
 def _statement(tenant: Tenant) -> str:

@@ -111,7 +111,7 @@ def agree(app):
         fee_mode: str = "shared",
     ):
         operator_id = site.sheds[0].operator_id
-        return create_agreement(
+        agreement = create_agreement(
             operator_id=operator_id,
             site_id=site.id,
             shed_id=shed_id,
@@ -121,6 +121,8 @@ def agree(app):
             fee_mode=fee_mode,
             parties=THREE_PARTIES if parties is None else parties,
         )
+        db.session.commit()
+        return agreement
 
     return make
 

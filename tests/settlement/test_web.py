@@ -94,6 +94,7 @@ def test_an_agreement_is_made_from_the_form_and_bad_shares_are_refused(
 
     saved = client.post(f"/operator/1/{site.id}/agreements/new", data=data | {"parties-1-share": "44.5"})
     assert saved.status_code == 302
+    db.session.rollback()  # what the page committed, not what its session still holds
     agreement = db.session.query(Agreement).one()
     assert [(p.name, p.share_bp, p.pays_electricity) for p in agreement.parties] == [
         ("运营方", 5550, True),
@@ -237,8 +238,9 @@ def test_only_agreements_no_issued_statement_used_can_be_deleted(
     assert f"Delete agreement #{later.id}" in page and f"Delete agreement #{used.id}" not in page
     kept = english_client.post(f"/operator/agreements/{used.id}/delete", follow_redirects=True)
     assert "already issued; it is kept" in kept.get_data(as_text=True)
-    gone = english_client.post(f"/operator/agreements/{later.id}/delete", follow_redirects=True)
-    assert "Agreement deleted." in gone.get_data(as_text=True)
+    gone = english_client.post(f"/operator/agreements/{later.id}/delete")
+    db.session.rollback()  # what the page committed, not what its session still holds
     assert [a.id for a in db.session.query(Agreement)] == [used.id]
+    assert "Agreement deleted." in english_client.get(gone.headers["Location"]).get_data(as_text=True)
     login(make_staff("operator_staff", operator_id=2))
     assert english_client.post(f"/operator/agreements/{used.id}/delete").status_code == 404
