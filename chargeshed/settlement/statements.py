@@ -1,4 +1,7 @@
-"""Statement services: show a period, review it (snapshot), issue it (lock and number), reopen a review."""
+"""Statement services: show a period, review it (snapshot), issue it (lock and number), reopen a review.
+
+The services that write flush and leave the commit to their caller.
+"""
 
 from __future__ import annotations
 
@@ -106,7 +109,11 @@ def review(
     operator_id: int, site_id: int, period: Period, user_id: int | None, now: datetime | None = None
 ) -> Statement:
     """Take a snapshot of the period's figures as reviewed; refuses open periods, issued statements
-    and activity that no agreement covers."""
+    and activity that no agreement covers. Flushes; the caller commits.
+
+    A second reviewer storing the same period at the same moment gets SettlementRefused; only this
+    review's own writes (in a savepoint) are undone then, the caller's transaction stays usable.
+    """
     now = now or clock_now()
     ensure_closed(period, now)
     row = find_statement(operator_id, site_id, period)
@@ -129,33 +136,39 @@ def review(
                 end=gap["to"],
             )
         )
-    if row is None:
-        row = Statement(
-            operator_id=operator_id, site_id=site_id, period_start=period.start, period_end=period.end, created_at=now
-        )
-        db.session.add(row)
-    row.status = REVIEWED
-    row.reviewed_at = now
-    row.reviewed_by_id = user_id
-    _totals_into(row, figures)
-    if user_id is not None:
-        audit.record(
-            user_id,
-            audit.STATEMENT_REVIEWED,
-            f"{period.start.isoformat()} – {period.end.isoformat()}",
-            site_id=site_id,
-            operator_id=operator_id,
-        )
     try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
+        with db.session.begin_nested():
+            if row is None:
+                row = Statement(
+                    operator_id=operator_id,
+                    site_id=site_id,
+                    period_start=period.start,
+                    period_end=period.end,
+                    created_at=now,
+                )
+                db.session.add(row)
+            row.status = REVIEWED
+            row.reviewed_at = now
+            row.reviewed_by_id = user_id
+            _totals_into(row, figures)
+            if user_id is not None:
+                audit.record(
+                    user_id,
+                    audit.STATEMENT_REVIEWED,
+                    f"{period.start.isoformat()} – {period.end.isoformat()}",
+                    site_id=site_id,
+                    operator_id=operator_id,
+                )
+    except IntegrityError:  # the same period's row was stored by someone else meanwhile
         raise SettlementRefused(_l("Someone else is reviewing this statement right now; reload the page.")) from None
     return row
 
 
 def reopen(statement: Statement) -> Statement:
-    """Send a reviewed statement back to draft (its snapshot is dropped); issued ones never reopen."""
+    """Send a reviewed statement back to draft (its snapshot is dropped); issued ones never reopen.
+
+    Flushes; the caller commits.
+    """
     if statement.status == ISSUED:
         raise SettlementRefused(
             _l(
@@ -167,7 +180,7 @@ def reopen(statement: Statement) -> Statement:
     statement.figures = None
     statement.reviewed_at = None
     statement.reviewed_by_id = None
-    db.session.commit()
+    db.session.flush()
     return statement
 
 
@@ -189,6 +202,9 @@ def issue(statement: Statement, user_id: int | None, now: datetime | None = None
 
     Refuses a statement that was not reviewed, one whose figures changed since the review, and one
     that would leave a gap after (or overlap) the last issued period of the same operator and site.
+    Flushes; the caller commits. The statement is claimed by a conditional update in a savepoint: if
+    another request took its number at the same moment, only that savepoint is undone and the caller's
+    transaction stays usable.
     """
     now = now or clock_now()
     if statement.status == ISSUED:
@@ -222,28 +238,27 @@ def issue(statement: Statement, user_id: int | None, now: datetime | None = None
         or 0
     ) + 1
     try:
-        claimed = db.session.execute(
-            update(Statement)
-            .where(Statement.id == statement.id, Statement.status == REVIEWED)
-            .values(
-                status=ISSUED,
-                sequence=sequence,
-                issued_at=now,
-                issued_by_id=user_id,
-                number=format_number(statement.operator_id, statement.site_id, sequence),
-            )
-        ).rowcount
-        if claimed and user_id is not None:
-            audit.record(
-                user_id,
-                audit.STATEMENT_ISSUED,
-                format_number(statement.operator_id, statement.site_id, sequence),
-                site_id=statement.site_id,
-                operator_id=statement.operator_id,
-            )
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
+        with db.session.begin_nested():
+            claimed = db.session.execute(
+                update(Statement)
+                .where(Statement.id == statement.id, Statement.status == REVIEWED)
+                .values(
+                    status=ISSUED,
+                    sequence=sequence,
+                    issued_at=now,
+                    issued_by_id=user_id,
+                    number=format_number(statement.operator_id, statement.site_id, sequence),
+                )
+            ).rowcount
+            if claimed and user_id is not None:
+                audit.record(
+                    user_id,
+                    audit.STATEMENT_ISSUED,
+                    format_number(statement.operator_id, statement.site_id, sequence),
+                    site_id=statement.site_id,
+                    operator_id=statement.operator_id,
+                )
+    except IntegrityError:  # the sequence or number was taken by another statement meanwhile
         claimed = 0
     db.session.refresh(statement)
     if claimed:

@@ -1,6 +1,7 @@
 """Shed administration: add sheds and ports, rename and move sheds.
 
-Every function is one transaction: it either does everything or raises Refused and stores nothing.
+Every change is all or none: it does everything, or raises Refused and leaves the session as it was
+(its inserts run in a savepoint). Changes are flushed; the caller commits.
 What staff do to a port in service (rename, maintenance, retire, stop) is charging/port_admin.py.
 """
 
@@ -73,7 +74,7 @@ def _fresh_codes(count: int) -> list[str]:
 
 
 def _insert_ports(shed: Shed, numbers: list[int], now: datetime) -> list[Port]:
-    """Add ports to the session (caller commits); Refused if a number is taken in this shed."""
+    """Add ports to the session; Refused if a number is taken in this shed (nothing is added then)."""
     taken = sorted(
         db.session.execute(select(Port.number).where(Port.shed_id == shed.id, Port.number.in_(numbers))).scalars()
     )
@@ -88,15 +89,11 @@ def _insert_ports(shed: Shed, numbers: list[int], now: datetime) -> list[Port]:
 
 
 def add_ports(shed: Shed, numbers: list[int], now: datetime) -> list[Port]:
-    """Add ports with these numbers to a shed, all or none. Commits."""
+    """Add ports with these numbers to a shed, all or none. Flushes; the caller commits."""
     try:
-        ports = _insert_ports(shed, numbers, now)
-        db.session.commit()
-    except Refused:
-        db.session.rollback()
-        raise
+        with db.session.begin_nested():  # a refusal or a clash undoes only these ports
+            ports = _insert_ports(shed, numbers, now)
     except IntegrityError:  # someone added the same number (or code) at the same moment
-        db.session.rollback()
         raise Refused("conflict") from None
     return ports
 
@@ -112,7 +109,7 @@ def add_shed(
     *,
     any_operator: bool = False,
 ) -> Shed:
-    """A new shed in a site, with its first ports, all or none. Commits.
+    """A new shed in a site, with its first ports, all or none. Flushes; the caller commits.
 
     The operator and tariff must be among shed_choices(site, any_operator=...).
     """
@@ -132,22 +129,18 @@ def add_shed(
         location=location.strip(),
         created_at=now,
     )
-    db.session.add(shed)
     try:
-        db.session.flush()
-        _insert_ports(shed, port_numbers, now)
-        db.session.commit()
-    except Refused:
-        db.session.rollback()
-        raise
+        with db.session.begin_nested():  # a refusal or a clash undoes only this shed and its ports
+            db.session.add(shed)
+            db.session.flush()
+            _insert_ports(shed, port_numbers, now)
     except IntegrityError:
-        db.session.rollback()
         raise Refused("conflict") from None
     return shed
 
 
 def update_shed(shed: Shed, name: str, location: str) -> None:
-    """Rename a shed or change where it is. Commits."""
+    """Rename a shed or change where it is. Flushes; the caller commits."""
     name = name.strip()
     if not name:
         raise Refused("name_missing")
@@ -157,7 +150,7 @@ def update_shed(shed: Shed, name: str, location: str) -> None:
         raise Refused("name_taken")
     shed.name = name
     shed.location = location.strip()
-    db.session.commit()
+    db.session.flush()
 
 
 def shed_choices(site: Site, *, any_operator: bool) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:

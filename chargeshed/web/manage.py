@@ -367,6 +367,7 @@ def shed_edit(shed_id: int):
         except admin.Refused as refused:
             form.name.errors.append(_refusal(refused))
         else:
+            db.session.commit()
             flash(_("Shed saved."), "ok")
             return redirect(url_for(".shed_page", shed_id=shed.id))
     db.session.refresh(shed)
@@ -385,6 +386,7 @@ def shed_add_ports(shed_id: int):
         except admin.Refused as refused:
             form.numbers.errors.append(_refusal(refused))
         else:
+            db.session.commit()
             flash(_("%(count)s ports added. Print their stickers below.", count=len(added)), "ok")
             return redirect(url_for(".shed_page", shed_id=shed.id))
     return _shed_page(shed, 400, ports_form=form)
@@ -430,6 +432,7 @@ def shed_new(site_id: int):
             field = form.numbers if refused.code.startswith("numbers") else form.name
             field.errors.append(_refusal(refused))
         else:
+            db.session.commit()
             flash(_("Shed added. Print its QR stickers below."), "ok")
             return redirect(url_for(".shed_page", shed_id=shed.id))
     status = 400 if form.errors else 200

@@ -266,7 +266,8 @@ def download(operator_id: int, site_id: int, key: str, fmt: str):
 
 
 def _action(operator_id: int, site_id: int, key: str, act) -> object:
-    """Run a statement action; htmx gets the whole statement back (status, meta, figures), a plain post a redirect."""
+    """Run a statement action and commit what it did; htmx gets the whole statement back (status, meta,
+    figures), a plain post a redirect."""
     pair = get_operator_site_or_404(current_user, operator_id, site_id)
     period = _period_or_404(key)
     if not ActionForm().validate_on_submit():
@@ -275,6 +276,8 @@ def _action(operator_id: int, site_id: int, key: str, act) -> object:
         message, kind = act(pair, period), "ok"
     except SettlementRefused as refused:
         message, kind = str(refused.message), "error"
+    else:
+        db.session.commit()
     if not is_partial():
         flash(message, kind)
         return redirect(url_for(".statement", operator_id=operator_id, site_id=site_id, key=key), code=303)

@@ -128,6 +128,7 @@ def test_retired_port_leaves_the_grid_but_keeps_its_history(client, site, manage
 def test_bulk_add_ports_with_fresh_codes(client, site, manager):
     response = client.post("/manage/sheds/1/ports", data={"numbers": "4-6, 10"})
     assert response.status_code == 302
+    db.session.rollback()  # what the page committed, not what its session still holds
     added = (
         db.session.execute(select(Port).where(Port.shed_id == 1, Port.number > 3).order_by(Port.number)).scalars().all()
     )
@@ -174,6 +175,7 @@ def test_add_a_shed_with_its_ports_all_or_nothing(client, site, manager):
 
     created = client.post(f"/manage/sites/{site.id}/sheds/new", data=form)
     assert created.status_code == 302
+    db.session.rollback()  # what the page committed, not what its session still holds
     shed = db.session.execute(select(Shed).where(Shed.name == "4号车棚")).scalar_one()
     assert (shed.location, port_count(shed.id)) == ("12栋西侧", 8)
     assert "4号车棚" in client.get(f"/manage/sites/{site.id}").get_data(as_text=True)
@@ -181,6 +183,7 @@ def test_add_a_shed_with_its_ports_all_or_nothing(client, site, manager):
 
 def test_rename_a_shed(client, site, manager):
     assert client.post("/manage/sheds/1", data={"name": "北棚", "location": "4栋北"}).status_code == 302
+    db.session.rollback()  # what the page committed, not what its session still holds
     assert db.session.get(Shed, 1).name == "北棚"
     empty = client.post("/manage/sheds/1", data={"name": "", "location": ""})
     assert empty.status_code == 400
@@ -192,6 +195,8 @@ def test_operator_staff_manage_ports_but_not_the_sheds_themselves(client, site, 
     shed = db.session.get(Shed, 1)
     login(make_staff(ROLE_OPERATOR_STAFF, operator_id=shed.operator_id))
     assert client.post("/manage/sheds/1/ports", data={"numbers": "9"}).status_code == 302
+    db.session.rollback()  # what the page committed, not what its session still holds
+    assert port_count() == 4
     assert client.post("/manage/sheds/1", data={"name": "改名"}).status_code == 403
     assert client.get(f"/manage/sites/{site.id}/sheds/new").status_code == 403
 
@@ -212,3 +217,26 @@ def test_site_a_manager_editing_site_b_port_gets_404_and_nothing_changes(client,
     db.session.refresh(target)
     assert (target.label, target.status) != ("hacked", "retired") and target.status == "active"
     assert port_count(b.shed.id) == 3 and db.session.get(Shed, b.shed.id).name == "B-only shed 7Q"
+
+
+def test_a_refusal_or_a_clash_undoes_only_the_services_own_work(app, site, clock, monkeypatch):
+    """The services work in a savepoint: the caller's own change stays and its transaction goes on."""
+    from chargeshed.sites import admin
+
+    shed = db.session.get(Shed, 1)
+    shed.location = "4栋北"  # the caller's change, not committed
+    with pytest.raises(admin.Refused) as taken:
+        admin.add_ports(shed, [4, 2], clock.now)
+    assert (taken.value.code, taken.value.numbers) == ("numbers_taken", [2])
+    with monkeypatch.context() as patched:
+        patched.setattr(admin, "_fresh_codes", lambda count: ["T11001"] * count)  # a code someone just took
+        with pytest.raises(admin.Refused) as clash:
+            admin.add_ports(shed, [4], clock.now)
+    assert clash.value.code == "conflict"
+    with pytest.raises(admin.Refused) as twice:  # the same number twice: the database refuses the second
+        admin.add_shed(site, "4号车棚", "", shed.operator_id, shed.tariff_id, [1, 1], clock.now)
+    assert twice.value.code == "conflict"
+    added = admin.add_ports(shed, [4], clock.now)
+    db.session.commit()
+    assert [p.number for p in added] == [4] and port_count() == 4
+    assert db.session.get(Shed, 1).location == "4栋北" and db.session.query(Shed).count() == 1

@@ -26,6 +26,12 @@ def _form(operator_id: int, tariff_id: int, name: str = "新车棚") -> dict:
     }
 
 
+def _new_shed(site_id: int, name: str) -> tuple[int, int]:
+    """(operator id, number of ports) of the stored shed of that name at the site."""
+    shed = db.session.execute(select(Shed).where(Shed.site_id == site_id, Shed.name == name)).scalar_one()
+    return shed.operator_id, len(shed.ports)
+
+
 def test_a_site_manager_cannot_bring_another_operator_into_the_site(app, two_compounds):
     a, b, _admin = two_compounds
     b_operator = db.session.get(Operator, b.operator_id)
@@ -40,6 +46,8 @@ def test_a_site_manager_cannot_bring_another_operator_into_the_site(app, two_com
     )
     created = client.post(f"/manage/sites/{a.site.id}/sheds/new", data=_form(a.operator_id, a.sheds[0].tariff_id))
     assert created.status_code == 302
+    db.session.rollback()  # what the page committed, not what its session still holds
+    assert _new_shed(a.site.id, "新车棚") == (a.operator_id, 2)
 
 
 def test_the_platform_admin_may_choose_any_operator(app, two_compounds):
@@ -52,3 +60,5 @@ def test_the_platform_admin_may_choose_any_operator(app, two_compounds):
         f"/manage/sites/{a.site.id}/sheds/new", data=_form(b.operator_id, b.sheds[0].tariff_id, "B运营车棚")
     )
     assert created.status_code == 302
+    db.session.rollback()  # what the page committed, not what its session still holds
+    assert _new_shed(a.site.id, "B运营车棚") == (b.operator_id, 2)

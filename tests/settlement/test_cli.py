@@ -8,6 +8,7 @@ import io
 from openpyxl import load_workbook
 from pypdf import PdfReader
 
+from chargeshed.extensions import db
 from chargeshed.settlement import statements
 from chargeshed.settlement.periods import Period
 from tests.settlement.conftest import local
@@ -36,6 +37,7 @@ def test_writes_a_draft_then_the_issued_statement(
     assert ["Gross revenue", "2.00"] in rows and ["Statement No.", "– (not issued)"] in rows
 
     statements.issue(statements.review(1, site.id, Period.month("2026-10"), None), None)
+    db.session.commit()
     pdf = tmp_path / "october.pdf"
     result = runner.invoke(args=["statement", "1", str(site.id), "2026-10", "--format", "pdf", "-o", str(pdf)])
     assert result.exit_code == 0 and "statement ST-1-1-0001" in result.output

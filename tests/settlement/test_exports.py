@@ -10,6 +10,7 @@ import pytest
 from openpyxl import load_workbook
 from pypdf import PdfReader
 
+from chargeshed.extensions import db
 from chargeshed.money.format import format_fen
 from chargeshed.settlement import statements
 from chargeshed.settlement.exports import statement_file
@@ -145,6 +146,7 @@ def test_the_pdf_prints_the_parties_terms_and_totals(october):
     text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(draft)).pages)
     assert "Settlement statement (draft)" in text and "DRAFT" in text
     statements.issue(statements.review(october.sheds[0].operator_id, october.id, OCTOBER, None), None)
+    db.session.commit()
     issued, name = statement_file(_view(october), "pdf")
     assert name == "ST-1-1-0001_2026-10.pdf"
     reader = PdfReader(io.BytesIO(issued))
@@ -162,6 +164,7 @@ def test_the_pdf_prints_the_parties_terms_and_totals(october):
 
 def test_an_issued_download_stays_the_same_after_later_bookings(october, at, charge, ports, make_resident):
     statements.issue(statements.review(october.sheds[0].operator_id, october.id, OCTOBER, None), None)
+    db.session.commit()
     before, _ = statement_file(_view(october), "csv")
     at(2026, 11, 4)
     charge(make_resident(balance_fen=1000), ports(october)[2][1], local(2026, 11, 4, 9), minutes=100)

@@ -86,6 +86,7 @@ def test_a_pass_across_a_month_boundary_lands_in_both_statements_exactly(pass_si
     # The other 19 days were paid for but not earned yet: residents' money, not revenue.
     assert september["residents"]["passes_unearned_fen"] == PRICE - 366 == 634
     statements.issue(statements.review(site.sheds[0].operator_id, site.id, SEPTEMBER, None), None)
+    db.session.commit()
 
     at(2026, 11, 2)
     october = _view(site, OCTOBER).figures
@@ -101,6 +102,7 @@ def test_a_refund_in_october_takes_back_only_what_is_not_yet_recognised(pass_sit
     site, user, bought = pass_site
     at(2026, 10, 2)
     statements.issue(statements.review(site.sheds[0].operator_id, site.id, SEPTEMBER, None), None)
+    db.session.commit()
     wallet_before = wallet_balance(user.id)
 
     # 10 October: 21 of the 30 days are begun (20 September – 10 October), so 9 days come back.

@@ -9,6 +9,7 @@ from fractions import Fraction
 import pytest
 from sqlalchemy import select
 
+from chargeshed.accounts.models import User
 from chargeshed.charging import sessions as charging
 from chargeshed.charging.models import ENDED, ChargeSession
 from chargeshed.extensions import db
@@ -305,6 +306,7 @@ def test_issue_locks_numbers_and_a_second_click_changes_nothing(
         )
     reviewed = statements.review(*_ids(site), OCTOBER, None)
     first = statements.issue(reviewed, None)
+    db.session.commit()
     at(2026, 11, 2, 12, 1)
     second = statements.issue(reviewed, None)
     assert first.changed and not second.changed
@@ -329,13 +331,50 @@ def test_statements_are_issued_in_order_and_numbered_in_sequence(
     at(2027, 1, 5)
     december = Period.month("2026-12")
     statements.issue(statements.review(*_ids(site), OCTOBER, None), None)
+    db.session.commit()
     with pytest.raises(SettlementRefused) as refused:
         statements.issue(statements.review(*_ids(site), december, None), None)
     assert "must start on 2026-11-01" in str(refused.value.message)
+    db.session.commit()  # December's review stands; only its issue was refused
     november = statements.issue(statements.review(*_ids(site), NOVEMBER, None), None).statement
+    db.session.commit()
     assert november.number == "ST-1-1-0002"
     later = statements.issue(statements.find_statement(*_ids(site), december), None).statement
+    db.session.commit()
     assert later.number == "ST-1-1-0003"
+
+
+def test_a_lost_race_undoes_only_the_services_own_writes(
+    app, make_site, make_resident, ports, charge, agree, at, monkeypatch
+):
+    """A review or issue that clashes with another request's refuses and undoes its savepoint only:
+    the caller's transaction (here November's review and a resident's new name) goes on."""
+    at(2026, 9, 1)
+    site = make_site()
+    agree(site)
+    resident = make_resident(balance_fen=5000)
+    _october_history(site, resident, ports, charge)
+    at(2026, 12, 2)
+    statements.issue(statements.review(*_ids(site), OCTOBER, None), None)
+    db.session.commit()
+    november = statements.review(*_ids(site), NOVEMBER, None)
+    resident.display_name = "王女士"
+    with monkeypatch.context() as patched:
+        patched.setattr(statements, "find_statement", lambda *args: None)  # stored by someone else meanwhile
+        with pytest.raises(SettlementRefused, match="Someone else is reviewing this statement"):
+            statements.review(*_ids(site), NOVEMBER, None)
+    with monkeypatch.context() as patched:
+        patched.setattr(statements, "format_number", lambda *args: "ST-1-1-0001")  # taken meanwhile
+        with pytest.raises(SettlementRefused, match="Another statement was issued at the same moment"):
+            statements.issue(november, None)
+    db.session.commit()
+    assert [(s.period_start, s.status) for s in statements.statements_of(*_ids(site))] == [
+        (NOVEMBER.start, "reviewed"),
+        (OCTOBER.start, "issued"),
+    ]
+    assert db.session.get(User, resident.id).display_name == "王女士"
+    assert statements.issue(november, None).statement.number == "ST-1-1-0002"
+    db.session.commit()
 
 
 def test_books_that_changed_after_the_review_must_be_reviewed_again(
@@ -347,6 +386,7 @@ def test_books_that_changed_after_the_review_must_be_reviewed_again(
     sessions = _october_history(site, make_resident(balance_fen=5000), ports, charge)
     at(2026, 11, 2)
     reviewed = statements.review(*_ids(site), OCTOBER, None)
+    db.session.commit()
     at(2026, 10, 31, 22)  # a booking dated inside the reviewed period (e.g. a late correction)
     refund(sessions[0], 10)
     at(2026, 11, 3)
@@ -357,6 +397,7 @@ def test_books_that_changed_after_the_review_must_be_reviewed_again(
     assert db.session.get(Statement, reviewed.id).status == "reviewed"
     statements.review(*_ids(site), OCTOBER, None)
     assert statements.issue(reviewed, None).statement.figures["totals"]["adjustments_fen"] == -10
+    db.session.commit()
 
 
 def test_a_refund_after_issue_goes_into_the_next_statement_and_the_issued_one_never_changes(
@@ -371,6 +412,7 @@ def test_a_refund_after_issue_goes_into_the_next_statement_and_the_issued_one_ne
     refund(sessions[0], 20, "relay stuck")  # before the issue: part of October
     at(2026, 11, 2)
     issued = statements.issue(statements.review(*_ids(site), OCTOBER, None), None).statement
+    db.session.commit()
     locked = dict(issued.figures)
     assert locked["totals"]["adjustments_fen"] == -20
     at(2026, 11, 9)

@@ -8,6 +8,7 @@ from datetime import date
 
 import pytest
 
+from chargeshed.accounts.models import StaffAction
 from chargeshed.extensions import db
 from chargeshed.settlement import statements
 from chargeshed.settlement.models import Agreement, Statement
@@ -144,9 +145,30 @@ def test_review_then_issue_through_htmx_and_a_double_click_changes_nothing(
     # The swap carries the whole statement: its number and status below the banner agree with it.
     assert "<dd>ST-1-1-0001</dd>" in first and "not issued" not in first and "<dd>Draft</dd>" not in first
     assert "ST-1-1-0001 was already issued on 2026-11-03 12:00; nothing changed." in second
+    db.session.rollback()  # what the page committed, not what its session still holds
     assert db.session.query(Statement).one().number == "ST-1-1-0001"
     page = client.get(base).get_data(as_text=True)
     assert 'data-testid="statement-number">ST-1-1-0001<' in page and 'data-testid="review"' not in page
+
+
+def test_review_and_reopen_are_stored_by_the_page(app, english_client, login, make_staff, october):
+    site, _other = october
+    base = f"/operator/1/{site.id}/statements/2026-10"
+    manager = login(make_staff("site_manager", site_id=site.id))
+    assert english_client.post(base + "/review").status_code == 303
+    db.session.rollback()  # what the page committed, not what its session still holds
+    reviewed = db.session.query(Statement).one()
+    assert (reviewed.status, reviewed.reviewed_by_id) == ("reviewed", manager.id)
+    assert reviewed.figures["totals"]["gross_fen"] == 250
+    assert [a.action for a in db.session.query(StaffAction)] == ["statement_reviewed"]
+    reopened = english_client.post(base + "/reopen", headers={"HX-Request": "true"})
+    assert reopened.status_code == 200 and "Back to draft." in reopened.get_data(as_text=True)
+    db.session.rollback()  # what the page committed, not what its session still holds
+    draft = db.session.query(Statement).one()
+    assert (draft.status, draft.figures, draft.reviewed_by_id) == ("draft", None, None)
+    assert "The statement is a draft already." in english_client.post(base + "/reopen", follow_redirects=True).get_data(
+        as_text=True
+    )
 
 
 def test_plain_form_posts_redirect_with_the_message(app, english_client, login, make_staff, october):
@@ -233,6 +255,7 @@ def test_only_agreements_no_issued_statement_used_can_be_deleted(
     used = db.session.query(Agreement).one()
     later = agree(site, date(2026, 12, 1), parties=None)
     statements.issue(statements.review(1, site.id, Period.month("2026-10"), None), None)
+    db.session.commit()
     login(make_staff("operator_staff", operator_id=1))
     page = english_client.get(f"/operator/1/{site.id}/agreements").get_data(as_text=True)
     assert f"Delete agreement #{later.id}" in page and f"Delete agreement #{used.id}" not in page
