@@ -14,11 +14,15 @@ import signal
 import threading
 import time
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from flask import Flask
 
 from chargeshed.config import START_TIMEOUT_SECONDS
 from chargeshed.timeutil import now as clock_now
+
+if TYPE_CHECKING:
+    from chargeshed.safety.incidents import SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,16 @@ def passes_step(now: datetime) -> int:
     booked = book_recognised(local_day(now))
     db.session.commit()
     return booked
+
+
+def incidents_step(now: datetime) -> SyncReport:
+    """One worker round for safety incidents: open or extend them from the ports' events, commit."""
+    from chargeshed.extensions import db
+    from chargeshed.safety.incidents import sync_incidents
+
+    report = sync_incidents(now)
+    db.session.commit()
+    return report
 
 
 class CommandListener:
@@ -169,7 +183,6 @@ class Worker:
     def run(self) -> None:
         """Tick every `interval` seconds; errors are logged and the loop goes on."""
         from chargeshed.notify.config import notify_step
-        from chargeshed.safety.incidents import sync_incidents
 
         listen = self.listen and self.simulated
         if self.simulated:  # commands a killed predecessor claimed go out again at once
@@ -190,7 +203,7 @@ class Worker:
                 self._round("tick", self._tick)
                 if self.stopping.is_set():
                     break
-                self._round("incidents", lambda: sync_incidents(clock_now()))
+                self._round("incidents", lambda: incidents_step(clock_now()))
                 self._round("notify", lambda: notify_step(self.app, clock_now()))
                 self._round("passes", lambda: passes_step(clock_now()))
                 if listener is None and listen:

@@ -21,6 +21,7 @@ def sync_command() -> None:
     from chargeshed.safety.incidents import sync_incidents
 
     report = sync_incidents(clock_now())
+    db.session.commit()
     click.echo(f"incidents opened: {len(report.opened)}, occurrences added: {report.added}")
 
 

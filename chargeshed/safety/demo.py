@@ -43,7 +43,7 @@ def _photo(rnd: random.Random) -> uploads.CleanPhoto:
 
 
 def load_safety_demo(password: str, weeks: int = 12, seed: int = 37) -> dict:
-    """Add a patrol user, some bikes and cases in every state to the first compound (once)."""
+    """Add a patrol user, some bikes and cases in every state to the first compound (once); commits."""
     site = db.session.execute(select(Site).order_by(Site.id)).scalars().first()
     if site is None:
         return {"created": False, "reason": "no compound; run `flask demo` first"}
@@ -106,6 +106,7 @@ def load_safety_demo(password: str, weeks: int = 12, seed: int = 37) -> dict:
         )
         created += 1
     sync_incidents(now)
+    db.session.commit()
     return {"created": True, "cases": created, "patrol": patrol.login}
 
 

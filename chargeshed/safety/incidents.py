@@ -63,7 +63,8 @@ class _Source:
 
 
 def sync_incidents(now: datetime) -> SyncReport:
-    """Open or extend incidents for port problems since the last sync (up to `now`), then commit."""
+    """Open or extend incidents for port problems since the last sync (up to `now`).
+    Flushes; the caller commits."""
     mark = db.session.get(SyncMark, MARK)
     since = mark.at - OVERLAP if mark is not None else None
     report = SyncReport()
@@ -98,7 +99,7 @@ def sync_incidents(now: datetime) -> SyncReport:
         db.session.add(SyncMark(name=MARK, at=now))
     else:
         mark.at = max(mark.at, now)
-    db.session.commit()
+    db.session.flush()
     return report
 
 

@@ -14,6 +14,7 @@ decoded at once per process; the rest wait their turn (then are refused with "bu
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import secrets
@@ -24,6 +25,10 @@ from dataclasses import dataclass
 from flask import current_app
 from flask_babel import gettext as _
 from PIL import Image, ImageOps, UnidentifiedImageError
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction
+
+log = logging.getLogger(__name__)
 
 MAX_PHOTOS = 3
 MAX_PHOTO_BYTES = 8 * 1024 * 1024
@@ -192,10 +197,55 @@ def save_files(stored_name: str, photo: CleanPhoto) -> None:
         os.replace(temporary, path)
 
 
-def remove_files(stored_name: str) -> None:
-    """Remove files written for a photo whose database row was not stored."""
-    for thumb in (False, True):
+def _remove_paths(paths: list[str]) -> None:
+    """Remove files written for photos whose database rows were not stored."""
+    for path in paths:
         try:
-            os.remove(photo_path(stored_name, thumb))
+            os.remove(path)
         except FileNotFoundError:
             pass
+        except OSError:
+            log.warning("could not remove the photo file %s", path, exc_info=True)
+
+
+# session.info keys: the photo files of each open transaction (outermost or savepoint), and the mark
+# a commit leaves for the transaction that ends right after it.
+_PENDING = "safety_photo_files"
+_COMMITTED = "safety_photo_files_committed"
+
+
+def remove_unless_committed(session: Session, stored_name: str) -> None:
+    """Tie a photo's files to the session's transaction (call before writing them): they are removed
+    when that transaction ends without a commit.
+
+    A savepoint that is released hands its files on to the transaction around it; one rolled back
+    removes them. So do a rollback, a failed commit and a session closed without a commit (a request
+    that ended without one): a stored file always has its committed row. The caller commits.
+    """
+    pending = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = {}
+        event.listen(session, "after_commit", _mark_committed)
+        event.listen(session, "after_transaction_end", _settle_files)
+    transaction = session.get_nested_transaction() or session.get_transaction() or session.begin()
+    pending.setdefault(transaction, []).extend(photo_path(stored_name, thumb) for thumb in (False, True))
+
+
+def _mark_committed(session: Session) -> None:
+    session.info[_COMMITTED] = True  # the transaction committing now ends next
+
+
+def _settle_files(session: Session, transaction: SessionTransaction) -> None:
+    committed = session.info.pop(_COMMITTED, False)
+    pending = session.info[_PENDING]
+    paths = pending.pop(transaction, None)
+    if not paths:
+        return
+    if not committed:
+        _remove_paths(paths)
+        return
+    enclosing = transaction.parent  # None: the outermost transaction committed, the files stay
+    while enclosing is not None and not enclosing.nested and enclosing.parent is not None:
+        enclosing = enclosing.parent
+    if enclosing is not None:
+        pending.setdefault(enclosing, []).extend(paths)

@@ -2,7 +2,8 @@
 
 reported → verified (or closed: no hazard) → owner notified (each reminder logged) → deadline set →
 rectified (after photo) or, after ≥ 3 reminders, bike moved → escalated when needed → closed.
-Every step is one DB transaction that writes a CaseEvent; nothing is ever deleted.
+Every step writes a CaseEvent, in a savepoint of the caller's transaction (a refused or failed
+step leaves it as it was); the caller commits. Nothing is ever deleted.
 """
 
 from __future__ import annotations
@@ -124,7 +125,11 @@ def file_report(
     source: str = SOURCE_PUBLIC,
     now: datetime | None = None,
 ) -> HazardCase:
-    """Open a case from a report (public or patrol) with up to MAX_PHOTOS clean photos."""
+    """Open a case from a report (public or patrol) with up to MAX_PHOTOS clean photos.
+
+    Flushes; the caller commits. The photo files are removed again unless the caller's transaction
+    commits (uploads.remove_unless_committed).
+    """
     now = now or clock_now()
     if report.hazard_type not in HAZARD_TYPES:
         raise WorkflowError("hazard_type", _("Choose what kind of hazard it is."))
@@ -150,50 +155,49 @@ def file_report(
         created_at=now,
         updated_at=now,
     )
-    db.session.add(case)
-    db.session.flush()
-    event = CaseEvent(
-        case_id=case.id,
-        at=now,
-        actor_id=actor_id or reporter_id,
-        action=REPORT,
-        from_state=None,
-        to_state=REPORTED,
-    )
-    db.session.add(event)
-    db.session.flush()
-    _store_photos(case, event, photos, PHOTO_REPORT, now)
+    with db.session.begin_nested():  # this report only: if it fails, the caller's transaction is as it was
+        db.session.add(case)
+        db.session.flush()
+        event = CaseEvent(
+            case_id=case.id,
+            at=now,
+            actor_id=actor_id or reporter_id,
+            action=REPORT,
+            from_state=None,
+            to_state=REPORTED,
+        )
+        db.session.add(event)
+        db.session.flush()
+        _store_photos(case, event, photos, PHOTO_REPORT, now)
     return case
 
 
 def _store_photos(
     case: HazardCase, event: CaseEvent, photos: Sequence[uploads.CleanPhoto], kind: str, now: datetime
 ) -> None:
-    """Write the files, then commit the rows; if the commit fails, remove the files again."""
-    written: list[str] = []
-    try:
-        for photo in photos:
-            name = uploads.new_stored_name()
-            uploads.save_files(name, photo)
-            written.append(name)
-            db.session.add(
-                CasePhoto(
-                    case_id=case.id,
-                    event_id=event.id,
-                    kind=kind,
-                    stored_name=name,
-                    width=photo.width,
-                    height=photo.height,
-                    size_bytes=len(photo.data),
-                    created_at=now,
-                )
+    """Write the files and flush their rows, inside the caller's savepoint.
+
+    Each file is tied to the transaction before it is written: if this or anything later fails (the
+    savepoint or the caller's transaction rolled back, its commit failed), the files are removed.
+    """
+    session = db.session()
+    for photo in photos:
+        name = uploads.new_stored_name()
+        uploads.remove_unless_committed(session, name)
+        uploads.save_files(name, photo)
+        db.session.add(
+            CasePhoto(
+                case_id=case.id,
+                event_id=event.id,
+                kind=kind,
+                stored_name=name,
+                width=photo.width,
+                height=photo.height,
+                size_bytes=len(photo.data),
+                created_at=now,
             )
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        for name in written:
-            uploads.remove_files(name)
-        raise
+        )
+    db.session.flush()
 
 
 def allowed_actions(case: HazardCase) -> list[str]:
@@ -218,7 +222,13 @@ def act(
     first_charge_offered: bool = False,
     now: datetime | None = None,
 ) -> CaseEvent:
-    """Take one workflow step on a case, or raise WorkflowError (nothing changes then)."""
+    """Take one workflow step on a case, or raise WorkflowError (nothing changes then).
+
+    Flushes; the caller commits. The step is claimed by an UPDATE that matches only the state the
+    case was read in: when someone else moved the case meanwhile it matches nothing, and the step is
+    refused ("changed"). The step's writes are in a savepoint, so a refusal or failure undoes them
+    and leaves the caller's transaction usable; `case` is then read again from the database.
+    """
     now = now or clock_now()
     note = (note or "").strip()
     if action not in RULES or action == LINK_BIKE:
@@ -292,27 +302,27 @@ def act(
         values["closed_at"] = now
     values["state"] = to_state
     event.to_state = to_state
-    claimed = db.session.execute(
-        update(HazardCase).where(HazardCase.id == case.id, HazardCase.state == case.state).values(**values)
-    ).rowcount
-    if not claimed:
-        db.session.rollback()
-        raise WorkflowError("changed", _("Someone else changed this case meanwhile. Please look again."))
-    db.session.add(event)
-    db.session.flush()
-    if case.reporter_id and to_state != event.from_state:  # the reporter hears of progress, if they opted in
-        from chargeshed.notify.base import HAZARD_PROGRESS
-        from chargeshed.notify.outbox import queue_for_user
+    with db.session.begin_nested():  # a refusal or failure undoes this step only, and expires `case`
+        claimed = db.session.execute(
+            update(HazardCase).where(HazardCase.id == case.id, HazardCase.state == case.state).values(**values)
+        ).rowcount
+        if not claimed:
+            raise WorkflowError("changed", _("Someone else changed this case meanwhile. Please look again."))
+        db.session.add(event)
+        db.session.flush()
+        if case.reporter_id and to_state != event.from_state:  # the reporter hears of progress, if they opted in
+            from chargeshed.notify.base import HAZARD_PROGRESS
+            from chargeshed.notify.outbox import queue_for_user
 
-        queue_for_user(
-            case.reporter_id,
-            HAZARD_PROGRESS,
-            {"case": f"#{case.id}", "status": state_name(to_state)},
-            f"hazard:{case.id}:{event.id}",
-            now,
-        )
-    kind = PHOTO_AFTER if action == RECTIFY else PHOTO_SITE
-    _store_photos(case, event, [photo] if photo is not None else [], kind, now)
+            queue_for_user(
+                case.reporter_id,
+                HAZARD_PROGRESS,
+                {"case": f"#{case.id}", "status": state_name(to_state)},
+                f"hazard:{case.id}:{event.id}",
+                now,
+            )
+        kind = PHOTO_AFTER if action == RECTIFY else PHOTO_SITE
+        _store_photos(case, event, [photo] if photo is not None else [], kind, now)
     db.session.refresh(case)
     return event
 
@@ -336,7 +346,10 @@ def find_bike(plate: str, site_id: int) -> Bike | None:
 
 
 def link_bike(case: HazardCase, plate: str, actor_id: int, now: datetime | None = None) -> Bike:
-    """Link a case to a registered bike by plate (logged); raises WorkflowError if unknown."""
+    """Link a case to a registered bike by plate (logged); raises WorkflowError if unknown.
+
+    Flushes; the caller commits.
+    """
     now = now or clock_now()
     if not case.is_open:
         raise WorkflowError("state", _("This case is closed."))
@@ -356,7 +369,7 @@ def link_bike(case: HazardCase, plate: str, actor_id: int, now: datetime | None 
             target=bike.plate[:24],
         )
     )
-    db.session.commit()
+    db.session.flush()
     return bike
 
 

@@ -107,6 +107,7 @@ def new_case():
         photos = clean_uploads(form.photos)
         if photos is not None:
             case = workflow.file_report(new_report(form), photos, actor_id=current_user.id, source=SOURCE_PATROL)
+            db.session.commit()
             flash(_("Case #%(id)s opened.", id=case.id), "ok")
             return redirect(url_for(".case", case_id=case.id), code=303)
     elif request.method == "POST":
@@ -218,6 +219,7 @@ def step(case_id: int, action: str):
         found = get_case_or_404(current_user, case_id)
         status = 409 if refused.code in ("state", "changed", "reminders") else 400
         return render_template("safety/case.html", **_case_context(found, {action: form}, refused.message)), status
+    db.session.commit()
     flash(_("Saved: %(step)s.", step=labels.ACTION_LABELS[action]), "ok")
     return redirect(url_for(".case", case_id=found.id), code=303)
 
@@ -234,6 +236,7 @@ def link_bike(case_id: int):
         except workflow.WorkflowError as refused:
             form.plate.errors = [refused.message]
         else:
+            db.session.commit()
             flash(_("Bike linked."), "ok")
             return redirect(url_for(".case", case_id=found.id), code=303)
     return render_template("safety/case.html", **_case_context(found, {"bike": form})), 400

@@ -123,6 +123,7 @@ def new(site_id: int | None = None, building_id: int | None = None):
                 photos,
                 reporter_id=current_user.id if current_user.is_authenticated else None,
             )
+            db.session.commit()
             flash(_("Thank you. Your report was received. Keep this page's address to follow the case."), "ok")
             return redirect(url_for(".track", token=case.tracking_token), code=303)
     elif request.method == "POST":

@@ -83,6 +83,7 @@ def test_shelly_overpower_ends_the_charge_as_overload_in_words_with_incident_and
     assert "<small>过载断电</small>" in grid
 
     sync_incidents(clock.now)
+    db.session.commit()
     [incident] = db.session.execute(select(Incident)).scalars().all()
     assert (incident.kind, incident.occurrences) == ("overload", 1)  # one cut-off, counted once
     clock.advance(minutes=3)
@@ -112,6 +113,7 @@ def test_shelly_overtemp_ends_the_charge_as_overheat_in_words_with_its_own_incid
     assert 'data-testid="port-fault">过温<' in resident_port and 'data-testid="port-fault">过温<' in manager_port
     assert "过温，已断电" in charge
     sync_incidents(clock.now)
+    db.session.commit()
     [incident] = db.session.execute(select(Incident)).scalars().all()
     assert incident.kind == "overheat"
 
@@ -128,5 +130,6 @@ def test_tasmota_max_power_ends_the_charge_as_overload(
     _after_trip(clock, gateway, port.id, "overload")
     assert _session(session_id).end_reason == "overload"
     sync_incidents(clock.now)
+    db.session.commit()
     [incident] = db.session.execute(select(Incident)).scalars().all()
     assert (incident.kind, incident.occurrences) == ("overload", 1)

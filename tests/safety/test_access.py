@@ -38,6 +38,7 @@ def world(client, make_site, building, make_staff, en_context):
     with en_context():
         clean = clean_photo(samples.plain_jpeg())
     case = workflow.file_report(workflow.NewReport("flying_wire", b4.id, floor=6, contact="13800009999"), [clean])
+    db.session.commit()
     photo = db.session.execute(db.select(CasePhoto)).scalar_one()
     ids = {"case": case.id, "photo": photo.id, "building": b4.id}
     return site, other, ids
@@ -111,6 +112,7 @@ def test_tracking_link_serves_only_its_own_case_photos(client, world, building, 
     site, other, ids = world
     first = db.session.get(HazardCase, ids["case"])
     second = workflow.file_report(workflow.NewReport("other", building(site, 5).id, floor=1, description="x"))
+    db.session.commit()
     assert client.get(f"/report/t/{first.tracking_token}/photos/{ids['photo']}/thumb").status_code == 200
     assert client.get(f"/report/t/{second.tracking_token}/photos/{ids['photo']}").status_code == 404
 
@@ -122,6 +124,7 @@ def test_after_photos_are_not_on_the_tracking_link(client, world, make_staff, en
     with en_context():
         workflow.act(case, "verify", patrol.id)
         workflow.act(case, "rectify", patrol.id, photo=clean_photo(samples.plain_jpeg()))
+    db.session.commit()
     after = db.session.execute(db.select(CasePhoto).where(CasePhoto.kind == "after")).scalar_one()
     assert client.get(f"/report/t/{case.tracking_token}/photos/{after.id}").status_code == 404
 

@@ -43,6 +43,7 @@ def cases(app, make_site, building, make_staff, clock, en_context):
             deadline_at=start - timedelta(days=2),
             now=start - timedelta(days=8),
         )
+    db.session.commit()
     return site, old, tenth
 
 
@@ -87,6 +88,7 @@ def test_weekly_trend_counts_reports_per_building_and_shed_utilisation(app, make
             workflow.NewReport("bike_indoors", building(site, number).id, floor=1),
             now=clock.now - timedelta(days=days_back),
         )
+    db.session.commit()
     trend = stats.weekly_trend(site.id, clock.now, weeks=4)
     assert trend.weeks[-1] == week and len(trend.weeks) == 4
     assert trend.utilisation[-2] == 6.3

@@ -39,6 +39,7 @@ def test_overload_cutoff_opens_an_incident_once_and_repeats_are_added_to_it(
     assert (first.state, first.end_reason) == ("ended", "overload")
 
     report = sync_incidents(clock.now)
+    db.session.commit()
     (incident,) = _incidents()
     assert report.opened == [incident.id]
     assert (incident.kind, incident.state, incident.shed_id, incident.occurrences) == (
@@ -50,6 +51,7 @@ def test_overload_cutoff_opens_an_incident_once_and_repeats_are_added_to_it(
     assert incident.occurrences_log[0].session_id == first.id
 
     again = sync_incidents(clock.now)  # idempotent
+    db.session.commit()
     assert (again.opened, again.added) == ([], 0)
     assert _incidents()[0].occurrences == 1
 
@@ -57,11 +59,13 @@ def test_overload_cutoff_opens_an_incident_once_and_repeats_are_added_to_it(
     second = _charge(user, "T11002", driver, clock, tick, "overload")
     assert second.end_reason == "overload"
     sync_incidents(clock.now)
+    db.session.commit()
     (incident,) = _incidents()  # same shed, same kind: added to the open one
     assert incident.occurrences == 2 and incident.last_seen_at == second.ended_at
 
     other_shed = _charge(user, "T12001", driver, clock, tick, "overload")
     sync_incidents(clock.now)
+    db.session.commit()
     incidents = _incidents()
     assert len(incidents) == 2 and incidents[1].shed_id == other_shed.shed_id
 
@@ -74,10 +78,13 @@ def test_a_new_overload_after_close_opens_a_new_incident(
     manager = make_staff("site_manager", site)
     _charge(user, "T11001", driver, clock, tick, "overload")
     sync_incidents(clock.now)
+    db.session.commit()
     close_incident(_incidents()[0], manager.id, "Charger of bike checked, owner told to replace it")
+    db.session.commit()
     clock.advance(hours=1)
     _charge(user, "T11002", driver, clock, tick, "overload")
     sync_incidents(clock.now)
+    db.session.commit()
     closed, fresh = _incidents()
     assert (closed.state, closed.occurrences, closed.closed_by_id) == ("closed", 1, manager.id)
     assert (fresh.state, fresh.occurrences) == ("open", 1)
@@ -95,6 +102,7 @@ def test_stuck_relay_after_the_charge_ended_opens_an_incident(app, make_site, ma
     events = db.session.execute(select(PortEvent.kind, PortEvent.detail)).all()
     assert ("fault", "stuck_relay") in events
     sync_incidents(clock.now)
+    db.session.commit()
     (incident,) = _incidents()
     assert incident.kind == "stuck_relay" and incident.occurrences_log[0].port_id == _port("T11001").id
 
@@ -105,6 +113,7 @@ def test_port_fault_opens_a_port_fault_incident_not_an_overload(app, make_site, 
     session = _charge(user, "T11001", driver, clock, tick, "fault")
     assert session.end_reason == "port_fault"
     sync_incidents(clock.now)
+    db.session.commit()
     (incident,) = _incidents()
     assert incident.kind == "port_fault" and incident.occurrences_log[0].detail == "ground_fault"
 
@@ -124,8 +133,10 @@ def test_sync_reads_from_its_last_run_with_an_overlap_for_late_writes(app, make_
     make_site()
     port = _port("T11001")
     sync_incidents(clock.now)
+    db.session.commit()
     clock.advance(minutes=30)
     sync_incidents(clock.now)
+    db.session.commit()
     last_run = clock.now
     # Two fault events committed late: one a moment before the last run, one long before it.
     db.session.add_all(
@@ -137,6 +148,7 @@ def test_sync_reads_from_its_last_run_with_an_overlap_for_late_writes(app, make_
     db.session.commit()
     clock.advance(minutes=1)
     report = sync_incidents(clock.now)
+    db.session.commit()
     assert report.added == 1
     (incident,) = _incidents()
     assert [o.detail for o in incident.occurrences_log] == ["ground_fault"]
@@ -151,6 +163,7 @@ def test_incidents_page_lists_and_closes_for_the_site_only(
     user = make_resident(balance_fen=5000)
     _charge(user, "T11001", driver, clock, tick, "overload")
     sync_incidents(clock.now)
+    db.session.commit()
     incident = _incidents()[0]
     login(make_staff("patrol", other))
     assert 'data-testid="incident"' not in client.get("/safety/incidents").get_data(as_text=True)

@@ -15,6 +15,7 @@ SCRIPT = '<script>alert("x")</script>'
 
 
 def _case() -> HazardCase:
+    db.session.rollback()  # what the page committed, not what its session still holds
     return db.session.execute(select(HazardCase)).scalar_one()
 
 
@@ -46,6 +47,7 @@ def test_tracking_tokens_differ_and_a_guessed_token_finds_nothing(client, make_s
     site = make_site()
     for _ in range(2):
         client.post("/report", data=report_data(building(site, 4).id))
+    db.session.rollback()  # what the page committed, not what its session still holds
     tokens = list(db.session.execute(select(HazardCase.tracking_token)).scalars())
     assert len(set(tokens)) == 2
     assert client.get("/report/t/" + tokens[0][:-1] + ("A" if tokens[0][-1] != "A" else "B")).status_code == 404
@@ -116,6 +118,7 @@ def test_tracking_page_shows_no_personal_data(
     workflow.act(case, "verify", staff.id, note="Cable from 602 confirmed")
     workflow.link_bike(case, "ZZA12345", staff.id)
     workflow.act(case, "notify", staff.id, channel="wechat", note="Sent to 13912345678")
+    db.session.commit()
     page = client.get(f"/report/t/{case.tracking_token}").get_data(as_text=True)
     assert "Owner reminded" in page and "Checked on site: hazard confirmed" in page
     for private in (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from chargeshed.accounts.models import ROLE_PATROL
 from chargeshed.extensions import db
 from chargeshed.safety import workflow
+from chargeshed.safety.models import HazardCase
 
 
 def _client(app, user):
@@ -19,6 +20,7 @@ def test_a_plate_of_another_compound_is_unknown_to_a_patrol(app, two_compounds):
     case = workflow.file_report(
         workflow.NewReport("bike_indoors", a.building.id, floor=1, spot="lobby", plate="BPLATE02")
     )
+    db.session.commit()
     client = _client(app, a.staff[ROLE_PATROL])
     page = client.get(f"/safety/cases/{case.id}").get_data(as_text=True)
     assert "is registered" not in page  # no suggestion from B's register
@@ -29,6 +31,8 @@ def test_a_plate_of_another_compound_is_unknown_to_a_patrol(app, two_compounds):
     assert workflow.find_bike("BPLATE02", a.site.id) is None
     own = client.post(f"/safety/cases/{case.id}/bike", data={"plate": "APLATE02"})
     assert own.status_code == 303
+    db.session.rollback()  # what the page committed, not what its session still holds
+    assert db.session.get(HazardCase, case.id).bike.plate == "APLATE02"
 
 
 def test_a_case_linked_across_compounds_shows_no_owner_record(app, two_compounds):

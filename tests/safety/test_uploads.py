@@ -95,6 +95,7 @@ def test_report_with_gps_photo_stores_and_serves_it_without_metadata(client, mak
     site = make_site()
     response = _post_report(client, building(site, 4).id, [(io.BytesIO(samples.jpeg_with_gps()), "IMG_0001.jpg")])
     assert response.status_code == 303
+    db.session.rollback()  # what the page committed, not what its session still holds
     case = db.session.execute(select(HazardCase)).scalar_one()
     photo = case.photos[0]
     stored = sorted(os.listdir(upload_dir))
@@ -112,6 +113,7 @@ def test_report_with_gps_photo_stores_and_serves_it_without_metadata(client, mak
 def test_photos_are_not_stored_under_static(app, client, make_site, building, upload_dir):
     site = make_site()
     _post_report(client, building(site, 4).id, [(io.BytesIO(samples.plain_jpeg()), "a.jpg")])
+    db.session.rollback()  # what the page committed, not what its session still holds
     assert not str(upload_dir).startswith(app.static_folder)
     assert uploads.photo_path(db.session.execute(select(CasePhoto)).scalar_one().stored_name).startswith(
         str(upload_dir)

@@ -19,6 +19,7 @@ def setup(client, make_site, building, make_staff, login, en_context):
     case = workflow.file_report(
         workflow.NewReport("flying_wire", building(site, 4).id, unit=2, floor=6, spot="stairwell")
     )
+    db.session.commit()
     patrol = login(make_staff("patrol", site, name="Patrol Li"))
     return site, case, patrol
 
@@ -41,6 +42,7 @@ def test_full_path_report_verify_remind_three_times_deadline_move_close(client, 
     assert "Past deadline" in page and 'data-testid="step-move_bike"' in page
     assert _step(client, case, "move_bike", destination="shed", note="Bike to shed 1").status_code == 303
     assert _step(client, case, "close").status_code == 303
+    db.session.rollback()  # what the page committed, not what its session still holds
     db.session.refresh(case)
     assert (case.state, case.outcome, case.reminder_count) == ("closed", "moved", 3)
     events = case.events
@@ -73,6 +75,7 @@ def test_rectified_needs_an_after_photo(client, setup):
         data={"rectify-note": "wire removed", "rectify-photo": (io.BytesIO(samples.jpeg_with_gps()), "after.jpg")},
     )
     assert done.status_code == 303
+    db.session.rollback()  # what the page committed, not what its session still holds
     db.session.refresh(case)
     assert case.state == "rectified"
     after = db.session.execute(select(CasePhoto).where(CasePhoto.kind == "after")).scalar_one()
@@ -180,6 +183,7 @@ def test_escalation_is_logged_and_closing_records_what_the_authority_did(client,
     _step(client, case, "escalate", authority="fire_brigade", note="Owner refuses")
     _step(client, case, "notify", channel="notice")
     assert _step(client, case, "close", note="Fire brigade inspected; wire removed").status_code == 303
+    db.session.rollback()  # what the page committed, not what its session still holds
     db.session.refresh(case)
     assert (case.state, case.outcome, case.escalated_to, case.reminder_count) == (
         "closed",
@@ -196,7 +200,9 @@ def test_escalation_is_logged_and_closing_records_what_the_authority_did(client,
 def test_duplicate_points_at_the_earlier_open_case(client, setup, building):
     site, first, patrol = setup
     second = workflow.file_report(workflow.NewReport("flying_wire", building(site, 4).id, unit=2, floor=6))
+    db.session.commit()
     assert _step(client, second, "duplicate", duplicate_of=str(first.id)).status_code == 303
+    db.session.rollback()  # what the page committed, not what its session still holds
     db.session.refresh(second)
     assert (second.state, second.outcome, second.duplicate_of_id) == ("closed", "duplicate", first.id)
     assert _step(client, first, "duplicate", duplicate_of=str(first.id)).status_code == 400
@@ -206,6 +212,7 @@ def test_notes_can_be_added_even_after_close_and_nothing_is_ever_deleted(client,
     site, case, patrol = setup
     _step(client, case, "no_hazard", note="Only a bag of shoes")
     assert _step(client, case, "note", note="Checked again next day").status_code == 303
+    db.session.rollback()  # what the page committed, not what its session still holds
     db.session.refresh(case)
     assert [e.action for e in case.events] == ["report", "no_hazard", "note"]
     assert case.state == "closed" and case.outcome == "no_hazard"
@@ -220,10 +227,14 @@ def test_bike_link_shows_repeat_offender_and_first_charge_nudge(client, setup, b
     earlier = workflow.file_report(
         workflow.NewReport("bike_indoors", building(site, 4).id, floor=1, spot="lobby", plate="ZZB77777")
     )
+    db.session.commit()
     page = client.get(f"/safety/cases/{earlier.id}").get_data(as_text=True)
     assert "The reported plate ZZB77777 is registered." in page
     assert client.post(f"/safety/cases/{earlier.id}/bike", data={"plate": "zzb 77777"}).status_code == 303
     assert client.post(f"/safety/cases/{case.id}/bike", data={"plate": "ZZB77777"}).status_code == 303
+    db.session.rollback()  # what the page committed, not what its session still holds
+    linked = db.session.execute(select(HazardCase.bike_id).where(HazardCase.id.in_([earlier.id, case.id]))).scalars()
+    assert set(linked) == {owner.bikes[0].id}
     page = client.get(f"/safety/cases/{case.id}").get_data(as_text=True)
     assert "Repeat: 2 cases for this owner" in page
     assert 'data-testid="never-charged"' in page and "help you with your first charge" in page
@@ -237,6 +248,7 @@ def test_reminder_with_first_charge_offer_is_logged(client, setup):
     site, case, patrol = setup
     _step(client, case, "verify")
     _step(client, case, "notify", channel="wechat", first_charge_offered="y")
+    db.session.rollback()  # what the page committed, not what its session still holds
     db.session.refresh(case)
     assert case.events[-1].first_charge_offered is True
     assert "first charge offered" in client.get(f"/safety/cases/{case.id}").get_data(as_text=True)
@@ -246,5 +258,6 @@ def test_patrol_files_a_case_attributed_to_them(client, setup, building, report_
     site, _case, patrol = setup
     response = client.post("/safety/cases/new", data=report_data(building(site, 9).id, floor="", spot="gate"))
     assert response.status_code == 303
+    db.session.rollback()  # what the page committed, not what its session still holds
     case = db.session.execute(select(HazardCase).where(HazardCase.source == "patrol")).scalar_one()
     assert case.events[0].actor_id == patrol.id and case.reporter_id is None
