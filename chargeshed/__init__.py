@@ -75,10 +75,14 @@ def _init_extensions(app: Flask) -> None:
         from flask import g
 
         from chargeshed.accounts.services import user_by_id, user_for_cookie
+        from chargeshed.web.hardening import note_user
 
         # A revoked cookie, or a deactivated account, is signed out on its very next request. A page
         # that reads its own row along with the user says how in g.read_user (see web/resident.py).
-        return user_for_cookie(cookie_id, g.get("read_user", user_by_id))
+        user = user_for_cookie(cookie_id, g.get("read_user", user_by_id))
+        if user is not None:
+            note_user(user.id)
+        return user
 
     _install_clock(app)
     init_ports(app)

@@ -13,9 +13,11 @@ import re
 import secrets
 import sys
 import time
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from flask import Flask, abort, g, has_request_context, request
+from flask import Flask, abort, request
+from flask_login import user_logged_in
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
@@ -26,6 +28,10 @@ REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 JSON_ENDPOINTS = frozenset({"stripe_webhook.webhook", "health.csp_report"})
 # Database ids are 32-bit on every engine we run on: a larger <int:...> in a URL is simply not found.
 MAX_URL_INT = 2**31 - 1  # chargeshed.web.bounds.INT_MAX
+# Where a page leaves the id of the user it served, for the request's log line.
+ENVIRON_USER_ID = "chargeshed.user_id"
+# The id of the request being served in this thread (None outside one).
+_request_id: ContextVar[str | None] = ContextVar("chargeshed_request_id", default=None)
 # LogRecord attributes that are not "extra" fields.
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
 
@@ -72,8 +78,9 @@ def install_request_id_factory() -> None:
 
     def factory(*args, **kwargs) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        if has_request_context():
-            record.request_id = g.get("request_id", "")
+        request_id = _request_id.get()
+        if request_id is not None:
+            record.request_id = request_id
         return record
 
     factory.stamps_request_id = True
@@ -148,62 +155,115 @@ def init_app(app: Flask) -> None:
 
     Runs before the blueprints are registered, so their <int:...> routes get the bounded converter.
     """
+    from chargeshed.extensions import csrf
     from chargeshed.web import bounds, scan_front
 
     configure_logging(app)
     bounds.init_app(app)
     app.url_map.converters["int"] = BoundedIntConverter
     scan_front.init_app(app)
+    stripe_form = " https://checkout.stripe.com" if app.config["PAYMENTS"] == "stripe" else ""
+    app.wsgi_app = RequestEdge(
+        app.wsgi_app,
+        content_security_policy(stripe_form),
+        int(app.config.get("HSTS_SECONDS") or 0),
+        private_cookies=(app.config["SESSION_COOKIE_NAME"], app.config.get("REMEMBER_COOKIE_NAME", "remember_token")),
+    )
     proxies = int(app.config.get("PROXY_FIX") or 0)
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies)
-    stripe_form = " https://checkout.stripe.com" if app.config["PAYMENTS"] == "stripe" else ""
-    csp = content_security_policy(stripe_form)
-    hsts_seconds = int(app.config.get("HSTS_SECONDS") or 0)
+    # Flask-WTF's documented manual mode: the token is checked here, for the methods that change
+    # something, instead of in its own hook that inspects every request (a GET included).
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
 
     @app.before_request
-    def start_request():
-        g.request_id = request_id_for(request.headers.get("X-Request-Id", ""))
-        g.request_started = time.perf_counter()
+    def check_request():
+        if request.method in app.config["WTF_CSRF_METHODS"] and app.config["WTF_CSRF_ENABLED"]:
+            csrf.protect(apply_exemptions=True)
         reject_malformed_input()
 
-    # Sent on every response unless the view set its own; built once.
-    always = tuple(
-        (name, name.lower(), value)
-        for name, value in (
-            ("Content-Security-Policy", csp),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Referrer-Policy", "same-origin"),
-            ("X-Frame-Options", "DENY"),
-            ("Cross-Origin-Opener-Policy", "same-origin"),
-            ("Permissions-Policy", "camera=(), geolocation=(), microphone=()"),
-        )
-    )
+    @user_logged_in.connect_via(app)
+    def _log_who_signed_in(_app, user, **_extra) -> None:
+        note_user(user.id)
 
-    @app.after_request
-    def secure_headers(response):
-        headers = response.headers
-        present = {name.lower() for name in headers.keys()}
-        for name, lowered, value in always:
-            if lowered not in present:
-                headers.add(name, value)
-        if "cache-control" not in present and request.endpoint != "static" and _signed_in():
-            # Pages of a signed-in person carry personal data: no browser or proxy may keep a copy.
-            headers["Cache-Control"] = "private, no-store"
-        if hsts_seconds and request.is_secure:
-            headers.setdefault("Strict-Transport-Security", f"max-age={hsts_seconds}; includeSubDomains")
-        headers["X-Request-Id"] = g.get("request_id", "")
-        if "request_started" in g:
-            log_request(
-                request.method,
-                request.path,
-                response.status_code,
-                request.remote_addr,
-                _user_id(),
-                response.calculate_content_length(),
-                g.request_started,
+
+def note_user(user_id: int) -> None:
+    """Name the signed-in user in this request's log line (the user loader and sign-in call it)."""
+    request.environ[ENVIRON_USER_ID] = user_id
+
+
+class RequestEdge:
+    """WSGI middleware around the whole app (inside any proxy fix): what every response gets.
+
+    Each request gets an id (the caller's X-Request-Id if well formed), which every log record made
+    while it is served carries and the response sends back; every response gets the security
+    headers it did not set itself (and HSTS over HTTPS when configured), and "private, no-store"
+    when the request carries a session (or the response starts one) unless the page chose its own
+    caching; every request is logged in one line when its response starts. Done on the WSGI status and header list, so a page
+    answered in front of Flask (web/scan_front.py) gets exactly the same as one Flask renders.
+    """
+
+    def __init__(self, wsgi_app, csp: str, hsts_seconds: int = 0, private_cookies: tuple[str, ...] = ()):
+        self.wsgi_app = wsgi_app
+        self.private_cookies = private_cookies
+        self.always = tuple(
+            (name.lower(), name, value)
+            for name, value in (
+                ("Content-Security-Policy", csp),
+                ("X-Content-Type-Options", "nosniff"),
+                ("Referrer-Policy", "same-origin"),
+                ("X-Frame-Options", "DENY"),
+                ("Cross-Origin-Opener-Policy", "same-origin"),
+                ("Permissions-Policy", "camera=(), geolocation=(), microphone=()"),
             )
-        return response
+        )
+        self.hsts = f"max-age={hsts_seconds}; includeSubDomains" if hsts_seconds else None
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))
+        token = _request_id.set(request_id)
+
+        def respond(status, headers, exc_info=None):
+            sent = {name.lower(): value for name, value in headers}
+            headers = [header for header in headers if header[0].lower() != "x-request-id"]
+            headers += [(name, value) for lowered, name, value in self.always if lowered not in sent]
+            if self.hsts and environ.get("wsgi.url_scheme") == "https" and "strict-transport-security" not in sent:
+                headers.append(("Strict-Transport-Security", self.hsts))
+            if "cache-control" not in sent and ("set-cookie" in sent or self._carries_session(environ)):
+                # A page for someone signed in (or being signed in) is personal: no browser or proxy
+                # may keep a copy.
+                headers.append(("Cache-Control", "private, no-store"))
+            headers.append(("X-Request-Id", request_id))
+            size = sent.get("content-length")
+            log_request(
+                environ.get("REQUEST_METHOD", ""),
+                _logged_path(environ),
+                int(status[:3]),
+                environ.get("REMOTE_ADDR"),
+                environ.get(ENVIRON_USER_ID),
+                int(size) if size and size.isdigit() else None,
+                started,
+            )
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.wsgi_app(environ, respond)
+        finally:
+            _request_id.reset(token)
+
+    def _carries_session(self, environ) -> bool:
+        """Whether the request sends a session or remember-me cookie."""
+        cookies = environ.get("HTTP_COOKIE")
+        if not cookies:
+            return False
+        return any(part.split("=", 1)[0].strip() in self.private_cookies for part in cookies.split(";"))
+
+
+def _logged_path(environ) -> str:
+    """The request's path as Flask's request.path gives it (WSGI carries it as latin-1 text)."""
+    path = environ.get("PATH_INFO", "") or "/"
+    return path if path.isascii() else path.encode("latin-1").decode("utf-8", "replace")
 
 
 def request_id_for(offered: str) -> str:
@@ -219,7 +279,6 @@ def log_request(
     user_id: int | None,
     size: int | None,
     started: float,
-    **extra,
 ) -> None:
     """The one log line of a served request (`started`: its time.perf_counter() on arrival)."""
     log.info(
@@ -232,21 +291,5 @@ def log_request(
             "user_id": user_id,
             "bytes": size,
             "ms": round((time.perf_counter() - started) * 1000, 1),
-            **extra,
         },
     )
-
-
-def _signed_in() -> bool:
-    """True when a user is signed in, or the request's cookies name one (checked without the database)."""
-    from flask import session
-
-    if getattr(g.get("_login_user"), "is_authenticated", False):
-        return True
-    return "_user_id" in session or "remember_token" in request.cookies
-
-
-def _user_id() -> int | None:
-    """The signed-in user's id if Flask-Login already loaded one for this request (no extra query)."""
-    user = g.get("_login_user")
-    return getattr(user, "id", None) if getattr(user, "is_authenticated", False) else None

@@ -10,7 +10,6 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
-from flask_wtf.csrf import generate_csrf
 from sqlalchemy import func, select
 
 from chargeshed.accounts import reset as password_reset
@@ -59,6 +58,7 @@ from chargeshed.web.passes import refusal_message as pass_refusal
 from chargeshed.web.payment_forms import CashOutForm
 from chargeshed.web.render_cache import cached_render, render_cache
 from chargeshed.web.resident_forms import ForgotForm, ResetForm
+from chargeshed.web.sessions import csrf_token
 
 bp = Blueprint("resident", __name__)
 
@@ -244,7 +244,7 @@ def port_page(code: str):
     # Only signed-in residents get forms: an anonymous scan sets no session cookie.
     vary = (str(get_locale()), request.full_path, signed_in, signed_in and current_user.is_staff)
     body = cached_render("resident/port.html", vary, csrf_token=_csrf_placeholder, **page)
-    return body.replace(CSRF_PLACEHOLDER, generate_csrf()) if CSRF_PLACEHOLDER in body else body
+    return body.replace(CSRF_PLACEHOLDER, csrf_token()) if CSRF_PLACEHOLDER in body else body
 
 
 # Stands for the CSRF token in a cached page (a NUL never comes from the database or a request).

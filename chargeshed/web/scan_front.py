@@ -5,7 +5,8 @@ page is made only from the page's one statement (the port, shed, tariff, live se
 site's occupancy version), the time (the offline debounce, the free ports' version), the path and
 the default language. When Flask renders it, this layer keeps the bytes and headers Flask sent,
 keyed by exactly those inputs; the next such request runs the one statement and, when the key is
-one it has kept, answers with the same bytes and headers (a new request id), logged as any request.
+one it has kept, answers with the same bytes and headers. The request id, the security headers and
+the log line are added around both by the same layer (web/hardening.py's RequestEdge).
 Anything else (a cookie, a query string, htmx, another method, a key not yet kept, an error) goes
 through Flask unchanged, and only a 200 without cookies or unusual Vary is ever kept.
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 
 from flask import Flask, request
 
@@ -22,7 +22,6 @@ from chargeshed.charging.scan import Scan, load_scan, page_inputs
 from chargeshed.extensions import autocommit_engine
 from chargeshed.sites.codes import CODE_IN_LINK
 from chargeshed.timeutil import now as clock_now
-from chargeshed.web.hardening import log_request, request_id_for
 from chargeshed.web.render_cache import render_cache
 
 log = logging.getLogger(__name__)
@@ -56,15 +55,12 @@ class ScanFront:
             or not PAY_PAGE_PATH.fullmatch(path)
         ):
             return self.wsgi_app(environ, start_response)
-        started = time.perf_counter()
         place = ("front", path, environ.get("SCRIPT_NAME", ""), environ.get("wsgi.url_scheme"))
         kept = self._kept(place, PAY_PAGE_PATH.fullmatch(path).group(1))
         if kept is None:
             return self._render_and_keep(place, environ, start_response)
         status, headers, body = kept
-        request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))
-        start_response(status, [*headers, ("X-Request-Id", request_id)])
-        log_request("GET", path, 200, environ.get("REMOTE_ADDR"), None, len(body), started, request_id=request_id)
+        start_response(status, list(headers))
         return [body]
 
     def _kept(self, place: tuple, code: str):
@@ -96,9 +92,8 @@ class ScanFront:
         finally:
             if hasattr(result, "close"):
                 result.close()
-        headers = [(name, value) for name, value in sent["headers"] if name.lower() != "x-request-id"]
         with self.app.app_context():
-            render_cache().put((*place, *key), (sent["status"], headers, body))
+            render_cache().put((*place, *key), (sent["status"], tuple(sent["headers"]), body))
         return [body]
 
 

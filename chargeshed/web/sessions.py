@@ -6,13 +6,16 @@ import copy
 import time
 from functools import lru_cache
 
-from flask import Flask
+from flask import Flask, current_app, session
 from flask.sessions import SecureCookieSessionInterface
+from flask_wtf.csrf import generate_csrf
 from itsdangerous import BadSignature
 
 # Distinct cookie values whose checked contents each process keeps (a signed-in phone sends the same
 # cookie on every request until the session changes).
 VERIFIED_COOKIES = 1024
+# Signed CSRF tokens each process keeps, one per session's raw token and secret.
+SIGNED_CSRF_TOKENS = 1024
 
 
 class CookieSessionInterface(SecureCookieSessionInterface):
@@ -68,6 +71,26 @@ def _checked(serializer, value: str) -> tuple[dict, float] | None:
     except BadSignature:
         return None
     return data, signed_at.timestamp()
+
+
+def csrf_token() -> str:
+    """Flask-WTF's CSRF token for this session, signed once per process while tokens never expire.
+
+    Flask-WTF signs the session's token afresh on every request (a timestamp and an HMAC); with
+    WTF_CSRF_TIME_LIMIT unset every such signature of the same token stays valid, so the first is
+    reused. With a time limit, or before the session has a token, it is Flask-WTF's own call.
+    """
+    config = current_app.config
+    raw = session.get(config["WTF_CSRF_FIELD_NAME"])
+    if raw is None or config["WTF_CSRF_TIME_LIMIT"] is not None:
+        return generate_csrf()
+    return _signed_csrf(config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key, raw)
+
+
+@lru_cache(maxsize=SIGNED_CSRF_TOKENS)
+def _signed_csrf(secret_key: str, raw: str) -> str:
+    """generate_csrf() for this secret, in a session whose raw token is `raw` (the cache's key)."""
+    return generate_csrf(secret_key=secret_key)
 
 
 def init_app(app: Flask) -> None:

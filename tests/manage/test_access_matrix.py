@@ -248,7 +248,10 @@ def request(client, method: str, url: str, data: dict | None = None):
     """One request in its own app context, as in production (the test's context would share `g`,
     where the signed-in user is cached, between the clients of different users)."""
     with client.application.app_context():
-        return client.get(url) if method == "GET" else client.post(url, data=data or {})
+        response = client.get(url) if method == "GET" else client.post(url, data=data or {})
+        response.get_data()  # a streamed export is read to its end and closed here, as a server does
+        response.close()
+        return response
 
 
 def test_the_walk_finds_the_back_office(app):

@@ -193,6 +193,7 @@ def test_csv_export_streams_the_filtered_sessions(client, history, make_staff, l
     login(make_staff(ROLE_SITE_MANAGER, site=db.session.get(Shed, 1).site))
     response = client.get("/manage/sessions.csv?shed=1")
     assert response.is_streamed and response.mimetype == "text/csv"
+    assert "Content-Length" not in response.headers  # sent as it is read, never held whole in memory
     assert "attachment" in response.headers["Content-Disposition"]
     text = response.get_data(as_text=True)
     assert text.startswith("\ufeff")

@@ -95,6 +95,20 @@ def test_each_request_is_logged_with_its_id(client, caplog):
     assert line["request_id"] == "edge-7f3a" and line["status"] == 200 and line["msg"] == "request"
 
 
+def test_each_request_is_logged_with_who_made_it(client, make_site, make_resident, caplog):
+    make_site()
+    me = make_resident(balance_fen=1000)
+    caplog.set_level(logging.INFO, logger="chargeshed.request")
+    client.get("/p/T11001", headers={"X-Request-Id": "before"})
+    client.post("/login", data={"login": me.login, "password": "secret-pass"}, headers={"X-Request-Id": "login"})
+    client.get("/p/T11001", headers={"X-Request-Id": "after"})
+    client.get("/p/%E6%97%A0", headers={"X-Request-Id": "unknown"})
+    logged = {r.request_id: r for r in caplog.records if r.name == "chargeshed.request"}
+    assert [logged[i].user_id for i in ("before", "login", "after")] == [None, me.id, me.id]
+    assert (logged["login"].method, logged["login"].status) == ("POST", 302)
+    assert (logged["unknown"].path, logged["unknown"].status) == ("/p/无", 404)
+
+
 @pytest.mark.parametrize("offered", ["a b", "x" * 65, 'id"} {"level": "forged', "é"])
 def test_an_unusable_request_id_is_replaced(client, offered):
     answered = client.get("/healthz", headers={"X-Request-Id": offered}).headers["X-Request-Id"]
