@@ -10,7 +10,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from htmx_flask import Htmx
-from sqlalchemy import Engine, MetaData, event
+from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase
 
 NAMING_CONVENTION = {
@@ -53,18 +53,42 @@ def nest_sqlite_savepoints(engine: Engine) -> None:
 
 
 def autocommit_engine() -> Engine:
-    """The app's engine in autocommit, sharing its connection pool (call inside an app context).
+    """The app's database in autocommit, for reads (call inside an app context).
 
     For reads of single statements that need no transaction around them (a statement is consistent
     on its own): no BEGIN and ROLLBACK round trips. Pass it as the bind of a session read
     (`bind_arguments={"bind": autocommit_engine()}`) or connect from it; never write through it.
+    On PostgreSQL it has a small pool of its own whose connections stay in autocommit for life, so a
+    checkout neither switches the isolation level there and back nor resets the connection with a
+    rollback; on SQLite (one file, no round trips) it shares the app's pool.
     """
     from flask import current_app
 
     made = current_app.extensions.get("autocommit_engine")
     if made is None or made[0] is not db.engine:
-        made = current_app.extensions["autocommit_engine"] = (
-            db.engine,
-            db.engine.execution_options(isolation_level="AUTOCOMMIT"),
-        )
+        made = current_app.extensions["autocommit_engine"] = (db.engine, _autocommit_twin(current_app, db.engine))
     return made[1]
+
+
+def _autocommit_twin(app, engine: Engine) -> Engine:
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    options = {**app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}), "isolation_level": "AUTOCOMMIT"}
+    return create_engine(engine.url, pool_reset_on_return=None, pool_size=AUTOCOMMIT_POOL_SIZE, **options)
+
+
+# Connections the autocommit engine keeps per process (one per thread reading at the same moment).
+AUTOCOMMIT_POOL_SIZE = 4
+
+
+def dispose_engines(app, close: bool = True) -> None:
+    """Let go of the app's database connections: its engines' and the autocommit engine's.
+
+    `close=False` in a forked process: the parent's connections are forgotten, not closed.
+    """
+    with app.app_context():
+        for engine in db.engines.values():
+            engine.dispose(close=close)
+        made = app.extensions.get("autocommit_engine")
+        if made is not None and made[1].pool is not made[0].pool:
+            made[1].dispose(close=close)

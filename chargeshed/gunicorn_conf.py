@@ -63,9 +63,8 @@ def pre_fork(server, worker) -> None:
 
 def post_fork(server, worker) -> None:
     """A forked worker starts with empty connection pools (start-up opens no connection; this makes sure)."""
+    from chargeshed.extensions import dispose_engines
+
     app = worker.app.wsgi()
-    sqlalchemy = getattr(app, "extensions", {}).get("sqlalchemy")
-    if sqlalchemy is not None:
-        with app.app_context():
-            for engine in sqlalchemy.engines.values():
-                engine.dispose(close=False)
+    if "sqlalchemy" in getattr(app, "extensions", {}):
+        dispose_engines(app, close=False)

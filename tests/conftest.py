@@ -15,6 +15,7 @@ from chargeshed.accounts.models import ROLE_RESIDENT
 from chargeshed.charging.models import Tariff
 from chargeshed.charging.tariff import default_tariff
 from chargeshed.extensions import db as _db
+from chargeshed.extensions import dispose_engines
 from chargeshed.ports.sim import SimDriver
 
 PG_URL = os.environ.get("CHARGESHED_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -123,7 +124,7 @@ def app(db_url, driver, tmp_path):
         _db.session.remove()
         if db_url.startswith("postgresql"):
             _db.drop_all()
-        _db.engine.dispose()
+        dispose_engines(app)
 
 
 class IsolatedClient(FlaskClient):
