@@ -86,8 +86,9 @@ def dispose_engines(app, close: bool = True) -> None:
 
     `close=False` in a forked process: the parent's connections are forgotten, not closed.
     """
+    sqlalchemy = app.extensions.get("sqlalchemy")  # this app's Flask-SQLAlchemy, whichever it is
     with app.app_context():
-        for engine in db.engines.values():
+        for engine in sqlalchemy.engines.values() if sqlalchemy is not None else ():
             engine.dispose(close=close)
         made = app.extensions.get("autocommit_engine")
         if made is not None and made[1].pool is not made[0].pool:

@@ -66,5 +66,5 @@ def post_fork(server, worker) -> None:
     from chargeshed.extensions import dispose_engines
 
     app = worker.app.wsgi()
-    if "sqlalchemy" in getattr(app, "extensions", {}):
+    if hasattr(app, "extensions"):
         dispose_engines(app, close=False)
