@@ -199,8 +199,9 @@ class RequestEdge:
     while it is served carries and the response sends back; every response gets the security
     headers it did not set itself (and HSTS over HTTPS when configured), and "private, no-store"
     when the request carries a session (or the response starts one) unless the page chose its own
-    caching; every request is logged in one line when its response starts. Done on the WSGI status and header list, so a page
-    answered in front of Flask (web/scan_front.py) gets exactly the same as one Flask renders.
+    caching; every request is logged in one line when its response starts. Done on the WSGI status
+    and header list, so a page answered in front of Flask (web/scan_front.py) gets exactly the same
+    as one Flask renders.
     """
 
     def __init__(self, wsgi_app, csp: str, hsts_seconds: int = 0, private_cookies: tuple[str, ...] = ()):
