@@ -134,6 +134,7 @@ def build(app, ports_total: int, seed: int = 1):
 
     db.session.commit()
     create_user("bench-admin", "bench-pass-1", "admin")
+    db.session.commit()
     if db.engine.dialect.name == "postgresql":
         # Planner statistics, as autovacuum keeps them in production (fresh bulk loads have none).
         db.session.execute(text("ANALYZE"))

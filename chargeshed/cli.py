@@ -339,4 +339,5 @@ def create_user_command(login: str, role: str, password: str, site_id: int | Non
         user = create_user(login, password, role, site_id=site_id, operator_id=operator_id)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    db.session.commit()
     click.echo(f"created {user.role} {user.login} (id {user.id})")

@@ -193,6 +193,7 @@ def make_resident(app):
     def factory(balance_fen: int = 0, phone: str | None = None):
         counter["n"] += 1
         user = create_user(phone or f"1390000{counter['n']:04d}", "secret-pass", ROLE_RESIDENT)
+        _db.session.commit()
         if balance_fen:
             topup = fulfilment.create_topup(user.id, balance_fen, [balance_fen], "cny", "demo")
             topup.checkout_ref = f"demo_{topup.id}"
@@ -262,6 +263,7 @@ def two_compounds(app, make_site, clock):
     from chargeshed.sites.models import Building, Port, Shed
 
     admin = create_user("platform-admin", "secret-pass", ROLE_ADMIN)
+    _db.session.commit()
 
     def build(label: str) -> Compound:
         site = make_site(name=f"{label}小区", sheds=(2, 2))
@@ -279,11 +281,13 @@ def two_compounds(app, make_site, clock):
             )
             for role in (ROLE_SITE_MANAGER, ROLE_OPERATOR_STAFF, ROLE_PATROL)
         }
+        _db.session.commit()
         residents = []
         for n in (1, 2):
             phone = f"13{'7' if label == 'A' else '8'}0000{n:04d}"
             resident = create_user(phone, "secret-pass", ROLE_RESIDENT, site_id=site.id, building=4, unit=n)
             add_bike(resident, f"{label}PLATE{n:02d}")
+            _db.session.commit()
             topup = fulfilment.create_topup(resident.id, 2000, [2000], "cny", "demo")
             topup.checkout_ref = f"demo_{topup.id}"
             _db.session.commit()

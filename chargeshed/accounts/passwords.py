@@ -11,7 +11,6 @@ from zxcvbn import zxcvbn
 
 from chargeshed.accounts.models import User
 from chargeshed.accounts.services import revoke_sessions
-from chargeshed.extensions import db
 
 MIN_LENGTH = 8
 # zxcvbn scores 0-4; 2 means "somewhat guessable": about 10^8 guesses, out of reach of online guessing.
@@ -47,8 +46,8 @@ def password_problem(password: str, *personal: str | None) -> str | None:
 def change_password(user: User, current: str, new: str) -> str | None:
     """Set a new password after checking the current one, and end the user's other sessions.
 
-    Returns why it was refused, or None. Commits. Reasons: 'wrong_current', 'unchanged' and
-    those of password_problem(). The caller signs this browser in again.
+    Returns why it was refused, or None. Reasons: 'wrong_current', 'unchanged' and those of
+    password_problem(). Flushes; the caller commits, then signs this browser in again.
     """
     if not user.check_password(current or ""):
         return "wrong_current"
@@ -59,6 +58,5 @@ def change_password(user: User, current: str, new: str) -> str | None:
         return "unchanged"
     user.set_password(new)
     user.must_change_password = False
-    revoke_sessions(user)
-    db.session.commit()
+    revoke_sessions(user)  # flushes
     return None

@@ -8,7 +8,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import ForeignKey, String, func, select
+from sqlalchemy import ForeignKey, String, func, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from chargeshed.accounts.models import ROLE_RESIDENT, User
@@ -96,7 +96,10 @@ def reset_password(phone: str, code: str, new_password: str, now: datetime | Non
     """Set a new password with a valid code (the newest unused one); the code then stops working and
     every session of the account ends.
 
-    Raises ResetRefused("invalid") for a wrong, expired, used or over-guessed code; the caller commits.
+    Raises ResetRefused("invalid") for a wrong, expired, used or over-guessed code. Every try counts
+    as one of the code's MAX_GUESSES, claimed by an UPDATE before the code is compared: tries running
+    at once wait for each other there, so they get no more guesses than tries one after another.
+    Flushes; the caller commits, on ResetRefused too: the counted try is what burns the code.
     """
     now = now or clock_now()
     user = _resident(phone)
@@ -110,12 +113,21 @@ def reset_password(phone: str, code: str, new_password: str, now: datetime | Non
             .limit(1)
         ).scalar_one_or_none()
     )
-    if reset is None or reset.expires_at <= now or reset.guesses >= MAX_GUESSES:
+    if reset is None:
         raise ResetRefused("invalid")
-    if not hmac.compare_digest(reset.code_hash, _hash((code or "").strip())):
-        reset.guesses += 1
-        db.session.commit()  # a wrong guess counts even though the reset fails
-        raise ResetRefused("invalid")
+    claimed = db.session.execute(
+        update(PasswordReset)
+        .where(
+            PasswordReset.id == reset.id,
+            PasswordReset.used_at.is_(None),
+            PasswordReset.expires_at > now,
+            PasswordReset.guesses < MAX_GUESSES,
+        )
+        .values(guesses=PasswordReset.guesses + 1)
+        .execution_options(synchronize_session=False)  # reset.guesses is not read again
+    ).rowcount
+    if not claimed or not hmac.compare_digest(reset.code_hash, _hash((code or "").strip())):
+        raise ResetRefused("invalid")  # the claimed try stays in the caller's transaction
     reset.used_at = now
     user.set_password(new_password)
     revoke_sessions(user)  # whoever knew the old password is signed out everywhere

@@ -1,4 +1,4 @@
-"""Account services: register, authenticate, bikes."""
+"""Account services: register, authenticate, bikes. Changes are flushed; the caller commits."""
 
 from __future__ import annotations
 
@@ -73,7 +73,10 @@ def default_site_id() -> int | None:
 def register_resident(
     phone: str, password: str, building: int | None, unit: int | None, site_id: int | None, room: str | None = None
 ) -> User | None:
-    """Create a resident; None when the phone number is taken."""
+    """Create a resident; None when the phone number is taken (nothing is added then).
+
+    Flushes (the user gets its id); the caller commits.
+    """
     try:
         return create_user(
             phone, password, ROLE_RESIDENT, building=building, unit=unit, room=room or None, site_id=site_id
@@ -83,41 +86,47 @@ def register_resident(
 
 
 def create_user(login: str, password: str, role: str, **fields) -> User:
-    """Create any user (CLI and demo); raises ValueError when the login exists."""
+    """Create any user (CLI and demo); raises ValueError when the login exists (nothing is added then).
+
+    Flushes (the user gets its id); the caller commits.
+    """
     user = User(login=login, role=role, **fields)
     user.set_password(password)
-    db.session.add(user)
+    db.session.flush()  # the caller's pending work first: a failure there is not a taken login
     try:
-        db.session.commit()
+        with db.session.begin_nested():  # a taken login undoes only this user
+            db.session.add(user)
     except IntegrityError:
-        db.session.rollback()
         raise ValueError(f"user {login} exists") from None
     return user
 
 
 def set_locale(user: User, locale: str) -> None:
-    """Remember the user's language."""
+    """Remember the user's language. Flushes; the caller commits."""
     user.locale = locale
-    db.session.commit()
+    db.session.flush()
 
 
 def add_bike(user: User, plate: str, note: str = "") -> Bike | None:
-    """Register a bike; None when the plate is registered already."""
+    """Register a bike; None when the plate is registered already (nothing is added then).
+
+    Flushes; the caller commits.
+    """
     bike = Bike(owner_id=user.id, plate=plate, note=note)
-    db.session.add(bike)
+    db.session.flush()  # the caller's pending work first: a failure there is not a taken plate
     try:
-        db.session.commit()
+        with db.session.begin_nested():  # a taken plate undoes only this bike
+            db.session.add(bike)
     except IntegrityError:
-        db.session.rollback()
         return None
     return bike
 
 
 def remove_bike(user: User, bike_id: int) -> bool:
-    """Remove one of the user's own bikes."""
+    """Remove one of the user's own bikes; False when it is not theirs. Flushes; the caller commits."""
     bike = db.session.get(Bike, bike_id)
     if bike is None or bike.owner_id != user.id:
         return False
     db.session.delete(bike)
-    db.session.commit()
+    db.session.flush()
     return True

@@ -1,8 +1,9 @@
 """Staff administration: create staff users in a scope, issue temporary passwords, deactivate.
 
 An admin manages every staff user; a site manager manages the patrol users of their own site. Every
-change is written to the staff action log in the same transaction. Deactivating a user signs them out
-at once (the session loader refuses inactive users on their next request).
+change is written to the staff action log in the same transaction. Changes are flushed; the caller
+commits. Deactivating a user signs them out at once (the session loader refuses inactive users on
+their next request).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import false, func, select
+from sqlalchemy.exc import IntegrityError
 
 from chargeshed.accounts import audit
 from chargeshed.accounts.models import (
@@ -94,7 +96,10 @@ def _scope_of(user: User) -> dict:
 
 
 def create_staff(actor: User, new: NewStaff) -> tuple[User, str]:
-    """Create a staff user with a temporary password; returns (user, the password to hand over). Commits."""
+    """Create a staff user with a temporary password; returns (user, the password to hand over).
+
+    Flushes; the caller commits (before it shows the password). A refusal adds nothing.
+    """
     if new.role not in manageable_roles(actor):
         raise Forbidden(new.role)
     login = (new.login or "").strip().lower()
@@ -125,15 +130,24 @@ def create_staff(actor: User, new: NewStaff) -> tuple[User, str]:
         must_change_password=True,
     )
     user.set_password(password)
-    db.session.add(user)
-    db.session.flush()
-    audit.record(actor.id, audit.STAFF_CREATED, f"{login} ({new.role})", site_id=site_id, operator_id=operator_id)
-    db.session.commit()
+    db.session.flush()  # the caller's pending work first: a failure there is not a taken login
+    try:
+        with db.session.begin_nested():  # someone taking the login meanwhile undoes only this user
+            db.session.add(user)
+            db.session.flush()
+            audit.record(
+                actor.id, audit.STAFF_CREATED, f"{login} ({new.role})", site_id=site_id, operator_id=operator_id
+            )
+    except IntegrityError:
+        raise StaffRefused("login_taken") from None
     return user, password
 
 
 def reset_password(actor: User, user: User, reason: str) -> str:
-    """Give a staff user a temporary password they must change at their next sign-in. Commits."""
+    """Give a staff user a temporary password they must change at their next sign-in.
+
+    Flushes; the caller commits (before it shows the password).
+    """
     if user.id == actor.id:
         raise StaffRefused("self")
     password = temporary_password()
@@ -141,12 +155,13 @@ def reset_password(actor: User, user: User, reason: str) -> str:
     user.must_change_password = True
     revoke_sessions(user)  # whoever holds the old password's cookies is signed out
     audit.record(actor.id, audit.PASSWORD_RESET, user.login, reason=reason, **_scope_of(user))
-    db.session.commit()
+    db.session.flush()
     return password
 
 
 def set_active(actor: User, user: User, active: bool, reason: str) -> bool:
-    """Deactivate (signed out at once) or reactivate a staff user; False when nothing changed. Commits."""
+    """Deactivate (signed out once the caller commits) or reactivate a staff user; False when nothing
+    changed. Flushes; the caller commits."""
     if user.id == actor.id:
         raise StaffRefused("self")
     if not active and not (reason or "").strip():
@@ -163,5 +178,5 @@ def set_active(actor: User, user: User, active: bool, reason: str) -> bool:
         reason=reason,
         **_scope_of(user),
     )
-    db.session.commit()
+    db.session.flush()
     return True

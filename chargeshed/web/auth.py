@@ -119,6 +119,7 @@ def register():
             g.phone_taken = True
             form.phone.errors.append(_("This phone number already has an account. Sign in instead."))
         else:
+            db.session.commit()
             login_user(user, remember=True)
             flash(_("Welcome! Your account is ready."), "ok")
             return redirect(safe_next(request.args.get("next")))
@@ -169,6 +170,7 @@ def change_password():
         elif refused:
             form.new.errors.append(PASSWORD_MESSAGES[refused])
         else:
+            db.session.commit()
             # Other sessions ended with the change; this browser stays signed in.
             remembered = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies
             login_user(current_user._get_current_object(), remember=remembered)
@@ -193,4 +195,5 @@ def set_language(code: str):
     )
     if current_user.is_authenticated:
         accounts.set_locale(current_user, code)
+        db.session.commit()
     return response

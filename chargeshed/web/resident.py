@@ -813,6 +813,7 @@ def bikes():
         if accounts.add_bike(current_user, form.plate.data, form.note.data or "") is None:
             form.plate.errors.append(_("This plate is already registered."))
         else:
+            db.session.commit()
             flash(_("Bike registered."), "ok")
             return redirect(url_for(".bikes"))
     return render_template("resident/bikes.html", form=form, delete_form=ActionForm())
@@ -824,6 +825,7 @@ def delete_bike(bike_id: int):
     """Remove one of my bikes."""
     if not ActionForm().validate_on_submit() or not accounts.remove_bike(current_user, bike_id):
         abort(404)
+    db.session.commit()
     flash(_("Bike removed."), "ok")
     return redirect(url_for(".bikes"))
 
@@ -983,6 +985,7 @@ def reset_password():
         try:
             password_reset.reset_password(form.phone.data, form.code.data, form.password.data)
         except password_reset.ResetRefused:
+            db.session.commit()  # the failed try still counts against the code
             form.code.errors.append(_("This code is wrong, used or expired. Ask for a new one."))
         else:
             db.session.commit()

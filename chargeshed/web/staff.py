@@ -119,6 +119,7 @@ def staff_create():
         except staff.StaffRefused as refused:
             (form.login if refused.code.startswith("login") else form.role).errors.append(_refusal(refused))
         else:
+            db.session.commit()  # stored before its password is shown
             return _list_page(issued=(user, password))
     return _list_page(form, status=400)
 
@@ -136,6 +137,7 @@ def staff_reset_password(user_id: int):
     except staff.StaffRefused as refused:
         flash(_refusal(refused), "error")
         return redirect(url_for(".staff_list"), code=303)
+    db.session.commit()  # stored before the password is shown
     return _list_page(issued=(user, password))
 
 
@@ -152,6 +154,7 @@ def staff_set_active(user_id: int):
         except staff.StaffRefused as refused:
             flash(_refusal(refused), "error")
         else:
+            db.session.commit()
             flash(
                 _("%(login)s can sign in again.", login=user.login)
                 if active

@@ -48,3 +48,18 @@ def test_templates_follow_a_forced_locale_inside_a_request_and_return_to_the_pag
         with force_locale("en"):
             assert render_template_string("{{ _('Wallet') }}") == "Wallet"
         assert render_template_string("{{ _('Wallet') }}") == "钱包"
+
+
+def test_a_signed_in_residents_choice_is_kept_with_the_account(app, client, make_site, make_resident, login):
+    """The choice also goes with the account: another browser without the cookie opens in English."""
+    from chargeshed.accounts.models import User
+    from chargeshed.extensions import db
+
+    make_site()
+    user = login(make_resident())
+    assert fresh_get(app, client, "/lang/en").status_code == 302
+    db.session.rollback()  # what the page committed, not what its session still holds
+    assert db.session.get(User, user.id).locale == "en"
+    phone = app.test_client()
+    assert phone.post("/login", data={"login": user.login, "password": "secret-pass"}).status_code == 302
+    assert "Price" in fresh_get(app, phone, "/p/T11001").get_data(as_text=True)

@@ -36,7 +36,7 @@ def make_staff(app):
     def factory(role: str, site: Site | None = None, operator_id: int | None = None, name: str = "") -> User:
         counter["n"] += 1
         login = f"{role}{counter['n']}"
-        return create_user(
+        user = create_user(
             login,
             PASSWORD,
             role,
@@ -44,6 +44,8 @@ def make_staff(app):
             site_id=site.id if site else None,
             operator_id=operator_id,
         )
+        db.session.commit()
+        return user
 
     return factory
 

@@ -38,6 +38,7 @@ def test_admin_creates_a_site_manager_who_must_choose_a_password(client, tenants
     )
     assert created.status_code == 200
     password = temp_password(created.get_data(as_text=True))
+    db.session.rollback()  # what the page committed, not what its session still holds
     user = db.session.execute(select(User).where(User.login == "wang.jl")).scalar_one()
     assert (user.role, user.site_id, user.must_change_password) == (ROLE_SITE_MANAGER, a.site.id, True)
 
@@ -68,6 +69,7 @@ def test_a_site_manager_manages_only_the_patrol_of_their_site(client, tenants, s
     assert elsewhere.status_code == 400
     assert db.session.execute(select(User).where(User.login == "patrol.b")).scalar_one_or_none() is None
     client.post("/manage/staff", data={"login": "patrol.new", "role": ROLE_PATROL, "site": str(a.site.id)})
+    db.session.rollback()  # what the page committed, not what its session still holds
     assert db.session.execute(select(User.site_id).where(User.login == "patrol.new")).scalar_one() == a.site.id
     assert client.post(f"/manage/staff/{b.users[ROLE_PATROL].id}/password", data={}).status_code == 404
     assert (
@@ -92,6 +94,7 @@ def test_deactivating_signs_the_user_out_at_once_with_the_reason_in_the_log(app,
     signed_out = other.get("/safety/cases")
     assert signed_out.status_code == 302 and "/login" in signed_out.headers["Location"]
     assert other.post("/login", data={"login": patrol.login, "password": PASSWORD}).status_code != 302
+    db.session.rollback()  # what the page committed, not what its session still holds
     (row,) = db.session.execute(select(StaffAction).where(StaffAction.action == "staff_deactivated")).scalars()
     assert (row.actor_id, row.target, row.reason, row.site_id) == (
         a.users[ROLE_SITE_MANAGER].id,
@@ -113,3 +116,28 @@ def test_the_staff_log_names_who_stopped_which_charge_and_why_within_the_tenant(
     assert "电缆破损" in client.get("/manage/audit").get_data(as_text=True)  # the operator's own shed
     sign_in(b.users[ROLE_SITE_MANAGER])
     assert "电缆破损" not in client.get("/manage/audit").get_data(as_text=True)
+
+
+def test_a_temporary_password_and_a_reactivation_are_stored_by_the_page(client, tenants, sign_in):
+    a, _b, _admin, _resident = tenants
+    patrol = a.users[ROLE_PATROL]
+    sign_in(a.users[ROLE_SITE_MANAGER])
+    issued = client.post(f"/manage/staff/{patrol.id}/password", data={"reason": "忘记密码"})
+    assert issued.status_code == 200
+    password = temp_password(issued.get_data(as_text=True))
+    db.session.rollback()  # what the page committed, not what its session still holds
+    user = db.session.get(User, patrol.id)
+    assert user.must_change_password and user.check_password(password) and not user.check_password(PASSWORD)
+
+    assert client.post(f"/manage/staff/{patrol.id}/active", data={"active": "0", "reason": "休假"}).status_code == 303
+    assert client.post(f"/manage/staff/{patrol.id}/active", data={"active": "1", "reason": ""}).status_code == 303
+    db.session.rollback()  # what the page committed, not what its session still holds
+    assert db.session.get(User, patrol.id).is_active_account
+    log = db.session.execute(select(StaffAction).order_by(StaffAction.id)).scalars().all()
+    assert [(r.action, r.target, r.reason) for r in log] == [
+        ("password_reset", patrol.login, "忘记密码"),
+        ("staff_deactivated", patrol.login, "休假"),
+        ("staff_reactivated", patrol.login, ""),
+    ]
+    client.post("/logout")
+    assert client.post("/login", data={"login": patrol.login, "password": password}).status_code == 302

@@ -61,6 +61,7 @@ def test_password_change_checks_the_current_password_then_works(client, app, mak
     assert short.status_code == 400 and "Use at least 8 characters." in short.get_data(as_text=True)
     same = client.post("/account/password", data={"current": PASSWORD, "new": PASSWORD, "confirm": PASSWORD})
     assert same.status_code == 400
+    db.session.rollback()  # what the page committed, not what its session still holds
     db.session.refresh(user)
     assert user.check_password(PASSWORD)
 
@@ -68,6 +69,7 @@ def test_password_change_checks_the_current_password_then_works(client, app, mak
         "/account/password", data={"current": PASSWORD, "new": "brand-new-pass", "confirm": "brand-new-pass"}
     )
     assert done.status_code == 302
+    db.session.rollback()  # what the page committed, not what its session still holds
     db.session.refresh(user)
     assert user.check_password("brand-new-pass") and not user.check_password(PASSWORD)
     client.post("/logout")

@@ -36,7 +36,7 @@ def make_staff(app):
 
     def factory(role: str, site=None, operator_id: int | None = None, name: str = ""):
         counter["n"] += 1
-        return create_user(
+        user = create_user(
             f"{role}{counter['n']}",
             "secret-pass",
             role,
@@ -44,6 +44,8 @@ def make_staff(app):
             operator_id=operator_id,
             display_name=name or f"{role} {counter['n']}",
         )
+        db.session.commit()
+        return user
 
     return factory
 

@@ -91,7 +91,9 @@ def make_staff(app):
 
     def factory(role: str, site_id: int | None = None, operator_id: int | None = None):
         counter["n"] += 1
-        return create_user(f"staff{counter['n']}", "secret-pass", role, site_id=site_id, operator_id=operator_id)
+        user = create_user(f"staff{counter['n']}", "secret-pass", role, site_id=site_id, operator_id=operator_id)
+        db.session.commit()
+        return user
 
     return factory
 
@@ -158,6 +160,7 @@ def refund(app, clock):
     def run(session, amount_fen: int, reason: str = "port gave no power"):
         if "user" not in staff:
             staff["user"] = create_user("refunder", "secret-pass", ROLE_ADMIN)
+            db.session.commit()
         return refund_session(staff["user"].id, session, amount_fen, reason, now=clock.now)
 
     return run

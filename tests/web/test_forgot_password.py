@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from chargeshed.accounts.models import User
+from chargeshed.accounts.reset import PasswordReset
 from chargeshed.extensions import db
 from tests.fakes.fake_notify import FakeAliyunSms
 
@@ -71,6 +73,16 @@ def test_five_wrong_guesses_burn_the_code(app, client, make_resident, aliyun):
     for _ in range(5):
         _reset(client, phone, wrong)
     assert "已过期" in _reset(client, phone, code).get_data(as_text=True)
+
+
+def test_a_wrong_try_is_stored_by_the_page_though_the_reset_fails(app, client, make_resident, aliyun):
+    phone = make_resident().login
+    client.post("/password/forgot", data={"phone": phone})
+    code = aliyun.messages[0]["params"]["code"]
+    wrong = _reset(client, phone, "000000" if code != "000000" else "111111")
+    assert wrong.status_code == 200 and "验证码错误、已使用或已过期" in wrong.get_data(as_text=True)
+    db.session.rollback()  # what the page committed, not what its session still holds
+    assert db.session.execute(select(PasswordReset.guesses)).scalar_one() == 1
 
 
 def test_without_sms_the_page_says_to_ask_the_property_office(app, client):

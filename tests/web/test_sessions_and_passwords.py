@@ -166,6 +166,7 @@ def test_registration_stops_telling_whether_a_number_is_registered_after_its_dai
     with app.app_context():
         db.create_all()
         taken = [create_user(f"1391111{n:04d}", PASSWORD, ROLE_RESIDENT).login for n in range(12)]
+        db.session.commit()
     client = app.test_client()
     client.set_cookie("lang", "en")
     strong = "Plum-rain 4 sheds"
