@@ -73,8 +73,14 @@ def autocommit_engine() -> Engine:
 def _autocommit_twin(app, engine: Engine) -> Engine:
     if engine.dialect.name == "sqlite":
         return engine.execution_options(isolation_level="AUTOCOMMIT")
-    options = {**app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}), "isolation_level": "AUTOCOMMIT"}
-    return create_engine(engine.url, pool_reset_on_return=None, pool_size=AUTOCOMMIT_POOL_SIZE, **options)
+    # The app's engine options (pre-ping, timeouts) apply; the pool's size and mode are its own.
+    options = {
+        **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
+        "isolation_level": "AUTOCOMMIT",
+        "pool_reset_on_return": None,
+        "pool_size": AUTOCOMMIT_POOL_SIZE,
+    }
+    return create_engine(engine.url, **options)
 
 
 # Connections the autocommit engine keeps per process (one per thread reading at the same moment).
