@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from chargeshed.accounts.models import ROLE_SITE_MANAGER
 from chargeshed.extensions import db
 from chargeshed.sites.models import Shed
 from tests.manage.test_occupancy import HX, cells
+from tests.statements import counted
 
 
 def shed_names(html: str) -> list[str]:
@@ -43,16 +44,8 @@ def test_unchanged_poll_reads_the_version_row_not_the_ports(client, make_site, m
     url = f"/manage/sites/{site.id}/grid"
     etag = client.get(url, headers=HX).headers["ETag"]
 
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
+    with counted() as statements:
         again = client.get(url, headers={**HX, "If-None-Match": etag})
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
     assert again.status_code == 304
     # The signed-in user, the site (access check) and the site's version row: no aggregate over ports.
     assert len(statements) <= 3, statements

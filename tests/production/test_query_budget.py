@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from flask import g
-from sqlalchemy import event
 
 from chargeshed.charging import sessions as svc
 from chargeshed.charging.supervisor import tick
@@ -13,30 +10,12 @@ from chargeshed.extensions import db
 from chargeshed.ports.sim import LITHIUM, SimAdapter
 from chargeshed.sites.models import Port
 from chargeshed.worker import sim_round
+from tests.statements import counted
 
 # The pay page: one plain row (port, shed, site, tariff, the port's live session and, signed in, the
 # wallet balance: chargeshed/charging/scan.py); signed in, the user (Flask-Login's) comes in that row.
 PAY_PAGE_ANONYMOUS = 1
 PAY_PAGE_SIGNED_IN = 1
-
-
-@contextlib.contextmanager
-def counted(autocommit: list[bool] | None = None):
-    """Collect the SQL statements run inside the block (and in `autocommit`, whether each ran outside
-    any transaction, as a one-statement read may: no BEGIN and ROLLBACK round trips)."""
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-        if autocommit is not None:
-            autocommit.append(conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT")
-
-    engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def test_the_pay_page_runs_a_handful_of_queries(app, client, make_site, make_resident, login):
