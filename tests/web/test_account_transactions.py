@@ -171,10 +171,10 @@ def test_tries_counted_meanwhile_are_not_lost(code, clock):
     assert _guesses() == password_reset.MAX_GUESSES
 
 
+@pytest.mark.pg
+@pytest.mark.parametrize("db_url", ["pg"], indirect=True)  # row locks: SQLite runs one writer at a time anyway
 def test_a_try_waits_for_one_still_open_and_is_refused_when_that_one_burnt_the_code(app, code, clock):
     """Tries running at once cannot get past MAX_GUESSES: the second waits for the first's row lock."""
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("row locks: PostgreSQL (SQLite runs one writer at a time anyway)")
     phone, right = code
     db.session.execute(update(password_reset.PasswordReset).values(guesses=password_reset.MAX_GUESSES - 1))
     db.session.commit()
